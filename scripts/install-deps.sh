@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian package that kith's build, tests and demo need, but
+# only those that are missing, so a second run costs one dpkg query.
+# Usage: scripts/install-deps.sh            (build + tests)
+set -euo pipefail
+
+packages=(
+  cmake g++ make pkg-config ninja-build
+  libcaf-dev libsodium-dev librocksdb-dev libboost-dev
+  capnproto libcapnp-dev catch2
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "install-deps: not root and no sudo; install these packages: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
