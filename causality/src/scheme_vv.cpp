@@ -38,6 +38,8 @@ std::string encoded(const version_vector& v) {
 /// Sorts siblings canonically (by encoded vector, then marker, then value),
 /// drops exact duplicates and every sibling whose vector is strictly
 /// dominated by another's, so that equal states encode equally.
+// TODO(perf): quadratic in siblings; a hostile object may carry max_dots
+// (4096) of them, about 16M vector comparisons. Bound siblings per key?
 void normalise(std::vector<vv_sibling>& s) {
   std::vector<std::pair<std::string, vv_sibling>> keyed;
   keyed.reserve(s.size());

@@ -14,9 +14,9 @@ namespace kith::causality {
 
 /// The causality schemes the simulator compares on one workload.
 enum class scheme_kind {
-  ndc, ///< node-wide dot clocks: stripped containers, no tombstones, dot-based anti-entropy
-  dvv, ///< per-key dotted version vectors, tombstones kept, Merkle anti-entropy
-  vv,  ///< per-key plain version vectors (server ids), tombstones kept, Merkle anti-entropy
+  ndc = 0, ///< node-wide dot clocks: stripped containers, no tombstones, dot-based anti-entropy
+  dvv = 1, ///< per-key dotted version vectors, tombstones kept, Merkle anti-entropy
+  vv = 2,  ///< per-key plain version vectors (server ids), tombstones kept, Merkle anti-entropy
 };
 
 [[nodiscard]] std::string_view to_string(scheme_kind k);
