@@ -1,24 +1,32 @@
 #include "kith/causality/anti_entropy.hpp"
 
+#include <algorithm>
 #include <map>
-#include <set>
 
 namespace kith::causality {
 
-std::vector<std::pair<key_type, container>>
+std::vector<delta_entry>
 plan_reply_entries(const node_clock& local_clock, const dot_key_map& dkm,
                    const container_source& store, const node_clock& peer_clock) {
-  std::set<key_type> keys;
+  std::map<key_type, std::vector<dot>> keys;
   for (const dot& d : local_clock.missing_from(peer_clock))
     if (const key_type* k = dkm.find(d))
-      keys.insert(*k);
+      keys[*k].push_back(d);
   // A dot with no dot-key entry was pruned: the watermark says every member
   // has it, so the peer cannot be missing it unless it is not a member (a
   // returning replica needs a snapshot instead).
-  std::vector<std::pair<key_type, container>> out;
+  std::vector<delta_entry> out;
   out.reserve(keys.size());
-  for (const auto& k : keys)
-    out.emplace_back(k, store.load(k).value_or(container{}));
+  for (auto& [k, dots] : keys) {
+    // Dots the container holds travel with it: list only the rest. The
+    // sender's own dots are listed too although its clock entry covers them:
+    // the asker needs their keys in its dot-key map to serve them onwards
+    // once the sender is gone.
+    container c = store.load(k).value_or(container{});
+    dots.erase(std::remove_if(dots.begin(), dots.end(), [&](dot d) { return c.holds(d); }),
+               dots.end());
+    out.push_back({k, std::move(c), std::move(dots)});
+  }
   return out;
 }
 
@@ -42,11 +50,14 @@ apply_plan plan_apply(const node_clock& local_clock, const container_source& sto
   // appears twice, the entries are merged (sync is a join).
   const node_clock sender_bases = d.clock.base_only();
   std::map<key_type, container> received;
-  for (const auto& [k, c] : d.entries) {
+  for (const auto& [k, c, resolves] : d.entries) {
     container filled = c;
     filled.fill(sender_bases);
     for (const auto& [dt, s] : filled.dots())
       plan.new_dots.emplace_back(dt, k);
+    for (const dot& dt : resolves)
+      if (filled.context().covers(dt))
+        plan.new_dots.emplace_back(dt, k);
     auto [it, fresh] = received.emplace(k, filled);
     if (!fresh)
       it->second = container::sync(it->second, filled);

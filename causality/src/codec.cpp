@@ -323,9 +323,14 @@ void encode(writer& w, const delta& d) {
   w.varint(d.from.value());
   encode(w, d.clock);
   w.varint(d.entries.size());
-  for (const auto& [k, c] : d.entries) {
+  for (const auto& [k, c, resolves] : d.entries) {
     w.bytes(k);
     encode(w, c);
+    w.varint(resolves.size());
+    for (const dot& x : resolves) {
+      w.varint(x.id.value());
+      w.varint(x.n.value());
+    }
   }
 }
 
@@ -340,7 +345,11 @@ bool decode(reader& r, delta& d, const decode_limits& l) {
     container c;
     if (r.failed() || !decode(r, c, l))
       return false;
-    d.entries.emplace_back(std::move(k), std::move(c));
+    std::vector<dot> resolves;
+    const auto nr = r.count(l.max_entries);
+    for (std::uint64_t j = 0; j < nr && !r.failed(); ++j)
+      resolves.push_back(dot{replica_id{r.varint()}, counter{r.varint()}});
+    d.entries.push_back({std::move(k), std::move(c), std::move(resolves)});
   }
   return !r.failed();
 }
@@ -379,7 +388,7 @@ byte_split split_of(const container& c) {
 byte_split split_of(const delta& d) {
   byte_split s;
   std::size_t entries = 0;
-  for (const auto& [k, c] : d.entries) {
+  for (const auto& [k, c, resolves] : d.entries) { // resolves count as sync metadata
     const auto cs = split_of(c);
     s.data += k.size() + cs.data;
     s.key_meta += varint_size(k.size()) + cs.key_meta;

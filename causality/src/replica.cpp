@@ -24,10 +24,16 @@ void replica::retire(replica_id id) {
 void replica::close_retired(replica_id id) {
   if (id == self_)
     return;
-  const clock_entry* e = clock_.find(id);
-  if (e == nullptr)
+  // The highest dot of id we know of: held in the clock, or named by a
+  // stored context (a write that saw it, made by someone who had it).
+  std::uint64_t top = 0;
+  if (const clock_entry* e = clock_.find(id))
+    top = e->max();
+  for (const auto& k : unstripped_)
+    top = std::max(top, store_.at(k).context().get(id));
+  if (top == 0)
     return;
-  clock_.join_entry(id, clock_entry{e->max(), {}});
+  clock_.join_entry(id, clock_entry{top, {}});
   marks_.observe(self_, clock_);
   restrip();
   prune();
@@ -61,7 +67,7 @@ delta replica::write(const key_type& k, sibling s, const version_vector& read_co
   delta out{self_, clock_.base_only(), {}};
   container sent = c;
   sent.strip(clock_);
-  out.entries.emplace_back(k, std::move(sent));
+  out.entries.push_back({k, std::move(sent), {}});
 
   c.drop_delete_markers();
   c.strip(clock_);
@@ -98,11 +104,24 @@ void replica::apply(const sync_reply& reply) {
 }
 
 sync_reply replica::snapshot() const {
+  // Every stored key, plus the keys the dot-key map still names (deleted
+  // ones travel as empty containers), each with the dots it resolves, so
+  // the receiver can serve those dots to others as we would.
+  std::map<key_type, std::vector<dot>> resolves;
+  for (const auto& [k, c] : store_)
+    resolves[k];
+  for (const auto& [origin, row] : dkm_.rows())
+    for (const auto& [n, k] : row)
+      resolves[k].push_back(dot{origin, counter{n}});
   sync_reply r;
   r.changes.from = self_;
   r.changes.clock = clock_;
-  for (const auto& [k, c] : store_)
-    r.changes.entries.emplace_back(k, c);
+  for (auto& [k, dots] : resolves) {
+    container c = load(k).value_or(container{});
+    dots.erase(std::remove_if(dots.begin(), dots.end(), [&](dot d) { return c.holds(d); }),
+               dots.end());
+    r.changes.entries.push_back({k, std::move(c), std::move(dots)});
+  }
   r.marks = marks_;
   return r;
 }
@@ -113,11 +132,11 @@ void replica::apply_snapshot(const sync_reply& snap) {
   // whatever the sender's clock covers, and keeps the rest.
   delta d = snap.changes;
   std::set<key_type> listed;
-  for (const auto& [k, c] : d.entries)
-    listed.insert(k);
+  for (const auto& e : d.entries)
+    listed.insert(e.key);
   for (const auto& [k, c] : store_)
     if (listed.count(k) == 0)
-      d.entries.emplace_back(k, container{});
+      d.entries.push_back({k, container{}, {}});
   apply_plan plan = plan_apply(clock_, *this, d, true);
   commit(plan);
   // The sender sent its whole state, so its whole clock is covered now.

@@ -178,7 +178,7 @@ TEST_CASE("random loss, duplication and reordering converge to the naive model",
 TEST_CASE("random partitions heal into equal replicas with empty contexts",
           "[causality][property][model]") {
   const auto seed = kith::test::base_seed() + 11;
-  for (int i = 0; i < kith::test::cases(2000); ++i) {
+  for (int i = 0; i < kith::test::cases(10000); ++i) {
     const auto case_seed = seed + static_cast<std::uint64_t>(i);
     CAPTURE(case_seed);
     kith::test::rng g{case_seed};
@@ -201,5 +201,71 @@ TEST_CASE("random partitions heal into equal replicas with empty contexts",
     }
     grp.heal();
     kith::test::check_converged(grp);
+  }
+}
+
+TEST_CASE("replacing a replica that lost its store leaves metadata naming only live ids",
+          "[causality][property][churn]") {
+  const auto seed = kith::test::base_seed() + 12;
+  for (int i = 0; i < kith::test::cases(10000); ++i) {
+    const auto case_seed = seed + static_cast<std::uint64_t>(i);
+    CAPTURE(case_seed);
+    kith::test::rng g{case_seed};
+    kith::test::group grp(static_cast<std::size_t>(pick(g, 2, 4)));
+    std::vector<replica_id> live;
+    for (const auto& r : grp.nodes)
+      live.push_back(r.id());
+    std::vector<replica_id> retired;
+    std::uint64_t next_id = 100;
+    const auto steps = pick(g, 10, 40);
+    for (std::uint64_t s = 0; s < steps; ++s) {
+      const auto r = static_cast<std::size_t>(pick(g, 0, grp.nodes.size() - 1));
+      const auto op = pick(g, 0, 99);
+      if (op < 60) {
+        const key_type k = "k" + std::to_string(pick(g, 0, 4));
+        const auto ctx = grp[r].read(k).context;
+        delta d = chance(g, 0.25) ? grp[r].erase(k, ctx) : grp[r].put(k, "v" + std::to_string(s), ctx);
+        for (std::size_t to = 0; to < grp.nodes.size(); ++to)
+          if (to != r && chance(g, 0.6))
+            grp[to].receive(d);
+      } else if (op < 85) {
+        const auto o = static_cast<std::size_t>(pick(g, 0, grp.nodes.size() - 1));
+        if (o != r)
+          grp.pull(r, o);
+      } else if (op < 92) {
+        grp[r].restrip();
+      } else {
+        // r loses its store and comes back under a fresh id.
+        const replica_id old = grp[r].id();
+        const replica_id fresh{next_id++};
+        std::replace(live.begin(), live.end(), old, fresh);
+        retired.push_back(old);
+        grp.nodes[r] = replica{fresh};
+        for (auto& n : grp.nodes) {
+          n.set_members(live);
+          n.retire(old);
+        }
+        const auto donor = (r + 1) % grp.nodes.size();
+        grp[r].apply_snapshot(grp[donor].snapshot());
+        REQUIRE(grp[r].check_invariant());
+      }
+    }
+    grp.heal();
+    for (auto old : retired)
+      for (auto& n : grp.nodes)
+        n.close_retired(old);
+    grp.heal();
+    kith::test::check_converged(grp);
+    for (const auto& n : grp.nodes) {
+      CAPTURE(n.id());
+      REQUIRE(n.marks().members() == [&] { auto v = live; std::sort(v.begin(), v.end()); return v; }());
+      for (auto old : retired) {
+        REQUIRE(n.dkm().rows().count(old) == 0);
+        for (const auto& [origin, cols] : n.marks().rows())
+          REQUIRE(cols.count(old) == 0);
+        for (const auto& [k, c] : n.store())
+          REQUIRE(c.context().get(old) == 0);
+      }
+    }
   }
 }

@@ -18,6 +18,22 @@ public:
   [[nodiscard]] virtual std::optional<container> load(const key_type& k) const = 0;
 };
 
+/// One key in a delta: its container, and (anti-entropy answers only) the
+/// asker's missing dots that the sender's dot-key map maps to this key.
+/// The receiver adds such a dot to its clock only when the received
+/// container's context covers it, i.e. only when the dot's effect on this
+/// key is captured by what it stores. This closes the gap left by a
+/// third party's dot that was overwritten before the asker saw it.
+struct delta_entry {
+  key_type key;
+  container dcc;
+  std::vector<dot> resolves;
+
+  friend bool operator==(const delta_entry& a, const delta_entry& b) {
+    return a.key == b.key && a.dcc == b.dcc && a.resolves == b.resolves;
+  }
+};
+
 /// A batch of changes from one replica: fresh local writes pushed to the
 /// members, or the entries of an anti-entropy answer. Each container is
 /// stripped against the sender's clock (delete markers kept on a push); the
@@ -27,7 +43,7 @@ public:
 struct delta {
   replica_id from;
   node_clock clock;
-  std::vector<std::pair<key_type, container>> entries;
+  std::vector<delta_entry> entries;
 };
 
 /// Step 1 of a pull: A tells B what it has.
@@ -59,8 +75,8 @@ struct apply_plan {
 /// Step 2 at B: which keys and containers answer a peer's clock. Missing
 /// dots are mapped to keys through the dot-key map and de-duplicated; each
 /// key is sent as stored (stripped against B's clock), or as an empty
-/// container if B no longer stores it.
-[[nodiscard]] std::vector<std::pair<key_type, container>>
+/// container if B no longer stores it, with the missing dots it resolves.
+[[nodiscard]] std::vector<delta_entry>
 plan_reply_entries(const node_clock& local_clock, const dot_key_map& dkm,
                    const container_source& store, const node_clock& peer_clock);
 
@@ -69,7 +85,8 @@ plan_reply_entries(const node_clock& local_clock, const dot_key_map& dkm,
 /// differs from the local filled container (the context counts, not only
 /// the values) the plan stores strip(R) without delete markers, or erases
 /// the key if nothing is left. Every dot of every received container joins
-/// the clock and the dot-key map (its effect is captured by R either way).
+/// the clock and the dot-key map (its effect is captured by R either way),
+/// and so does every resolved dot the received context covers.
 /// With merge_sender_entry (anti-entropy answers only) the sender's own
 /// clock entry is merged too; entries of third parties never are, because
 /// this replica has not stored their effects.

@@ -34,7 +34,8 @@ public:
   void retire(replica_id id);
   /// Closes a retired id's clock entry: its gaps (dots that never reached
   /// this replica) are declared lost and the base jumps to the highest dot
-  /// held, so contexts naming the id strip away. Precondition: the id is
+  /// of it held or named by a stored context, so contexts naming the id
+  /// strip away. Precondition: the id is
   /// retired for good (its store is gone) and the live members have already
   /// exchanged what they hold of it; a dot of it arriving later is dropped.
   void close_retired(replica_id id);
