@@ -43,3 +43,7 @@ find_package(CapnProto CONFIG REQUIRED)
 # --- Catch2 v2 for tests.
 find_package(Catch2 2.13 CONFIG REQUIRED)
 include(Catch)
+
+# --- JSON (documents) and the command-line parser, both header-only.
+find_package(nlohmann_json 3.11 CONFIG REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)

@@ -1,0 +1,148 @@
+#pragma once
+
+#include "kith/causality/codec.hpp"
+#include "kith/causality/types.hpp"
+#include "kith/causality/version_vector.hpp"
+#include "kith/protocol/crypto.hpp"
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kith::protocol {
+
+using causality::counter;
+using causality::dot;
+using causality::key_type;
+using causality::replica_id;
+using causality::version_vector;
+
+/// Limits for decoding signed structures from untrusted bytes.
+struct signed_limits {
+  causality::decode_limits base{};
+  std::size_t max_batch_leaves = 4096;   // writes under one signature
+  std::size_t max_topic_bytes = 256;
+  std::size_t max_writers = 4096;        // allow-list of a shared topic
+};
+
+// --- replica bindings -------------------------------------------------------
+
+/// States that replica id `rid` writes for `author`. The id is derived
+/// from the key and a nonce (first 8 bytes of a hash), so nobody can claim
+/// another identity's replica id without a 2^64 search, and the signature
+/// shows the author chose it. A node that loses its store picks a new nonce
+/// and so a new replica id.
+struct replica_binding {
+  public_key author;
+  std::uint64_t nonce = 0;
+  replica_id rid;
+  signature sig;
+};
+
+[[nodiscard]] replica_id derive_replica_id(const public_key& author, std::uint64_t nonce);
+[[nodiscard]] replica_binding bind_replica(const identity& author, std::uint64_t nonce);
+/// Derivation and signature both check out.
+[[nodiscard]] bool check_binding(const replica_binding& b);
+
+// --- topics -------------------------------------------------------------------
+
+/// Who may write a topic. A feed is its owner's own documents; a shared
+/// topic names its writers; an open topic takes any signed write.
+enum class topic_kind : std::uint8_t { feed = 0, shared = 1, open = 2 };
+
+/// A replication group and its write rule. A feed's id is derived from its
+/// owner ("feed/<id>"); a shared or open topic's id is a hash of its signed
+/// descriptor ("topic/<hex>"), so the allow-list cannot be swapped without
+/// changing the id.
+struct topic_descriptor {
+  std::string id;
+  topic_kind kind = topic_kind::feed;
+  public_key creator;
+  std::string name;
+  std::vector<public_key> writers; // shared: allowed besides the creator
+  std::uint64_t nonce = 0;
+  signature sig;                   // creator's, over everything above but id
+};
+
+[[nodiscard]] topic_descriptor feed_topic(const public_key& owner);
+[[nodiscard]] topic_descriptor make_topic(const identity& creator, topic_kind kind,
+                                          std::string name, std::vector<public_key> writers,
+                                          std::uint64_t nonce);
+/// The descriptor is well formed: id derived correctly, signature valid.
+[[nodiscard]] bool check_topic(const topic_descriptor& t, std::string* why = nullptr);
+/// The write rule: may `author` write to topic t?
+[[nodiscard]] bool may_write(const topic_descriptor& t, const public_key& author);
+
+// --- writes -----------------------------------------------------------------
+
+/// What a write stores in its container sibling: the value or a delete,
+/// the author's clock time, and the read context it replaces.
+struct write_body {
+  bool deleted = false;
+  std::uint64_t time_ms = 0;
+  version_vector context;
+  std::string value;
+};
+
+[[nodiscard]] std::string encode_body(const write_body& b);
+[[nodiscard]] std::optional<write_body> decode_body(std::string_view bytes,
+                                                    const signed_limits& l = {});
+
+/// A write without its value: what a peer keeps of an overwritten or
+/// deleted write until every replica has seen it, and what justifies
+/// dropping data. Verifiable on its own through the value's hash.
+struct write_header {
+  key_type key;
+  dot d;
+  bool deleted = false;
+  std::uint64_t time_ms = 0;
+  version_vector context;
+  hash256 value_hash{};
+
+  friend bool operator==(const write_header& a, const write_header& b) {
+    return a.key == b.key && a.d == b.d && a.deleted == b.deleted && a.time_ms == b.time_ms &&
+           a.context == b.context && a.value_hash == b.value_hash;
+  }
+};
+
+[[nodiscard]] write_header header_of(const key_type& k, dot d, const write_body& b);
+/// The leaf a batch signature covers: topic, key, dot, delete flag, time,
+/// read context and value hash.
+[[nodiscard]] hash256 leaf_hash(std::string_view topic, const write_header& h);
+void encode(causality::writer& w, const write_header& h);
+[[nodiscard]] bool decode(causality::reader& r, write_header& h, const signed_limits& l = {});
+
+// --- batches ------------------------------------------------------------------
+
+/// One signature over the leaves of a run of consecutive dots of one
+/// replica in one topic: counters first .. first + leaves.size() - 1.
+/// Signing costs one ed25519 signature per batch; verifying a received run
+/// costs one verification per batch plus a hash per write.
+struct signed_batch {
+  std::string topic;
+  replica_id rid;
+  std::uint64_t first = 0;
+  std::vector<hash256> leaves;
+  signature sig;
+
+  [[nodiscard]] std::uint64_t last() const { return first + leaves.size() - 1; }
+  [[nodiscard]] bool covers(dot d) const {
+    return d.id == rid && d.n.value() >= first && d.n.value() <= last();
+  }
+  [[nodiscard]] const hash256& leaf(dot d) const { return leaves[d.n.value() - first]; }
+};
+
+[[nodiscard]] std::string batch_message(const signed_batch& b);
+[[nodiscard]] signed_batch sign_batch(const identity& author, std::string topic, replica_id rid,
+                                      std::uint64_t first, std::vector<hash256> leaves);
+[[nodiscard]] bool check_batch(const signed_batch& b, const public_key& author);
+
+void encode(causality::writer& w, const replica_binding& b);
+void encode(causality::writer& w, const topic_descriptor& t);
+void encode(causality::writer& w, const signed_batch& b);
+[[nodiscard]] bool decode(causality::reader& r, replica_binding& b, const signed_limits& l = {});
+[[nodiscard]] bool decode(causality::reader& r, topic_descriptor& t, const signed_limits& l = {});
+[[nodiscard]] bool decode(causality::reader& r, signed_batch& b, const signed_limits& l = {});
+
+} // namespace kith::protocol

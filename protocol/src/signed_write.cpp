@@ -1,0 +1,302 @@
+#include "kith/protocol/signed_write.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace kith::protocol {
+
+namespace {
+
+using causality::reader;
+using causality::writer;
+
+template <std::size_t N>
+bool read_array(reader& r, std::array<std::uint8_t, N>& out) {
+  auto v = r.raw(N);
+  if (r.failed() || v.size() != N)
+    return false;
+  std::memcpy(out.data(), v.data(), N);
+  return true;
+}
+
+template <std::size_t N>
+std::string_view as_view(const std::array<std::uint8_t, N>& a) {
+  return {reinterpret_cast<const char*>(a.data()), N};
+}
+
+std::string binding_message(const public_key& author, std::uint64_t nonce) {
+  writer w;
+  w.raw("kith/replica/v1");
+  w.raw(author.view());
+  w.varint(nonce);
+  return w.take();
+}
+
+std::string topic_body(const topic_descriptor& t) {
+  writer w;
+  w.raw("kith/topic/v1");
+  w.u8(static_cast<std::uint8_t>(t.kind));
+  w.raw(t.creator.view());
+  w.bytes(t.name);
+  w.varint(t.writers.size());
+  for (const auto& pk : t.writers)
+    w.raw(pk.view());
+  w.varint(t.nonce);
+  return w.take();
+}
+
+std::string topic_id_of(const topic_descriptor& t) {
+  if (t.kind == topic_kind::feed)
+    return "feed/" + to_text(t.creator);
+  hash256 h = hash_of(topic_body(t));
+  return "topic/" + to_hex(as_view(h)).substr(0, 32);
+}
+
+} // namespace
+
+// --- bindings ---------------------------------------------------------------
+
+replica_id derive_replica_id(const public_key& author, std::uint64_t nonce) {
+  hash256 h = hash_of(binding_message(author, nonce));
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v = (v << 8) | h[i];
+  // Zero is never a valid replica id (it means "none" in several places).
+  return replica_id{v == 0 ? 1 : v};
+}
+
+replica_binding bind_replica(const identity& author, std::uint64_t nonce) {
+  replica_binding b;
+  b.author = author.pub();
+  b.nonce = nonce;
+  b.rid = derive_replica_id(b.author, nonce);
+  b.sig = author.sign(binding_message(b.author, nonce));
+  return b;
+}
+
+bool check_binding(const replica_binding& b) {
+  return derive_replica_id(b.author, b.nonce) == b.rid &&
+         verify(b.author, binding_message(b.author, b.nonce), b.sig);
+}
+
+// --- topics -------------------------------------------------------------------
+
+topic_descriptor feed_topic(const public_key& owner) {
+  topic_descriptor t;
+  t.kind = topic_kind::feed;
+  t.creator = owner;
+  t.name = "feed";
+  t.id = topic_id_of(t);
+  return t;
+}
+
+topic_descriptor make_topic(const identity& creator, topic_kind kind, std::string name,
+                            std::vector<public_key> writers, std::uint64_t nonce) {
+  if (kind == topic_kind::feed)
+    return feed_topic(creator.pub());
+  topic_descriptor t;
+  t.kind = kind;
+  t.creator = creator.pub();
+  t.name = std::move(name);
+  std::sort(writers.begin(), writers.end());
+  writers.erase(std::unique(writers.begin(), writers.end()), writers.end());
+  t.writers = std::move(writers);
+  t.nonce = nonce;
+  t.sig = creator.sign(topic_body(t));
+  t.id = topic_id_of(t);
+  return t;
+}
+
+bool check_topic(const topic_descriptor& t, std::string* why) {
+  auto fail = [&](const char* reason) {
+    if (why)
+      *why = reason;
+    return false;
+  };
+  if (static_cast<unsigned>(t.kind) > 2)
+    return fail("unknown topic kind");
+  if (t.id != topic_id_of(t))
+    return fail("topic id does not match its descriptor");
+  if (t.kind != topic_kind::feed && !verify(t.creator, topic_body(t), t.sig))
+    return fail("topic descriptor signature is invalid");
+  return true;
+}
+
+bool may_write(const topic_descriptor& t, const public_key& author) {
+  switch (t.kind) {
+    case topic_kind::feed:
+      return author == t.creator;
+    case topic_kind::shared:
+      return author == t.creator ||
+             std::binary_search(t.writers.begin(), t.writers.end(), author);
+    case topic_kind::open:
+      return true;
+  }
+  return false;
+}
+
+// --- writes -------------------------------------------------------------------
+
+std::string encode_body(const write_body& b) {
+  writer w;
+  w.u8(b.deleted ? 1 : 0);
+  w.varint(b.time_ms);
+  causality::encode(w, b.context);
+  w.bytes(b.value);
+  return w.take();
+}
+
+std::optional<write_body> decode_body(std::string_view bytes, const signed_limits& l) {
+  reader r(bytes);
+  write_body b;
+  auto flag = r.u8();
+  if (flag > 1)
+    return std::nullopt;
+  b.deleted = flag == 1;
+  b.time_ms = r.varint();
+  if (!causality::decode(r, b.context, l.base))
+    return std::nullopt;
+  b.value = std::string(r.bytes(l.base.max_value_bytes));
+  if (r.failed() || !r.at_end())
+    return std::nullopt;
+  return b;
+}
+
+write_header header_of(const key_type& k, dot d, const write_body& b) {
+  return {k, d, b.deleted, b.time_ms, b.context, hash_of(b.value)};
+}
+
+void encode(writer& w, const write_header& h) {
+  w.bytes(h.key);
+  w.varint(h.d.id.value());
+  w.varint(h.d.n.value());
+  w.u8(h.deleted ? 1 : 0);
+  w.varint(h.time_ms);
+  causality::encode(w, h.context);
+  w.raw(as_view(h.value_hash));
+}
+
+bool decode(reader& r, write_header& h, const signed_limits& l) {
+  h.key = std::string(r.bytes(l.base.max_key_bytes));
+  h.d.id = replica_id{r.varint()};
+  h.d.n = counter{r.varint()};
+  auto flag = r.u8();
+  h.deleted = flag == 1;
+  h.time_ms = r.varint();
+  if (flag > 1 || !causality::decode(r, h.context, l.base))
+    return false;
+  return read_array(r, h.value_hash) && !r.failed();
+}
+
+hash256 leaf_hash(std::string_view topic, const write_header& h) {
+  writer w;
+  w.raw("kith/write/v1");
+  w.bytes(topic);
+  encode(w, h);
+  return hash_of(w.str());
+}
+
+// --- batches ------------------------------------------------------------------
+
+std::string batch_message(const signed_batch& b) {
+  // The leaves are hashed first so the signed message has a fixed size
+  // whatever the batch length.
+  std::string leaves;
+  leaves.reserve(b.leaves.size() * 32);
+  for (const auto& l : b.leaves)
+    leaves.append(as_view(l));
+  writer w;
+  w.raw("kith/batch/v1");
+  w.bytes(b.topic);
+  w.varint(b.rid.value());
+  w.varint(b.first);
+  w.varint(b.leaves.size());
+  w.raw(as_view(hash_of(leaves)));
+  return w.take();
+}
+
+signed_batch sign_batch(const identity& author, std::string topic, replica_id rid,
+                        std::uint64_t first, std::vector<hash256> leaves) {
+  signed_batch b;
+  b.topic = std::move(topic);
+  b.rid = rid;
+  b.first = first;
+  b.leaves = std::move(leaves);
+  b.sig = author.sign(batch_message(b));
+  return b;
+}
+
+bool check_batch(const signed_batch& b, const public_key& author) {
+  return b.first >= 1 && !b.leaves.empty() && verify(author, batch_message(b), b.sig);
+}
+
+// --- encodings ------------------------------------------------------------------
+
+void encode(writer& w, const replica_binding& b) {
+  w.raw(b.author.view());
+  w.varint(b.nonce);
+  w.varint(b.rid.value());
+  w.raw(b.sig.view());
+}
+
+bool decode(reader& r, replica_binding& b, const signed_limits&) {
+  if (!read_array(r, b.author.bytes))
+    return false;
+  b.nonce = r.varint();
+  b.rid = replica_id{r.varint()};
+  return read_array(r, b.sig.bytes);
+}
+
+void encode(writer& w, const topic_descriptor& t) {
+  w.bytes(t.id);
+  w.u8(static_cast<std::uint8_t>(t.kind));
+  w.raw(t.creator.view());
+  w.bytes(t.name);
+  w.varint(t.writers.size());
+  for (const auto& pk : t.writers)
+    w.raw(pk.view());
+  w.varint(t.nonce);
+  w.raw(t.sig.view());
+}
+
+bool decode(reader& r, topic_descriptor& t, const signed_limits& l) {
+  t.id = std::string(r.bytes(l.max_topic_bytes));
+  auto kind = r.u8();
+  if (kind > 2)
+    return false;
+  t.kind = static_cast<topic_kind>(kind);
+  if (!read_array(r, t.creator.bytes))
+    return false;
+  t.name = std::string(r.bytes(l.max_topic_bytes));
+  auto n = r.count(l.max_writers);
+  t.writers.assign(n, public_key{});
+  for (auto& pk : t.writers)
+    if (!read_array(r, pk.bytes))
+      return false;
+  t.nonce = r.varint();
+  return read_array(r, t.sig.bytes);
+}
+
+void encode(writer& w, const signed_batch& b) {
+  w.bytes(b.topic);
+  w.varint(b.rid.value());
+  w.varint(b.first);
+  w.varint(b.leaves.size());
+  for (const auto& h : b.leaves)
+    w.raw(as_view(h));
+  w.raw(b.sig.view());
+}
+
+bool decode(reader& r, signed_batch& b, const signed_limits& l) {
+  b.topic = std::string(r.bytes(l.max_topic_bytes));
+  b.rid = replica_id{r.varint()};
+  b.first = r.varint();
+  auto n = r.count(l.max_batch_leaves);
+  b.leaves.assign(n, hash256{});
+  for (auto& h : b.leaves)
+    if (!read_array(r, h))
+      return false;
+  return read_array(r, b.sig.bytes) && !r.failed();
+}
+
+} // namespace kith::protocol

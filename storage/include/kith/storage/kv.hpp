@@ -1,0 +1,62 @@
+#pragma once
+
+#include "kith/storage/result.hpp"
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kith::storage {
+
+/// Puts and deletes applied together or not at all.
+class kv_batch {
+public:
+  void put(std::string key, std::string value) { ops_.push_back({std::move(key), std::move(value), false}); }
+  void del(std::string key) { ops_.push_back({std::move(key), {}, true}); }
+  struct op {
+    std::string key;
+    std::string value;
+    bool erase;
+  };
+  [[nodiscard]] const std::vector<op>& ops() const { return ops_; }
+  [[nodiscard]] bool empty() const { return ops_.empty(); }
+  [[nodiscard]] std::size_t bytes() const;
+
+private:
+  std::vector<op> ops_;
+};
+
+/// An ordered byte-string map with atomic batches: all the node needs
+/// from a database. Two implementations with the same semantics: RocksDB
+/// for the node, a std::map for tests and the simulator (thousands of
+/// nodes in one process cannot each have a RocksDB). The storage test
+/// suite runs against both. Single writer; reads may interleave.
+class kv_store {
+public:
+  using visitor = std::function<bool(std::string_view key, std::string_view value)>;
+  virtual ~kv_store() = default;
+  [[nodiscard]] virtual result<std::optional<std::string>> get(std::string_view key) const = 0;
+  /// Visits keys in [from, to) in order until fn returns false.
+  [[nodiscard]] virtual status scan(std::string_view from, std::string_view to,
+                                    const visitor& fn) const = 0;
+  /// The greatest key <= key that is >= lo, with its value.
+  [[nodiscard]] virtual result<std::optional<std::pair<std::string, std::string>>>
+  floor(std::string_view key, std::string_view lo) const = 0;
+  /// Applies a batch atomically; with sync, durable on return (fsync).
+  [[nodiscard]] virtual status commit(const kv_batch& b, bool sync) = 0;
+  /// Approximate memory held by the store's caches and tables (bytes).
+  [[nodiscard]] virtual std::uint64_t memory_usage() const = 0;
+};
+
+/// Opens (or with create, creates) a RocksDB store in dir.
+[[nodiscard]] result<std::unique_ptr<kv_store>> open_rocksdb(const std::string& dir, bool create);
+/// An empty in-memory store.
+[[nodiscard]] std::unique_ptr<kv_store> make_memory_kv();
+
+/// The key one past every key that starts with prefix ("" if none).
+[[nodiscard]] std::string prefix_end(std::string_view prefix);
+
+} // namespace kith::storage

@@ -1,0 +1,198 @@
+#pragma once
+
+#include "kith/causality/anti_entropy.hpp"
+#include "kith/causality/dot_key_map.hpp"
+#include "kith/protocol/signed_write.hpp"
+#include "kith/storage/kv.hpp"
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace kith::storage {
+
+using causality::dot;
+using causality::key_type;
+using causality::replica_id;
+using causality::version_vector;
+using protocol::signed_batch;
+using protocol::topic_descriptor;
+using protocol::write_header;
+
+/// The on-disk layout version. Bumped on any incompatible change; open
+/// refuses a store with another version.
+inline constexpr std::uint32_t format_version = 1;
+
+struct store_options {
+  /// fsync every committed batch. Off, a crash of the process loses
+  /// nothing (the OS has the data) but a power cut may lose the last
+  /// writes.
+  bool sync = true;
+  /// Nonce for this store's replica id (0: drawn from the OS). Tests and
+  /// the simulator pass a seeded value.
+  std::uint64_t replica_nonce = 0;
+};
+
+/// One write of a local batch: a value, or a delete (nullopt), replacing
+/// what `context` covers (the context a read returned).
+struct write_op {
+  key_type key;
+  std::optional<std::string> value;
+  version_vector context;
+};
+
+/// One sibling of a key as a reader sees it.
+struct sibling_view {
+  dot d;
+  std::string value;
+  std::uint64_t time_ms = 0;
+};
+
+/// What a read of one key returns: the live siblings and the context to
+/// pass back so a later write replaces them all.
+struct key_view {
+  std::vector<sibling_view> siblings;
+  version_vector context;
+};
+
+/// A key's data as replicated: its stored writes (full bodies) and the
+/// headers of overwritten or deleted writes it resolves.
+struct signed_entry {
+  key_type key;
+  std::vector<std::pair<dot, std::string>> records; // dot, encoded write_body
+  std::vector<write_header> resolves;
+};
+
+/// What one replica sends another: a push of fresh local writes or an
+/// anti-entropy answer. Everything in it is checked against the batch
+/// signatures and replica bindings it carries (or the receiver already
+/// holds); nothing else in it is trusted. `clock` is the sender's claim,
+/// used only to estimate what the sender has (the watermark), never to
+/// decide what to drop.
+struct signed_reply {
+  std::string topic;
+  replica_id from;
+  causality::node_clock clock;
+  std::vector<signed_entry> entries;
+  std::vector<signed_batch> batches;
+  std::vector<protocol::replica_binding> bindings;
+};
+
+struct apply_stats {
+  std::size_t keys_changed = 0;
+  std::size_t new_dots = 0;
+  std::size_t batches_verified = 0; // signatures checked (not cached)
+};
+
+/// A post found through an index.
+struct index_hit {
+  std::string topic;
+  key_type key;
+  dot d;
+  std::uint64_t time_ms = 0;
+};
+
+/// The node's durable state: per-topic clocks, containers, dot-key maps,
+/// watermarks, signed batches, replica bindings, write headers kept for
+/// replicas that have not seen them, and derived indexes. Each change is
+/// one atomic kv batch: a clock never covers a dot whose effect is not
+/// stored with it. Per-topic metadata is loaded on first use.
+/// Not thread-safe: one owner (the node's storage actor).
+class store {
+public:
+  ~store();
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
+
+  /// Opens the store in dir (RocksDB). With create, a missing store is
+  /// created for `self`; an existing store must belong to `self`.
+  [[nodiscard]] static result<std::unique_ptr<store>>
+  open(const std::string& dir, const protocol::identity& self, bool create,
+       const store_options& opts = {});
+  /// The same store over a caller-provided kv (in-memory for tests and
+  /// the simulator).
+  [[nodiscard]] static result<std::unique_ptr<store>>
+  open(std::unique_ptr<kv_store> kv, const protocol::identity& self, const store_options& opts = {});
+
+  [[nodiscard]] replica_id self_id() const { return binding_.rid; }
+  [[nodiscard]] const protocol::replica_binding& binding() const { return binding_; }
+  [[nodiscard]] const protocol::public_key& author() const { return self_.pub(); }
+
+  // --- topics -------------------------------------------------------------
+  /// Registers a topic (checks its descriptor). The owner's feed topic is
+  /// registered at creation.
+  [[nodiscard]] status add_topic(const topic_descriptor& t);
+  [[nodiscard]] std::optional<topic_descriptor> topic(const std::string& id) const;
+  [[nodiscard]] std::vector<std::string> topics() const;
+  [[nodiscard]] std::string feed_topic_id() const { return feed_id_; }
+  /// The replicas of a topic that pruning waits for (self is always one).
+  [[nodiscard]] status set_members(const std::string& topic, std::vector<replica_id> members);
+
+  // --- local writes and reads ----------------------------------------------
+  /// Signs the ops as one batch (one signature) and commits them in one
+  /// atomic change. Returns the push to send to the topic's members.
+  [[nodiscard]] result<signed_reply> write(const std::string& topic,
+                                           const std::vector<write_op>& ops,
+                                           std::uint64_t time_ms);
+  [[nodiscard]] result<key_view> read(const std::string& topic, const key_type& k);
+  /// Every stored key of the topic starting with prefix.
+  [[nodiscard]] result<std::vector<std::pair<key_type, key_view>>>
+  read_prefix(const std::string& topic, const std::string& prefix);
+
+  // --- replication ----------------------------------------------------------
+  [[nodiscard]] result<causality::sync_request> make_request(const std::string& topic);
+  /// Answers a peer's clock with what it misses, signed data only. The
+  /// asker's clock is taken as its own report for the watermark.
+  [[nodiscard]] result<signed_reply> answer(const std::string& topic,
+                                            const causality::sync_request& req);
+  /// Verifies everything in a push or an answer and applies it in one
+  /// atomic change. On any verification failure nothing is stored.
+  [[nodiscard]] result<apply_stats> apply(const signed_reply& r);
+
+  // --- indexes ----------------------------------------------------------------
+  /// The newest posts of an author (by the write's time).
+  [[nodiscard]] result<std::vector<index_hit>> by_author(const protocol::public_key& a,
+                                                         std::size_t limit);
+  /// The newest posts carrying #tag (lower-case, without '#').
+  [[nodiscard]] result<std::vector<index_hit>> by_tag(const std::string& tag, std::size_t limit);
+  /// Drops and rebuilds every derived index from the stored containers.
+  /// Returns the number of index rows written.
+  [[nodiscard]] result<std::size_t> reindex();
+  /// Every index row, in order: for comparing incremental with rebuilt.
+  [[nodiscard]] result<std::vector<std::string>> index_rows();
+
+  // --- checks -------------------------------------------------------------------
+  /// Cross-checks a topic: every stored dot is covered by the clock and
+  /// its body decodes and matches a stored signed batch; own dots have no
+  /// gaps. Returns a description of the first problem found.
+  [[nodiscard]] status check_topic(const std::string& topic);
+  [[nodiscard]] const causality::node_clock* clock(const std::string& topic);
+  [[nodiscard]] std::size_t superseded_count(const std::string& topic);
+  [[nodiscard]] std::uint64_t memory_usage() const { return kv_->memory_usage(); }
+
+  struct topic_state;
+
+private:
+  store(std::unique_ptr<kv_store> kv, const protocol::identity& self, const store_options& o);
+  status init(bool may_create);
+  result<topic_state*> state(const std::string& topic);
+  struct commit_input;
+  status commit(topic_state& ts, commit_input& in);
+
+  std::unique_ptr<kv_store> kv_;
+  protocol::identity self_;
+  store_options opts_;
+  protocol::replica_binding binding_;
+  std::string feed_id_;
+  std::map<std::string, std::unique_ptr<topic_state>> topics_;
+};
+
+/// Hashtags in a text: '#' followed by letters, digits or '_', lower-cased.
+[[nodiscard]] std::vector<std::string> hashtags(std::string_view text);
+/// Mentions in a text: '@' followed by an id's text form.
+[[nodiscard]] std::vector<std::string> mentions(std::string_view text);
+
+} // namespace kith::storage

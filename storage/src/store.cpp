@@ -1,0 +1,1091 @@
+#include "kith/storage/store.hpp"
+
+#include "layout.hpp"
+
+#include "kith/causality/codec.hpp"
+
+#include <nlohmann/json.hpp>
+#include <sodium.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace kith::storage {
+
+namespace lay = layout;
+using causality::container;
+using causality::node_clock;
+using causality::sibling;
+using protocol::replica_binding;
+
+struct store::topic_state {
+  topic_descriptor desc;
+  node_clock clock;
+  causality::dot_key_map dkm;
+  causality::watermark marks;
+  std::set<key_type> unstripped;
+};
+
+struct store::commit_input {
+  std::vector<causality::key_change> changes;
+  std::vector<std::pair<dot, key_type>> new_dots;
+  std::map<dot, write_header> headers; // known headers of dots involved
+  std::vector<signed_batch> batches;   // newly verified or signed
+  std::vector<replica_binding> bindings;
+  std::optional<std::pair<replica_id, node_clock>> observed;
+  std::vector<replica_id> extra_members;
+};
+
+namespace {
+
+error corrupt(const std::string& what) {
+  return {errc::corrupt, what + " does not decode: the store is damaged (restore a backup, "
+                                "or resync the topic from peers)"};
+}
+
+template <class T>
+std::string encoded(const T& x) {
+  causality::writer w;
+  using causality::encode;
+  using protocol::encode;
+  encode(w, x);
+  return w.take();
+}
+
+template <class T>
+bool decoded(std::string_view bytes, T& out) {
+  causality::reader r(bytes);
+  using causality::decode;
+  using protocol::decode;
+  return decode(r, out) && !r.failed() && r.at_end();
+}
+
+// A document key is "<subject>\0<predicate>", the subject "<author id>/<path>".
+std::string_view subject_of(std::string_view key) {
+  return key.substr(0, key.find('\0'));
+}
+std::string_view predicate_of(std::string_view key) {
+  auto z = key.find('\0');
+  return z == std::string_view::npos ? std::string_view{} : key.substr(z + 1);
+}
+std::string_view author_text_of(std::string_view key) {
+  auto s = subject_of(key);
+  return s.substr(0, s.find('/'));
+}
+
+/// Whose documents a writer may touch: its own everywhere, and in a shared
+/// topic also the creator's (the group's shared documents). Nobody writes
+/// under a third person's id, so an open topic cannot be used to overwrite
+/// someone else's documents.
+bool may_touch(const topic_descriptor& t, const protocol::public_key& author,
+               std::string_view key) {
+  auto owner = author_text_of(key);
+  if (key.size() <= owner.size() || key[owner.size()] != '/')
+    return false;
+  if (owner == protocol::to_text(author))
+    return true;
+  return t.kind == protocol::topic_kind::shared && owner == protocol::to_text(t.creator);
+}
+
+// --- derived indexes ----------------------------------------------------------
+
+void append_hit_tail(std::string& row, std::uint64_t time_ms, dot d, std::string_view topic,
+                     std::string_view key) {
+  lay::put_be64(row, ~time_ms); // newest first
+  lay::put_be64(row, d.id.value());
+  lay::put_be64(row, d.n.value());
+  row.append(topic);
+  row.push_back('\0');
+  row.append(key);
+}
+
+std::optional<index_hit> parse_hit_tail(std::string_view row, std::size_t at) {
+  if (row.size() < at + 24)
+    return std::nullopt;
+  index_hit h;
+  h.time_ms = ~lay::get_be64(row, at);
+  h.d = dot{replica_id{lay::get_be64(row, at + 8)}, causality::counter{lay::get_be64(row, at + 16)}};
+  auto rest = row.substr(at + 24);
+  auto z = rest.find('\0');
+  if (z == std::string_view::npos)
+    return std::nullopt;
+  h.topic = std::string(rest.substr(0, z));
+  h.key = std::string(rest.substr(z + 1));
+  return h;
+}
+
+/// The index rows of one stored key: a pure function of (topic, key,
+/// container), which is what makes incremental maintenance and a rebuild
+/// agree. Posts are keys "<id>/statuses/<name>\0text" holding a JSON string.
+std::vector<std::string> index_rows_of(std::string_view topic, std::string_view key,
+                                       const container& c) {
+  std::vector<std::string> rows;
+  if (predicate_of(key) != "text")
+    return rows;
+  auto subject = subject_of(key);
+  auto author_text = author_text_of(key);
+  if (subject.substr(author_text.size()).rfind("/statuses/", 0) != 0)
+    return rows;
+  auto author = protocol::parse_id(author_text);
+  if (!author)
+    return rows;
+  for (const auto& [d, s] : c.dots()) {
+    if (s.deleted)
+      continue;
+    auto body = protocol::decode_body(s.bytes);
+    if (!body)
+      continue;
+    auto j = nlohmann::json::parse(body->value, nullptr, false);
+    if (j.is_discarded() || !j.is_string())
+      continue;
+    std::string row = "ia";
+    row.append(author->view());
+    append_hit_tail(row, body->time_ms, d, topic, key);
+    rows.push_back(std::move(row));
+    for (const auto& tag : hashtags(j.get<std::string>())) {
+      std::string t = "it" + tag;
+      t.push_back('\0');
+      append_hit_tail(t, body->time_ms, d, topic, key);
+      rows.push_back(std::move(t));
+    }
+  }
+  return rows;
+}
+
+std::uint64_t fresh_nonce() {
+  protocol::ensure_sodium();
+  std::uint64_t n = 0;
+  randombytes_buf(&n, sizeof n);
+  return n;
+}
+
+} // namespace
+
+std::vector<std::string> hashtags(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '#')
+      continue;
+    std::string tag;
+    std::size_t j = i + 1;
+    for (; j < text.size(); ++j) {
+      unsigned char ch = static_cast<unsigned char>(text[j]);
+      if (std::isalnum(ch) || ch == '_' || ch >= 0x80)
+        tag.push_back(static_cast<char>(ch < 0x80 ? std::tolower(ch) : ch));
+      else
+        break;
+    }
+    if (!tag.empty() && tag.size() <= 64 &&
+        std::find(out.begin(), out.end(), tag) == out.end())
+      out.push_back(tag);
+    i = j - 1;
+  }
+  return out;
+}
+
+std::vector<std::string> mentions(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '@')
+      continue;
+    std::size_t j = i + 1;
+    while (j < text.size() && std::isalnum(static_cast<unsigned char>(text[j])))
+      ++j;
+    auto cand = text.substr(i + 1, j - i - 1);
+    if (protocol::parse_id(cand))
+      out.emplace_back(cand);
+    i = j - 1;
+  }
+  return out;
+}
+
+// --- opening ------------------------------------------------------------------
+
+store::store(std::unique_ptr<kv_store> kv, const protocol::identity& self,
+             const store_options& o)
+  : kv_(std::move(kv)), self_(self), opts_(o) {
+}
+
+store::~store() = default;
+
+result<std::unique_ptr<store>> store::open(const std::string& dir, const protocol::identity& self,
+                                           bool create, const store_options& opts) {
+  auto kv = open_rocksdb(dir, create);
+  if (!kv)
+    return kv.err();
+  std::unique_ptr<store> s(new store(std::move(kv.value()), self, opts));
+  if (auto st = s->init(create); !st)
+    return st.err();
+  return s;
+}
+
+result<std::unique_ptr<store>> store::open(std::unique_ptr<kv_store> kv,
+                                           const protocol::identity& self,
+                                           const store_options& opts) {
+  std::unique_ptr<store> s(new store(std::move(kv), self, opts));
+  if (auto st = s->init(true); !st)
+    return st.err();
+  return s;
+}
+
+status store::init(bool may_create) {
+  auto version = kv_->get(lay::meta("format"));
+  if (!version)
+    return version.err();
+  feed_id_ = protocol::feed_topic(self_.pub()).id;
+  if (!*version) {
+    if (!may_create)
+      return error{errc::not_found, "the store has no format record; it is empty or damaged"};
+    // A new store: a new replica id, bound to the identity.
+    binding_ = protocol::bind_replica(self_, opts_.replica_nonce ? opts_.replica_nonce
+                                                                 : fresh_nonce());
+    kv_batch b;
+    causality::writer w;
+    w.varint(format_version);
+    b.put(lay::meta("format"), w.take());
+    b.put(lay::meta("binding"), encoded(binding_));
+    b.put(lay::binding_row(binding_.rid), encoded(binding_));
+    b.put(lay::topic_row(feed_id_), encoded(protocol::feed_topic(self_.pub())));
+    return kv_->commit(b, true);
+  }
+  causality::reader r(**version);
+  auto v = r.varint();
+  if (r.failed())
+    return corrupt("the format record");
+  if (v != format_version)
+    return error{errc::format_mismatch,
+                 "the store has format version " + std::to_string(v) + " but this kith reads " +
+                     std::to_string(format_version) + "; use a matching kith version"};
+  auto b = kv_->get(lay::meta("binding"));
+  if (!b)
+    return b.err();
+  if (!*b || !decoded(**b, binding_) || !protocol::check_binding(binding_))
+    return corrupt("the replica binding");
+  if (binding_.author != self_.pub())
+    return error{errc::invalid, "this store belongs to " + protocol::to_text(binding_.author) +
+                                    ", not to the identity " + protocol::to_text(self_.pub())};
+  return ok_status();
+}
+
+// --- topics ---------------------------------------------------------------------
+
+status store::add_topic(const topic_descriptor& t) {
+  std::string why;
+  if (!protocol::check_topic(t, &why))
+    return error{errc::invalid, "topic " + t.id + ": " + why};
+  auto have = kv_->get(lay::topic_row(t.id));
+  if (!have)
+    return have.err();
+  if (*have)
+    return ok_status();
+  kv_batch b;
+  b.put(lay::topic_row(t.id), encoded(t));
+  return kv_->commit(b, opts_.sync);
+}
+
+std::optional<topic_descriptor> store::topic(const std::string& id) const {
+  auto v = kv_->get(lay::topic_row(id));
+  topic_descriptor t;
+  if (!v || !*v || !decoded(**v, t))
+    return std::nullopt;
+  return t;
+}
+
+std::vector<std::string> store::topics() const {
+  std::vector<std::string> out;
+  (void) kv_->scan("t", "u", [&](std::string_view k, std::string_view) {
+    out.emplace_back(k.substr(1));
+    return true;
+  });
+  return out;
+}
+
+result<store::topic_state*> store::state(const std::string& topic) {
+  if (auto i = topics_.find(topic); i != topics_.end())
+    return i->second.get();
+  auto ts = std::make_unique<topic_state>();
+  auto d = kv_->get(lay::topic_row(topic));
+  if (!d)
+    return d.err();
+  if (!*d)
+    return error{errc::not_found, "unknown topic " + topic + " (follow or join it first)"};
+  if (!decoded(**d, ts->desc))
+    return corrupt("the descriptor of topic " + topic);
+  auto c = kv_->get(lay::clock_row(topic));
+  if (!c)
+    return c.err();
+  if (*c && !decoded(**c, ts->clock))
+    return corrupt("the clock of topic " + topic);
+  auto w = kv_->get(lay::marks_row(topic));
+  if (!w)
+    return w.err();
+  if (*w) {
+    if (!decoded(**w, ts->marks))
+      return corrupt("the watermark of topic " + topic);
+  } else {
+    ts->marks.set_members({binding_.rid});
+  }
+  bool bad = false;
+  auto dp = lay::topic_prefix('d', topic);
+  auto st = kv_->scan(dp, prefix_end(dp), [&](std::string_view k, std::string_view v) {
+    if (k.size() != dp.size() + 16) {
+      bad = true;
+      return false;
+    }
+    ts->dkm.insert(dot{replica_id{lay::get_be64(k, dp.size())},
+                       causality::counter{lay::get_be64(k, dp.size() + 8)}},
+                   std::string(v));
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (bad)
+    return corrupt("the dot-key map of topic " + topic);
+  auto up = lay::topic_prefix('u', topic);
+  st = kv_->scan(up, prefix_end(up), [&](std::string_view k, std::string_view) {
+    ts->unstripped.emplace(k.substr(up.size()));
+    return true;
+  });
+  if (!st)
+    return st.err();
+  return topics_.emplace(topic, std::move(ts)).first->second.get();
+}
+
+status store::set_members(const std::string& topic, std::vector<replica_id> members) {
+  auto ts = state(topic);
+  if (!ts)
+    return ts.err();
+  members.push_back(binding_.rid);
+  commit_input in;
+  in.extra_members = std::move(members);
+  return commit(**ts, in);
+}
+
+const node_clock* store::clock(const std::string& topic) {
+  auto ts = state(topic);
+  return ts ? &(*ts)->clock : nullptr;
+}
+
+// --- the single commit path ----------------------------------------------------
+
+namespace {
+
+/// Reads stored containers, seeing this commit's pending changes first.
+class kv_source : public causality::container_source {
+public:
+  kv_source(const kv_store& kv, std::string topic) : kv_(kv), topic_(std::move(topic)) {}
+  std::optional<container> load(const key_type& k) const override {
+    if (auto i = overlay_.find(k); i != overlay_.end())
+      return i->second;
+    auto v = kv_.get(lay::key_row('c', topic_, k));
+    if (!v)
+      throw std::runtime_error(v.err().message);
+    if (!*v)
+      return std::nullopt;
+    container c;
+    if (!decoded(**v, c))
+      throw std::runtime_error("stored container of a key in " + topic_ + " does not decode");
+    return c;
+  }
+  std::map<key_type, container> overlay_;
+
+private:
+  const kv_store& kv_;
+  std::string topic_;
+};
+
+} // namespace
+
+status store::commit(topic_state& ts, commit_input& in) {
+  const std::string& topic = ts.desc.id;
+  kv_source src(*kv_, topic);
+  kv_batch b;
+
+  // The clock after: only dots not yet covered are new.
+  node_clock clk = ts.clock;
+  std::vector<std::pair<dot, key_type>> fresh;
+  for (auto& [d, k] : in.new_dots)
+    if (!clk.contains(d)) {
+      clk.add(d);
+      fresh.emplace_back(d, k);
+    }
+
+  // The watermark after, and what it lets us prune.
+  causality::watermark marks = ts.marks;
+  if (!in.extra_members.empty())
+    marks.set_members(in.extra_members);
+  marks.observe(binding_.rid, clk);
+  if (in.observed)
+    marks.observe(in.observed->first, in.observed->second);
+  std::map<replica_id, std::uint64_t> prune_upto;
+  auto pruned = [&](dot d) {
+    auto i = prune_upto.find(d.id);
+    if (i == prune_upto.end())
+      i = prune_upto.emplace(d.id, marks.row_min(d.id)).first;
+    return d.n.value() <= i->second;
+  };
+  auto in_dkm_after = [&](dot d) {
+    if (pruned(d))
+      return false;
+    if (ts.dkm.find(d))
+      return true;
+    return std::any_of(fresh.begin(), fresh.end(), [&](const auto& p) { return p.first == d; });
+  };
+
+  // Containers, the unstripped set, headers of dots no longer held, indexes.
+  std::set<key_type> unstripped = ts.unstripped;
+  auto put_container = [&](const key_type& k, const container& old_c, const container& new_c,
+                           bool had) {
+    for (const auto& row : index_rows_of(topic, k, old_c))
+      b.del(row);
+    for (const auto& row : index_rows_of(topic, k, new_c))
+      b.put(row, {});
+    if (new_c.empty()) {
+      if (had)
+        b.del(lay::key_row('c', topic, k));
+      unstripped.erase(k);
+    } else {
+      b.put(lay::key_row('c', topic, k), encoded(new_c));
+      if (new_c.context().empty())
+        unstripped.erase(k);
+      else
+        unstripped.insert(k);
+    }
+  };
+  try {
+    for (const auto& ch : in.changes) {
+      auto old = src.load(ch.key);
+      container old_c = old.value_or(container{});
+      // Headers of every write this key held or received, for the dots
+      // that end up not held: overwritten and deleted writes stay
+      // provable to peers until every member has them.
+      std::map<dot, write_header> candidates;
+      for (const auto& [d, s] : old_c.dots())
+        if (auto body = protocol::decode_body(s.bytes))
+          candidates.emplace(d, protocol::header_of(ch.key, d, *body));
+      for (const auto& [d, h] : in.headers)
+        if (h.key == ch.key)
+          candidates.emplace(d, h);
+      for (const auto& [d, h] : candidates)
+        if (!ch.stored.holds(d) && in_dkm_after(d))
+          b.put(lay::dot_row('s', topic, d), encoded(h));
+      put_container(ch.key, old_c, ch.stored, old.has_value());
+      src.overlay_[ch.key] = ch.stored;
+    }
+    // Contexts the grown clock now covers are stripped in the same batch.
+    if (!fresh.empty()) {
+      for (const auto& k : std::set<key_type>(unstripped)) {
+        auto cur = src.load(k);
+        if (!cur)
+          continue;
+        container s = *cur;
+        s.strip(clk);
+        if (s.context().size() != cur->context().size()) {
+          put_container(k, *cur, s, true);
+          src.overlay_[k] = s;
+        }
+      }
+    }
+  } catch (const std::runtime_error& e) {
+    return error{errc::corrupt, e.what()};
+  }
+  for (const auto& k : ts.unstripped)
+    if (!unstripped.count(k))
+      b.del(lay::key_row('u', topic, k));
+  for (const auto& k : unstripped)
+    if (!ts.unstripped.count(k))
+      b.put(lay::key_row('u', topic, k), {});
+
+  // Dot-key map rows: add the fresh ones not already below the watermark,
+  // drop the pruned ones with their kept headers.
+  std::vector<dot> drop;
+  for (const auto& [origin, row] : ts.dkm.rows()) {
+    auto upto = marks.row_min(origin);
+    for (auto i = row.begin(); i != row.end() && i->first <= upto; ++i)
+      drop.push_back(dot{origin, causality::counter{i->first}});
+  }
+  for (dot d : drop) {
+    b.del(lay::dot_row('d', topic, d));
+    b.del(lay::dot_row('s', topic, d));
+  }
+  for (const auto& [d, k] : fresh)
+    if (!pruned(d))
+      b.put(lay::dot_row('d', topic, d), k);
+
+  for (const auto& sb : in.batches) {
+    std::string row = lay::topic_prefix('b', topic);
+    lay::put_be64(row, sb.rid.value());
+    lay::put_be64(row, sb.first);
+    b.put(row, encoded(sb));
+  }
+  for (const auto& rb : in.bindings)
+    b.put(lay::binding_row(rb.rid), encoded(rb));
+  b.put(lay::clock_row(topic), encoded(clk));
+  b.put(lay::marks_row(topic), encoded(marks));
+
+  if (auto st = kv_->commit(b, opts_.sync); !st) {
+    // Memory still holds the state before; the store has not changed.
+    return st.err();
+  }
+  ts.clock = std::move(clk);
+  for (const auto& [d, k] : fresh)
+    if (!pruned(d))
+      ts.dkm.insert(d, k);
+  std::vector<replica_id> origins;
+  for (const auto& [origin, row] : ts.dkm.rows())
+    origins.push_back(origin);
+  for (auto origin : origins)
+    ts.dkm.prune(origin, marks.row_min(origin));
+  ts.marks = std::move(marks);
+  ts.unstripped = std::move(unstripped);
+  return ok_status();
+}
+
+// --- local writes ---------------------------------------------------------------
+
+result<signed_reply> store::write(const std::string& topic, const std::vector<write_op>& ops,
+                                  std::uint64_t time_ms) {
+  auto tsr = state(topic);
+  if (!tsr)
+    return tsr.err();
+  topic_state& ts = **tsr;
+  if (ops.empty())
+    return error{errc::invalid, "nothing to write"};
+  if (ops.size() > protocol::signed_limits{}.max_batch_leaves)
+    return error{errc::invalid, "at most " +
+                                    std::to_string(protocol::signed_limits{}.max_batch_leaves) +
+                                    " writes per batch"};
+  if (!protocol::may_write(ts.desc, self_.pub()))
+    return error{errc::unauthorized, "this identity may not write to topic " + topic};
+  for (const auto& op : ops)
+    if (!may_touch(ts.desc, self_.pub(), op.key))
+      return error{errc::unauthorized,
+                   "a document's subject must start with its author's id (" +
+                       protocol::to_text(self_.pub()) +
+                       "/...), or in a shared topic with the topic creator's id"};
+
+  kv_source src(*kv_, topic);
+  node_clock clk = ts.clock;
+  std::map<key_type, container> filled;
+  commit_input in;
+  signed_reply push;
+  push.topic = topic;
+  push.from = binding_.rid;
+  std::vector<protocol::hash256> leaves;
+  std::map<key_type, std::size_t> entry_of;
+  const std::uint64_t first = clk.base(binding_.rid) + 1;
+  try {
+    for (const auto& op : ops) {
+      auto it = filled.find(op.key);
+      if (it == filled.end()) {
+        container c = src.load(op.key).value_or(container{});
+        c.fill(clk);
+        it = filled.emplace(op.key, std::move(c)).first;
+      } else {
+        it->second.fill(clk);
+      }
+      container& c = it->second;
+      c.discard(op.context);
+      const dot d = clk.event(binding_.rid);
+      protocol::write_body body{!op.value.has_value(), time_ms, op.context,
+                                op.value.value_or(std::string{})};
+      std::string bytes = protocol::encode_body(body);
+      write_header h = protocol::header_of(op.key, d, body);
+      leaves.push_back(protocol::leaf_hash(topic, h));
+      in.headers.emplace(d, std::move(h));
+      in.new_dots.emplace_back(d, op.key);
+      c.add(d, sibling{body.deleted, bytes});
+      auto [e, fresh] = entry_of.emplace(op.key, push.entries.size());
+      if (fresh)
+        push.entries.push_back({op.key, {}, {}});
+      push.entries[e->second].records.emplace_back(d, std::move(bytes));
+    }
+  } catch (const std::runtime_error& e) {
+    return error{errc::corrupt, e.what()};
+  }
+  for (auto& [k, c] : filled) {
+    container s = c;
+    s.drop_delete_markers();
+    s.strip(clk);
+    in.changes.push_back({k, std::move(s)});
+  }
+  in.batches.push_back(protocol::sign_batch(self_, topic, binding_.rid, first, std::move(leaves)));
+  in.bindings.push_back(binding_);
+  push.batches = in.batches;
+  push.bindings = in.bindings;
+  push.clock = clk.base_only();
+  if (auto st = commit(ts, in); !st)
+    return st.err();
+  return push;
+}
+
+namespace {
+
+key_view view_of(const container& c) {
+  key_view v;
+  for (const auto& [d, s] : c.dots()) {
+    if (s.deleted)
+      continue;
+    auto body = protocol::decode_body(s.bytes);
+    if (!body)
+      continue;
+    v.siblings.push_back({d, std::move(body->value), body->time_ms});
+  }
+  v.context = c.read_context();
+  return v;
+}
+
+} // namespace
+
+result<key_view> store::read(const std::string& topic, const key_type& k) {
+  auto v = kv_->get(lay::key_row('c', topic, k));
+  if (!v)
+    return v.err();
+  if (!*v)
+    return key_view{};
+  container c;
+  if (!decoded(**v, c))
+    return corrupt("the stored value of a key in " + topic);
+  return view_of(c);
+}
+
+result<std::vector<std::pair<key_type, key_view>>> store::read_prefix(const std::string& topic,
+                                                                     const std::string& prefix) {
+  std::vector<std::pair<key_type, key_view>> out;
+  const std::string from = lay::key_row('c', topic, prefix);
+  const std::size_t skip = lay::topic_prefix('c', topic).size();
+  bool bad = false;
+  auto st = kv_->scan(from, prefix_end(from), [&](std::string_view k, std::string_view v) {
+    container c;
+    if (!decoded(v, c)) {
+      bad = true;
+      return false;
+    }
+    out.emplace_back(std::string(k.substr(skip)), view_of(c));
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (bad)
+    return corrupt("a stored value in " + topic);
+  return out;
+}
+
+// --- replication ------------------------------------------------------------------
+
+result<causality::sync_request> store::make_request(const std::string& topic) {
+  auto ts = state(topic);
+  if (!ts)
+    return ts.err();
+  return causality::sync_request{binding_.rid, (*ts)->clock};
+}
+
+namespace {
+
+/// Collects the signed batches and bindings that prove a set of dots.
+class proof_collector {
+public:
+  proof_collector(const kv_store& kv, std::string topic) : kv_(kv), topic_(std::move(topic)) {}
+
+  status need(dot d) {
+    for (const auto& b : batches_)
+      if (b.covers(d))
+        return ok_status();
+    std::string key = lay::topic_prefix('b', topic_);
+    std::string lo = key;
+    lay::put_be64(key, d.id.value());
+    lay::put_be64(lo, d.id.value());
+    lay::put_be64(key, d.n.value());
+    auto row = kv_.floor(key, lo);
+    if (!row)
+      return row.err();
+    signed_batch sb;
+    if (!*row || !decoded((*row)->second, sb) || !sb.covers(d))
+      return error{errc::corrupt, "no signed batch for a stored write in " + topic_};
+    if (!std::any_of(bindings_.begin(), bindings_.end(),
+                     [&](const auto& b) { return b.rid == sb.rid; })) {
+      auto rb = kv_.get(lay::binding_row(sb.rid));
+      if (!rb)
+        return rb.err();
+      protocol::replica_binding binding;
+      if (!*rb || !decoded(**rb, binding))
+        return error{errc::corrupt, "no replica binding for a stored batch in " + topic_};
+      bindings_.push_back(binding);
+    }
+    batches_.push_back(std::move(sb));
+    return ok_status();
+  }
+  /// The header matches the leaf of the collected batch covering it.
+  [[nodiscard]] bool matches(std::string_view topic, const write_header& h) const {
+    for (const auto& b : batches_)
+      if (b.covers(h.d))
+        return b.leaf(h.d) == protocol::leaf_hash(topic, h);
+    return false;
+  }
+  std::vector<signed_batch> batches_;
+  std::vector<protocol::replica_binding> bindings_;
+
+private:
+  const kv_store& kv_;
+  std::string topic_;
+};
+
+} // namespace
+
+result<signed_reply> store::answer(const std::string& topic, const causality::sync_request& req) {
+  auto tsr = state(topic);
+  if (!tsr)
+    return tsr.err();
+  topic_state& ts = **tsr;
+  // The asker's clock is its own report of what it has.
+  if (ts.marks.is_member(req.from)) {
+    commit_input in;
+    in.observed = std::make_pair(req.from, req.clock);
+    if (auto st = commit(ts, in); !st)
+      return st.err();
+  }
+  kv_source src(*kv_, topic);
+  std::vector<causality::delta_entry> entries;
+  try {
+    entries = causality::plan_reply_entries(ts.clock, ts.dkm, src, req.clock);
+  } catch (const std::runtime_error& e) {
+    return error{errc::corrupt, e.what()};
+  }
+  signed_reply out;
+  out.topic = topic;
+  out.from = binding_.rid;
+  out.clock = ts.clock;
+  proof_collector proofs(*kv_, topic);
+  for (auto& e : entries) {
+    signed_entry se;
+    se.key = e.key;
+    for (const auto& [d, s] : e.dcc.dots()) {
+      if (auto st = proofs.need(d); !st)
+        return st.err();
+      se.records.emplace_back(d, s.bytes);
+    }
+    for (dot d : e.resolves) {
+      // A resolved dot without a kept header cannot be justified to the
+      // asker: it is left out and the asker keeps what it has.
+      auto h = kv_->get(lay::dot_row('s', topic, d));
+      if (!h)
+        return h.err();
+      write_header hdr;
+      if (!*h || !decoded(**h, hdr))
+        continue;
+      if (auto st = proofs.need(d); !st)
+        return st.err();
+      se.resolves.push_back(std::move(hdr));
+    }
+    if (!se.records.empty() || !se.resolves.empty())
+      out.entries.push_back(std::move(se));
+  }
+  out.batches = std::move(proofs.batches_);
+  out.bindings = std::move(proofs.bindings_);
+  return out;
+}
+
+result<apply_stats> store::apply(const signed_reply& r) {
+  auto tsr = state(r.topic);
+  if (!tsr)
+    return tsr.err();
+  topic_state& ts = **tsr;
+  const protocol::signed_limits limits;
+  apply_stats stats;
+
+  // 1. Who wrote: replica bindings, each checked (derivation + signature).
+  std::map<replica_id, protocol::public_key> authors;
+  commit_input in;
+  for (const auto& b : r.bindings) {
+    if (!protocol::check_binding(b))
+      return error{errc::bad_signature, "a replica binding from " +
+                                            std::to_string(r.from.value()) + " does not verify"};
+    authors[b.rid] = b.author;
+    in.bindings.push_back(b);
+  }
+  auto author_of = [&](replica_id rid) -> result<protocol::public_key> {
+    if (auto i = authors.find(rid); i != authors.end())
+      return i->second;
+    auto rb = kv_->get(lay::binding_row(rid));
+    if (!rb)
+      return rb.err();
+    replica_binding b;
+    if (!*rb || !decoded(**rb, b))
+      return error{errc::bad_signature, "no binding for replica " + std::to_string(rid.value())};
+    authors[rid] = b.author;
+    return b.author;
+  };
+
+  // 2. Batches: the topic's write rule, then one signature check per batch
+  // not already stored.
+  std::vector<signed_batch> batches;
+  for (const auto& sb : r.batches) {
+    if (sb.topic != r.topic || sb.leaves.empty() || sb.first == 0 ||
+        sb.leaves.size() > limits.max_batch_leaves)
+      return error{errc::invalid, "a malformed signed batch"};
+    auto pk = author_of(sb.rid);
+    if (!pk)
+      return pk.err();
+    if (!protocol::may_write(ts.desc, *pk))
+      return error{errc::unauthorized, protocol::to_text(*pk) + " may not write to " + r.topic};
+    std::string row = lay::topic_prefix('b', r.topic);
+    lay::put_be64(row, sb.rid.value());
+    lay::put_be64(row, sb.first);
+    auto have = kv_->get(row);
+    if (!have)
+      return have.err();
+    signed_batch stored;
+    if (*have && decoded(**have, stored) && stored.sig == sb.sig && stored.leaves == sb.leaves) {
+      batches.push_back(sb);
+      continue;
+    }
+    if (!protocol::check_batch(sb, *pk))
+      return error{errc::bad_signature, "a batch signature by " + protocol::to_text(*pk) +
+                                            " does not verify"};
+    ++stats.batches_verified;
+    batches.push_back(sb);
+    in.batches.push_back(sb);
+  }
+  // A write is proven by a leaf of a batch received now or stored before.
+  auto proven = [&](const write_header& h) -> status {
+    const signed_batch* by = nullptr;
+    for (const auto& sb : batches)
+      if (sb.covers(h.d))
+        by = &sb;
+    signed_batch stored;
+    if (!by) {
+      std::string key = lay::topic_prefix('b', r.topic), lo = key;
+      lay::put_be64(key, h.d.id.value());
+      lay::put_be64(lo, h.d.id.value());
+      lay::put_be64(key, h.d.n.value());
+      auto row = kv_->floor(key, lo);
+      if (!row)
+        return row.err();
+      if (!*row || !decoded((*row)->second, stored) || !stored.covers(h.d))
+        return error{errc::bad_signature, "a write comes without a signed batch"};
+      by = &stored;
+    }
+    if (by->leaf(h.d) != protocol::leaf_hash(r.topic, h))
+      return error{errc::bad_signature, "a write does not match its signed batch"};
+    auto pk = author_of(h.d.id);
+    if (!pk)
+      return pk.err();
+    if (!may_touch(ts.desc, *pk, h.key))
+      return error{errc::unauthorized, "a write by " + protocol::to_text(*pk) +
+                                           " to a document under another person's id"};
+    return ok_status();
+  };
+
+  // 3. Every record and header, checked; the contexts that may discard
+  // data come from these signed headers only, never from the sender's clock.
+  causality::delta d;
+  d.from = r.from;
+  for (const auto& e : r.entries) {
+    if (e.key.size() > limits.base.max_key_bytes || e.records.size() > limits.base.max_dots)
+      return error{errc::invalid, "an entry exceeds the size limits"};
+    container c;
+    version_vector ctx;
+    std::vector<dot> resolves;
+    for (const auto& [dt, bytes] : e.records) {
+      auto body = protocol::decode_body(bytes, limits);
+      if (!body)
+        return error{errc::invalid, "a write body does not decode"};
+      write_header h = protocol::header_of(e.key, dt, *body);
+      if (auto st = proven(h); !st)
+        return st.err();
+      if (c.holds(dt))
+        continue;
+      ctx.join(body->context);
+      ctx.raise(dt.id, dt.n.value());
+      c.add(dt, sibling{body->deleted, bytes});
+      in.headers.emplace(dt, std::move(h));
+    }
+    for (const auto& h : e.resolves) {
+      if (h.key != e.key)
+        return error{errc::invalid, "a resolved write names another key"};
+      if (auto st = proven(h); !st)
+        return st.err();
+      ctx.join(h.context);
+      ctx.raise(h.d.id, h.d.n.value());
+      resolves.push_back(h.d);
+      in.headers.emplace(h.d, h);
+    }
+    for (const auto& [id, n] : ctx.entries())
+      c.context().raise(id, n);
+    d.entries.push_back({e.key, std::move(c), std::move(resolves)});
+  }
+
+  kv_source src(*kv_, r.topic);
+  causality::apply_plan plan;
+  try {
+    plan = causality::plan_apply(ts.clock, src, d, false);
+  } catch (const std::runtime_error& e) {
+    return error{errc::corrupt, e.what()};
+  }
+  stats.keys_changed = plan.changes.size();
+  for (const auto& [dt, k] : plan.new_dots)
+    stats.new_dots += ts.clock.contains(dt) ? 0 : 1;
+  in.changes = std::move(plan.changes);
+  in.new_dots = std::move(plan.new_dots);
+  if (ts.marks.is_member(r.from))
+    in.observed = std::make_pair(r.from, r.clock);
+  if (auto st = commit(ts, in); !st)
+    return st.err();
+  return stats;
+}
+
+// --- indexes ------------------------------------------------------------------------
+
+namespace {
+
+result<std::vector<index_hit>> scan_hits(const kv_store& kv, const std::string& prefix,
+                                         std::size_t limit) {
+  std::vector<index_hit> out;
+  bool bad = false;
+  auto st = kv.scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view) {
+    auto h = parse_hit_tail(k, prefix.size());
+    if (!h) {
+      bad = true;
+      return false;
+    }
+    out.push_back(std::move(*h));
+    return out.size() < limit;
+  });
+  if (!st)
+    return st.err();
+  if (bad)
+    return corrupt("an index row (run `kith reindex`)");
+  return out;
+}
+
+} // namespace
+
+result<std::vector<index_hit>> store::by_author(const protocol::public_key& a, std::size_t limit) {
+  return scan_hits(*kv_, "ia" + std::string(a.view()), limit);
+}
+
+result<std::vector<index_hit>> store::by_tag(const std::string& tag, std::size_t limit) {
+  std::string p = "it" + tag;
+  p.push_back('\0');
+  return scan_hits(*kv_, p, limit);
+}
+
+result<std::size_t> store::reindex() {
+  // Drop every index row, in bounded batches.
+  for (;;) {
+    kv_batch b;
+    auto st = kv_->scan("i", "j", [&](std::string_view k, std::string_view) {
+      b.del(std::string(k));
+      return b.ops().size() < 100000;
+    });
+    if (!st)
+      return st.err();
+    if (b.empty())
+      break;
+    if (auto c = kv_->commit(b, opts_.sync); !c)
+      return c.err();
+  }
+  // Rebuild from the stored containers.
+  std::size_t rows = 0;
+  kv_batch b;
+  bool bad = false;
+  std::string bad_topic;
+  auto st = kv_->scan("c", "d", [&](std::string_view k, std::string_view v) {
+    auto rest = k.substr(1);
+    auto z = rest.find('\0');
+    container c;
+    if (z == std::string_view::npos || !decoded(v, c)) {
+      bad = true;
+      return false;
+    }
+    for (auto& row : index_rows_of(rest.substr(0, z), rest.substr(z + 1), c)) {
+      b.put(std::move(row), {});
+      ++rows;
+    }
+    if (b.ops().size() >= 100000) {
+      if (!kv_->commit(b, false)) {
+        bad = true;
+        return false;
+      }
+      b = kv_batch{};
+    }
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (bad)
+    return corrupt("a stored container");
+  if (auto c = kv_->commit(b, true); !c)
+    return c.err();
+  return rows;
+}
+
+result<std::vector<std::string>> store::index_rows() {
+  std::vector<std::string> out;
+  auto st = kv_->scan("i", "j", [&](std::string_view k, std::string_view) {
+    out.emplace_back(k);
+    return true;
+  });
+  if (!st)
+    return st.err();
+  return out;
+}
+
+// --- checks -------------------------------------------------------------------------
+
+status store::check_topic(const std::string& topic) {
+  auto tsr = state(topic);
+  if (!tsr)
+    return tsr.err();
+  topic_state& ts = **tsr;
+  if (!ts.clock.check_invariant())
+    return error{errc::corrupt, "the clock of " + topic + " is not normalised"};
+  if (const auto* own = ts.clock.find(binding_.rid); own && !own->bits().empty())
+    return error{errc::corrupt, "own writes in " + topic + " have gaps"};
+  const std::string p = lay::topic_prefix('c', topic);
+  std::optional<error> problem;
+  proof_collector proofs(*kv_, topic);
+  std::size_t unstripped = 0;
+  auto st = kv_->scan(p, prefix_end(p), [&](std::string_view k, std::string_view v) {
+    key_type key(k.substr(p.size()));
+    container c;
+    if (!decoded(v, c) || c.empty()) {
+      problem = error{errc::corrupt, "a stored container in " + topic + " does not decode"};
+      return false;
+    }
+    if (!c.context().empty())
+      ++unstripped;
+    for (const auto& [d, s] : c.dots()) {
+      auto body = protocol::decode_body(s.bytes);
+      if (s.deleted || !body || !ts.clock.contains(d)) {
+        problem = error{errc::corrupt, "a stored write in " + topic +
+                                           " is a delete marker, garbled, or not in the clock"};
+        return false;
+      }
+      if (!proofs.need(d) || !proofs.matches(topic, protocol::header_of(key, d, *body))) {
+        problem = error{errc::corrupt, "a stored write in " + topic + " does not match its batch"};
+        return false;
+      }
+    }
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (problem)
+    return *problem;
+  if (unstripped != ts.unstripped.size())
+    return error{errc::corrupt, "the unstripped-key set of " + topic + " is out of date"};
+  return ok_status();
+}
+
+std::size_t store::superseded_count(const std::string& topic) {
+  std::size_t n = 0;
+  const std::string p = lay::topic_prefix('s', topic);
+  (void) kv_->scan(p, prefix_end(p), [&](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  });
+  return n;
+}
+
+} // namespace kith::storage
