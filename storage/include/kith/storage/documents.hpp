@@ -1,0 +1,59 @@
+#pragma once
+
+#include "kith/storage/store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+
+namespace kith::storage {
+
+using json = nlohmann::json;
+
+/// JSON documents over the store. A document's subject is
+/// "<author id>/<path>"; each top-level property is a predicate stored as
+/// one key ("<subject>\0<predicate>") holding the property's JSON text.
+/// Every key lives in a topic: the author's feed unless another is named.
+/// Not thread-safe; borrows the store.
+class documents {
+public:
+  explicit documents(store& s) : store_(s) {}
+
+  /// Writes every top-level property of obj (an object) as one signed
+  /// batch. `contexts` maps predicates to the context a read returned
+  /// (see get()); a predicate without one replaces what this node has
+  /// seen of it, the usual "my write wins here" edit.
+  [[nodiscard]] result<std::vector<dot>> put(const std::string& subject, const json& obj,
+                                             std::uint64_t time_ms, std::string topic = {},
+                                             const json& contexts = json::object());
+  /// Reassembles a document: {"subject", "topic", "doc": {pred: value},
+  /// "conflicts": {pred: [values]} for predicates with siblings,
+  /// "context": {pred: {replica: counter}}}. doc shows the newest sibling.
+  /// A document with no live property is returned as null.
+  [[nodiscard]] result<json> get(const std::string& subject, std::string topic = {});
+  /// Deletes one property, or with nullopt every property of the subject.
+  /// Returns the number of keys deleted.
+  [[nodiscard]] result<std::size_t> del(const std::string& subject,
+                                        const std::optional<std::string>& predicate,
+                                        std::uint64_t time_ms, std::string topic = {});
+  /// Posts a status "<me>/statuses/<time>-<n>" with its #tags and
+  /// @mentions parsed. Returns the subject.
+  [[nodiscard]] result<std::string> post(const std::string& text, std::uint64_t time_ms);
+  /// The newest posts of an author, or carrying a tag, as documents.
+  [[nodiscard]] result<json> feed(const protocol::public_key& author, std::size_t limit);
+  [[nodiscard]] result<json> tagged(const std::string& tag, std::size_t limit);
+
+private:
+  result<std::string> topic_for(const std::string& subject, std::string topic) const;
+  result<json> hits_to_json(const std::vector<index_hit>& hits);
+  store& store_;
+};
+
+/// Checks a subject's form: "<valid id>/<non-empty path>", no NUL bytes.
+[[nodiscard]] status check_subject(const std::string& subject);
+/// A context as JSON ({"<replica>": counter}) and back.
+[[nodiscard]] json context_to_json(const version_vector& v);
+[[nodiscard]] std::optional<version_vector> context_from_json(const json& j);
+
+} // namespace kith::storage

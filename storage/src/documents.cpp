@@ -1,0 +1,205 @@
+#include "kith/storage/documents.hpp"
+
+#include <algorithm>
+
+namespace kith::storage {
+
+namespace {
+
+constexpr std::size_t max_predicate_bytes = 256;
+constexpr std::size_t max_subject_bytes = 1024;
+
+std::string key_of(const std::string& subject, const std::string& pred) {
+  std::string k = subject;
+  k.push_back('\0');
+  k += pred;
+  return k;
+}
+
+} // namespace
+
+status check_subject(const std::string& subject) {
+  auto slash = subject.find('/');
+  if (slash == std::string::npos || slash + 1 >= subject.size())
+    return error{errc::invalid, "a subject is \"<author id>/<path>\", e.g. <id>/statuses/1"};
+  std::string why;
+  if (!protocol::parse_id(subject.substr(0, slash), &why))
+    return error{errc::invalid, "the subject's author id is not valid: " + why};
+  if (subject.size() > max_subject_bytes || subject.find('\0') != std::string::npos)
+    return error{errc::invalid, "a subject is at most 1024 bytes, without NUL bytes"};
+  return ok_status();
+}
+
+json context_to_json(const version_vector& v) {
+  json j = json::object();
+  for (const auto& [id, n] : v.entries())
+    j[std::to_string(id.value())] = n;
+  return j;
+}
+
+std::optional<version_vector> context_from_json(const json& j) {
+  if (!j.is_object())
+    return std::nullopt;
+  version_vector v;
+  for (const auto& [k, n] : j.items()) {
+    if (!n.is_number_unsigned() || k.empty() || k.size() > 20 ||
+        !std::all_of(k.begin(), k.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return std::nullopt;
+    v.raise(replica_id{std::stoull(k)}, n.get<std::uint64_t>());
+  }
+  return v;
+}
+
+result<std::string> documents::topic_for(const std::string& subject, std::string topic) const {
+  if (auto st = check_subject(subject); !st)
+    return st.err();
+  if (!topic.empty())
+    return topic;
+  auto pk = protocol::parse_id(subject.substr(0, subject.find('/')));
+  return protocol::feed_topic(*pk).id;
+}
+
+result<std::vector<dot>> documents::put(const std::string& subject, const json& obj,
+                                        std::uint64_t time_ms, std::string topic,
+                                        const json& contexts) {
+  auto t = topic_for(subject, std::move(topic));
+  if (!t)
+    return t.err();
+  if (!obj.is_object() || obj.empty())
+    return error{errc::invalid, "a document is a non-empty JSON object"};
+  if (!contexts.is_object())
+    return error{errc::invalid, "contexts must be a JSON object of predicate -> context"};
+  std::vector<write_op> ops;
+  for (const auto& [pred, value] : obj.items()) {
+    if (pred.empty() || pred.size() > max_predicate_bytes || pred.find('\0') != std::string::npos)
+      return error{errc::invalid, "a property name is 1-256 bytes without NUL: \"" + pred + "\""};
+    write_op op{key_of(subject, pred), value.dump(), {}};
+    if (auto c = contexts.find(pred); c != contexts.end()) {
+      auto v = context_from_json(*c);
+      if (!v)
+        return error{errc::invalid, "the context given for \"" + pred + "\" is malformed"};
+      op.context = *v;
+    } else {
+      auto cur = store_.read(*t, op.key);
+      if (!cur)
+        return cur.err();
+      op.context = cur->context;
+    }
+    ops.push_back(std::move(op));
+  }
+  auto push = store_.write(*t, ops, time_ms);
+  if (!push)
+    return push.err();
+  std::vector<dot> dots;
+  for (const auto& e : push->entries)
+    for (const auto& [d, body] : e.records)
+      dots.push_back(d);
+  return dots;
+}
+
+result<json> documents::get(const std::string& subject, std::string topic) {
+  auto t = topic_for(subject, std::move(topic));
+  if (!t)
+    return t.err();
+  auto rows = store_.read_prefix(*t, subject + std::string(1, '\0'));
+  if (!rows)
+    return rows.err();
+  json doc = json::object(), conflicts = json::object(), contexts = json::object();
+  for (auto& [key, view] : *rows) {
+    if (view.siblings.empty())
+      continue;
+    std::string pred = key.substr(subject.size() + 1);
+    // Newest first (by the author's time, then by dot for a stable order).
+    std::sort(view.siblings.begin(), view.siblings.end(), [](const auto& a, const auto& b) {
+      return a.time_ms != b.time_ms ? a.time_ms > b.time_ms : b.d < a.d;
+    });
+    auto parse = [](const std::string& s) {
+      auto j = json::parse(s, nullptr, false);
+      return j.is_discarded() ? json(s) : j;
+    };
+    doc[pred] = parse(view.siblings.front().value);
+    if (view.siblings.size() > 1) {
+      json all = json::array();
+      for (const auto& s : view.siblings)
+        all.push_back(parse(s.value));
+      conflicts[pred] = std::move(all);
+    }
+    contexts[pred] = context_to_json(view.context);
+  }
+  if (doc.empty())
+    return json(nullptr);
+  return json{{"subject", subject}, {"topic", *t}, {"doc", doc},
+              {"conflicts", conflicts}, {"context", contexts}};
+}
+
+result<std::size_t> documents::del(const std::string& subject,
+                                   const std::optional<std::string>& predicate,
+                                   std::uint64_t time_ms, std::string topic) {
+  auto t = topic_for(subject, std::move(topic));
+  if (!t)
+    return t.err();
+  std::string prefix = subject + std::string(1, '\0') + predicate.value_or("");
+  auto rows = store_.read_prefix(*t, prefix);
+  if (!rows)
+    return rows.err();
+  std::vector<write_op> ops;
+  for (const auto& [key, view] : *rows)
+    if (!view.siblings.empty() && (!predicate || key == prefix))
+      ops.push_back({key, std::nullopt, view.context});
+  if (ops.empty())
+    return std::size_t{0};
+  auto push = store_.write(*t, ops, time_ms);
+  if (!push)
+    return push.err();
+  return ops.size();
+}
+
+result<std::string> documents::post(const std::string& text, std::uint64_t time_ms) {
+  if (text.empty())
+    return error{errc::invalid, "an empty post"};
+  const auto* clk = store_.clock(store_.feed_topic_id());
+  const std::uint64_t n = clk ? clk->base(store_.self_id()) + 1 : 1;
+  std::string subject = protocol::to_text(store_.author()) + "/statuses/" +
+                        std::to_string(time_ms) + "-" + std::to_string(n);
+  json obj{{"text", text}, {"time", time_ms}};
+  obj["tags"] = hashtags(text);
+  obj["mentions"] = mentions(text);
+  auto r = put(subject, obj, time_ms);
+  if (!r)
+    return r.err();
+  return subject;
+}
+
+result<json> documents::hits_to_json(const std::vector<index_hit>& hits) {
+  json out = json::array();
+  for (const auto& h : hits) {
+    std::string subject = h.key.substr(0, h.key.find('\0'));
+    auto d = get(subject, h.topic);
+    if (!d)
+      return d.err();
+    if (!d->is_null())
+      out.push_back(std::move(*d));
+  }
+  return out;
+}
+
+result<json> documents::feed(const protocol::public_key& author, std::size_t limit) {
+  auto hits = store_.by_author(author, limit);
+  if (!hits)
+    return hits.err();
+  return hits_to_json(*hits);
+}
+
+result<json> documents::tagged(const std::string& tag, std::size_t limit) {
+  std::string t = tag;
+  if (!t.empty() && t[0] == '#')
+    t.erase(0, 1);
+  std::transform(t.begin(), t.end(), t.begin(),
+                 [](unsigned char c) { return c < 0x80 ? std::tolower(c) : c; });
+  auto hits = store_.by_tag(t, limit);
+  if (!hits)
+    return hits.err();
+  return hits_to_json(*hits);
+}
+
+} // namespace kith::storage

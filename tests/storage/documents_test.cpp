@@ -1,0 +1,214 @@
+#include "fixture.hpp"
+
+#include "kith/storage/documents.hpp"
+
+#include <fstream>
+
+using namespace kith;
+using namespace kith::storage;
+using kith::test::backend;
+
+TEST_CASE("a document is split into keys and reassembled", "[documents]") {
+  for (auto b : {backend::memory, backend::rocksdb}) {
+    DYNAMIC_SECTION(test::name_of(b)) {
+      test::temp_dir dir;
+      auto me = test::person(1);
+      auto s = test::open_store(b, me, 1, dir);
+      documents docs(*s);
+      const std::string subject = protocol::to_text(me.pub()) + "/profile";
+      json profile{{"name", "Ann"}, {"bio", "likes #cats"}, {"links", {"a", "b"}}};
+      auto dots = docs.put(subject, profile, 100);
+      REQUIRE(dots);
+      CHECK(dots->size() == 3);
+      auto got = docs.get(subject);
+      REQUIRE(got);
+      CHECK((*got)["doc"] == profile);
+      CHECK((*got)["conflicts"].empty());
+      // A later put replaces one property, keeps the others.
+      REQUIRE(docs.put(subject, json{{"name", "Ann B."}}, 101));
+      got = docs.get(subject);
+      CHECK((*got)["doc"]["name"] == "Ann B.");
+      CHECK((*got)["doc"]["bio"] == "likes #cats");
+      // Deleting a property, then the document.
+      REQUIRE(docs.del(subject, std::string("bio"), 102));
+      got = docs.get(subject);
+      CHECK_FALSE((*got)["doc"].contains("bio"));
+      auto n = docs.del(subject, std::nullopt, 103);
+      REQUIRE(n);
+      CHECK(*n == 2);
+      got = docs.get(subject);
+      REQUIRE(got);
+      CHECK(got->is_null());
+      // Bad input is refused with a reason.
+      CHECK_FALSE(docs.put("nobody/x", json{{"a", 1}}, 1));
+      CHECK_FALSE(docs.put(subject, json::array({1, 2}), 1));
+      CHECK_FALSE(docs.put(subject, json{{"a", 1}}, 1, {}, json{{"a", "nonsense"}}));
+      CHECK_FALSE(docs.put(subject, json{{std::string("a\0b", 3), 1}}, 1));
+    }
+  }
+}
+
+TEST_CASE("concurrent edits show as conflicts with a context that resolves them",
+          "[documents]") {
+  test::temp_dir dir;
+  auto me = test::person(1);
+  // Two replicas of one person (laptop and phone), same identity.
+  auto laptop = test::open_store(backend::memory, me, 1, dir);
+  auto phone = test::open_store(backend::memory, me, 2, dir);
+  const auto feed = laptop->feed_topic_id();
+  REQUIRE(laptop->set_members(feed, {phone->self_id()}));
+  REQUIRE(phone->set_members(feed, {laptop->self_id()}));
+  documents dl(*laptop), dp(*phone);
+  const std::string subject = protocol::to_text(me.pub()) + "/profile";
+  REQUIRE(dl.put(subject, json{{"name", "laptop"}}, 10));
+  REQUIRE(dp.put(subject, json{{"name", "phone"}}, 11));
+  test::pull(*laptop, *phone, feed);
+  test::pull(*phone, *laptop, feed);
+  for (auto* d : {&dl, &dp}) {
+    auto got = d->get(subject);
+    REQUIRE(got);
+    CHECK((*got)["doc"]["name"] == "phone"); // newest shown first
+    CHECK((*got)["conflicts"]["name"] == json::array({"phone", "laptop"}));
+  }
+  // Resolving with the context the read returned replaces both.
+  auto seen = dl.get(subject);
+  REQUIRE(dl.put(subject, json{{"name", "Ann"}}, 12, {}, (*seen)["context"]));
+  test::pull(*phone, *laptop, feed);
+  auto got = dp.get(subject);
+  CHECK((*got)["doc"]["name"] == "Ann");
+  CHECK((*got)["conflicts"].empty());
+}
+
+TEST_CASE("posts are indexed by author and tag, newest first, and reindex agrees",
+          "[documents][index]") {
+  for (auto b : {backend::memory, backend::rocksdb}) {
+    DYNAMIC_SECTION(test::name_of(b)) {
+      test::temp_dir dir;
+      auto ann = test::person(1), bob = test::person(2);
+      auto sa = test::open_store(b, ann, 1, dir);
+      auto sb = test::open_store(b, bob, 2, dir);
+      REQUIRE(sa->add_topic(protocol::feed_topic(bob.pub())));
+      REQUIRE(sb->set_members(sb->feed_topic_id(), {sa->self_id()}));
+      REQUIRE(sa->set_members(sb->feed_topic_id(), {sb->self_id()}));
+      documents da(*sa), db(*sb);
+      test::rng g(test::base_seed());
+      std::vector<std::string> ann_posts;
+      for (int i = 0; i < 60; ++i) {
+        std::string tag = test::chance(g, 0.5) ? "#Cats" : "#dogs";
+        auto s1 = da.post("ann " + std::to_string(i) + " " + tag, 1000 + i);
+        REQUIRE(s1);
+        ann_posts.push_back(*s1);
+        REQUIRE(db.post("bob " + std::to_string(i) + " #cats @" + protocol::to_text(ann.pub()),
+                        1000 + i));
+      }
+      test::pull(*sa, *sb, sb->feed_topic_id());
+      auto cats = da.tagged("#CATS", 32);
+      REQUIRE(cats);
+      REQUIRE(cats->size() == 32);
+      std::uint64_t last = UINT64_MAX;
+      for (const auto& d : *cats) {
+        auto t = d["doc"]["time"].get<std::uint64_t>();
+        CHECK(t <= last);
+        last = t;
+        CHECK(d["doc"]["tags"].get<std::vector<std::string>>() ==
+              std::vector<std::string>{"cats"});
+      }
+      auto feed = da.feed(ann.pub(), 5);
+      REQUIRE(feed);
+      REQUIRE(feed->size() == 5);
+      CHECK((*feed)[0]["subject"] == ann_posts.back());
+      auto bobs = da.feed(bob.pub(), 100);
+      REQUIRE(bobs);
+      CHECK(bobs->size() == 60);
+      CHECK((*bobs)[0]["doc"]["mentions"][0] == protocol::to_text(ann.pub()));
+      // Deleting and editing posts keeps the index exact.
+      REQUIRE(da.del(ann_posts[59], std::nullopt, 2000));
+      REQUIRE(da.put(ann_posts[58], json{{"text", "now about #birds"}}, 2001));
+      auto birds = da.tagged("birds", 10);
+      REQUIRE(birds);
+      CHECK(birds->size() == 1);
+      auto before = sa->index_rows();
+      REQUIRE(before);
+      auto rebuilt = sa->reindex();
+      REQUIRE(rebuilt);
+      auto after = sa->index_rows();
+      REQUIRE(after);
+      CHECK(*rebuilt == after->size());
+      CHECK(*before == *after);
+      CHECK(after->size() > 100);
+    }
+  }
+}
+
+TEST_CASE("bad stores give a clear error, never a crash", "[store][badinput]") {
+  test::temp_dir dir;
+  auto me = test::person(1);
+  store_options o;
+  o.replica_nonce = 1;
+  SECTION("no store") {
+    auto s = store::open(dir.sub("missing"), me, false, o);
+    REQUIRE_FALSE(s);
+    CHECK(s.err().code == errc::not_found);
+    CHECK(s.err().message.find("kith init") != std::string::npos);
+  }
+  SECTION("unknown format version") {
+    {
+      auto kv = open_rocksdb(dir.sub("v"), true);
+      REQUIRE(kv);
+      kv_batch b;
+      b.put("mformat", std::string(1, '\x63'));
+      REQUIRE((*kv)->commit(b, true));
+    }
+    auto s = store::open(dir.sub("v"), me, false, o);
+    REQUIRE_FALSE(s);
+    CHECK(s.err().code == errc::format_mismatch);
+    CHECK(s.err().message.find("format version 99") != std::string::npos);
+  }
+  SECTION("a corrupted value") {
+    std::string feed, key = test::doc_key(me, "profile", "name");
+    {
+      auto s = store::open(dir.sub("c"), me, true, o);
+      REQUIRE(s);
+      feed = (*s)->feed_topic_id();
+      REQUIRE((*s)->write(feed, {{key, "\"x\"", {}}}, 1));
+    }
+    {
+      auto kv = open_rocksdb(dir.sub("c"), false);
+      REQUIRE(kv);
+      kv_batch b;
+      std::string row = "c" + feed;
+      row.push_back('\0');
+      row += key;
+      b.put(row, "\xff\xff\xff garbage");
+      REQUIRE((*kv)->commit(b, true));
+    }
+    auto s = store::open(dir.sub("c"), me, false, o);
+    REQUIRE(s);
+    auto r = (*s)->read(feed, key);
+    REQUIRE_FALSE(r);
+    CHECK(r.err().code == errc::corrupt);
+    auto w = (*s)->write(feed, {{key, "\"y\"", {}}}, 2);
+    REQUIRE_FALSE(w);
+    CHECK(w.err().code == errc::corrupt);
+    CHECK_FALSE((*s)->check_topic(feed));
+  }
+  SECTION("a truncated directory") {
+    {
+      auto s = store::open(dir.sub("t"), me, true, o);
+      REQUIRE(s);
+    }
+    for (const auto& e : std::filesystem::directory_iterator(dir.sub("t")))
+      if (e.path().filename().string().rfind("MANIFEST", 0) == 0)
+        std::filesystem::remove(e.path());
+    auto s = store::open(dir.sub("t"), me, false, o);
+    REQUIRE_FALSE(s);
+    CHECK_FALSE(s.err().message.empty());
+    INFO(s.err().message);
+  }
+  SECTION("a file where the directory should be") {
+    std::ofstream(dir.sub("f")) << "not a store";
+    auto s = store::open(dir.sub("f"), me, true, o);
+    REQUIRE_FALSE(s);
+    CHECK_FALSE(s.err().message.empty());
+  }
+}
