@@ -1,0 +1,81 @@
+#include "kith/node/data_dir.hpp"
+#include "kith/storage/store.hpp"
+
+#include "../storage/fixture.hpp"
+
+#include <sys/stat.h>
+
+#include <fstream>
+
+using namespace kith;
+
+TEST_CASE("init writes an owner-only key and never overwrites one by accident", "[node]") {
+  test::temp_dir tmp;
+  node::data_dir dir(tmp.sub("home"));
+  auto first = protocol::identity::from_seed(protocol::key_seed{1});
+  auto moved = dir.create_identity(first, false);
+  REQUIRE(moved);
+  CHECK(moved->empty());
+  struct stat st{};
+  REQUIRE(::stat(dir.key_file().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  auto loaded = dir.load_identity();
+  REQUIRE(loaded);
+  CHECK(loaded->pub() == first.pub());
+
+  auto second = protocol::identity::from_seed(protocol::key_seed{2});
+  auto again = dir.create_identity(second, false);
+  REQUIRE_FALSE(again);
+  CHECK(again.err().code == storage::errc::already_exists);
+  CHECK(dir.load_identity()->pub() == first.pub());
+
+  // --force keeps the old key, moved aside.
+  auto replaced = dir.create_identity(second, true);
+  REQUIRE(replaced);
+  REQUIRE_FALSE(replaced->empty());
+  CHECK(node::data_dir(*replaced).load_identity()->pub() == first.pub());
+  CHECK(dir.load_identity()->pub() == second.pub());
+}
+
+TEST_CASE("a key file others can read, or a damaged one, is refused with a reason", "[node]") {
+  test::temp_dir tmp;
+  node::data_dir dir(tmp.sub("home"));
+  REQUIRE(dir.create_identity(protocol::identity::from_seed(protocol::key_seed{3}), false));
+  ::chmod(dir.key_file().c_str(), 0644);
+  auto open = dir.load_identity();
+  REQUIRE_FALSE(open);
+  CHECK(open.err().message.find("chmod 600") != std::string::npos);
+  ::chmod(dir.key_file().c_str(), 0600);
+  {
+    std::ofstream(dir.key_file(), std::ios::trunc) << "kith-identity-v1\nzz\n";
+  }
+  ::chmod(dir.key_file().c_str(), 0600);
+  auto bad = dir.load_identity();
+  REQUIRE_FALSE(bad);
+  CHECK(bad.err().code == storage::errc::corrupt);
+  node::data_dir none(tmp.sub("nothing"));
+  auto missing = none.load_identity();
+  REQUIRE_FALSE(missing);
+  CHECK(missing.err().message.find("kith init") != std::string::npos);
+}
+
+TEST_CASE("a node that loses its store comes back with a new replica id", "[node]") {
+  test::temp_dir tmp;
+  node::data_dir dir(tmp.sub("home"));
+  auto me = protocol::identity::from_seed(protocol::key_seed{4});
+  REQUIRE(dir.create_identity(me, false));
+  {
+    causality::replica_id before;
+    {
+      auto s = storage::store::open(dir.store_dir(), me, true);
+      REQUIRE(s);
+      before = (*s)->self_id();
+      CHECK(protocol::check_binding((*s)->binding()));
+    }
+    std::filesystem::remove_all(dir.store_dir());
+    auto s = storage::store::open(dir.store_dir(), me, true);
+    REQUIRE(s);
+    CHECK((*s)->self_id() != before);
+    CHECK((*s)->binding().author == me.pub());
+  }
+}
