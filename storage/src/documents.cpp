@@ -62,6 +62,11 @@ result<std::string> documents::topic_for(const std::string& subject, std::string
 result<std::vector<dot>> documents::put(const std::string& subject, const json& obj,
                                         std::uint64_t time_ms, std::string topic,
                                         const json& contexts) {
+  const std::string me = protocol::to_text(store_.author());
+  if (topic.empty() && subject.rfind(me + "/", 0) != 0 && check_subject(subject))
+    return error{errc::unauthorized,
+                 "you can write only your own documents (" + me +
+                     "/...) to your feed; to edit a group's document, name its shared topic"};
   auto t = topic_for(subject, std::move(topic));
   if (!t)
     return t.err();

@@ -37,7 +37,7 @@ contains "reindex" "index rows" "$kith" reindex
 contains "check" ": ok" "$kith" check
 contains "bad json refused" "not valid JSON" "$kith" put me/x 'nope'
 other="$(KITH_HOME="$home/other" "$kith" init 2>/dev/null)"
-contains "foreign subject refused" "author's id" "$kith" put "$other/x" '{"a":1}'
+contains "foreign subject refused" "only your own documents" "$kith" put "$other/x" '{"a":1}'
 expect "missing document" 3 "$kith" get me/nothing
 chmod 644 "$home/identity.key"
 contains "loose key permissions refused" "chmod 600" "$kith" id
