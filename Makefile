@@ -32,6 +32,7 @@ asan: deps
 
 bench: build
 	$(BUILD)/bench/kith-bench-causality
+	$(BUILD)/bench/kith-bench-storage
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
