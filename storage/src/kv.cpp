@@ -6,6 +6,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <filesystem>
 #include <map>
 
 namespace kith::storage {
@@ -175,6 +176,15 @@ private:
 } // namespace
 
 result<std::unique_ptr<kv_store>> open_rocksdb(const std::string& dir, bool create) {
+  // A directory with files but no CURRENT is a truncated store, not an
+  // empty place to create one: creating would bury the old files.
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec) && !std::filesystem::is_empty(dir, ec) &&
+      !std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec))
+    return error{errc::corrupt, "the store in " + dir +
+                                    " is incomplete (no CURRENT file): it was truncated or "
+                                    "damaged. Restore it from a backup, or move it aside to "
+                                    "start this node as a new replica."};
   rocksdb::Options o;
   o.create_if_missing = create;
   o.paranoid_checks = true;
@@ -196,6 +206,10 @@ result<std::unique_ptr<kv_store>> open_rocksdb(const std::string& dir, bool crea
     if (s.ToString().find("lock") != std::string::npos)
       return error{errc::io, "the store in " + dir +
                                  " is in use by another process (is a kith daemon running?)"};
+    if (s.IsCorruption() || s.IsIOError())
+      if (s.ToString().find("No such file") != std::string::npos || s.IsCorruption())
+        return error{errc::corrupt, "the store in " + dir + " is incomplete or damaged (" +
+                                        s.ToString() + "); restore it from a backup"};
     if (s.IsCorruption())
       return error{errc::corrupt, "the store in " + dir + " is damaged: " + s.ToString()};
     return error{errc::io, "cannot open the store in " + dir + ": " + s.ToString()};

@@ -202,8 +202,15 @@ TEST_CASE("bad stores give a clear error, never a crash", "[store][badinput]") {
         std::filesystem::remove(e.path());
     auto s = store::open(dir.sub("t"), me, false, o);
     REQUIRE_FALSE(s);
-    CHECK_FALSE(s.err().message.empty());
-    INFO(s.err().message);
+    CHECK(s.err().code == errc::corrupt);
+    CHECK(s.err().message.find("incomplete") != std::string::npos);
+    // Nor is a new store created over the remains.
+    for (const auto& e : std::filesystem::directory_iterator(dir.sub("t")))
+      if (e.path().filename() == "CURRENT")
+        std::filesystem::remove(e.path());
+    auto c = store::open(dir.sub("t"), me, true, o);
+    REQUIRE_FALSE(c);
+    CHECK(c.err().message.find("no CURRENT") != std::string::npos);
   }
   SECTION("a file where the directory should be") {
     std::ofstream(dir.sub("f")) << "not a store";
