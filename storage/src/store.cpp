@@ -30,6 +30,9 @@ struct store::commit_input {
   std::vector<causality::key_change> changes;
   std::vector<std::pair<dot, key_type>> new_dots;
   std::map<dot, write_header> headers; // known headers of dots involved
+  /// Stored containers the caller already read (nullopt: not stored), so
+  /// commit does not read them again.
+  std::map<key_type, std::optional<container>> before;
   std::vector<signed_batch> batches;   // newly verified or signed
   std::vector<replica_binding> bindings;
   std::optional<std::pair<replica_id, node_clock>> observed;
@@ -452,9 +455,14 @@ status store::commit(topic_state& ts, commit_input& in) {
         unstripped.insert(k);
     }
   };
+  // Headers grouped by key once, not searched per changed key.
+  std::map<key_type, std::vector<const std::pair<const dot, write_header>*>> headers_of;
+  for (const auto& entry : in.headers)
+    headers_of[entry.second.key].push_back(&entry);
   try {
     for (const auto& ch : in.changes) {
-      auto old = src.load(ch.key);
+      auto known = in.before.find(ch.key);
+      auto old = known != in.before.end() ? known->second : src.load(ch.key);
       container old_c = old.value_or(container{});
       // Headers of every write this key held or received, for the dots
       // that end up not held: overwritten and deleted writes stay
@@ -463,9 +471,9 @@ status store::commit(topic_state& ts, commit_input& in) {
       for (const auto& [d, s] : old_c.dots())
         if (auto body = protocol::decode_body(s.bytes))
           candidates.emplace(d, protocol::header_of(ch.key, d, *body));
-      for (const auto& [d, h] : in.headers)
-        if (h.key == ch.key)
-          candidates.emplace(d, h);
+      if (auto hs = headers_of.find(ch.key); hs != headers_of.end())
+        for (const auto* entry : hs->second)
+          candidates.emplace(entry->first, entry->second);
       for (const auto& [d, h] : candidates)
         if (!ch.stored.holds(d) && in_dkm_after(d))
           b.put(lay::dot_row('s', topic, d), encoded(h));
@@ -578,7 +586,9 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
     for (const auto& op : ops) {
       auto it = filled.find(op.key);
       if (it == filled.end()) {
-        container c = src.load(op.key).value_or(container{});
+        auto stored = src.load(op.key);
+        in.before.emplace(op.key, stored);
+        container c = stored.value_or(container{});
         c.fill(clk);
         it = filled.emplace(op.key, std::move(c)).first;
       } else {
