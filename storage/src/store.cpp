@@ -698,9 +698,8 @@ public:
   proof_collector(const kv_store& kv, std::string topic) : kv_(kv), topic_(std::move(topic)) {}
 
   status need(dot d) {
-    for (const auto& b : batches_)
-      if (b.covers(d))
-        return ok_status();
+    if (find(d))
+      return ok_status();
     std::string key = lay::topic_prefix('b', topic_);
     std::string lo = key;
     lay::put_be64(key, d.id.value());
@@ -722,20 +721,29 @@ public:
         return error{errc::corrupt, "no replica binding for a stored batch in " + topic_};
       bindings_.push_back(binding);
     }
+    by_start_.emplace(std::make_pair(sb.rid.value(), sb.first), batches_.size());
     batches_.push_back(std::move(sb));
     return ok_status();
   }
+  /// The collected batch covering d, if any (batches of one replica do
+  /// not overlap, so the last one starting at or before d decides).
+  [[nodiscard]] const signed_batch* find(dot d) const {
+    auto i = by_start_.upper_bound(std::make_pair(d.id.value(), d.n.value()));
+    if (i == by_start_.begin())
+      return nullptr;
+    const signed_batch& b = batches_[std::prev(i)->second];
+    return b.covers(d) ? &b : nullptr;
+  }
   /// The header matches the leaf of the collected batch covering it.
   [[nodiscard]] bool matches(std::string_view topic, const write_header& h) const {
-    for (const auto& b : batches_)
-      if (b.covers(h.d))
-        return b.leaf(h.d) == protocol::leaf_hash(topic, h);
-    return false;
+    const signed_batch* b = find(h.d);
+    return b && b->leaf(h.d) == protocol::leaf_hash(topic, h);
   }
   std::vector<signed_batch> batches_;
   std::vector<protocol::replica_binding> bindings_;
 
 private:
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::size_t> by_start_;
   const kv_store& kv_;
   std::string topic_;
 };
@@ -856,12 +864,15 @@ result<apply_stats> store::apply(const signed_reply& r) {
     batches.push_back(sb);
     in.batches.push_back(sb);
   }
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::size_t> batch_at;
+  for (std::size_t i = 0; i < batches.size(); ++i)
+    batch_at.emplace(std::make_pair(batches[i].rid.value(), batches[i].first), i);
   // A write is proven by a leaf of a batch received now or stored before.
   auto proven = [&](const write_header& h) -> status {
     const signed_batch* by = nullptr;
-    for (const auto& sb : batches)
-      if (sb.covers(h.d))
-        by = &sb;
+    if (auto i = batch_at.upper_bound({h.d.id.value(), h.d.n.value()}); i != batch_at.begin())
+      if (batches[std::prev(i)->second].covers(h.d))
+        by = &batches[std::prev(i)->second];
     signed_batch stored;
     if (!by) {
       std::string key = lay::topic_prefix('b', r.topic), lo = key;
