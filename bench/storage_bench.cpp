@@ -23,6 +23,7 @@
 // (hex, it holds a NUL) of the topic, expects the value and the topic's
 // write count, and prints one line "name=value ..." on stdout.
 
+#include "support/json_line.hpp"
 #include "kith/protocol/crypto.hpp"
 #include "kith/protocol/signed_write.hpp"
 #include "kith/storage/kv.hpp"
@@ -101,63 +102,7 @@ sizes sizes_for(bool quick) {
 
 // --- output ------------------------------------------------------------------
 
-/// One JSON object on one line. Keys and string values are ours (no
-/// characters needing escapes beyond quotes and backslashes).
-class json_line {
-public:
-  json_line(const char* bench, std::uint64_t seed) {
-    str("bench", bench);
-    num("seed", seed);
-  }
-  json_line& str(const char* k, const std::string& v) {
-    key(k);
-    out_ << '"';
-    for (char c : v) {
-      if (c == '"' || c == '\\')
-        out_ << '\\';
-      out_ << c;
-    }
-    out_ << '"';
-    return *this;
-  }
-  json_line& num(const char* k, std::uint64_t v) {
-    key(k);
-    out_ << v;
-    return *this;
-  }
-  json_line& real(const char* k, double v) {
-    key(k);
-    if (!std::isfinite(v)) {
-      out_ << "null";
-      return *this;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.6g", v);
-    out_ << buf;
-    return *this;
-  }
-  json_line& flag(const char* k, bool v) {
-    key(k);
-    out_ << (v ? "true" : "false");
-    return *this;
-  }
-  json_line& null(const char* k) {
-    key(k);
-    out_ << "null";
-    return *this;
-  }
-  void print() { std::cout << '{' << out_.str() << '}' << std::endl; }
-
-private:
-  void key(const char* k) {
-    if (!first_)
-      out_ << ',';
-    first_ = false;
-    out_ << '"' << k << "\":";
-  }
-  std::ostringstream out_;
-  bool first_ = true;
-};
+using kith::bench::json_line;
 
 /// Set when any verification fails; main() turns it into exit status 1.
 bool any_failure = false;

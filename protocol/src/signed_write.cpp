@@ -32,9 +32,9 @@ std::string binding_message(const public_key& author, std::uint64_t nonce) {
   return w.take();
 }
 
-std::string topic_body(const topic_descriptor& t) {
-  writer w;
-  w.raw("kith/topic/v1");
+// The fields the creator signs, in the order both the signed message and
+// the stored encoding use.
+void encode_signed_fields(writer& w, const topic_descriptor& t) {
   w.u8(static_cast<std::uint8_t>(t.kind));
   w.raw(t.creator.view());
   w.bytes(t.name);
@@ -42,6 +42,12 @@ std::string topic_body(const topic_descriptor& t) {
   for (const auto& pk : t.writers)
     w.raw(pk.view());
   w.varint(t.nonce);
+}
+
+std::string topic_body(const topic_descriptor& t) {
+  writer w;
+  w.raw("kith/topic/v1");
+  encode_signed_fields(w, t);
   return w.take();
 }
 
@@ -249,13 +255,7 @@ bool decode(reader& r, replica_binding& b, const signed_limits&) {
 
 void encode(writer& w, const topic_descriptor& t) {
   w.bytes(t.id);
-  w.u8(static_cast<std::uint8_t>(t.kind));
-  w.raw(t.creator.view());
-  w.bytes(t.name);
-  w.varint(t.writers.size());
-  for (const auto& pk : t.writers)
-    w.raw(pk.view());
-  w.varint(t.nonce);
+  encode_signed_fields(w, t);
   w.raw(t.sig.view());
 }
 

@@ -55,6 +55,9 @@ inline std::string dot_row(char kind, std::string_view t, causality::dot d) {
   put_be64(s, d.n.value());
   return s;
 }
+inline std::string batch_row(std::string_view t, causality::replica_id r, std::uint64_t first) {
+  return dot_row('b', t, causality::dot{r, causality::counter{first}});
+}
 inline std::string binding_row(causality::replica_id r) {
   std::string s = "r";
   put_be64(s, r.value());

@@ -117,6 +117,17 @@ std::optional<index_hit> parse_hit_tail(std::string_view row, std::size_t at) {
   return h;
 }
 
+/// Calls fn(dot, body) for every live (not deleted, decodable) sibling.
+template <class F>
+void for_each_live(const container& c, F&& fn) {
+  for (const auto& [d, s] : c.dots()) {
+    if (s.deleted)
+      continue;
+    if (auto body = protocol::decode_body(s.bytes))
+      fn(d, std::move(*body));
+  }
+}
+
 /// The index rows of one stored key: a pure function of (topic, key,
 /// container), which is what makes incremental maintenance and a rebuild
 /// agree. Posts are keys "<id>/statuses/<name>\0text" holding a JSON string.
@@ -132,26 +143,21 @@ std::vector<std::string> index_rows_of(std::string_view topic, std::string_view 
   auto author = protocol::parse_id(author_text);
   if (!author)
     return rows;
-  for (const auto& [d, s] : c.dots()) {
-    if (s.deleted)
-      continue;
-    auto body = protocol::decode_body(s.bytes);
-    if (!body)
-      continue;
-    auto j = nlohmann::json::parse(body->value, nullptr, false);
+  for_each_live(c, [&](dot d, const protocol::write_body& body) {
+    auto j = nlohmann::json::parse(body.value, nullptr, false);
     if (j.is_discarded() || !j.is_string())
-      continue;
+      return;
     std::string row = "ia";
     row.append(author->view());
-    append_hit_tail(row, body->time_ms, d, topic, key);
+    append_hit_tail(row, body.time_ms, d, topic, key);
     rows.push_back(std::move(row));
     for (const auto& tag : hashtags(j.get<std::string>())) {
       std::string t = "it" + tag;
       t.push_back('\0');
-      append_hit_tail(t, body->time_ms, d, topic, key);
+      append_hit_tail(t, body.time_ms, d, topic, key);
       rows.push_back(std::move(t));
     }
-  }
+  });
   return rows;
 }
 
@@ -373,6 +379,19 @@ const node_clock* store::clock(const std::string& topic) {
 
 namespace {
 
+/// The stored signed batch covering d, if any: the batch of d's replica
+/// with the greatest first counter <= d's counter.
+result<std::optional<signed_batch>> stored_batch_covering(const kv_store& kv,
+                                                          std::string_view topic, dot d) {
+  auto row = kv.floor(lay::dot_row('b', topic, d), lay::batch_row(topic, d.id, 0));
+  if (!row)
+    return row.err();
+  signed_batch sb;
+  if (!*row || !decoded((*row)->second, sb) || !sb.covers(d))
+    return std::optional<signed_batch>{};
+  return std::optional<signed_batch>{std::move(sb)};
+}
+
 /// Reads stored containers, seeing this commit's pending changes first.
 class kv_source : public causality::container_source {
 public:
@@ -407,10 +426,12 @@ status store::commit(topic_state& ts, commit_input& in) {
   // The clock after: only dots not yet covered are new.
   node_clock clk = ts.clock;
   std::vector<std::pair<dot, key_type>> fresh;
+  std::set<dot> fresh_dots;
   for (auto& [d, k] : in.new_dots)
     if (!clk.contains(d)) {
       clk.add(d);
       fresh.emplace_back(d, k);
+      fresh_dots.insert(d);
     }
 
   // The watermark after, and what it lets us prune.
@@ -432,7 +453,7 @@ status store::commit(topic_state& ts, commit_input& in) {
       return false;
     if (ts.dkm.find(d))
       return true;
-    return std::any_of(fresh.begin(), fresh.end(), [&](const auto& p) { return p.first == d; });
+    return fresh_dots.count(d) != 0;
   };
 
   // Containers, the unstripped set, headers of dots no longer held, indexes.
@@ -481,6 +502,8 @@ status store::commit(topic_state& ts, commit_input& in) {
       src.overlay_[ch.key] = ch.stored;
     }
     // Contexts the grown clock now covers are stripped in the same batch.
+    // TODO(perf): this reads every unstripped key on each commit that adds
+    // dots; index the unstripped keys by the ids their contexts name.
     if (!fresh.empty()) {
       for (const auto& k : std::set<key_type>(unstripped)) {
         auto cur = src.load(k);
@@ -521,10 +544,7 @@ status store::commit(topic_state& ts, commit_input& in) {
       b.put(lay::dot_row('d', topic, d), k);
 
   for (const auto& sb : in.batches) {
-    std::string row = lay::topic_prefix('b', topic);
-    lay::put_be64(row, sb.rid.value());
-    lay::put_be64(row, sb.first);
-    b.put(row, encoded(sb));
+    b.put(lay::batch_row(topic, sb.rid, sb.first), encoded(sb));
   }
   for (const auto& rb : in.bindings)
     b.put(lay::binding_row(rb.rid), encoded(rb));
@@ -633,14 +653,9 @@ namespace {
 
 key_view view_of(const container& c) {
   key_view v;
-  for (const auto& [d, s] : c.dots()) {
-    if (s.deleted)
-      continue;
-    auto body = protocol::decode_body(s.bytes);
-    if (!body)
-      continue;
-    v.siblings.push_back({d, std::move(body->value), body->time_ms});
-  }
+  for_each_live(c, [&](dot d, protocol::write_body&& body) {
+    v.siblings.push_back({d, std::move(body.value), body.time_ms});
+  });
   v.context = c.read_context();
   return v;
 }
@@ -700,17 +715,12 @@ public:
   status need(dot d) {
     if (find(d))
       return ok_status();
-    std::string key = lay::topic_prefix('b', topic_);
-    std::string lo = key;
-    lay::put_be64(key, d.id.value());
-    lay::put_be64(lo, d.id.value());
-    lay::put_be64(key, d.n.value());
-    auto row = kv_.floor(key, lo);
-    if (!row)
-      return row.err();
-    signed_batch sb;
-    if (!*row || !decoded((*row)->second, sb) || !sb.covers(d))
+    auto found = stored_batch_covering(kv_, topic_, d);
+    if (!found)
+      return found.err();
+    if (!*found)
       return error{errc::corrupt, "no signed batch for a stored write in " + topic_};
+    signed_batch sb = std::move(**found);
     if (!std::any_of(bindings_.begin(), bindings_.end(),
                      [&](const auto& b) { return b.rid == sb.rid; })) {
       auto rb = kv_.get(lay::binding_row(sb.rid));
@@ -846,10 +856,7 @@ result<apply_stats> store::apply(const signed_reply& r) {
       return pk.err();
     if (!protocol::may_write(ts.desc, *pk))
       return error{errc::unauthorized, protocol::to_text(*pk) + " may not write to " + r.topic};
-    std::string row = lay::topic_prefix('b', r.topic);
-    lay::put_be64(row, sb.rid.value());
-    lay::put_be64(row, sb.first);
-    auto have = kv_->get(row);
+    auto have = kv_->get(lay::batch_row(r.topic, sb.rid, sb.first));
     if (!have)
       return have.err();
     signed_batch stored;
@@ -873,18 +880,15 @@ result<apply_stats> store::apply(const signed_reply& r) {
     if (auto i = batch_at.upper_bound({h.d.id.value(), h.d.n.value()}); i != batch_at.begin())
       if (batches[std::prev(i)->second].covers(h.d))
         by = &batches[std::prev(i)->second];
-    signed_batch stored;
+    std::optional<signed_batch> stored;
     if (!by) {
-      std::string key = lay::topic_prefix('b', r.topic), lo = key;
-      lay::put_be64(key, h.d.id.value());
-      lay::put_be64(lo, h.d.id.value());
-      lay::put_be64(key, h.d.n.value());
-      auto row = kv_->floor(key, lo);
-      if (!row)
-        return row.err();
-      if (!*row || !decoded((*row)->second, stored) || !stored.covers(h.d))
+      auto found = stored_batch_covering(*kv_, r.topic, h.d);
+      if (!found)
+        return found.err();
+      stored = std::move(*found);
+      if (!stored)
         return error{errc::bad_signature, "a write comes without a signed batch"};
-      by = &stored;
+      by = &*stored;
     }
     if (by->leaf(h.d) != protocol::leaf_hash(r.topic, h))
       return error{errc::bad_signature, "a write does not match its signed batch"};
