@@ -47,3 +47,8 @@ include(Catch)
 # --- JSON (documents) and the command-line parser, both header-only.
 find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
+
+# --- The daemon's logger and config parser (Debian: libspdlog-dev,
+# libtomlplusplus-dev).
+find_package(spdlog CONFIG REQUIRED)
+find_package(tomlplusplus CONFIG REQUIRED)

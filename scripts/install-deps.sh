@@ -8,7 +8,7 @@ packages=(
   cmake g++ make pkg-config ninja-build
   libcaf-dev libsodium-dev librocksdb-dev libboost-dev
   capnproto libcapnp-dev catch2
-  nlohmann-json3-dev libcli11-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libtomlplusplus-dev
 )
 
 missing=()

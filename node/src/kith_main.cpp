@@ -1,8 +1,11 @@
-// The `kith` program. Issue 3 brings the commands that work on the local
-// store (init, id, put, get, del, post, feed, tag, reindex, check); the
-// daemon and its network commands come with issue 4, after which the
-// document commands go through the running daemon's local API.
+// The `kith` program: `run` is the daemon; the other commands are its
+// clients. Document commands (put, get, del, post, feed, tag) go through
+// the running daemon's local API; with no daemon running they open the
+// store directly (the store's lock keeps the two from overlapping).
+// status, peers, follow and unfollow need the daemon.
 
+#include "kith/node/api_client.hpp"
+#include "kith/node/daemon.hpp"
 #include "kith/node/data_dir.hpp"
 #include "kith/storage/documents.hpp"
 
@@ -53,6 +56,44 @@ void print(const storage::json& j) {
   std::cout << j.dump(2) << "\n";
 }
 
+/// A call to the running daemon: nullopt when none answers.
+struct daemon_reply {
+  int status = 0;
+  storage::json body;
+};
+std::optional<daemon_reply> call_daemon(const node::data_dir& dir, const std::string& method,
+                                        const std::string& target,
+                                        const std::optional<storage::json>& body = std::nullopt) {
+  auto where = node::daemon_api_address(dir);
+  if (!where)
+    return std::nullopt;
+  std::optional<std::string> text;
+  if (body)
+    text = body->dump();
+  auto r = node::call_api(where->first, where->second, method, target, text);
+  if (!r.ok)
+    return std::nullopt; // stale api.addr after a crash: no daemon
+  daemon_reply out;
+  out.status = r.status;
+  out.body = storage::json::parse(r.body, nullptr, false);
+  return out;
+}
+
+/// Prints an API error and maps it to an exit code.
+int fail_reply(const daemon_reply& r) {
+  std::string msg = "request failed with HTTP " + std::to_string(r.status);
+  if (r.body.is_object() && r.body.contains("error"))
+    msg = r.body["error"].value("message", msg);
+  std::cerr << "kith: " << msg << "\n";
+  return r.status == 404 ? 3 : 1;
+}
+
+int need_daemon() {
+  std::cerr << "kith: no running node answers; start it with `kith run` (or pass -d for another "
+               "data directory)\n";
+  return 4;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -99,6 +140,24 @@ int main(int argc, char** argv) {
   tagc->add_option("tag", tag)->required();
   tagc->add_option("--limit", limit)->check(CLI::Range(1, 10000));
 
+  auto* run = app.add_subcommand("run", "run the node: sync with peers, serve the local API");
+  std::string listen, api_addr, log_level;
+  std::uint32_t ae_seconds = 0;
+  run->add_option("--listen", listen, "peer address to listen on (default 127.0.0.1:7411; \"\" for none)");
+  run->add_option("--api", api_addr, "local API address (default 127.0.0.1:7410; port 0: any)");
+  run->add_option("--log-level", log_level, "debug, info, warn or error (default info)");
+  run->add_option("--anti-entropy", ae_seconds, "seconds between anti-entropy rounds (default 30)")
+      ->check(CLI::Range(1, 86400));
+
+  auto* status = app.add_subcommand("status", "the running node's identity, topics and peers");
+  auto* peers = app.add_subcommand("peers", "connected and followed peers, with sync state");
+  std::string who, address;
+  auto* follow = app.add_subcommand("follow", "follow someone: replicate their feed");
+  follow->add_option("id", who, "their id (kith id prints it)")->required();
+  follow->add_option("address", address, "host:port where their node listens");
+  auto* unfollow = app.add_subcommand("unfollow", "stop following someone");
+  unfollow->add_option("id", who)->required();
+
   auto* reindex = app.add_subcommand("reindex", "drop and rebuild the derived indexes");
   auto* check = app.add_subcommand("check", "verify every stored write against its signature");
 
@@ -125,6 +184,111 @@ int main(int argc, char** argv) {
       return fail(who.err());
     std::cout << protocol::to_text(who->pub()) << "\n";
     return 0;
+  }
+
+  if (run->parsed()) {
+    auto cfg = node::load_config(dir);
+    if (!cfg)
+      return fail(cfg.err());
+    if (run->count("--listen"))
+      cfg->listen = listen;
+    if (!api_addr.empty())
+      cfg->api = api_addr;
+    if (!log_level.empty())
+      cfg->log_level = log_level;
+    if (ae_seconds != 0)
+      cfg->anti_entropy_s = ae_seconds;
+    return node::run_daemon(dir, *cfg);
+  }
+  if (status->parsed() || peers->parsed()) {
+    auto r = call_daemon(dir, "GET", status->parsed() ? "/v1/status" : "/v1/peers");
+    if (!r)
+      return need_daemon();
+    if (r->status != 200)
+      return fail_reply(*r);
+    print(status->parsed() ? r->body : r->body["peers"]);
+    return 0;
+  }
+  if (follow->parsed() || unfollow->parsed()) {
+    storage::json body{{"id", who}};
+    if (!address.empty())
+      body["address"] = address;
+    auto r = call_daemon(dir, "POST", follow->parsed() ? "/v1/follow" : "/v1/unfollow", body);
+    if (!r)
+      return need_daemon();
+    if (r->status != 200)
+      return fail_reply(*r);
+    std::cerr << "kith: " << (follow->parsed() ? "following " : "no longer following ") << who << "\n";
+    return 0;
+  }
+
+  // Document commands: through the daemon when one runs.
+  const bool doc_cmd = put->parsed() || get->parsed() || del->parsed() || post->parsed() ||
+                       feed->parsed() || tagc->parsed();
+  if (doc_cmd) {
+    std::optional<daemon_reply> r;
+    if (put->parsed()) {
+      auto obj = storage::json::parse(text, nullptr, false);
+      if (obj.is_discarded())
+        return fail({storage::errc::invalid, "the document is not valid JSON"});
+      storage::json body{{"doc", obj}};
+      if (!topic.empty())
+        body["topic"] = topic;
+      if (!ctx_text.empty()) {
+        auto ctx = storage::json::parse(ctx_text, nullptr, false);
+        if (ctx.is_discarded())
+          return fail({storage::errc::invalid, "--context is not valid JSON"});
+        body["contexts"] = ctx;
+      }
+      r = call_daemon(dir, "PUT", "/v1/docs/" + node::url_encode(subject), body);
+      if (r && r->status == 200) {
+        auto k = r->body["dots"].size();
+        std::cerr << "kith: wrote " << k << " propert" << (k == 1 ? "y" : "ies") << "\n";
+        return 0;
+      }
+    } else if (get->parsed()) {
+      r = call_daemon(dir, "GET", "/v1/docs/" + node::url_encode(subject) +
+                                      (topic.empty() ? "" : "?topic=" + node::url_encode(topic)));
+      if (r && r->status == 200) {
+        print(r->body);
+        return 0;
+      }
+    } else if (del->parsed()) {
+      std::string q;
+      if (!predicate.empty())
+        q += "predicate=" + node::url_encode(predicate);
+      if (!topic.empty())
+        q += (q.empty() ? "" : "&") + std::string("topic=") + node::url_encode(topic);
+      r = call_daemon(dir, "DELETE", "/v1/docs/" + node::url_encode(subject) + (q.empty() ? "" : "?" + q));
+      if (r && r->status == 200) {
+        auto k = r->body.value("deleted", 0);
+        std::cerr << "kith: deleted " << k << " key(s)\n";
+        return k == 0 ? 3 : 0;
+      }
+    } else if (post->parsed()) {
+      r = call_daemon(dir, "POST", "/v1/posts", storage::json{{"text", text}});
+      if (r && r->status == 200) {
+        std::cout << r->body["subject"].get<std::string>() << "\n";
+        return 0;
+      }
+    } else if (feed->parsed()) {
+      std::string q = "/v1/feed?limit=" + std::to_string(limit);
+      if (!author.empty())
+        q += "&author=" + node::url_encode(author);
+      r = call_daemon(dir, "GET", q);
+      if (r && r->status == 200) {
+        print(r->body["posts"]);
+        return 0;
+      }
+    } else {
+      r = call_daemon(dir, "GET", "/v1/tags/" + node::url_encode(tag) + "?limit=" + std::to_string(limit));
+      if (r && r->status == 200) {
+        print(r->body["posts"]);
+        return 0;
+      }
+    }
+    if (r)
+      return fail_reply(*r);
   }
 
   auto n = open_node(dir);

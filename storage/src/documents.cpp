@@ -95,6 +95,8 @@ result<std::vector<dot>> documents::put(const std::string& subject, const json& 
   auto push = store_.write(*t, ops, time_ms);
   if (!push)
     return push.err();
+  if (on_push_)
+    on_push_(*push);
   std::vector<dot> dots;
   for (const auto& e : push->entries)
     for (const auto& [d, body] : e.records)
@@ -156,13 +158,15 @@ result<std::size_t> documents::del(const std::string& subject,
   auto push = store_.write(*t, ops, time_ms);
   if (!push)
     return push.err();
+  if (on_push_)
+    on_push_(*push);
   return ops.size();
 }
 
 result<std::string> documents::post(const std::string& text, std::uint64_t time_ms) {
   if (text.empty())
     return error{errc::invalid, "an empty post"};
-  const auto* clk = store_.clock(store_.feed_topic_id());
+  const auto clk = store_.clock_copy(store_.feed_topic_id());
   const std::uint64_t n = clk ? clk->base(store_.self_id()) + 1 : 1;
   std::string subject = protocol::to_text(store_.author()) + "/statuses/" +
                         std::to_string(time_ms) + "-" + std::to_string(n);

@@ -37,6 +37,8 @@ struct store::commit_input {
   std::vector<replica_binding> bindings;
   std::optional<std::pair<replica_id, node_clock>> observed;
   std::vector<replica_id> extra_members;
+  /// A sender's own clock entry, vouched for first-hand (end of a resync).
+  std::optional<std::pair<replica_id, causality::clock_entry>> join_entry;
 };
 
 namespace {
@@ -279,6 +281,7 @@ status store::init(bool may_create) {
 // --- topics ---------------------------------------------------------------------
 
 status store::add_topic(const topic_descriptor& t) {
+  std::lock_guard lock(mu_);
   std::string why;
   if (!protocol::check_topic(t, &why))
     return error{errc::invalid, "topic " + t.id + ": " + why};
@@ -293,6 +296,7 @@ status store::add_topic(const topic_descriptor& t) {
 }
 
 std::optional<topic_descriptor> store::topic(const std::string& id) const {
+  std::lock_guard lock(mu_);
   auto v = kv_->get(lay::topic_row(id));
   topic_descriptor t;
   if (!v || !*v || !decoded(**v, t))
@@ -301,6 +305,7 @@ std::optional<topic_descriptor> store::topic(const std::string& id) const {
 }
 
 std::vector<std::string> store::topics() const {
+  std::lock_guard lock(mu_);
   std::vector<std::string> out;
   (void) kv_->scan("t", "u", [&](std::string_view k, std::string_view) {
     out.emplace_back(k.substr(1));
@@ -361,6 +366,7 @@ result<store::topic_state*> store::state(const std::string& topic) {
 }
 
 status store::set_members(const std::string& topic, std::vector<replica_id> members) {
+  std::lock_guard lock(mu_);
   auto ts = state(topic);
   if (!ts)
     return ts.err();
@@ -370,7 +376,51 @@ status store::set_members(const std::string& topic, std::vector<replica_id> memb
   return commit(**ts, in);
 }
 
+result<std::vector<replica_id>> store::members(const std::string& topic) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return ts.err();
+  return (*ts)->marks.members();
+}
+
+status store::observe(const std::string& topic, replica_id from, const node_clock& c) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return ts.err();
+  if (!(*ts)->marks.is_member(from))
+    return ok_status();
+  commit_input in;
+  in.observed = std::make_pair(from, c);
+  return commit(**ts, in);
+}
+
+status store::join_sender_entry(const std::string& topic, replica_id sender,
+                                const node_clock& sender_clock) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return ts.err();
+  for (const auto& [rid, e] : sender_clock.entries())
+    if (rid == sender) {
+      commit_input in;
+      in.join_entry = std::make_pair(rid, e);
+      return commit(**ts, in);
+    }
+  return ok_status();
+}
+
+std::optional<node_clock> store::clock_copy(const std::string& topic) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return std::nullopt;
+  return (*ts)->clock;
+}
+
 const node_clock* store::clock(const std::string& topic) {
+  std::lock_guard lock(mu_);
   auto ts = state(topic);
   return ts ? &(*ts)->clock : nullptr;
 }
@@ -433,6 +483,8 @@ status store::commit(topic_state& ts, commit_input& in) {
       fresh.emplace_back(d, k);
       fresh_dots.insert(d);
     }
+  if (in.join_entry)
+    clk.join_entry(in.join_entry->first, in.join_entry->second);
 
   // The watermark after, and what it lets us prune.
   causality::watermark marks = ts.marks;
@@ -573,6 +625,7 @@ status store::commit(topic_state& ts, commit_input& in) {
 
 result<signed_reply> store::write(const std::string& topic, const std::vector<write_op>& ops,
                                   std::uint64_t time_ms) {
+  std::lock_guard lock(mu_);
   auto tsr = state(topic);
   if (!tsr)
     return tsr.err();
@@ -663,6 +716,7 @@ key_view view_of(const container& c) {
 } // namespace
 
 result<key_view> store::read(const std::string& topic, const key_type& k) {
+  std::lock_guard lock(mu_);
   auto v = kv_->get(lay::key_row('c', topic, k));
   if (!v)
     return v.err();
@@ -676,6 +730,7 @@ result<key_view> store::read(const std::string& topic, const key_type& k) {
 
 result<std::vector<std::pair<key_type, key_view>>> store::read_prefix(const std::string& topic,
                                                                      const std::string& prefix) {
+  std::lock_guard lock(mu_);
   std::vector<std::pair<key_type, key_view>> out;
   const std::string from = lay::key_row('c', topic, prefix);
   const std::size_t skip = lay::topic_prefix('c', topic).size();
@@ -699,6 +754,7 @@ result<std::vector<std::pair<key_type, key_view>>> store::read_prefix(const std:
 // --- replication ------------------------------------------------------------------
 
 result<causality::sync_request> store::make_request(const std::string& topic) {
+  std::lock_guard lock(mu_);
   auto ts = state(topic);
   if (!ts)
     return ts.err();
@@ -760,7 +816,62 @@ private:
 
 } // namespace
 
+result<store::page_result> store::page(const std::string& topic, const std::string& after_key,
+                                      std::size_t max_keys) {
+  std::lock_guard lock(mu_);
+  auto tsr = state(topic);
+  if (!tsr)
+    return tsr.err();
+  page_result out;
+  out.reply.topic = topic;
+  out.reply.from = binding_.rid;
+  out.reply.clock = (*tsr)->clock;
+  out.complete = true;
+  const std::size_t skip = lay::topic_prefix('c', topic).size();
+  std::string from = lay::key_row('c', topic, after_key);
+  if (!after_key.empty())
+    from.push_back('\0'); // the first key after after_key
+  const std::string to = prefix_end(lay::topic_prefix('c', topic));
+  proof_collector proofs(*kv_, topic);
+  bool bad = false;
+  status inner = ok_status();
+  auto st = kv_->scan(from, to, [&](std::string_view k, std::string_view v) {
+    if (out.reply.entries.size() >= max_keys) {
+      out.complete = false;
+      return false;
+    }
+    container c;
+    if (!decoded(v, c)) {
+      bad = true;
+      return false;
+    }
+    signed_entry se;
+    se.key = std::string(k.substr(skip));
+    for (const auto& [d, sib] : c.dots()) {
+      if (auto ps = proofs.need(d); !ps) {
+        inner = ps;
+        return false;
+      }
+      se.records.emplace_back(d, sib.bytes);
+    }
+    out.next_after = se.key;
+    if (!se.records.empty())
+      out.reply.entries.push_back(std::move(se));
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (!inner)
+    return inner.err();
+  if (bad)
+    return corrupt("a stored value in " + topic);
+  out.reply.batches = std::move(proofs.batches_);
+  out.reply.bindings = std::move(proofs.bindings_);
+  return out;
+}
+
 result<signed_reply> store::answer(const std::string& topic, const causality::sync_request& req) {
+  std::lock_guard lock(mu_);
   auto tsr = state(topic);
   if (!tsr)
     return tsr.err();
@@ -814,6 +925,7 @@ result<signed_reply> store::answer(const std::string& topic, const causality::sy
 }
 
 result<apply_stats> store::apply(const signed_reply& r) {
+  std::lock_guard lock(mu_);
   auto tsr = state(r.topic);
   if (!tsr)
     return tsr.err();
@@ -986,16 +1098,19 @@ result<std::vector<index_hit>> scan_hits(const kv_store& kv, const std::string& 
 } // namespace
 
 result<std::vector<index_hit>> store::by_author(const protocol::public_key& a, std::size_t limit) {
+  std::lock_guard lock(mu_);
   return scan_hits(*kv_, "ia" + std::string(a.view()), limit);
 }
 
 result<std::vector<index_hit>> store::by_tag(const std::string& tag, std::size_t limit) {
+  std::lock_guard lock(mu_);
   std::string p = "it" + tag;
   p.push_back('\0');
   return scan_hits(*kv_, p, limit);
 }
 
 result<std::size_t> store::reindex() {
+  std::lock_guard lock(mu_);
   // Drop every index row, in bounded batches.
   for (;;) {
     kv_batch b;
@@ -1046,6 +1161,7 @@ result<std::size_t> store::reindex() {
 }
 
 result<std::vector<std::string>> store::index_rows() {
+  std::lock_guard lock(mu_);
   std::vector<std::string> out;
   auto st = kv_->scan("i", "j", [&](std::string_view k, std::string_view) {
     out.emplace_back(k);
@@ -1059,6 +1175,7 @@ result<std::vector<std::string>> store::index_rows() {
 // --- checks -------------------------------------------------------------------------
 
 status store::check_topic(const std::string& topic) {
+  std::lock_guard lock(mu_);
   auto tsr = state(topic);
   if (!tsr)
     return tsr.err();
@@ -1104,6 +1221,7 @@ status store::check_topic(const std::string& topic) {
 }
 
 std::size_t store::superseded_count(const std::string& topic) {
+  std::lock_guard lock(mu_);
   std::size_t n = 0;
   const std::string p = lay::topic_prefix('s', topic);
   (void) kv_->scan(p, prefix_end(p), [&](std::string_view, std::string_view) {

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -15,10 +16,12 @@ using json = nlohmann::json;
 /// "<author id>/<path>"; each top-level property is a predicate stored as
 /// one key ("<subject>\0<predicate>") holding the property's JSON text.
 /// Every key lives in a topic: the author's feed unless another is named.
-/// Not thread-safe; borrows the store.
+/// Borrows the store. `on_push` receives every signed write this object
+/// commits (the node sends it to the topic's subscribers).
 class documents {
 public:
-  explicit documents(store& s) : store_(s) {}
+  using push_sink = std::function<void(const signed_reply&)>;
+  explicit documents(store& s, push_sink on_push = {}) : store_(s), on_push_(std::move(on_push)) {}
 
   /// Writes every top-level property of obj (an object) as one signed
   /// batch. `contexts` maps predicates to the context a read returned
@@ -48,6 +51,7 @@ private:
   result<std::string> topic_for(const std::string& subject, std::string topic) const;
   result<json> hits_to_json(const std::vector<index_hit>& hits);
   store& store_;
+  push_sink on_push_;
 };
 
 /// Checks a subject's form: "<valid id>/<non-empty path>", no NUL bytes.

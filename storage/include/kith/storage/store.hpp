@@ -2,11 +2,13 @@
 
 #include "kith/causality/anti_entropy.hpp"
 #include "kith/causality/dot_key_map.hpp"
+#include "kith/protocol/messages.hpp"
 #include "kith/protocol/signed_write.hpp"
 #include "kith/storage/kv.hpp"
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -58,28 +60,8 @@ struct key_view {
   version_vector context;
 };
 
-/// A key's data as replicated: its stored writes (full bodies) and the
-/// headers of overwritten or deleted writes it resolves.
-struct signed_entry {
-  key_type key;
-  std::vector<std::pair<dot, std::string>> records; // dot, encoded write_body
-  std::vector<write_header> resolves;
-};
-
-/// What one replica sends another: a push of fresh local writes or an
-/// anti-entropy answer. Everything in it is checked against the batch
-/// signatures and replica bindings it carries (or the receiver already
-/// holds); nothing else in it is trusted. `clock` is the sender's claim,
-/// used only to estimate what the sender has (the watermark), never to
-/// decide what to drop.
-struct signed_reply {
-  std::string topic;
-  replica_id from;
-  causality::node_clock clock;
-  std::vector<signed_entry> entries;
-  std::vector<signed_batch> batches;
-  std::vector<protocol::replica_binding> bindings;
-};
+using protocol::signed_entry;
+using protocol::signed_reply;
 
 struct apply_stats {
   std::size_t keys_changed = 0;
@@ -100,7 +82,10 @@ struct index_hit {
 /// replicas that have not seen them, and derived indexes. Each change is
 /// one atomic kv batch: a clock never covers a dot whose effect is not
 /// stored with it. Per-topic metadata is loaded on first use.
-/// Not thread-safe: one owner (the node's storage actor).
+/// Thread-safe: every public member takes one store-wide lock, so the
+/// node's topic actors may call it from any scheduler thread (each topic
+/// actor is the single writer of its topic). clock() returns a pointer
+/// into the state: only single-threaded callers may use it.
 class store {
 public:
   ~store();
@@ -148,6 +133,25 @@ public:
   /// asker's clock is taken as its own report for the watermark.
   [[nodiscard]] result<signed_reply> answer(const std::string& topic,
                                             const causality::sync_request& req);
+  /// One page of a full-state resync: every stored key of the topic after
+  /// after_key (exclusive; "" = from the start), at most max_keys, with
+  /// all their writes and the batches and bindings that prove them. A new
+  /// or returning replica applies pages in order and resumes from
+  /// next_after; each page verifies on its own.
+  struct page_result {
+    signed_reply reply;
+    std::string next_after;
+    bool complete = false;
+  };
+  [[nodiscard]] result<page_result> page(const std::string& topic, const std::string& after_key,
+                                         std::size_t max_keys);
+  /// Ends a resync from `sender`: adds the sender's own clock entry (from
+  /// the first page's clock) to ours, so dots of the sender that were
+  /// overwritten and forgotten before we joined leave no gap. Only the
+  /// sender's own writes are vouched for, and only first-hand: the caller
+  /// must have authenticated `sender` as the other end of the channel.
+  [[nodiscard]] status join_sender_entry(const std::string& topic, replica_id sender,
+                                         const causality::node_clock& sender_clock);
   /// Verifies everything in a push or an answer and applies it in one
   /// atomic change. On any verification failure nothing is stored.
   [[nodiscard]] result<apply_stats> apply(const signed_reply& r);
@@ -170,6 +174,14 @@ public:
   /// gaps. Returns a description of the first problem found.
   [[nodiscard]] status check_topic(const std::string& topic);
   [[nodiscard]] const causality::node_clock* clock(const std::string& topic);
+  /// A copy of the topic's clock (nullopt for an unknown topic).
+  [[nodiscard]] std::optional<causality::node_clock> clock_copy(const std::string& topic);
+  /// The replicas pruning waits for (self included).
+  [[nodiscard]] result<std::vector<replica_id>> members(const std::string& topic);
+  /// Records a member's own report of its clock (a watermark message).
+  /// Ignored for non-members.
+  [[nodiscard]] status observe(const std::string& topic, replica_id from,
+                               const causality::node_clock& c);
   [[nodiscard]] std::size_t superseded_count(const std::string& topic);
   [[nodiscard]] std::uint64_t memory_usage() const { return kv_->memory_usage(); }
 
@@ -188,6 +200,7 @@ private:
   protocol::replica_binding binding_;
   std::string feed_id_;
   std::map<std::string, std::unique_ptr<topic_state>> topics_;
+  mutable std::recursive_mutex mu_;
 };
 
 /// Hashtags in a text: '#' followed by letters, digits or '_', lower-cased.

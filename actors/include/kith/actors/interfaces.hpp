@@ -1,0 +1,221 @@
+#pragma once
+
+// Every atom, message type and typed actor interface of the actor layer, in
+// one place (docs/architecture.md describes who owns what).
+//
+//   node actor (supervisor)  -- one per node: peers, topics, inbound
+//                               handshakes, the local API's operations
+//   peer actor               -- one per remote identity: its connection,
+//                               channel, backoff, subscriptions, sync rounds
+//   topic actor              -- one per topic: the single writer of that
+//                               topic in the store; pushes fresh writes
+//   transport                -- bytes to and from the network: the Asio
+//                               bridge in the daemon, a simulated network in
+//                               tests and the simulator
+//
+// Actors never read the wall clock or the OS random source: time comes from
+// CAF's clock (virtual under the testing scheduler), randomness from the
+// node's seeded entropy, wall-clock timestamps of writes from the caller.
+
+#include "kith/protocol/channel.hpp"
+#include "kith/protocol/messages.hpp"
+
+#include <caf/atom.hpp>
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kith::actors {
+
+/// A transport's name for one connection (unique per transport).
+using conn_id = std::uint64_t;
+
+// --- atoms -------------------------------------------------------------------
+using dial_atom = caf::atom_constant<caf::atom("dial")>;
+using send_atom = caf::atom_constant<caf::atom("send")>;
+using close_atom = caf::atom_constant<caf::atom("close")>;
+using opened_atom = caf::atom_constant<caf::atom("opened")>;
+using bytes_atom = caf::atom_constant<caf::atom("bytes")>;
+using closed_atom = caf::atom_constant<caf::atom("closed")>;
+using dialfail_atom = caf::atom_constant<caf::atom("dialfail")>;
+using adopt_atom = caf::atom_constant<caf::atom("adopt")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using push_atom = caf::atom_constant<caf::atom("push")>;
+using follow_atom = caf::atom_constant<caf::atom("follow")>;
+using unfollow_atom = caf::atom_constant<caf::atom("unfollow")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
+using api_atom = caf::atom_constant<caf::atom("api")>;
+using doc_atom = caf::atom_constant<caf::atom("doc")>;
+using answer_atom = caf::atom_constant<caf::atom("answer")>;
+using request_atom = caf::atom_constant<caf::atom("request")>;
+using apply_atom = caf::atom_constant<caf::atom("apply")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+using unsub_atom = caf::atom_constant<caf::atom("unsub")>;
+using mark_atom = caf::atom_constant<caf::atom("mark")>;
+using topic_atom = caf::atom_constant<caf::atom("topic")>;
+using peerstate_atom = caf::atom_constant<caf::atom("peerstate")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using page_atom = caf::atom_constant<caf::atom("page")>;
+using join_atom = caf::atom_constant<caf::atom("join")>;
+
+// --- message types (local only: never serialized by CAF) -----------------------
+
+/// An established channel handed from the node actor (which ran the inbound
+/// handshake) to the peer actor of the identity it proved.
+struct channel_handoff {
+  std::shared_ptr<protocol::channel> ch;
+  std::vector<std::string> frames; // decrypted before the handoff
+  std::string address;
+};
+
+/// The outcome of an operation of the local API: an HTTP status, a JSON
+/// body as text, or bytes (bundle export).
+struct api_result {
+  int status = 200;
+  std::string json;
+  bool binary = false;
+};
+
+/// The outcome of applying received data in a topic actor.
+struct apply_result {
+  bool ok = true;
+  protocol::error_code code = protocol::error_code::protocol;
+  std::string reason;
+  std::size_t keys_changed = 0;
+  std::size_t new_dots = 0;
+};
+
+/// What a peer actor reports for `kith peers` / GET /v1/peers.
+struct peer_info {
+  std::string id;
+  bool followed = false;
+  std::string state; // "connected", "connecting", "backoff", "idle"
+  std::string address;
+  std::vector<std::string> pulling;  // topics pulled from this peer
+  std::vector<std::string> serving;  // topics this peer pulls from us
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t entries_received = 0;
+  std::string last_error;
+};
+
+/// One page of a full-state resync, as the topic actor hands it out.
+struct resync_page {
+  protocol::signed_reply reply;
+  std::string next_after;
+  bool complete = true;
+};
+
+/// What a topic actor reports.
+struct topic_info {
+  std::string id;
+  std::string name;
+  std::uint64_t dots = 0; // writes the clock covers
+  std::size_t subscribers = 0;
+  std::size_t members = 0;
+  std::size_t kept_headers = 0;
+};
+
+} // namespace kith::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::channel_handoff)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::api_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::apply_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::peer_info)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::topic_info)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::resync_page)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::signed_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::sync_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::node_clock)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::replica_id)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::public_key)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::peer_info>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::topic_info>)
+
+namespace kith::actors {
+
+/// The transport: connections by address. Events go to the owner of a
+/// connection as untyped messages:
+///   (opened_atom, conn_id, address, bool outbound, uint64 tag)
+///   (bytes_atom, conn_id, std::string)
+///   (closed_atom, conn_id, std::string reason)
+///   (dialfail_atom, uint64 tag, std::string reason)
+/// Events of an outbound connection go to the actor that dialled it;
+/// events of inbound connections go to the node actor, which runs the
+/// handshake and then forwards the bytes to the peer actor of the proved
+/// identity (one path per connection, so bytes stay in order).
+using transport_actor = caf::typed_actor<
+    caf::reacts_to<dial_atom, std::string, caf::actor, std::uint64_t>,
+    caf::reacts_to<send_atom, conn_id, std::string>,
+    caf::reacts_to<close_atom, conn_id, std::string>>;
+
+/// One topic: the single writer of its rows in the store.
+using topic_actor = caf::typed_actor<
+    // A local document operation ("put", "del", "post") with JSON params;
+    // the wall-clock time of the write comes from the caller.
+    caf::replies_to<doc_atom, std::string, std::string, std::uint64_t>::with<api_result>,
+    // Anti-entropy: answer a peer's clock / make our own request.
+    caf::replies_to<answer_atom, causality::sync_request>::with<protocol::signed_reply>,
+    caf::replies_to<request_atom>::with<causality::sync_request>,
+    // Received signed data from a peer actor (verified here).
+    caf::replies_to<apply_atom, protocol::signed_reply, caf::actor>::with<apply_result>,
+    // A peer actor wants pushes of fresh data; its replica becomes a member.
+    caf::reacts_to<subscribe_atom, caf::actor, causality::replica_id>,
+    caf::reacts_to<unsub_atom, caf::actor>,
+    // A member's report of its clock.
+    caf::reacts_to<mark_atom, causality::replica_id, causality::node_clock>,
+    // One page of a full-state resync (after key, max keys).
+    caf::replies_to<page_atom, std::string, std::uint32_t>::with<resync_page>,
+    // End of a resync: vouch the sender's own clock entry.
+    caf::reacts_to<join_atom, causality::replica_id, causality::node_clock>,
+    caf::replies_to<status_atom>::with<topic_info>>;
+
+} // namespace kith::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::topic_descriptor)
+
+namespace kith::actors {
+
+/// One remote identity: its connection (dialled or adopted), secure
+/// channel, backoff, the topics pulled from it and served to it, and the
+/// anti-entropy rounds with it.
+using peer_actor = caf::typed_actor<
+    caf::reacts_to<opened_atom, conn_id, std::string, bool, std::uint64_t>,
+    caf::reacts_to<bytes_atom, conn_id, std::string>,
+    caf::reacts_to<closed_atom, conn_id, std::string>,
+    caf::reacts_to<dialfail_atom, std::uint64_t, std::string>,
+    caf::reacts_to<adopt_atom, conn_id, channel_handoff>,
+    // Fresh data of a topic for the peer (if it subscribed to the topic).
+    caf::reacts_to<push_atom, protocol::signed_reply>,
+    // Start following (dial this address; may be empty) or stop.
+    caf::reacts_to<follow_atom, std::string>,
+    caf::reacts_to<unfollow_atom>,
+    caf::reacts_to<tick_atom>,
+    caf::replies_to<status_atom>::with<peer_info>>;
+
+/// The node's supervisor: owns the peer and topic actors, runs inbound
+/// handshakes until an identity is proved, and runs the local API's
+/// operations.
+using node_actor = caf::typed_actor<
+    caf::reacts_to<opened_atom, conn_id, std::string, bool, std::uint64_t>,
+    caf::reacts_to<bytes_atom, conn_id, std::string>,
+    caf::reacts_to<closed_atom, conn_id, std::string>,
+    caf::reacts_to<dialfail_atom, std::uint64_t, std::string>,
+    // op, JSON params, raw body, wall-clock ms of the call.
+    caf::replies_to<api_atom, std::string, std::string, std::string, std::uint64_t>::with<api_result>,
+    // The actor of a held topic (invalid handle if not held) ...
+    caf::replies_to<topic_atom, std::string>::with<topic_actor>,
+    // ... or of a topic offered by a peer (registered if its descriptor checks).
+    caf::replies_to<topic_atom, protocol::topic_descriptor>::with<topic_actor>,
+    // A peer actor's connection state changed (for the event stream).
+    caf::reacts_to<peerstate_atom, std::string, std::string>,
+    caf::reacts_to<tick_atom>,
+    caf::reacts_to<stop_atom>>;
+
+} // namespace kith::actors

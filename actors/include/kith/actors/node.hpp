@@ -1,0 +1,86 @@
+#pragma once
+
+#include "kith/actors/interfaces.hpp"
+#include "kith/storage/store.hpp"
+
+#include <caf/actor_system.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace kith::actors {
+
+enum class log_level { debug, info, warn, error };
+
+/// Seeded randomness for the actors (channel ephemerals, backoff jitter):
+/// outputs are BLAKE2b(seed, counter). The daemon seeds it from the OS at
+/// start, tests and the simulator from their printed seed.
+class entropy {
+public:
+  explicit entropy(const protocol::key_seed& seed) : seed_(seed) {}
+  [[nodiscard]] protocol::key_seed next();
+  [[nodiscard]] std::uint64_t next_u64();
+
+private:
+  protocol::key_seed seed_;
+  std::atomic<std::uint64_t> counter_{0};
+};
+
+/// Timing and limits of the sync protocol (defaults for a personal node).
+struct sync_settings {
+  std::chrono::milliseconds tick{1000};            // peer housekeeping period
+  std::chrono::milliseconds anti_entropy{30'000};  // periodic pull per topic
+  std::chrono::milliseconds keepalive{15'000};     // send one when idle this long
+  std::chrono::milliseconds peer_timeout{60'000};  // close when silent this long
+  std::chrono::milliseconds backoff_min{500};
+  std::chrono::milliseconds backoff_max{60'000};
+  std::chrono::milliseconds watermark_delay{1000}; // coalesce watermark reports
+  std::size_t max_part_bytes = 1u << 20;           // split answers into parts
+  protocol::channel_limits channel{};
+  protocol::message_limits messages{};
+};
+
+/// What every actor of one node shares: immutable configuration and
+/// thread-safe services. Owned by the node actor; others hold shared_ptr.
+struct node_env {
+  protocol::identity self;
+  std::shared_ptr<storage::store> store;
+  transport_actor transport;
+  sync_settings settings;
+  std::shared_ptr<entropy> rng;
+  std::string agent = "kith/0.1";
+  /// Log sink (thread-safe). Tests collect lines; the daemon writes them.
+  std::function<void(log_level, const std::string&)> log;
+  /// Change events for the local API's stream (thread-safe, non-blocking).
+  std::function<void(const nlohmann::json&)> on_event;
+  /// Remembers the dial address of a followed identity (local only: not
+  /// replicated). May be empty.
+  std::function<void(const std::string& id, const std::string& address)> remember_address;
+  /// Known dial addresses by identity text (loaded by the daemon).
+  std::map<std::string, std::string> addresses;
+
+  void logf(log_level l, const std::string& line) const {
+    if (log)
+      log(l, line);
+  }
+  void emit(const nlohmann::json& ev) const {
+    if (on_event)
+      on_event(ev);
+  }
+};
+
+/// Spawns a node: its topic actors for held topics, peer actors for
+/// followed identities (which start dialling). Inbound connections of
+/// `env->transport` must be owned by the returned actor.
+[[nodiscard]] node_actor spawn_node(caf::actor_system& sys, std::shared_ptr<node_env> env);
+
+/// Milliseconds of an actor's clock (virtual under the testing scheduler).
+[[nodiscard]] std::uint64_t clock_ms(const caf::actor_clock::time_point& t);
+
+} // namespace kith::actors

@@ -1,0 +1,71 @@
+#pragma once
+
+// A simulated network of transports for tests (and, later, the simulator):
+// each node gets a transport actor; connections are in-process pairs with a
+// fixed latency on CAF's clock (virtual under the testing scheduler). Links
+// can be cut: a cut closes the link's connections and refuses dials, the
+// way TCP would report it.
+
+#include "kith/actors/interfaces.hpp"
+
+#include <caf/actor_system.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+namespace kith::actors {
+
+class sim_network : public std::enable_shared_from_this<sim_network> {
+public:
+  explicit sim_network(std::chrono::milliseconds latency = std::chrono::milliseconds(1))
+      : latency_(latency) {}
+
+  /// A transport for the node reachable at `address`; its inbound
+  /// connections go to `listener` once set with listen().
+  [[nodiscard]] transport_actor make_transport(caf::actor_system& sys, const std::string& address);
+  void listen(const std::string& address, caf::actor node);
+  /// Takes a node off the network (its connections close, dials to it fail).
+  void unlisten(const std::string& address);
+  /// Cuts or restores the link between two addresses.
+  void set_link(const std::string& a, const std::string& b, bool up);
+
+  /// Bytes carried so far (both directions, all links).
+  [[nodiscard]] std::uint64_t bytes_carried() const;
+
+  // Used by the transport actors.
+  struct end {
+    std::string local;
+    std::string remote;
+    caf::actor owner;
+    conn_id peer_end = 0;
+    bool open = true;
+  };
+  std::mutex mu;
+  std::map<conn_id, end> conns;
+  std::map<std::string, caf::actor> listeners;
+  std::set<std::pair<std::string, std::string>> cut;
+  conn_id next_id = 1;
+  std::uint64_t carried = 0;
+  std::chrono::milliseconds latency_;
+
+  [[nodiscard]] bool link_up(const std::string& a, const std::string& b) const {
+    return cut.count({std::min(a, b), std::max(a, b)}) == 0;
+  }
+  /// Closes every open connection matching pred; returns (owner, conn, reason) to notify.
+  template <class Pred>
+  std::vector<std::pair<caf::actor, conn_id>> close_where(Pred pred) {
+    std::vector<std::pair<caf::actor, conn_id>> out;
+    for (auto& [id, e] : conns)
+      if (e.open && pred(e)) {
+        e.open = false;
+        out.emplace_back(e.owner, id);
+      }
+    return out;
+  }
+};
+
+} // namespace kith::actors

@@ -1,0 +1,26 @@
+#pragma once
+
+#include "kith/actors/node.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+namespace kith::actors::detail {
+
+/// Spawns the actor of a held topic.
+[[nodiscard]] topic_actor spawn_topic(caf::actor_system& sys, std::shared_ptr<node_env> env,
+                                      std::string topic, node_actor node);
+/// Spawns the actor of a remote identity. `followed` peers dial `address`
+/// (when not empty) and redial with backoff.
+[[nodiscard]] peer_actor spawn_peer(caf::actor_system& sys, std::shared_ptr<node_env> env,
+                                    protocol::public_key pk, bool followed, std::string address,
+                                    node_actor node);
+
+/// An api_result holding a JSON body.
+[[nodiscard]] api_result json_result(int status, const nlohmann::json& body);
+[[nodiscard]] api_result error_result(int status, const std::string& code, const std::string& msg);
+/// Maps a storage error to an API error.
+[[nodiscard]] api_result storage_error(const storage::error& e);
+
+} // namespace kith::actors::detail

@@ -1,0 +1,464 @@
+// The node actor: the supervisor of one node. It spawns a topic actor per
+// held topic and a peer actor per followed identity (and per follower that
+// connects), runs the responder side of inbound handshakes until the
+// identity is proved, then routes the connection's bytes to that peer's
+// actor, and runs the local API's operations.
+
+#include "internal.hpp"
+
+#include "kith/storage/documents.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
+
+#include <algorithm>
+#include <map>
+#include <sodium.h>
+
+namespace kith::actors {
+
+protocol::key_seed entropy::next() {
+  const std::uint64_t n = counter_.fetch_add(1);
+  std::string ctr(reinterpret_cast<const char*>(&n), sizeof n);
+  return protocol::hash_of(
+      std::string_view(reinterpret_cast<const char*>(seed_.data()), seed_.size()), ctr);
+}
+
+std::uint64_t entropy::next_u64() {
+  auto h = next();
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v = (v << 8) | h[static_cast<std::size_t>(i)];
+  return v;
+}
+
+std::uint64_t clock_ms(const caf::actor_clock::time_point& t) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+}
+
+namespace detail {
+
+using nlohmann::json;
+
+api_result json_result(int status, const json& body) {
+  return api_result{status, body.dump(), false};
+}
+
+api_result error_result(int status, const std::string& code, const std::string& msg) {
+  return json_result(status, json{{"error", json{{"code", code}, {"message", msg}}}});
+}
+
+api_result storage_error(const storage::error& e) {
+  using storage::errc;
+  switch (e.code) {
+    case errc::not_found:
+      return error_result(404, "not_found", e.message);
+    case errc::unauthorized:
+      return error_result(403, "unauthorized", e.message);
+    case errc::invalid:
+    case errc::format_mismatch:
+      return error_result(400, "invalid", e.message);
+    case errc::already_exists:
+      return error_result(409, "conflict", e.message);
+    default:
+      return error_result(500, "internal", e.message);
+  }
+}
+
+namespace {
+
+struct pending_conn {
+  std::shared_ptr<protocol::channel> ch;
+  std::string address;
+};
+
+struct node_state {
+  std::shared_ptr<node_env> env;
+  std::map<protocol::public_key, peer_actor> peers;
+  std::map<caf::actor_addr, protocol::public_key> peer_by_addr;
+  std::map<std::string, topic_actor> topics;
+  std::map<conn_id, pending_conn> handshaking;
+  std::map<conn_id, peer_actor> routed;
+  std::map<protocol::public_key, std::string> follows; // id -> address
+  static inline const char* name = "kith.node";
+};
+
+using node_pointer = node_actor::stateful_pointer<node_state>;
+
+std::string me_text(node_pointer self) {
+  return protocol::to_text(self->state.env->self.pub());
+}
+
+std::string follows_prefix(node_pointer self) {
+  return me_text(self) + "/follows/";
+}
+
+topic_actor ensure_topic(node_pointer self, const std::string& id) {
+  auto& st = self->state;
+  if (auto it = st.topics.find(id); it != st.topics.end())
+    return it->second;
+  if (!st.env->store->topic(id))
+    return {};
+  auto t = spawn_topic(self->system(), st.env, id, self);
+  st.topics.emplace(id, t);
+  return t;
+}
+
+peer_actor ensure_peer(node_pointer self, const protocol::public_key& pk, bool followed,
+                       const std::string& address) {
+  auto& st = self->state;
+  if (auto it = st.peers.find(pk); it != st.peers.end()) {
+    if (followed)
+      self->send(it->second, follow_atom::value, address);
+    return it->second;
+  }
+  auto p = spawn_peer(self->system(), st.env, pk, followed, address, self);
+  self->monitor(p);
+  st.peers.emplace(pk, p);
+  st.peer_by_addr.emplace(p.address(), pk);
+  return p;
+}
+
+/// The followed identities, from the follow documents in our feed.
+void load_follows(node_pointer self) {
+  auto& st = self->state;
+  auto rows = st.env->store->read_prefix(st.env->store->feed_topic_id(), follows_prefix(self));
+  if (!rows) {
+    st.env->logf(log_level::error, "cannot read follows: " + rows.err().message);
+    return;
+  }
+  for (const auto& [key, view] : *rows) {
+    if (view.siblings.empty())
+      continue;
+    const auto rest = key.substr(follows_prefix(self).size());
+    const auto id = rest.substr(0, rest.find('\0'));
+    if (auto pk = protocol::parse_id(id)) {
+      auto a = st.env->addresses.find(id);
+      st.follows[*pk] = a == st.env->addresses.end() ? std::string{} : a->second;
+    }
+  }
+}
+
+std::string resolve_subject(node_pointer self, const std::string& s) {
+  if (s.rfind("me/", 0) == 0)
+    return me_text(self) + s.substr(2);
+  return s;
+}
+
+/// Gathers one reply from each actor in `targets` and delivers f(results).
+template <class Result, class Handle, class F>
+caf::result<api_result> gather(node_pointer self, std::vector<Handle> targets, F f) {
+  auto rp = self->make_response_promise<api_result>();
+  if (targets.empty()) {
+    rp.deliver(f(std::vector<Result>{}));
+    return rp;
+  }
+  auto acc = std::make_shared<std::vector<Result>>();
+  auto left = std::make_shared<std::size_t>(targets.size());
+  for (auto& t : targets) {
+    self->request(t, std::chrono::seconds(10), status_atom::value)
+        .then(
+            [=](const Result& r) mutable {
+              acc->push_back(r);
+              if (--*left == 0)
+                rp.deliver(f(*acc));
+            },
+            [=](caf::error&) mutable {
+              if (--*left == 0)
+                rp.deliver(f(*acc));
+            });
+  }
+  return rp;
+}
+
+caf::result<api_result> run_api(node_pointer self, const std::string& op, const json& p,
+                                const std::string& body, std::uint64_t time_ms) {
+  auto& st = self->state;
+  auto& store = *st.env->store;
+  storage::documents docs(store);
+  const auto limit = static_cast<std::size_t>(p.value("limit", 20));
+
+  if (op == "status") {
+    json out{{"id", me_text(self)},
+             {"replica", store.self_id().value()},
+             {"topics", st.topics.size()},
+             {"peers", st.peers.size()},
+             {"follows", st.follows.size()},
+             {"agent", st.env->agent}};
+    return json_result(200, out);
+  }
+  if (op == "peers") {
+    std::vector<peer_actor> ps;
+    for (auto& [pk, p] : st.peers)
+      ps.push_back(p);
+    return gather<peer_info>(self, ps, [](const std::vector<peer_info>& infos) {
+      json arr = json::array();
+      for (const auto& i : infos)
+        arr.push_back(json{{"id", i.id},
+                           {"followed", i.followed},
+                           {"state", i.state},
+                           {"address", i.address},
+                           {"pulling", i.pulling},
+                           {"serving", i.serving},
+                           {"bytes_in", i.bytes_in},
+                           {"bytes_out", i.bytes_out},
+                           {"entries_received", i.entries_received},
+                           {"last_error", i.last_error}});
+      std::sort(arr.begin(), arr.end(),
+                [](const json& a, const json& b) { return a["id"] < b["id"]; });
+      return json_result(200, json{{"peers", arr}});
+    });
+  }
+  if (op == "topics") {
+    std::vector<topic_actor> ts;
+    for (auto& [id, t] : st.topics)
+      ts.push_back(t);
+    return gather<topic_info>(self, ts, [](const std::vector<topic_info>& infos) {
+      json arr = json::array();
+      for (const auto& i : infos)
+        arr.push_back(json{{"id", i.id},
+                           {"name", i.name},
+                           {"writes", i.dots},
+                           {"subscribers", i.subscribers},
+                           {"members", i.members},
+                           {"kept_headers", i.kept_headers}});
+      std::sort(arr.begin(), arr.end(),
+                [](const json& a, const json& b) { return a["id"] < b["id"]; });
+      return json_result(200, json{{"topics", arr}});
+    });
+  }
+  if (op == "follow" || op == "unfollow") {
+    std::string why;
+    const auto id = p.value("id", std::string{});
+    auto pk = protocol::parse_id(id, &why);
+    if (!pk)
+      return error_result(400, "invalid", "not an identity: " + why);
+    if (*pk == st.env->self.pub())
+      return error_result(400, "invalid", "a node does not follow itself");
+    const auto address = p.value("address", std::string{});
+    const std::string subject = follows_prefix(self) + id;
+    auto feed = ensure_topic(self, store.feed_topic_id());
+    json params;
+    std::string doc_op;
+    if (op == "follow") {
+      st.follows[*pk] = address;
+      if (!address.empty() && st.env->remember_address)
+        st.env->remember_address(id, address);
+      ensure_peer(self, *pk, true, address);
+      doc_op = "put";
+      params = json{{"subject", subject}, {"doc", json{{"id", id}, {"since", time_ms}}}};
+    } else {
+      st.follows.erase(*pk);
+      if (auto it = st.peers.find(*pk); it != st.peers.end())
+        self->send(it->second, unfollow_atom::value);
+      doc_op = "del";
+      params = json{{"subject", subject}};
+    }
+    return self->delegate(feed, doc_atom::value, doc_op, params.dump(), time_ms);
+  }
+  if (op == "put" || op == "del") {
+    if (!p.contains("subject") || !p["subject"].is_string())
+      return error_result(400, "invalid", "field 'subject' must be a string");
+    json q = p;
+    q["subject"] = resolve_subject(self, p["subject"].get<std::string>());
+    if (auto s = storage::check_subject(q["subject"]); !s)
+      return storage_error(s.err());
+    std::string topic = p.value("topic", std::string{});
+    if (topic.empty()) {
+      const auto subj = q["subject"].get<std::string>();
+      topic = protocol::feed_topic(*protocol::parse_id(subj.substr(0, subj.find('/')))).id;
+    }
+    auto t = ensure_topic(self, topic);
+    if (!t)
+      return error_result(404, "not_found", "this node does not hold topic " + topic);
+    return self->delegate(t, doc_atom::value, op, q.dump(), time_ms);
+  }
+  if (op == "post") {
+    auto t = ensure_topic(self, store.feed_topic_id());
+    return self->delegate(t, doc_atom::value, op, p.dump(), time_ms);
+  }
+  if (op == "get") {
+    const auto subject = resolve_subject(self, p.value("subject", std::string{}));
+    auto r = docs.get(subject, p.value("topic", std::string{}));
+    if (!r)
+      return storage_error(r.err());
+    if (r->is_null())
+      return error_result(404, "not_found", "no document " + subject);
+    return json_result(200, *r);
+  }
+  if (op == "feed") {
+    std::vector<protocol::public_key> authors;
+    if (p.contains("author") && p["author"].is_string() && !p["author"].get<std::string>().empty()) {
+      std::string why;
+      auto a = p["author"].get<std::string>();
+      auto pk = protocol::parse_id(a == "me" ? me_text(self) : a, &why);
+      if (!pk)
+        return error_result(400, "invalid", "not an identity: " + why);
+      authors.push_back(*pk);
+    } else {
+      authors.push_back(st.env->self.pub());
+      for (const auto& [pk, addr] : st.follows)
+        authors.push_back(pk);
+    }
+    json all = json::array();
+    for (const auto& a : authors) {
+      auto r = docs.feed(a, limit);
+      if (!r)
+        return storage_error(r.err());
+      for (auto& d : *r)
+        all.push_back(std::move(d));
+    }
+    auto time_of = [](const json& d) {
+      const auto& doc = d.value("doc", json::object());
+      return doc.contains("time") && doc["time"].is_number() ? doc["time"].get<std::uint64_t>()
+                                                              : std::uint64_t{0};
+    };
+    std::stable_sort(all.begin(), all.end(),
+                     [&](const json& a, const json& b) { return time_of(a) > time_of(b); });
+    if (all.size() > limit)
+      all.erase(all.begin() + static_cast<std::ptrdiff_t>(limit), all.end());
+    return json_result(200, json{{"posts", all}});
+  }
+  if (op == "tag") {
+    auto r = docs.tagged(p.value("tag", std::string{}), limit);
+    if (!r)
+      return storage_error(r.err());
+    return json_result(200, json{{"posts", *r}});
+  }
+  (void)body;
+  return error_result(404, "not_found", "unknown operation '" + op + "'");
+}
+
+node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env> env) {
+  auto& st = self->state;
+  st.env = std::move(env);
+  for (const auto& t : st.env->store->topics())
+    ensure_topic(self, t);
+  load_follows(self);
+  for (const auto& [pk, addr] : st.follows)
+    ensure_peer(self, pk, true, addr);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    auto it = st.peer_by_addr.find(dm.source);
+    if (it == st.peer_by_addr.end())
+      return;
+    auto pk = it->second;
+    st.peer_by_addr.erase(it);
+    auto pit = st.peers.find(pk);
+    if (pit != st.peers.end() && pit->second.address() == dm.source)
+      st.peers.erase(pit);
+    for (auto r = st.routed.begin(); r != st.routed.end();)
+      r = r->second.address() == dm.source ? st.routed.erase(r) : std::next(r);
+  });
+  self->send(self, tick_atom::value);
+  return {
+      [self](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t) {
+        auto& st = self->state;
+        if (outbound) {
+          self->send(st.env->transport, close_atom::value, c, std::string("not dialled by this actor"));
+          return;
+        }
+        auto ch = std::make_shared<protocol::channel>(st.env->self, protocol::channel::role::responder,
+                                                      st.env->rng->next(),
+                                                      clock_ms(self->clock().now()), std::nullopt,
+                                                      st.env->settings.channel);
+        st.handshaking.emplace(c, pending_conn{std::move(ch), addr});
+      },
+      [self](bytes_atom, conn_id c, const std::string& bytes) {
+        auto& st = self->state;
+        if (auto r = st.routed.find(c); r != st.routed.end()) {
+          self->send(r->second, bytes_atom::value, c, bytes);
+          return;
+        }
+        auto it = st.handshaking.find(c);
+        if (it == st.handshaking.end())
+          return;
+        auto out = it->second.ch->receive(bytes);
+        if (!out.to_send.empty())
+          self->send(st.env->transport, send_atom::value, c, std::move(out.to_send));
+        if (out.error) {
+          st.env->logf(log_level::warn, "inbound " + it->second.address + ": " + *out.error);
+          self->send(st.env->transport, close_atom::value, c, *out.error);
+          st.handshaking.erase(it);
+          return;
+        }
+        if (it->second.ch->state() == protocol::channel_state::established) {
+          auto pk = *it->second.ch->peer();
+          auto peer = ensure_peer(self, pk, false, {});
+          channel_handoff h{std::move(it->second.ch), std::move(out.frames), it->second.address};
+          st.handshaking.erase(it);
+          st.routed.emplace(c, peer);
+          self->send(peer, adopt_atom::value, c, std::move(h));
+        }
+      },
+      [self](closed_atom, conn_id c, const std::string& reason) {
+        auto& st = self->state;
+        st.handshaking.erase(c);
+        if (auto r = st.routed.find(c); r != st.routed.end()) {
+          self->send(r->second, closed_atom::value, c, reason);
+          st.routed.erase(r);
+        }
+      },
+      [](dialfail_atom, std::uint64_t, const std::string&) {},
+      [self](api_atom, const std::string& op, const std::string& params, const std::string& body,
+             std::uint64_t time_ms) -> caf::result<api_result> {
+        json p = params.empty() ? json::object() : json::parse(params, nullptr, false);
+        if (p.is_discarded() || !p.is_object())
+          return error_result(400, "invalid", "parameters are not a JSON object");
+        try {
+          return run_api(self, op, p, body, time_ms);
+        } catch (const json::exception& e) {
+          return error_result(400, "invalid", std::string("bad parameters: ") + e.what());
+        }
+      },
+      [self](topic_atom, const std::string& id) -> topic_actor { return ensure_topic(self, id); },
+      [self](topic_atom, const protocol::topic_descriptor& d) -> topic_actor {
+        auto& st = self->state;
+        if (!st.env->store->topic(d.id)) {
+          if (auto s = st.env->store->add_topic(d); !s) {
+            st.env->logf(log_level::warn, "refused topic " + d.id + ": " + s.err().message);
+            return {};
+          }
+        }
+        return ensure_topic(self, d.id);
+      },
+      [](peerstate_atom, const std::string&, const std::string&) {},
+      [self](tick_atom) {
+        auto& st = self->state;
+        const auto now = clock_ms(self->clock().now());
+        for (auto it = st.handshaking.begin(); it != st.handshaking.end();) {
+          auto out = it->second.ch->tick(now);
+          if (out.error) {
+            st.env->logf(log_level::warn, "inbound " + it->second.address + ": " + *out.error);
+            self->send(st.env->transport, close_atom::value, it->first, *out.error);
+            it = st.handshaking.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        self->delayed_send(self, st.env->settings.tick, tick_atom::value);
+      },
+      [self](stop_atom) {
+        auto& st = self->state;
+        for (auto& [pk, p] : st.peers)
+          self->send_exit(p, caf::exit_reason::user_shutdown);
+        for (auto& [id, t] : st.topics)
+          self->send_exit(t, caf::exit_reason::user_shutdown);
+        for (auto& [c, h] : st.handshaking)
+          self->send(st.env->transport, close_atom::value, c, std::string("node shutting down"));
+        st.peers.clear();
+        st.topics.clear();
+        self->quit();
+      },
+  };
+}
+
+} // namespace
+} // namespace detail
+
+node_actor spawn_node(caf::actor_system& sys, std::shared_ptr<node_env> env) {
+  return sys.spawn(detail::node_impl, std::move(env));
+}
+
+} // namespace kith::actors

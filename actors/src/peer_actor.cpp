@@ -1,0 +1,584 @@
+// The peer actor: one per remote identity. It owns the connection to that
+// identity (dialled by us, or accepted and handed over by the node actor
+// after the handshake), the secure channel on it, the backoff between
+// dials, the topics pulled from the peer and served to it, and the
+// anti-entropy rounds. Received data goes to the topic actor, which
+// verifies it before anything is stored; a peer that sends something
+// malformed or unverifiable gets an error message and is disconnected.
+
+#include "internal.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace kith::actors::detail {
+
+namespace {
+
+using namespace protocol;
+
+struct peer_state {
+  std::shared_ptr<node_env> env;
+  node_actor node;
+  public_key pk;
+  std::string id; // text form
+  bool followed = false;
+  std::string address;
+
+  // The connection (conn == 0: none).
+  conn_id conn = 0;
+  bool outbound = false;
+  std::string conn_address;
+  std::shared_ptr<channel> ch;
+  std::optional<replica_id> rid; // from the peer's hello
+  std::uint64_t dial_tag = 0;
+  bool dialing = false;
+  std::uint32_t failures = 0;
+  std::uint64_t next_dial_ms = 0;
+  std::uint64_t last_rx_ms = 0;
+  std::uint64_t last_tx_ms = 0;
+
+  std::set<std::string> pulling;  // topics we want from this peer
+  std::set<std::string> offered;  // ... that it offered (rounds run on these)
+  std::set<std::string> serving;  // topics it subscribed to
+  std::map<std::string, topic_actor> topics;
+  std::map<std::string, std::uint64_t> next_round_ms;
+  std::set<std::string> marks_due;
+  /// Resyncs in progress: the sender's clock at the first page.
+  std::map<std::string, std::optional<causality::node_clock>> resyncs;
+
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t entries_received = 0;
+  std::string last_error;
+  static inline const char* name = "kith.peer";
+};
+
+using peer_pointer = peer_actor::stateful_pointer<peer_state>;
+
+std::uint64_t now_ms(peer_pointer self) {
+  return clock_ms(self->clock().now());
+}
+
+bool established(const peer_state& st) {
+  return st.conn != 0 && st.ch && st.ch->state() == channel_state::established;
+}
+
+std::string short_id(const std::string& id) {
+  return id.substr(0, 12);
+}
+
+void log(peer_pointer self, log_level l, const std::string& what) {
+  self->state.env->logf(l, "peer " + short_id(self->state.id) + ": " + what);
+}
+
+void emit_state(peer_pointer self, const std::string& state) {
+  self->state.env->emit(nlohmann::json{{"type", "peer"}, {"id", self->state.id}, {"state", state}});
+}
+
+void send_raw(peer_pointer self, std::string bytes) {
+  auto& st = self->state;
+  if (bytes.empty() || st.conn == 0)
+    return;
+  st.bytes_out += bytes.size();
+  st.last_tx_ms = now_ms(self);
+  self->send(st.env->transport, send_atom::value, st.conn, std::move(bytes));
+}
+
+void drop_connection(peer_pointer self, const std::string& reason, bool tell_transport,
+                     bool may_quit = true);
+
+void send_msg(peer_pointer self, const message& m) {
+  auto& st = self->state;
+  if (!established(st))
+    return;
+  auto sealed = st.ch->seal(encode_message(m));
+  if (!sealed) {
+    drop_connection(self, "could not seal a " + std::string(message_name(m)) + " message: " +
+                              st.ch->close_reason(),
+                    true);
+    return;
+  }
+  send_raw(self, std::move(*sealed));
+}
+
+/// Sends an error message, then closes.
+void fail(peer_pointer self, error_code code, const std::string& reason) {
+  log(self, log_level::warn, "closing: " + reason);
+  send_msg(self, error_msg{code, reason});
+  drop_connection(self, reason, true);
+}
+
+void schedule_redial(peer_pointer self) {
+  auto& st = self->state;
+  if (!st.followed || st.address.empty())
+    return;
+  ++st.failures;
+  const auto& s = st.env->settings;
+  std::uint64_t base = static_cast<std::uint64_t>(s.backoff_min.count());
+  for (std::uint32_t i = 1; i < st.failures && base < static_cast<std::uint64_t>(s.backoff_max.count()); ++i)
+    base *= 2;
+  base = std::min<std::uint64_t>(base, static_cast<std::uint64_t>(s.backoff_max.count()));
+  // Jitter in [base/2, base): peers that lost a relay together do not
+  // come back in lock step.
+  std::uint64_t jitter = st.env->rng->next_u64() % (base / 2 + 1);
+  st.next_dial_ms = now_ms(self) + base / 2 + jitter;
+}
+
+void drop_connection(peer_pointer self, const std::string& reason, bool tell_transport,
+                     bool may_quit) {
+  auto& st = self->state;
+  if (st.conn == 0)
+    return;
+  const bool was_up = established(st);
+  if (tell_transport)
+    self->send(st.env->transport, close_atom::value, st.conn, reason);
+  st.conn = 0;
+  st.ch.reset();
+  st.rid.reset();
+  st.offered.clear();
+  st.marks_due.clear();
+  st.resyncs.clear();
+  st.last_error = reason;
+  for (const auto& t : st.serving)
+    if (auto it = st.topics.find(t); it != st.topics.end())
+      self->send(it->second, unsub_atom::value, caf::actor_cast<caf::actor>(self));
+  st.serving.clear();
+  if (was_up)
+    log(self, log_level::info, "disconnected: " + reason);
+  emit_state(self, "disconnected");
+  schedule_redial(self);
+  if (!st.followed && may_quit)
+    self->quit(); // a follower's actor lives as long as its connection
+}
+
+/// Calls f with the actor of a held topic (asking the node once).
+template <class F>
+void with_topic(peer_pointer self, const std::string& topic, F f) {
+  auto& st = self->state;
+  if (auto it = st.topics.find(topic); it != st.topics.end()) {
+    f(it->second);
+    return;
+  }
+  self->request(st.node, caf::infinite, topic_atom::value, topic)
+      .then([self, topic, f](topic_actor t) {
+        if (t)
+          self->state.topics[topic] = t;
+        f(t);
+      });
+}
+
+void start_round(peer_pointer self, const std::string& topic) {
+  with_topic(self, topic, [self, topic](topic_actor t) {
+    if (!t)
+      return;
+    self->request(t, caf::infinite, request_atom::value)
+        .then([self, topic](const causality::sync_request& req) {
+          send_msg(self, sync_request_msg{topic, req.clock});
+        });
+  });
+  self->state.next_round_ms[topic] = now_ms(self) + static_cast<std::uint64_t>(
+                                                        self->state.env->settings.anti_entropy.count());
+}
+
+void send_data(peer_pointer self, data_kind kind, const signed_reply& r) {
+  auto parts = split_reply(r, self->state.env->settings.max_part_bytes);
+  if (parts.empty())
+    parts.push_back(r);
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    send_msg(self, data_msg{kind, i + 1 == parts.size(), std::move(parts[i])});
+}
+
+void on_hello(peer_pointer self, const hello_msg& h) {
+  auto& st = self->state;
+  if (h.version != protocol_version)
+    return fail(self, error_code::version,
+                "protocol version " + std::to_string(h.version) + " is not supported (we speak " +
+                    std::to_string(protocol_version) + ")");
+  if (h.binding.author != st.pk || !check_binding(h.binding))
+    return fail(self, error_code::bad_signature,
+                "hello carries a replica binding that is not signed by the channel's identity");
+  st.rid = h.binding.rid;
+  log(self, log_level::info, "hello from replica " + std::to_string(st.rid->value()) + " (" + h.agent + ")");
+  if (!st.pulling.empty())
+    send_msg(self, subscribe_msg{{st.pulling.begin(), st.pulling.end()}});
+}
+
+void on_subscribe(peer_pointer self, const subscribe_msg& m) {
+  log(self, log_level::debug, "subscribe to " + std::to_string(m.topics.size()) + " topics");
+  for (const auto& topic : m.topics) {
+    with_topic(self, topic, [self, topic](topic_actor t) {
+      auto& st = self->state;
+      if (!t || !established(st) || !st.rid)
+        return;
+      auto desc = st.env->store->topic(topic);
+      if (!desc)
+        return;
+      st.serving.insert(topic);
+      self->send(t, subscribe_atom::value, caf::actor_cast<caf::actor>(self), *st.rid);
+      send_msg(self, offer_msg{{*desc}});
+    });
+  }
+}
+
+void on_offer(peer_pointer self, const offer_msg& m) {
+  log(self, log_level::debug, "offer of " + std::to_string(m.topics.size()) + " topics");
+  for (const auto& d : m.topics) {
+    if (self->state.pulling.count(d.id) == 0)
+      continue; // offered without being asked: ignore
+    self->request(self->state.node, caf::infinite, topic_atom::value, d)
+        .then([self, id = d.id](topic_actor t) {
+          if (!t) {
+            fail(self, error_code::protocol, "offered topic " + id + " has an invalid descriptor");
+            return;
+          }
+          auto& st = self->state;
+          st.topics[id] = t;
+          st.offered.insert(id);
+          // A replica that holds nothing of the topic starts with a full
+          // resync: anti-entropy can only name dots still in the sender's
+          // dot-key map, and those of writes every member had are gone.
+          auto c = st.env->store->clock_copy(id);
+          if (!c || c->dot_count() == 0) {
+            st.resyncs[id].reset();
+            send_msg(self, resync_request_msg{id, {}, 1024});
+          } else {
+            start_round(self, id);
+          }
+        });
+  }
+}
+
+void on_sync_request(peer_pointer self, sync_request_msg m) {
+  const std::string topic = m.topic; // m moves into the callback below
+  with_topic(self, topic, [self, m = std::move(m)](topic_actor t) {
+    auto& st = self->state;
+    if (!st.rid)
+      return;
+    if (!t)
+      return send_msg(self, error_msg{error_code::unknown_topic, "no topic " + m.topic});
+    causality::sync_request req{*st.rid, m.clock};
+    self->request(t, caf::infinite, answer_atom::value, std::move(req))
+        .then([self](const signed_reply& r) { send_data(self, data_kind::answer, r); });
+  });
+}
+
+void on_data(peer_pointer self, data_msg m) {
+  auto& st = self->state;
+  if (!st.rid || m.reply.from != *st.rid)
+    return fail(self, error_code::protocol, "data claims to come from another replica");
+  log(self, log_level::debug,
+      std::string("data (") + (m.kind == data_kind::push ? "push" : "answer") + ") for " +
+          m.reply.topic + ": " + std::to_string(m.reply.entries.size()) + " keys");
+  if (st.offered.count(m.reply.topic) == 0)
+    return fail(self, error_code::protocol, "data for topic " + m.reply.topic + " we did not ask for");
+  auto t = st.topics.at(m.reply.topic);
+  const std::string topic = m.reply.topic;
+  if (m.kind == data_kind::resync) {
+    auto it = st.resyncs.find(topic);
+    if (it == st.resyncs.end())
+      return fail(self, error_code::protocol, "resync data for " + topic + " we did not ask for");
+    if (!it->second)
+      it->second = m.reply.clock;
+  }
+  self->request(t, caf::infinite, apply_atom::value, std::move(m.reply),
+                caf::actor_cast<caf::actor>(self))
+      .then([self, topic](const apply_result& r) {
+        if (!r.ok)
+          return fail(self, r.code, "rejected data for " + topic + ": " + r.reason);
+        self->state.entries_received += r.new_dots;
+        log(self, log_level::debug,
+            topic + ": applied " + std::to_string(r.new_dots) + " new writes, " +
+                std::to_string(r.keys_changed) + " keys changed");
+        if (r.new_dots > 0)
+          self->state.marks_due.insert(topic);
+      });
+}
+
+void on_resync_request(peer_pointer self, resync_request_msg m) {
+  const std::string topic = m.topic;
+  with_topic(self, topic, [self, m = std::move(m)](topic_actor t) {
+    if (!t)
+      return send_msg(self, error_msg{error_code::unknown_topic, "no topic " + m.topic});
+    self->request(t, caf::infinite, page_atom::value, m.after_key, m.max_entries)
+        .then([self, topic = m.topic](const resync_page& p) {
+          send_data(self, data_kind::resync, p.reply);
+          send_msg(self, resync_done_msg{topic, p.next_after, p.complete});
+        });
+  });
+}
+
+void on_resync_done(peer_pointer self, const resync_done_msg& m) {
+  auto& st = self->state;
+  auto it = st.resyncs.find(m.topic);
+  if (it == st.resyncs.end())
+    return fail(self, error_code::protocol, "resync end for " + m.topic + " we did not ask for");
+  if (!m.complete) {
+    send_msg(self, resync_request_msg{m.topic, m.next_after, 1024});
+    return;
+  }
+  if (it->second && st.rid)
+    self->send(st.topics.at(m.topic), join_atom::value, *st.rid, *it->second);
+  st.resyncs.erase(it);
+  log(self, log_level::info, "resync of " + m.topic + " complete");
+  start_round(self, m.topic);
+}
+
+void on_frame(peer_pointer self, const std::string& frame) {
+  auto& st = self->state;
+  std::string why;
+  auto m = decode_message(frame, st.env->settings.messages, &why);
+  if (!m)
+    return fail(self, error_code::protocol, "malformed message: " + why);
+  if (!st.rid && !std::holds_alternative<hello_msg>(*m) && !std::holds_alternative<error_msg>(*m))
+    return fail(self, error_code::protocol,
+                std::string("a ") + message_name(*m) + " message before hello");
+  std::visit(
+      [self](auto& msg) {
+        using T = std::decay_t<decltype(msg)>;
+        auto& st = self->state;
+        if constexpr (std::is_same_v<T, hello_msg>) {
+          if (st.rid)
+            return fail(self, error_code::protocol, "a second hello");
+          on_hello(self, msg);
+        } else if constexpr (std::is_same_v<T, subscribe_msg>) {
+          on_subscribe(self, msg);
+        } else if constexpr (std::is_same_v<T, unsubscribe_msg>) {
+          for (const auto& t : msg.topics)
+            if (st.serving.erase(t) > 0)
+              self->send(st.topics.at(t), unsub_atom::value, caf::actor_cast<caf::actor>(self));
+        } else if constexpr (std::is_same_v<T, offer_msg>) {
+          on_offer(self, msg);
+        } else if constexpr (std::is_same_v<T, sync_request_msg>) {
+          on_sync_request(self, std::move(msg));
+        } else if constexpr (std::is_same_v<T, data_msg>) {
+          on_data(self, std::move(msg));
+        } else if constexpr (std::is_same_v<T, watermark_msg>) {
+          if (st.serving.count(msg.topic) > 0)
+            self->send(st.topics.at(msg.topic), mark_atom::value, *st.rid, std::move(msg.clock));
+        } else if constexpr (std::is_same_v<T, keepalive_msg>) {
+          if (!msg.reply)
+            send_msg(self, keepalive_msg{msg.nonce, true});
+        } else if constexpr (std::is_same_v<T, error_msg>) {
+          log(self, log_level::warn, "peer closed with error: " + msg.reason);
+          drop_connection(self, "peer reported: " + msg.reason, true);
+        } else if constexpr (std::is_same_v<T, resync_request_msg>) {
+          on_resync_request(self, std::move(msg));
+        } else if constexpr (std::is_same_v<T, resync_done_msg>) {
+          on_resync_done(self, msg);
+        }
+      },
+      *m);
+}
+
+void on_established(peer_pointer self) {
+  auto& st = self->state;
+  st.failures = 0;
+  log(self, log_level::info,
+      std::string("connected (") + (st.outbound ? "dialled " : "accepted from ") + st.conn_address + ")");
+  emit_state(self, "connected");
+  hello_msg h;
+  h.binding = st.env->store->binding();
+  h.agent = st.env->agent;
+  send_msg(self, h);
+}
+
+void handle_output(peer_pointer self, channel_output out) {
+  auto& st = self->state;
+  send_raw(self, std::move(out.to_send));
+  if (out.established)
+    on_established(self);
+  for (auto& f : out.frames) {
+    if (st.conn == 0)
+      return;
+    on_frame(self, f);
+  }
+  if (out.error)
+    drop_connection(self, *out.error, true);
+}
+
+void dial(peer_pointer self) {
+  auto& st = self->state;
+  st.dialing = true;
+  st.dial_tag = st.env->rng->next_u64();
+  log(self, log_level::debug, "dialling " + st.address);
+  emit_state(self, "connecting");
+  self->send(st.env->transport, dial_atom::value, st.address, caf::actor_cast<caf::actor>(self),
+             st.dial_tag);
+}
+
+void on_tick(peer_pointer self) {
+  auto& st = self->state;
+  const auto now = now_ms(self);
+  const auto& s = st.env->settings;
+  if (st.conn != 0 && st.ch && st.ch->state() == channel_state::handshaking)
+    handle_output(self, st.ch->tick(now));
+  if (established(st)) {
+    if (now - st.last_rx_ms > static_cast<std::uint64_t>(s.peer_timeout.count()))
+      return drop_connection(self, "peer silent for " + std::to_string((now - st.last_rx_ms) / 1000) + " s",
+                             true);
+    if (now - st.last_tx_ms >= static_cast<std::uint64_t>(s.keepalive.count()))
+      send_msg(self, keepalive_msg{st.env->rng->next_u64(), false});
+    for (const auto& t : st.offered)
+      if (now >= st.next_round_ms[t])
+        start_round(self, t);
+    for (const auto& t : st.marks_due)
+      if (auto c = st.env->store->clock_copy(t))
+        send_msg(self, watermark_msg{t, std::move(*c)});
+    st.marks_due.clear();
+  } else if (st.conn == 0 && !st.dialing && st.followed && !st.address.empty() &&
+             now >= st.next_dial_ms) {
+    dial(self);
+  }
+}
+
+peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env> env, public_key pk,
+                                    bool followed, std::string address, node_actor node) {
+  auto& st = self->state;
+  st.env = std::move(env);
+  st.node = std::move(node);
+  st.pk = pk;
+  st.id = to_text(pk);
+  st.followed = followed;
+  st.address = std::move(address);
+  if (followed)
+    st.pulling.insert(feed_topic(pk).id);
+  self->send(self, tick_atom::value);
+  return {
+      [self](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t tag) {
+        auto& st = self->state;
+        if (!outbound || tag != st.dial_tag || !st.dialing || st.conn != 0) {
+          // A stale dial, or we got connected the other way meanwhile.
+          self->send(st.env->transport, close_atom::value, c, std::string("duplicate connection"));
+          return;
+        }
+        st.dialing = false;
+        st.conn = c;
+        st.outbound = true;
+        st.conn_address = addr;
+        st.last_rx_ms = now_ms(self);
+        st.ch = std::make_shared<channel>(st.env->self, channel::role::initiator, st.env->rng->next(),
+                                          now_ms(self), st.pk, st.env->settings.channel);
+        send_raw(self, st.ch->start());
+      },
+      [self](bytes_atom, conn_id c, const std::string& bytes) {
+        auto& st = self->state;
+        if (c != st.conn || !st.ch)
+          return;
+        st.bytes_in += bytes.size();
+        st.last_rx_ms = now_ms(self);
+        handle_output(self, st.ch->receive(bytes));
+      },
+      [self](closed_atom, conn_id c, const std::string& reason) {
+        if (c == self->state.conn)
+          drop_connection(self, reason, false);
+      },
+      [self](dialfail_atom, std::uint64_t tag, const std::string& reason) {
+        auto& st = self->state;
+        if (tag != st.dial_tag)
+          return;
+        st.dialing = false;
+        st.last_error = "dial " + st.address + ": " + reason;
+        log(self, log_level::debug, st.last_error);
+        emit_state(self, "backoff");
+        schedule_redial(self);
+      },
+      [self](adopt_atom, conn_id c, channel_handoff& h) {
+        auto& st = self->state;
+        if (established(st)) {
+          // Both sides dialled: keep the connection opened by the smaller
+          // identity, so both ends keep the same one.
+          const bool keep_inbound = st.pk < st.env->self.pub();
+          if (!keep_inbound || !st.outbound) {
+            if (!st.outbound) {
+              // The peer reconnected: its new connection replaces the old.
+              drop_connection(self, "replaced by a newer connection", true, false);
+            } else {
+              self->send(st.env->transport, close_atom::value, c, std::string("duplicate connection"));
+              return;
+            }
+          } else {
+            drop_connection(self, "duplicate connection", true, false);
+          }
+        } else if (st.conn != 0) {
+          drop_connection(self, "superseded by an inbound connection", true, false);
+        }
+        st.dialing = false;
+        st.conn = c;
+        st.outbound = false;
+        st.conn_address = h.address;
+        st.ch = std::move(h.ch);
+        st.last_rx_ms = now_ms(self);
+        on_established(self);
+        for (auto& f : h.frames) {
+          if (st.conn == 0)
+            return;
+          on_frame(self, f);
+        }
+      },
+      [self](push_atom, const signed_reply& r) {
+        auto& st = self->state;
+        if (established(st) && st.rid && st.serving.count(r.topic) > 0 && r.from != *st.rid)
+          send_data(self, data_kind::push, r);
+      },
+      [self](follow_atom, const std::string& addr) {
+        auto& st = self->state;
+        st.followed = true;
+        const auto feed = feed_topic(st.pk).id;
+        if (!addr.empty() && addr != st.address) {
+          st.address = addr;
+          st.next_dial_ms = 0;
+        }
+        if (st.pulling.insert(feed).second && established(st) && st.rid)
+          send_msg(self, subscribe_msg{{feed}});
+      },
+      [self](unfollow_atom) {
+        auto& st = self->state;
+        st.followed = false;
+        const auto feed = feed_topic(st.pk).id;
+        st.pulling.erase(feed);
+        st.offered.erase(feed);
+        if (established(st))
+          send_msg(self, unsubscribe_msg{{feed}});
+        if (st.serving.empty()) {
+          drop_connection(self, "unfollowed", true);
+          self->quit();
+        }
+      },
+      [self](tick_atom) {
+        on_tick(self);
+        self->delayed_send(self, self->state.env->settings.tick, tick_atom::value);
+      },
+      [self](status_atom) -> peer_info {
+        auto& st = self->state;
+        peer_info p;
+        p.id = st.id;
+        p.followed = st.followed;
+        p.state = established(st) ? "connected"
+                  : st.conn != 0 || st.dialing ? "connecting"
+                  : st.failures > 0 ? "backoff"
+                                    : "idle";
+        p.address = st.conn != 0 ? st.conn_address : st.address;
+        p.pulling.assign(st.pulling.begin(), st.pulling.end());
+        p.serving.assign(st.serving.begin(), st.serving.end());
+        p.bytes_in = st.bytes_in;
+        p.bytes_out = st.bytes_out;
+        p.entries_received = st.entries_received;
+        p.last_error = st.last_error;
+        return p;
+      },
+  };
+}
+
+} // namespace
+
+peer_actor spawn_peer(caf::actor_system& sys, std::shared_ptr<node_env> env, protocol::public_key pk,
+                      bool followed, std::string address, node_actor node) {
+  return sys.spawn(peer_impl, std::move(env), pk, followed, std::move(address), std::move(node));
+}
+
+} // namespace kith::actors::detail

@@ -1,0 +1,113 @@
+#include "kith/actors/sim_network.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+namespace kith::actors {
+
+namespace {
+
+void notify_closed(const std::vector<std::pair<caf::actor, conn_id>>& list, const std::string& why) {
+  for (const auto& [owner, id] : list)
+    caf::anon_send(owner, closed_atom::value, id, why);
+}
+
+transport_actor::behavior_type sim_transport(transport_actor::pointer self,
+                                             std::shared_ptr<sim_network> net, std::string address) {
+  return {
+      [=](dial_atom, const std::string& to, const caf::actor& owner, std::uint64_t tag) {
+        std::unique_lock lock(net->mu);
+        auto it = net->listeners.find(to);
+        if (it == net->listeners.end() || !net->link_up(address, to)) {
+          lock.unlock();
+          caf::anon_send(owner, dialfail_atom::value, tag, std::string("connection refused"));
+          return;
+        }
+        const conn_id mine = net->next_id++;
+        const conn_id theirs = net->next_id++;
+        net->conns[mine] = sim_network::end{address, to, owner, theirs, true};
+        net->conns[theirs] = sim_network::end{to, address, it->second, mine, true};
+        auto listener = it->second;
+        lock.unlock();
+        caf::delayed_anon_send(owner, net->latency_, opened_atom::value, mine, to, true, tag);
+        caf::delayed_anon_send(listener, net->latency_, opened_atom::value, theirs, address, false,
+                           std::uint64_t{0});
+      },
+      [=](send_atom, conn_id c, const std::string& bytes) {
+        std::unique_lock lock(net->mu);
+        auto it = net->conns.find(c);
+        if (it == net->conns.end() || !it->second.open)
+          return;
+        auto other = net->conns.find(it->second.peer_end);
+        if (other == net->conns.end() || !other->second.open)
+          return;
+        net->carried += bytes.size();
+        auto owner = other->second.owner;
+        auto id = other->first;
+        lock.unlock();
+        caf::delayed_anon_send(owner, net->latency_, bytes_atom::value, id, bytes);
+      },
+      [=](close_atom, conn_id c, const std::string& reason) {
+        std::unique_lock lock(net->mu);
+        auto it = net->conns.find(c);
+        if (it == net->conns.end() || !it->second.open)
+          return;
+        it->second.open = false;
+        auto other = net->conns.find(it->second.peer_end);
+        if (other == net->conns.end() || !other->second.open)
+          return;
+        other->second.open = false;
+        auto owner = other->second.owner;
+        auto id = other->first;
+        lock.unlock();
+        caf::delayed_anon_send(owner, net->latency_, closed_atom::value, id,
+                           std::string("closed by the other end: ") + reason);
+      },
+  };
+}
+
+} // namespace
+
+transport_actor sim_network::make_transport(caf::actor_system& sys, const std::string& address) {
+  return sys.spawn(sim_transport, shared_from_this(), address);
+}
+
+void sim_network::listen(const std::string& address, caf::actor node) {
+  std::lock_guard lock(mu);
+  listeners[address] = std::move(node);
+}
+
+void sim_network::unlisten(const std::string& address) {
+  std::vector<std::pair<caf::actor, conn_id>> list;
+  {
+    std::lock_guard lock(mu);
+    listeners.erase(address);
+    list = close_where([&](const end& e) { return e.local == address || e.remote == address; });
+  }
+  notify_closed(list, "node went away");
+}
+
+void sim_network::set_link(const std::string& a, const std::string& b, bool up) {
+  std::vector<std::pair<caf::actor, conn_id>> list;
+  {
+    std::lock_guard lock(mu);
+    auto key = std::make_pair(std::min(a, b), std::max(a, b));
+    if (up) {
+      cut.erase(key);
+      return;
+    }
+    cut.insert(key);
+    list = close_where([&](const end& e) {
+      return (e.local == a && e.remote == b) || (e.local == b && e.remote == a);
+    });
+  }
+  notify_closed(list, "link down");
+}
+
+std::uint64_t sim_network::bytes_carried() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu));
+  return carried;
+}
+
+} // namespace kith::actors

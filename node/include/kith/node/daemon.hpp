@@ -1,0 +1,36 @@
+#pragma once
+
+// `kith run`: the daemon. Opens the store, starts the actor system, the
+// TCP transport for peers and the local HTTP API, and runs until SIGINT or
+// SIGTERM. Configuration comes from <home>/config.toml (docs/api.md and
+// README list the keys), overridden by command-line options.
+
+#include "kith/node/data_dir.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kith::node {
+
+struct daemon_config {
+  std::string listen = "127.0.0.1:7411"; // peers connect here ("" to not listen)
+  std::string api = "127.0.0.1:7410";    // the local API (port 0: any free port)
+  std::string log_level = "info";        // debug, info, warn, error
+  std::vector<std::string> relays;       // used once relays land (issue 5)
+  std::uint32_t anti_entropy_s = 30;
+  bool sync_writes = true;                // fsync every commit
+};
+
+/// Reads <home>/config.toml if present over the defaults; an unreadable or
+/// invalid file is an error that names the file, line and key.
+[[nodiscard]] storage::result<daemon_config> load_config(const data_dir& home);
+
+/// Runs the daemon until a signal; returns the process exit code.
+int run_daemon(const data_dir& home, const daemon_config& cfg);
+
+/// Where a running daemon's API listens (<home>/api.addr), if one runs.
+[[nodiscard]] std::optional<std::pair<std::string, std::uint16_t>> daemon_api_address(const data_dir& home);
+
+} // namespace kith::node

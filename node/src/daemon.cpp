@@ -1,0 +1,342 @@
+#include "kith/node/daemon.hpp"
+
+#include "kith/actors/node.hpp"
+#include "kith/node/api_server.hpp"
+#include "kith/node/tcp_transport.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <toml++/toml.h>
+
+#include <sodium.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+namespace kith::node {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+/// Writes a file atomically (temp file + rename).
+bool write_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!(f << text))
+      return false;
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  return !ec;
+}
+
+std::string addresses_file(const data_dir& home) {
+  return home.path() + "/addresses.json";
+}
+std::string api_addr_file(const data_dir& home) {
+  return home.path() + "/api.addr";
+}
+
+std::map<std::string, std::string> load_addresses(const data_dir& home) {
+  std::map<std::string, std::string> out;
+  std::ifstream f(addresses_file(home));
+  if (!f)
+    return out;
+  auto j = json::parse(f, nullptr, false);
+  if (!j.is_object())
+    return out;
+  for (auto& [k, v] : j.items())
+    if (v.is_string())
+      out[k] = v.get<std::string>();
+  return out;
+}
+
+/// The API backend over the node actor: each call is one request from a
+/// short-lived actor, so the API's I/O thread never blocks.
+class node_backend final : public api_backend {
+public:
+  node_backend(caf::actor_system& sys, actors::node_actor node) : sys_(sys), node_(std::move(node)) {}
+
+  void call(const std::string& op, const json& params, std::string body,
+            std::function<void(api_reply)> done) override {
+    auto node = node_;
+    sys_.spawn([node, op, p = params.dump(), body = std::move(body),
+                done = std::move(done)](caf::event_based_actor* self) mutable {
+      self->request(node, std::chrono::seconds(60), actors::api_atom::value, op, p, std::move(body),
+                    wall_ms())
+          .then(
+              [done](const actors::api_result& r) {
+                api_reply out;
+                out.status = r.status;
+                if (r.binary)
+                  out.binary = r.json;
+                else
+                  out.body = json::parse(r.json, nullptr, false);
+                done(std::move(out));
+              },
+              [done](caf::error& e) {
+                done(api_error(503, "unavailable", "the node did not answer: " + caf::to_string(e)));
+              });
+    });
+  }
+
+  std::uint64_t watch(std::function<void(const json&)> listener) override {
+    std::lock_guard lock(mu_);
+    listeners_[++next_] = std::move(listener);
+    return next_;
+  }
+  void unwatch(std::uint64_t token) override {
+    std::lock_guard lock(mu_);
+    listeners_.erase(token);
+  }
+  void emit(const json& ev) {
+    std::lock_guard lock(mu_);
+    for (auto& [t, l] : listeners_)
+      l(ev);
+  }
+
+private:
+  caf::actor_system& sys_;
+  actors::node_actor node_;
+  std::mutex mu_;
+  std::map<std::uint64_t, std::function<void(const json&)>> listeners_;
+  std::uint64_t next_ = 0;
+};
+
+} // namespace
+
+storage::result<daemon_config> load_config(const data_dir& home) {
+  daemon_config c;
+  const std::string path = home.path() + "/config.toml";
+  if (!fs::exists(path))
+    return c;
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return storage::error{storage::errc::invalid,
+                          path + ":" + std::to_string(e.source().begin.line) + ": " +
+                              std::string(e.description())};
+  }
+  auto bad = [&](const std::string& key, const std::string& want) {
+    return storage::error{storage::errc::invalid, path + ": '" + key + "' must be " + want};
+  };
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    if (key != "node" && key != "sync")
+      return storage::error{storage::errc::invalid, path + ": unknown section or key '" + key + "'"};
+  }
+  if (auto n = t["node"]; n) {
+    if (!n.is_table())
+      return bad("node", "a table");
+    for (auto&& [k, v] : *n.as_table()) {
+      const std::string key(k.str());
+      if (key == "listen" || key == "api" || key == "log_level") {
+        if (!v.is_string())
+          return bad("node." + key, "a string");
+        auto s = *v.value<std::string>();
+        (key == "listen" ? c.listen : key == "api" ? c.api : c.log_level) = s;
+      } else if (key == "relays") {
+        if (!v.is_array())
+          return bad("node.relays", "an array of \"host:port\" strings");
+        for (auto&& r : *v.as_array()) {
+          if (!r.is_string())
+            return bad("node.relays", "an array of \"host:port\" strings");
+          c.relays.push_back(*r.value<std::string>());
+        }
+      } else if (key == "sync_writes") {
+        if (!v.is_boolean())
+          return bad("node.sync_writes", "true or false");
+        c.sync_writes = *v.value<bool>();
+      } else {
+        return storage::error{storage::errc::invalid, path + ": unknown key 'node." + key + "'"};
+      }
+    }
+  }
+  if (auto s = t["sync"]; s) {
+    if (!s.is_table())
+      return bad("sync", "a table");
+    for (auto&& [k, v] : *s.as_table()) {
+      const std::string key(k.str());
+      if (key == "anti_entropy_seconds") {
+        auto x = v.value<std::int64_t>();
+        if (!x || *x < 1 || *x > 86400)
+          return bad("sync.anti_entropy_seconds", "an integer from 1 to 86400");
+        c.anti_entropy_s = static_cast<std::uint32_t>(*x);
+      } else {
+        return storage::error{storage::errc::invalid, path + ": unknown key 'sync." + key + "'"};
+      }
+    }
+  }
+  return c;
+}
+
+std::optional<std::pair<std::string, std::uint16_t>> daemon_api_address(const data_dir& home) {
+  std::ifstream f(api_addr_file(home));
+  std::string line;
+  if (!f || !std::getline(f, line))
+    return std::nullopt;
+  return split_host_port(line);
+}
+
+int run_daemon(const data_dir& home, const daemon_config& cfg) {
+  auto logger = spdlog::stderr_color_mt("kith");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  auto lvl = spdlog::level::from_str(cfg.log_level);
+  if (lvl == spdlog::level::off && cfg.log_level != "off") {
+    std::fprintf(stderr, "kith: unknown log level '%s' (debug, info, warn, error)\n",
+                 cfg.log_level.c_str());
+    return 2;
+  }
+  logger->set_level(lvl);
+
+  auto id = home.load_identity();
+  if (!id) {
+    logger->error("{}", id.err().message);
+    return 1;
+  }
+  storage::store_options so;
+  so.sync = cfg.sync_writes;
+  auto st = storage::store::open(home.store_dir(), *id, true, so);
+  if (!st) {
+    logger->error("{}", st.err().message);
+    return 1;
+  }
+  std::shared_ptr<storage::store> store = std::move(st.value());
+
+  caf::actor_system_config ccfg;
+  ccfg.set("scheduler.max-threads", 2);
+  caf::actor_system sys{ccfg};
+  boost::asio::io_context io;
+  tcp_transport transport(io, sys);
+
+  protocol::key_seed seed{};
+  randombytes_buf(seed.data(), seed.size());
+  auto env = std::make_shared<actors::node_env>(actors::node_env{*id, store, transport.actor(), {}, {}});
+  env->rng = std::make_shared<actors::entropy>(seed);
+  env->settings.anti_entropy = std::chrono::seconds(cfg.anti_entropy_s);
+  env->addresses = load_addresses(home);
+  env->log = [logger](actors::log_level l, const std::string& line) {
+    switch (l) {
+      case actors::log_level::debug: logger->debug("{}", line); break;
+      case actors::log_level::info: logger->info("{}", line); break;
+      case actors::log_level::warn: logger->warn("{}", line); break;
+      case actors::log_level::error: logger->error("{}", line); break;
+    }
+  };
+  auto addr_mu = std::make_shared<std::mutex>();
+  env->remember_address = [home, addr_mu, logger](const std::string& who, const std::string& address) {
+    std::lock_guard lock(*addr_mu);
+    auto all = load_addresses(home);
+    all[who] = address;
+    json j(all);
+    if (!write_atomic(addresses_file(home), j.dump(2) + "\n"))
+      logger->warn("could not save the address of {}", who);
+  };
+  std::shared_ptr<node_backend> backend_holder;
+  env->on_event = [&backend_holder](const json& ev) {
+    if (auto b = std::atomic_load(&backend_holder))
+      b->emit(ev);
+  };
+
+  auto node = actors::spawn_node(sys, env);
+  auto backend = std::make_shared<node_backend>(sys, node);
+  std::atomic_store(&backend_holder, backend);
+
+  int code = 0;
+  if (!cfg.listen.empty()) {
+    auto hp = split_host_port(cfg.listen);
+    if (!hp) {
+      logger->error("listen address '{}' is not host:port", cfg.listen);
+      code = 2;
+    } else {
+      auto r = transport.listen(hp->first, hp->second, caf::actor_cast<caf::actor>(node));
+      if (auto* err = std::get_if<std::string>(&r)) {
+        logger->error("{}", *err);
+        code = 1;
+      } else {
+        logger->info("peers connect to {}:{}", hp->first, std::get<std::uint16_t>(r));
+      }
+    }
+  }
+
+  api_server_options ao;
+  std::unique_ptr<api_server> api;
+  if (code == 0) {
+    auto hp = split_host_port(cfg.api + (cfg.api.find(':') == std::string::npos ? ":0" : ""));
+    if (cfg.api.size() > 2 && cfg.api.substr(cfg.api.size() - 2) == ":0")
+      hp = std::make_pair(cfg.api.substr(0, cfg.api.size() - 2), std::uint16_t{0});
+    if (!hp) {
+      logger->error("api address '{}' is not host:port", cfg.api);
+      code = 2;
+    } else {
+      ao.bind = hp->first;
+      ao.port = hp->second;
+      api = std::make_unique<api_server>(io, *backend, ao);
+      auto r = api->start();
+      if (!r.ok()) {
+        logger->error("local API: {}", r.error);
+        code = 1;
+      } else {
+        const std::string where = hp->first + ":" + std::to_string(r.port);
+        write_atomic(api_addr_file(home), where + "\n");
+        logger->info("node {} running; local API on http://{}", protocol::to_text(id->pub()), where);
+      }
+    }
+  }
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  auto stop_all = [&] {
+    logger->info("shutting down");
+    std::error_code ec;
+    fs::remove(api_addr_file(home), ec);
+    if (api)
+      api->stop();
+    transport.shutdown();
+    caf::anon_send(node, actors::stop_atom::value);
+    signals.cancel();
+  };
+  if (code == 0) {
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (!ec) {
+        logger->info("signal {}", sig);
+        stop_all();
+      }
+    });
+    io.run();
+  } else {
+    stop_all();
+    io.run();
+  }
+  std::atomic_store(&backend_holder, std::shared_ptr<node_backend>{});
+  caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(transport.actor(), caf::exit_reason::user_shutdown);
+  sys.await_all_actors_done();
+  store.reset();
+  logger->info("stopped");
+  spdlog::drop("kith");
+  return code;
+}
+
+} // namespace kith::node

@@ -1,0 +1,178 @@
+#pragma once
+
+// The wire messages between two nodes, as C++ values. The bytes on the wire
+// are Cap'n Proto (protocol/schema/kith.capnp, specified in
+// docs/protocol.md); encode_message/decode_message are the only way in and
+// out, and decode_message is the only code that reads untrusted message
+// bytes. Pure: no sockets, no actors.
+
+#include "kith/causality/anti_entropy.hpp"
+#include "kith/protocol/signed_write.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace kith::protocol {
+
+/// The protocol version spoken in `hello`. A peer with another major
+/// version is refused with error_code::version.
+inline constexpr std::uint32_t protocol_version = 1;
+
+/// A key's data as replicated: its stored writes (full bodies) and the
+/// headers of overwritten or deleted writes it resolves.
+struct signed_entry {
+  key_type key;
+  std::vector<std::pair<dot, std::string>> records; // dot, encoded write_body
+  std::vector<write_header> resolves;
+};
+
+/// What one replica sends another: a push of fresh local writes, an
+/// anti-entropy answer, or a resync page. Everything in it is checked
+/// against the batch signatures and replica bindings it carries (or the
+/// receiver already holds); nothing else in it is trusted. `clock` is the
+/// sender's claim, used only to estimate what the sender has (the
+/// watermark), never to decide what to drop.
+struct signed_reply {
+  std::string topic;
+  replica_id from;
+  causality::node_clock clock;
+  std::vector<signed_entry> entries;
+  std::vector<signed_batch> batches;
+  std::vector<replica_binding> bindings;
+};
+
+// --- messages -------------------------------------------------------------------
+
+/// First message on an authenticated channel, both ways: who writes for
+/// the identity the channel proved (its replica binding, which must name
+/// that identity) and the software.
+struct hello_msg {
+  std::uint32_t version = protocol_version;
+  replica_binding binding;
+  std::string agent;
+};
+
+/// "Send me these topics": the sender wants to pull them and to be pushed
+/// new writes while connected. Answered with an offer of those the
+/// receiver holds and will serve.
+struct subscribe_msg {
+  std::vector<std::string> topics;
+};
+struct unsubscribe_msg {
+  std::vector<std::string> topics;
+};
+/// Descriptors of topics the sender holds and serves to this peer.
+struct offer_msg {
+  std::vector<topic_descriptor> topics;
+};
+
+/// Anti-entropy step 1: the sender's full clock of a topic. The receiver
+/// answers with a data_msg (kind answer) holding what the sender misses.
+struct sync_request_msg {
+  std::string topic;
+  causality::node_clock clock;
+};
+
+enum class data_kind : std::uint8_t { push = 0, answer = 1, resync = 2 };
+
+/// Signed data: a push of fresh writes, (part of) an anti-entropy answer,
+/// or a resync page. An answer or resync larger than a frame is split into
+/// parts; `last` marks the final part of one answer or page.
+struct data_msg {
+  data_kind kind = data_kind::push;
+  bool last = true;
+  signed_reply reply;
+};
+
+/// "This is what I have now" for a topic: lets the receiver advance its
+/// watermark (and so prune headers) without a full anti-entropy round.
+struct watermark_msg {
+  std::string topic;
+  causality::node_clock clock;
+};
+
+/// Full-state resync for a new or returning replica: every stored key of
+/// the topic after `after_key` (exclusive; empty = from the start), at
+/// most max_entries keys per page. Resumable: the asker keeps the last key
+/// it applied and asks again from there.
+struct resync_request_msg {
+  std::string topic;
+  std::string after_key;
+  std::uint32_t max_entries = 1024;
+};
+/// One page: data (kind resync) in the data_msg that follows, then this
+/// marker with the cursor to continue from.
+struct resync_done_msg {
+  std::string topic;
+  std::string next_after; // last key in the page
+  bool complete = false;  // no keys after next_after
+};
+
+struct keepalive_msg {
+  std::uint64_t nonce = 0;
+  bool reply = false;
+};
+
+enum class error_code : std::uint16_t {
+  protocol = 1,      // malformed or unexpected message
+  version = 2,       // unsupported protocol version
+  unauthorized = 3,  // a write or request the sender may not make
+  bad_signature = 4, // data that failed verification
+  limit = 5,         // a size or rate limit was exceeded
+  unknown_topic = 6, // a topic the receiver does not hold
+  shutdown = 7,      // the sender is going away
+  internal = 8,
+};
+
+/// Last message before the sender closes the channel.
+struct error_msg {
+  error_code code = error_code::protocol;
+  std::string reason;
+};
+
+using message = std::variant<hello_msg, subscribe_msg, unsubscribe_msg, offer_msg,
+                             sync_request_msg, data_msg, watermark_msg, resync_request_msg,
+                             resync_done_msg, keepalive_msg, error_msg>;
+
+/// Limits for decoding a message from untrusted bytes (see
+/// docs/protocol.md). One place, one struct.
+struct message_limits {
+  signed_limits sig{};
+  std::size_t max_message_bytes = 8u << 20;   // whole encoded message
+  std::uint64_t traversal_limit_words = 2u << 20; // Cap'n Proto read limit
+  int nesting_limit = 16;
+  std::size_t max_topics = 4096;              // per subscribe/offer
+  std::size_t max_entries = 65536;            // keys per data message
+  std::size_t max_records_per_key = 1024;     // siblings + resolved headers
+  std::size_t max_batches = 65536;
+  std::size_t max_bindings = 4096;
+  std::size_t max_key_bytes = 4096;
+  std::size_t max_value_bytes = 1u << 20;     // one write body
+  std::size_t max_reason_bytes = 1024;
+};
+
+/// Encodes a message (Cap'n Proto, packed). Leaves of a batch whose
+/// record travels in the same message are not sent (the receiver
+/// recomputes them), so signatures cost no per-entry hash on the wire.
+[[nodiscard]] std::string encode_message(const message& m);
+
+/// Decodes one message; on malformed or over-limit input returns nullopt
+/// and says why in *why. Never throws.
+[[nodiscard]] std::optional<message> decode_message(std::string_view bytes,
+                                                    const message_limits& l = {},
+                                                    std::string* why = nullptr);
+
+/// Splits a reply into parts whose encoding stays under max_bytes each
+/// (roughly: a single entry larger than that goes alone). Each part
+/// carries the batches and bindings its records need, so each part
+/// verifies on its own.
+[[nodiscard]] std::vector<signed_reply> split_reply(const signed_reply& r, std::size_t max_bytes);
+
+/// A name for logs: "hello", "data", ...
+[[nodiscard]] const char* message_name(const message& m);
+
+} // namespace kith::protocol

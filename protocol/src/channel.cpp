@@ -1,0 +1,516 @@
+#include "kith/protocol/channel.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <limits>
+
+// The construction and the reasons for it are in docs/secure-channel.md.
+// In short: X25519 ephemerals (crypto_kx) give the session keys, ed25519
+// identities only sign a hash of the ephemerals, and every message after
+// msg1 is XChaCha20-Poly1305 under a per-direction counter nonce.
+
+namespace kith::protocol {
+
+namespace {
+
+constexpr std::size_t prefix_bytes = 4;
+constexpr std::size_t tag_bytes = crypto_aead_xchacha20poly1305_ietf_ABYTES; // 16
+constexpr std::size_t eph_bytes = crypto_kx_PUBLICKEYBYTES;                  // 32
+constexpr std::size_t session_key_bytes = crypto_kx_SESSIONKEYBYTES;         // 32
+constexpr std::size_t id_bytes = 32;
+constexpr std::size_t sig_bytes = 64;
+
+constexpr std::string_view magic = "kith";
+constexpr std::uint8_t version = 1;
+
+// Exact sizes of the three handshake messages (without the length prefix).
+constexpr std::size_t msg1_bytes = 4 + 1 + eph_bytes;                        // 37
+constexpr std::size_t msg2_bytes = eph_bytes + id_bytes + sig_bytes + tag_bytes; // 144
+constexpr std::size_t msg3_bytes = id_bytes + sig_bytes + tag_bytes;         // 112
+
+constexpr std::string_view responder_label = "kith-hs1/responder";
+constexpr std::string_view initiator_label = "kith-hs1/initiator";
+
+// The largest body a 4-byte length prefix can announce.
+constexpr std::uint64_t wire_max = std::numeric_limits<std::uint32_t>::max();
+
+std::string_view as_view(const std::uint8_t* p, std::size_t n) {
+  return {reinterpret_cast<const char*>(p), n};
+}
+
+const unsigned char* as_uchar(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+void put_prefix(std::string& out, std::size_t n) {
+  assert(n <= wire_max);
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((n >> shift) & 0xff));
+}
+
+std::string framed(std::string_view body) {
+  std::string out;
+  out.reserve(prefix_bytes + body.size());
+  put_prefix(out, body.size());
+  out.append(body);
+  return out;
+}
+
+// Nonce for message number `counter` of one direction: the counter little-
+// endian in the first 8 bytes, the rest zero. Each direction has its own
+// key, so (key, nonce) pairs never repeat within a session, and keys never
+// repeat across sessions because the ephemerals are fresh.
+std::array<unsigned char, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES>
+nonce_for(std::uint64_t counter) {
+  std::array<unsigned char, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES> n{};
+  for (int i = 0; i < 8; ++i)
+    n[static_cast<std::size_t>(i)] = static_cast<unsigned char>(counter >> (8 * i));
+  return n;
+}
+
+std::string concat(std::string_view a, std::string_view b) {
+  std::string s;
+  s.reserve(a.size() + b.size());
+  s.append(a);
+  s.append(b);
+  return s;
+}
+
+} // namespace
+
+struct channel::impl {
+  // Where the handshake is. The initiator goes await_msg2 -> open; the
+  // responder await_msg1 -> await_msg3 -> open. Any failure -> closed.
+  enum class step : std::uint8_t { await_msg1, await_msg2, await_msg3, open, closed };
+
+  impl(const identity& self, role r, const key_seed& ephemeral_seed, std::uint64_t now_ms,
+       std::optional<public_key> expected, channel_limits lim)
+      : self_(self), role_(r), started_ms_(now_ms), expected_peer_(std::move(expected)),
+        limits_(lim) {
+    ensure_sodium();
+    crypto_kx_seed_keypair(eph_pk_.data(), eph_sk_.data(), ephemeral_seed.data());
+    step_ = r == role::initiator ? step::await_msg2 : step::await_msg1;
+    // A frame's body (ciphertext and tag) must fit a 4-byte length prefix;
+    // a configured limit beyond that is clamped rather than overflowed.
+    max_plain_ = std::min<std::uint64_t>(limits_.max_frame_bytes, wire_max - tag_bytes);
+    check_invariant();
+  }
+
+  ~impl() { wipe_keys(); }
+
+  impl(const impl&) = delete;
+  impl& operator=(const impl&) = delete;
+
+  identity self_;
+  role role_;
+  std::uint64_t started_ms_;
+  std::optional<public_key> expected_peer_;
+  channel_limits limits_;
+  std::uint64_t max_plain_ = 0;
+
+  step step_ = step::closed;
+  bool started_ = false;
+  std::string close_reason_;
+  std::optional<public_key> peer_;
+
+  std::array<std::uint8_t, eph_bytes> eph_pk_{};
+  std::array<std::uint8_t, crypto_kx_SECRETKEYBYTES> eph_sk_{};
+  std::array<std::uint8_t, eph_bytes> peer_eph_{};
+  std::array<std::uint8_t, session_key_bytes> rx_key_{};
+  std::array<std::uint8_t, session_key_bytes> tx_key_{};
+  bool have_keys_ = false;
+  std::uint64_t rx_counter_ = 0;
+  std::uint64_t tx_counter_ = 0;
+
+  // Incremental framing: the length prefix as it arrives, then the body.
+  std::array<std::uint8_t, prefix_bytes> prefix_{};
+  std::size_t prefix_fill_ = 0;
+  std::size_t body_expected_ = 0;
+  std::string body_;
+
+  std::uint64_t bytes_out_ = 0;
+  std::uint64_t bytes_in_ = 0;
+
+  // ---- invariants ------------------------------------------------------
+
+  void check_invariant() const {
+#ifndef NDEBUG
+    assert((step_ == step::closed) == !close_reason_.empty());
+    assert(prefix_fill_ <= prefix_bytes);
+    assert(body_.size() <= body_expected_ || prefix_fill_ < prefix_bytes);
+    if (step_ == step::open) {
+      assert(have_keys_);
+      assert(peer_.has_value());
+    }
+    if (step_ == step::await_msg3)
+      assert(have_keys_);
+#endif
+  }
+
+  void wipe_keys() {
+    sodium_memzero(eph_sk_.data(), eph_sk_.size());
+    sodium_memzero(rx_key_.data(), rx_key_.size());
+    sodium_memzero(tx_key_.data(), tx_key_.size());
+  }
+
+  void fail(channel_output& out, std::string reason) {
+    step_ = step::closed;
+    close_reason_ = std::move(reason);
+    out.error = close_reason_;
+    // Nothing further is read, so nothing further is kept.
+    std::string().swap(body_);
+    prefix_fill_ = 0;
+    body_expected_ = 0;
+    have_keys_ = false;
+    wipe_keys();
+  }
+
+  // ---- keys and AEAD -----------------------------------------------------
+
+  /// Derives rx/tx from the two ephemerals; false if the peer's key is a
+  /// low-order point (the shared secret would be all zeros).
+  bool derive_keys() {
+    int rc = role_ == role::initiator
+                 ? crypto_kx_client_session_keys(rx_key_.data(), tx_key_.data(), eph_pk_.data(),
+                                                 eph_sk_.data(), peer_eph_.data())
+                 : crypto_kx_server_session_keys(rx_key_.data(), tx_key_.data(), eph_pk_.data(),
+                                                 eph_sk_.data(), peer_eph_.data());
+    // The ephemeral secret has done its job; dropping it now is what makes
+    // a later compromise of this process unable to recompute the keys.
+    sodium_memzero(eph_sk_.data(), eph_sk_.size());
+    have_keys_ = rc == 0;
+    return have_keys_;
+  }
+
+  /// Ciphertext and tag of plain under the next tx nonce (no prefix).
+  std::string seal_body(std::string_view plain) {
+    assert(have_keys_ && tx_counter_ != std::numeric_limits<std::uint64_t>::max());
+    std::string c(plain.size() + tag_bytes, '\0');
+    auto nonce = nonce_for(tx_counter_++);
+    unsigned long long clen = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<unsigned char*>(c.data()), &clen,
+                                               as_uchar(plain), plain.size(), nullptr, 0,
+                                               nullptr, nonce.data(), tx_key_.data());
+    assert(clen == c.size());
+    return c;
+  }
+
+  /// Plaintext of body under the next rx nonce, or nullopt if the tag does
+  /// not match (the counter is spent either way: the channel closes).
+  std::optional<std::string> open_body(std::string_view body) {
+    if (!have_keys_ || body.size() < tag_bytes ||
+        rx_counter_ == std::numeric_limits<std::uint64_t>::max())
+      return std::nullopt;
+    std::string m(body.size() - tag_bytes, '\0');
+    auto nonce = nonce_for(rx_counter_++);
+    unsigned long long mlen = 0;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(reinterpret_cast<unsigned char*>(m.data()),
+                                                   &mlen, nullptr, as_uchar(body), body.size(),
+                                                   nullptr, 0, nonce.data(), rx_key_.data()) != 0)
+      return std::nullopt;
+    assert(mlen == m.size());
+    return m;
+  }
+
+  // ---- transcript --------------------------------------------------------
+
+  std::string_view eph_initiator() const {
+    return role_ == role::initiator ? as_view(eph_pk_.data(), eph_bytes)
+                                    : as_view(peer_eph_.data(), eph_bytes);
+  }
+  std::string_view eph_responder() const {
+    return role_ == role::responder ? as_view(eph_pk_.data(), eph_bytes)
+                                    : as_view(peer_eph_.data(), eph_bytes);
+  }
+
+  hash256 responder_transcript() const {
+    return hash_of(responder_label, eph_initiator(), eph_responder());
+  }
+  hash256 initiator_transcript(const public_key& responder_id) const {
+    return hash_of(initiator_label, concat(eph_initiator(), eph_responder()), responder_id.view());
+  }
+
+  /// The sealed {identity, signature} part of msg2 and msg3.
+  std::string proof(const hash256& transcript) {
+    signature sig = self_.sign(as_view(transcript.data(), transcript.size()));
+    return seal_body(concat(self_.pub().view(), sig.view()));
+  }
+
+  // ---- framing -----------------------------------------------------------
+
+  /// The exact body size the current step expects, or 0 for a data frame.
+  std::size_t handshake_size() const {
+    switch (step_) {
+    case step::await_msg1: return msg1_bytes;
+    case step::await_msg2: return msg2_bytes;
+    case step::await_msg3: return msg3_bytes;
+    default: return 0;
+    }
+  }
+
+  static const char* step_name(step s) {
+    switch (s) {
+    case step::await_msg1: return "handshake message 1";
+    case step::await_msg2: return "handshake message 2";
+    case step::await_msg3: return "handshake message 3";
+    default: return "frame";
+    }
+  }
+
+  /// Checks an announced body length before a single body byte is kept.
+  bool accept_length(std::uint64_t len, channel_output& out) {
+    if (std::size_t want = handshake_size()) {
+      if (len != want) {
+        fail(out, std::string(step_name(step_)) + " of " + std::to_string(len) +
+                      " bytes where " + std::to_string(want) +
+                      " were expected (not a kith peer, or a corrupted stream)");
+        return false;
+      }
+      return true;
+    }
+    std::uint64_t limit = max_plain_ + tag_bytes;
+    if (len > limit) {
+      fail(out, "frame of " + std::to_string(len) + " bytes exceeds the " + std::to_string(limit) +
+                    "-byte limit");
+      return false;
+    }
+    if (len + prefix_bytes > limits_.max_buffered_bytes) {
+      fail(out, "frame of " + std::to_string(len) + " bytes exceeds the receive buffer of " +
+                    std::to_string(limits_.max_buffered_bytes) + " bytes");
+      return false;
+    }
+    if (len < tag_bytes) {
+      fail(out, "frame of " + std::to_string(len) + " bytes is shorter than its " +
+                    std::to_string(tag_bytes) + "-byte authentication tag");
+      return false;
+    }
+    return true;
+  }
+
+  // ---- the steps ---------------------------------------------------------
+
+  void on_msg1(std::string_view m, channel_output& out) {
+    if (m.substr(0, magic.size()) != magic) {
+      fail(out, "handshake message 1 does not start with \"kith\" (not a kith peer)");
+      return;
+    }
+    auto v = static_cast<std::uint8_t>(m[magic.size()]);
+    if (v != version) {
+      fail(out, "peer speaks secure-channel version " + std::to_string(v) +
+                    "; this node speaks version " + std::to_string(version));
+      return;
+    }
+    std::memcpy(peer_eph_.data(), m.data() + magic.size() + 1, eph_bytes);
+    if (!derive_keys()) {
+      fail(out, "initiator's ephemeral key is a low-order point");
+      return;
+    }
+    std::string body(eph_responder());
+    body += proof(responder_transcript());
+    std::string wire = framed(body);
+    bytes_out_ += wire.size();
+    out.to_send += wire;
+    step_ = step::await_msg3;
+  }
+
+  void on_msg2(std::string_view m, channel_output& out) {
+    std::memcpy(peer_eph_.data(), m.data(), eph_bytes);
+    if (!derive_keys()) {
+      fail(out, "responder's ephemeral key is a low-order point");
+      return;
+    }
+    auto plain = open_body(m.substr(eph_bytes));
+    if (!plain) {
+      fail(out, "handshake message 2 failed authentication (altered, or a man in the middle "
+                "replaced an ephemeral key)");
+      return;
+    }
+    public_key rid;
+    signature sig;
+    std::memcpy(rid.bytes.data(), plain->data(), id_bytes);
+    std::memcpy(sig.bytes.data(), plain->data() + id_bytes, sig_bytes);
+    hash256 t = responder_transcript();
+    if (!verify(rid, as_view(t.data(), t.size()), sig)) {
+      fail(out, "bad signature from responder " + to_text(rid));
+      return;
+    }
+    if (expected_peer_ && rid != *expected_peer_) {
+      fail(out, "responder is " + to_text(rid) + ", expected " + to_text(*expected_peer_));
+      return;
+    }
+    std::string wire = framed(proof(initiator_transcript(rid)));
+    bytes_out_ += wire.size();
+    out.to_send += wire;
+    peer_ = rid;
+    step_ = step::open;
+    out.established = true;
+  }
+
+  void on_msg3(std::string_view m, channel_output& out) {
+    auto plain = open_body(m);
+    if (!plain) {
+      fail(out, "handshake message 3 failed authentication (altered, or a man in the middle)");
+      return;
+    }
+    public_key iid;
+    signature sig;
+    std::memcpy(iid.bytes.data(), plain->data(), id_bytes);
+    std::memcpy(sig.bytes.data(), plain->data() + id_bytes, sig_bytes);
+    hash256 t = initiator_transcript(self_.pub());
+    if (!verify(iid, as_view(t.data(), t.size()), sig)) {
+      fail(out, "bad signature from initiator " + to_text(iid));
+      return;
+    }
+    peer_ = iid;
+    step_ = step::open;
+    out.established = true;
+  }
+
+  void on_frame(std::string_view m, channel_output& out) {
+    auto plain = open_body(m);
+    if (!plain) {
+      fail(out, "frame failed authentication (replayed, reordered or altered)");
+      return;
+    }
+    out.frames.push_back(std::move(*plain));
+  }
+
+  void on_message(std::string_view m, channel_output& out) {
+    switch (step_) {
+    case step::await_msg1: on_msg1(m, out); break;
+    case step::await_msg2: on_msg2(m, out); break;
+    case step::await_msg3: on_msg3(m, out); break;
+    case step::open: on_frame(m, out); break;
+    case step::closed: break;
+    }
+  }
+
+  channel_output receive(std::string_view bytes) {
+    check_invariant();
+    channel_output out;
+    std::size_t i = 0;
+    while (i < bytes.size() && step_ != step::closed) {
+      if (prefix_fill_ < prefix_bytes) {
+        std::size_t n = std::min(prefix_bytes - prefix_fill_, bytes.size() - i);
+        std::memcpy(prefix_.data() + prefix_fill_, bytes.data() + i, n);
+        prefix_fill_ += n;
+        i += n;
+        bytes_in_ += n;
+        if (prefix_fill_ < prefix_bytes)
+          break;
+        std::uint64_t len = 0;
+        for (auto b : prefix_)
+          len = (len << 8) | b;
+        if (!accept_length(len, out))
+          break;
+        body_expected_ = static_cast<std::size_t>(len);
+        body_.clear();
+      }
+      std::size_t want = body_expected_ - body_.size();
+      std::size_t n = std::min(want, bytes.size() - i);
+      if (body_.empty() && n == body_expected_) {
+        // The whole body is in this chunk: no copy into the buffer.
+        std::string_view whole = bytes.substr(i, n);
+        i += n;
+        bytes_in_ += n;
+        prefix_fill_ = 0;
+        on_message(whole, out);
+        continue;
+      }
+      body_.append(bytes.data() + i, n);
+      i += n;
+      bytes_in_ += n;
+      if (body_.size() == body_expected_) {
+        prefix_fill_ = 0;
+        std::string whole;
+        whole.swap(body_);
+        on_message(whole, out);
+      }
+    }
+    check_invariant();
+    return out;
+  }
+
+  std::optional<std::string> seal(std::string_view plain) {
+    check_invariant();
+    if (step_ == step::closed)
+      return std::nullopt;
+    channel_output ignored;
+    if (step_ != step::open) {
+      fail(ignored, "seal called before the handshake completed");
+      return std::nullopt;
+    }
+    if (plain.size() > max_plain_) {
+      fail(ignored, "frame of " + std::to_string(plain.size()) + " bytes exceeds the " +
+                        std::to_string(max_plain_) + "-byte limit");
+      return std::nullopt;
+    }
+    if (tx_counter_ == std::numeric_limits<std::uint64_t>::max()) {
+      fail(ignored, "message counter exhausted; open a new channel");
+      return std::nullopt;
+    }
+    std::string wire = framed(seal_body(plain));
+    bytes_out_ += wire.size();
+    check_invariant();
+    return wire;
+  }
+
+  channel_output tick(std::uint64_t now_ms) {
+    check_invariant();
+    channel_output out;
+    bool handshaking = step_ != step::open && step_ != step::closed;
+    if (handshaking && now_ms >= started_ms_ &&
+        now_ms - started_ms_ >= limits_.handshake_timeout_ms)
+      fail(out, "handshake timeout: not established within " +
+                    std::to_string(limits_.handshake_timeout_ms) + " ms");
+    check_invariant();
+    return out;
+  }
+
+  std::string start() {
+    if (role_ != role::initiator || started_ || step_ == step::closed)
+      return {};
+    started_ = true;
+    std::string body(magic);
+    body.push_back(static_cast<char>(version));
+    body.append(as_view(eph_pk_.data(), eph_bytes));
+    std::string wire = framed(body);
+    bytes_out_ += wire.size();
+    return wire;
+  }
+
+  channel_state state() const {
+    switch (step_) {
+    case step::open: return channel_state::established;
+    case step::closed: return channel_state::closed;
+    default: return channel_state::handshaking;
+    }
+  }
+};
+
+channel::channel(const identity& self, role r, const key_seed& ephemeral_seed,
+                 std::uint64_t now_ms, std::optional<public_key> expected_peer,
+                 channel_limits limits)
+    : impl_(std::make_unique<impl>(self, r, ephemeral_seed, now_ms, std::move(expected_peer),
+                                   limits)) {}
+
+channel::~channel() = default;
+channel::channel(channel&&) noexcept = default;
+channel& channel::operator=(channel&&) noexcept = default;
+
+std::string channel::start() { return impl_->start(); }
+channel_output channel::receive(std::string_view bytes) { return impl_->receive(bytes); }
+std::optional<std::string> channel::seal(std::string_view plaintext) {
+  return impl_->seal(plaintext);
+}
+channel_output channel::tick(std::uint64_t now_ms) { return impl_->tick(now_ms); }
+channel_state channel::state() const { return impl_->state(); }
+const std::optional<public_key>& channel::peer() const { return impl_->peer_; }
+const std::string& channel::close_reason() const { return impl_->close_reason_; }
+std::uint64_t channel::bytes_out() const { return impl_->bytes_out_; }
+std::uint64_t channel::bytes_in() const { return impl_->bytes_in_; }
+
+} // namespace kith::protocol

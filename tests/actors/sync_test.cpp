@@ -1,0 +1,246 @@
+// Sync between in-process nodes on CAF's deterministic testing scheduler:
+// the real node, peer and topic actors, a simulated network, virtual time.
+
+#include "kith/actors/node.hpp"
+#include "kith/actors/sim_network.hpp"
+#include "kith/storage/documents.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/send.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <deque>
+#include <functional>
+#include <random>
+
+using namespace kith;
+using namespace kith::actors;
+using nlohmann::json;
+
+namespace {
+
+protocol::key_seed seed_of(std::uint64_t seed, std::uint64_t n) {
+  protocol::key_seed s{};
+  std::mt19937_64 g(seed * 1000003u + n);
+  for (auto& b : s)
+    b = static_cast<std::uint8_t>(g());
+  return s;
+}
+
+struct world {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  std::shared_ptr<sim_network> net = std::make_shared<sim_network>();
+  std::uint64_t seed;
+  std::vector<std::string> log;
+
+  struct node {
+    std::string address;
+    std::shared_ptr<node_env> env;
+    node_actor actor;
+  };
+  std::deque<node> nodes; // stable references
+
+  explicit world(std::uint64_t s) : seed(s) {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+  }
+
+  ~world() {
+    for (auto& n : nodes)
+      if (n.actor)
+        caf::anon_send(n.actor, stop_atom::value);
+    sched->run();
+  }
+
+  /// A node with identity number i, its store in memory.
+  node& add(std::size_t i) {
+    auto id = protocol::identity::from_seed(seed_of(seed, i));
+    storage::store_options o;
+    o.replica_nonce = seed * 100 + i + 1;
+    o.sync = false;
+    auto st = storage::store::open(storage::make_memory_kv(), id, o);
+    REQUIRE(st);
+    auto env = std::make_shared<node_env>(node_env{id, std::move(st.value()), {}, {}, {}});
+    env->rng = std::make_shared<entropy>(seed_of(seed, 1000 + i));
+    const std::string address = "sim:" + std::to_string(i);
+    env->transport = net->make_transport(*sys, address);
+    env->log = [this, address](log_level, const std::string& line) {
+      log.push_back(address + " " + line);
+    };
+    nodes.push_back({address, env, spawn_node(*sys, env)});
+    net->listen(address, caf::actor_cast<caf::actor>(nodes.back().actor));
+    return nodes.back();
+  }
+
+  /// Runs messages and timers until pred holds or `limit` of virtual time
+  /// passes. Returns whether pred held.
+  bool run_until(const std::function<bool()>& pred,
+                 std::chrono::milliseconds limit = std::chrono::minutes(5)) {
+    const auto start = sched->clock().now();
+    for (;;) {
+      sched->run();
+      if (pred())
+        return true;
+      if (sched->clock().now() - start > limit)
+        return false;
+      if (!sched->trigger_timeout())
+        return false;
+    }
+  }
+
+  std::chrono::milliseconds elapsed_since(caf::actor_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(sched->clock().now() - t);
+  }
+
+  /// Runs one API operation to completion.
+  api_result api(node& n, const std::string& op, const json& params = json::object()) {
+    auto out = std::make_shared<std::optional<api_result>>();
+    auto target = n.actor;
+    std::uint64_t t = ++wall_ms;
+    sys->spawn([=](caf::event_based_actor* self) {
+      self->request(target, caf::infinite, api_atom::value, op, params.dump(), std::string{}, t)
+          .then([=](const api_result& r) { *out = r; });
+    });
+    run_until([&] { return out->has_value(); });
+    INFO("api " << op << " " << params.dump() << " did not complete; log:\n" << log_text());
+    REQUIRE(out->has_value());
+    return **out;
+  }
+  json api_json(node& n, const std::string& op, const json& params = json::object()) {
+    auto r = api(n, op, params);
+    INFO(op << " -> " << r.status << " " << r.json);
+    REQUIRE(r.status == 200);
+    return json::parse(r.json);
+  }
+  std::uint64_t wall_ms = 1'700'000'000'000;
+
+  std::string log_text() const {
+    std::string s;
+    for (const auto& l : log)
+      s += l + "\n";
+    return s;
+  }
+
+  std::size_t feed_size(node& n, const std::string& author) {
+    storage::documents docs(*n.env->store);
+    auto f = docs.feed(*protocol::parse_id(author), 1000);
+    REQUIRE(f);
+    return f->size();
+  }
+  std::string id_of(node& n) { return protocol::to_text(n.env->self.pub()); }
+};
+
+} // namespace
+
+TEST_CASE("debug status", "[.dbg]") {
+  world w(1);
+  auto& a = w.add(0);
+  w.add(1);
+  auto r = w.api(a, "status");
+  WARN(r.json);
+  r = w.api(a, "get", {{"subject", "me/x"}});
+  WARN(r.json);
+  r = w.api(a, "post", {{"text", "x"}});
+  WARN(r.json);
+}
+
+TEST_CASE("a follower receives existing posts on connect and new ones within a round trip",
+          "[actors][sync]") {
+  const std::uint64_t seed = 42;
+  INFO("seed " << seed);
+  world w(seed);
+  auto& a = w.add(0);
+  auto& b = w.add(1);
+  for (int i = 0; i < 3; ++i)
+    w.api_json(a, "post", {{"text", "hello #kith " + std::to_string(i)}});
+  w.api_json(b, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  const bool got = w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 3; }, std::chrono::seconds(10));
+  INFO(w.log_text());
+  REQUIRE(got);
+
+  // A new post travels as a push: far sooner than the anti-entropy period.
+  const auto t0 = w.sched->clock().now();
+  w.api_json(a, "post", {{"text", "fresh"}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 4; }, std::chrono::seconds(10)));
+  CHECK(w.elapsed_since(t0) < b.env->settings.anti_entropy / 10);
+
+  auto peers = w.api_json(b, "peers");
+  REQUIRE(peers["peers"].size() == 1);
+  CHECK(peers["peers"][0]["state"] == "connected");
+  CHECK(peers["peers"][0]["entries_received"].get<int>() >= 4);
+}
+
+TEST_CASE("a follower that was offline catches up on reconnect", "[actors][sync]") {
+  world w(7);
+  auto& a = w.add(0);
+  auto& b = w.add(1);
+  w.api_json(b, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  w.api_json(a, "post", {{"text", "one"}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1; }, std::chrono::seconds(10)));
+
+  w.net->set_link(a.address, b.address, false);
+  for (int i = 0; i < 5; ++i)
+    w.api_json(a, "post", {{"text", "while away " + std::to_string(i)}});
+  w.run_until([] { return false; }, std::chrono::seconds(5));
+  CHECK(w.feed_size(b, w.id_of(a)) == 1);
+
+  w.net->set_link(a.address, b.address, true);
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 6; }, std::chrono::minutes(3)));
+}
+
+TEST_CASE("deletes propagate and leave no kept header once every replica has them",
+          "[actors][sync]") {
+  world w(11);
+  auto& a = w.add(0);
+  auto& b = w.add(1);
+  w.api_json(b, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  auto subject = w.api_json(a, "post", {{"text", "soon gone"}})["subject"].get<std::string>();
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1; }, std::chrono::seconds(10)));
+  w.api_json(a, "del", {{"subject", subject}});
+  const auto feed = protocol::feed_topic(a.env->self.pub()).id;
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 0; }, std::chrono::seconds(10)));
+  CHECK(w.api(b, "get", {{"subject", subject}}).status == 404);
+  // Headers of the deleted write are kept until both replicas have the
+  // delete, then pruned on both.
+  REQUIRE(w.run_until(
+      [&] {
+        return a.env->store->superseded_count(feed) == 0 &&
+               b.env->store->superseded_count(feed) == 0;
+      },
+      std::chrono::minutes(2)));
+}
+
+TEST_CASE("three nodes following each other converge, and the run is deterministic",
+          "[actors][sync]") {
+  auto run = [](std::uint64_t seed) {
+    world w(seed);
+    for (std::size_t i = 0; i < 3; ++i)
+      w.add(i);
+    for (auto& x : w.nodes)
+      for (auto& y : w.nodes)
+        if (&x != &y)
+          w.api_json(x, "follow", {{"id", w.id_of(y)}, {"address", y.address}});
+    for (int round = 0; round < 3; ++round)
+      for (auto& x : w.nodes)
+        w.api_json(x, "post", {{"text", "round " + std::to_string(round) + " #t"}});
+    auto all_have = [&] {
+      for (auto& x : w.nodes)
+        for (auto& y : w.nodes)
+          if (w.feed_size(x, w.id_of(y)) != 3)
+            return false;
+      return true;
+    };
+    REQUIRE(w.run_until(all_have, std::chrono::minutes(2)));
+    return std::make_pair(w.net->bytes_carried(), w.sched->clock().now().time_since_epoch().count());
+  };
+  auto first = run(99);
+  auto second = run(99);
+  CHECK(first == second);
+}
