@@ -219,6 +219,14 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
   storage::store_options so;
   so.sync = cfg.sync_writes;
   auto st = storage::store::open(home.store_dir(), *id, true, so);
+  // A client command that opened the store directly (no daemon answered)
+  // holds it for a moment: wait for it rather than fail.
+  for (int i = 0; i < 100 && !st && st.err().code == storage::errc::busy; ++i) {
+    if (i == 0)
+      logger->info("waiting for the store (another process has it open)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    st = storage::store::open(home.store_dir(), *id, true, so);
+  }
   if (!st) {
     logger->error("{}", st.err().message);
     return 1;
@@ -266,7 +274,7 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
 
   int code = 0;
   if (!cfg.listen.empty()) {
-    auto hp = split_host_port(cfg.listen);
+    auto hp = split_host_port(cfg.listen, true);
     if (!hp) {
       logger->error("listen address '{}' is not host:port", cfg.listen);
       code = 2;
@@ -276,7 +284,9 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
         logger->error("{}", *err);
         code = 1;
       } else {
-        logger->info("peers connect to {}:{}", hp->first, std::get<std::uint16_t>(r));
+        const auto where = hp->first + ":" + std::to_string(std::get<std::uint16_t>(r));
+        write_atomic(home.path() + "/peer.addr", where + "\n");
+        logger->info("peers connect to {}", where);
       }
     }
   }
@@ -284,9 +294,7 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
   api_server_options ao;
   std::unique_ptr<api_server> api;
   if (code == 0) {
-    auto hp = split_host_port(cfg.api + (cfg.api.find(':') == std::string::npos ? ":0" : ""));
-    if (cfg.api.size() > 2 && cfg.api.substr(cfg.api.size() - 2) == ":0")
-      hp = std::make_pair(cfg.api.substr(0, cfg.api.size() - 2), std::uint16_t{0});
+    auto hp = split_host_port(cfg.api, true);
     if (!hp) {
       logger->error("api address '{}' is not host:port", cfg.api);
       code = 2;
@@ -311,6 +319,7 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
     logger->info("shutting down");
     std::error_code ec;
     fs::remove(api_addr_file(home), ec);
+    fs::remove(home.path() + "/peer.addr", ec);
     if (api)
       api->stop();
     transport.shutdown();

@@ -17,7 +17,8 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 using actors::conn_id;
 
-std::optional<std::pair<std::string, std::uint16_t>> split_host_port(const std::string& s) {
+std::optional<std::pair<std::string, std::uint16_t>> split_host_port(const std::string& s,
+                                                                    bool allow_zero) {
   auto colon = s.rfind(':');
   if (colon == std::string::npos || colon + 1 >= s.size())
     return std::nullopt;
@@ -34,7 +35,7 @@ std::optional<std::pair<std::string, std::uint16_t>> split_host_port(const std::
     if (port > 65535)
       return std::nullopt;
   }
-  if (port == 0)
+  if (port == 0 && !allow_zero)
     return std::nullopt;
   return std::make_pair(host, static_cast<std::uint16_t>(port));
 }

@@ -23,7 +23,6 @@ namespace {
 namespace w = wire;
 
 constexpr std::size_t hash_bytes = 32;
-constexpr std::size_t key_bytes = 32;
 constexpr std::size_t sig_bytes = 64;
 
 // --- small conversions ------------------------------------------------------------
@@ -734,8 +733,7 @@ public:
         auto found = std::find_if(need.begin(), need.end(),
                                   [&](const auto& x) { return x.first == b; });
         if (found == need.end())
-          need.emplace_back(b, 0);
-        found = std::find_if(need.begin(), need.end(), [&](const auto& x) { return x.first == b; });
+          found = need.insert(need.end(), {b, 0});
         if (is_record)
           ++found->second;
       };

@@ -21,6 +21,7 @@ const char* to_string(errc e) {
     case errc::unauthorized: return "unauthorized";
     case errc::bad_signature: return "bad signature";
     case errc::invalid: return "invalid request";
+    case errc::busy: return "in use";
   }
   return "unknown error";
 }
@@ -210,7 +211,7 @@ result<std::unique_ptr<kv_store>> open_rocksdb(const std::string& dir, bool crea
       return error{errc::not_found, "no store in " + dir + " (" + s.ToString() +
                                         "); run `kith init` first"};
     if (s.ToString().find("lock") != std::string::npos)
-      return error{errc::io, "the store in " + dir +
+      return error{errc::busy, "the store in " + dir +
                                  " is in use by another process (is a kith daemon running?)"};
     if (s.IsCorruption() || s.IsIOError())
       if (s.ToString().find("No such file") != std::string::npos || s.IsCorruption())

@@ -47,7 +47,9 @@ private:
   actors::transport_actor actor_;
 };
 
-/// Splits "host:port" (also "[v6]:port"); nullopt if malformed.
-[[nodiscard]] std::optional<std::pair<std::string, std::uint16_t>> split_host_port(const std::string& s);
+/// Splits "host:port" (also "[v6]:port"); nullopt if malformed. Port 0
+/// ("any free port") only with allow_zero.
+[[nodiscard]] std::optional<std::pair<std::string, std::uint16_t>>
+split_host_port(const std::string& s, bool allow_zero = false);
 
 } // namespace kith::node

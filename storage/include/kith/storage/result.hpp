@@ -18,6 +18,7 @@ enum class errc {
   unauthorized,     // a write by someone the topic does not allow
   bad_signature,    // a signature, binding or hash does not check out
   invalid,          // malformed request from a caller or peer
+  busy,             // the store is open in another process (the daemon waits)
 };
 
 [[nodiscard]] const char* to_string(errc e);

@@ -1,0 +1,1051 @@
+// The replication benchmark: two real `kith run` daemons on loopback, one
+// following the other, and a third node following many identities at once.
+// It answers three questions, each against a target and a baseline
+// measured in the same run:
+//
+// * How fast does a new follower replicate a feed of N ~100-byte documents
+//   (entries/s, target >= 50,000), against raw loopback TCP moving the same
+//   bytes and against the writer's own local write rate?
+// * How many bytes cross the wire per entry, against the payload
+//   (key + value bytes; target <= 1.5x)? And how much CPU does the follower
+//   spend per entry?
+// * What does a node pay in memory (and idle CPU) for 10,000 followed
+//   peers that are not reachable (target < 100 MB RSS)?
+//
+//   kith-bench-replication [--quick] [--n N] [--peers P] [--kith PATH]
+//                          [--dir DIR] [--port-base P] [--keep] [--seed S]
+//                          [--log-level L] [--anti-entropy S] [--idle-s S]
+//                          [--timeout-s S]
+//
+// Progress and the human-readable table go to stderr; stdout gets one JSON
+// object (see docs/benchmarks.md). Exit status: 0; 1 when something did not
+// verify (B did not converge, data read back wrong, a daemon failed); 2 on
+// bad arguments.
+
+#include "support/json_line.hpp"
+#include "kith/node/api_client.hpp"
+#include "kith/node/data_dir.hpp"
+#include "kith/protocol/crypto.hpp"
+#include "kith/storage/store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+extern char** environ;
+
+#ifndef KITH_BENCH_KITH_PATH
+#define KITH_BENCH_KITH_PATH "kith"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace kith;
+using nlohmann::json;
+using steady = std::chrono::steady_clock;
+using kith::bench::json_line;
+
+constexpr std::uint64_t default_seed = 20261122;
+constexpr std::size_t batch_ops = 1000; // ops per store::write: one signature each
+constexpr double poll_s = 0.020;        // B's /v1/topics is polled this often
+
+// Targets, printed beside the figures.
+constexpr double target_entries_per_s = 50'000;
+constexpr double target_wire_ratio = 1.5;
+constexpr double target_idle_mb = 100;
+constexpr std::size_t target_idle_peers = 10'000;
+
+// --- command line ------------------------------------------------------------------
+
+struct options {
+  bool quick = false;
+  bool keep = false;
+  std::uint64_t seed = default_seed;
+  std::size_t n = 100'000;
+  std::size_t peers = 10'000;
+  std::string kith = KITH_BENCH_KITH_PATH;
+  std::string dir; // parent of the run's directory; empty: the system temp dir
+  std::uint16_t port_base = 0; // 0: free ports picked by the OS
+  std::string log_level = "info";
+  std::uint32_t anti_entropy_s = 0; // 0: the daemon's default
+  double idle_s = 3.0;
+  double timeout_s = 600.0;
+};
+
+void usage(std::ostream& o) {
+  o << "usage: kith-bench-replication [options]\n"
+       "  --quick            N = 5000, peers = 500 (a smoke run; also the ctest)\n"
+       "  --n N              documents in the followed feed (default 100000)\n"
+       "  --peers P          identities the third node follows (default 10000)\n"
+       "  --kith PATH        the kith program (default " KITH_BENCH_KITH_PATH ")\n"
+       "  --dir DIR          where the run's directory is made (default: system temp dir)\n"
+       "  --port-base P      peer ports P, P+1, P+2 (default: free ports from the OS)\n"
+       "  --keep             keep the data directories and daemon logs\n"
+       "  --seed S           seeds the document texts and the followed ids (default 20261122)\n"
+       "  --log-level L      the daemons' log level (default info)\n"
+       "  --anti-entropy S   passed to `kith run` (default: the daemon's own)\n"
+       "  --idle-s S         idle time before the last RSS reading (default 3)\n"
+       "  --timeout-s S      give up on convergence after S seconds (default 600)\n";
+}
+
+bool parse_u64(const char* s, std::uint64_t& out) {
+  char* end = nullptr;
+  errno = 0;
+  const auto v = std::strtoull(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
+    return false;
+  out = v;
+  return true;
+}
+
+bool parse_double(const char* s, double& out) {
+  char* end = nullptr;
+  const double v = std::strtod(s, &end);
+  if (end == s || *end != '\0' || !(v > 0))
+    return false;
+  out = v;
+  return true;
+}
+
+// --- output and checks ----------------------------------------------------------------
+
+bool any_failure = false;
+
+bool check(bool ok, const std::string& what) {
+  if (!ok) {
+    any_failure = true;
+    std::cerr << "VERIFICATION FAILED: " << what << '\n';
+  }
+  return ok;
+}
+
+double seconds_since(steady::time_point t0) {
+  return std::chrono::duration<double>(steady::now() - t0).count();
+}
+
+void sleep_s(double s) {
+  std::this_thread::sleep_for(std::chrono::duration<double>(s));
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+/// 1234567 -> "1,234,567".
+std::string grouped(std::uint64_t v) {
+  std::string s = std::to_string(v);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3)
+    s.insert(static_cast<std::size_t>(i), ",");
+  return s;
+}
+
+// --- other processes ------------------------------------------------------------------
+
+/// utime + stime of a process (all its threads) in seconds; nullopt once it
+/// is gone.
+std::optional<double> cpu_seconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(f, line))
+    return std::nullopt;
+  // The command name (field 2) may hold spaces; fields after it are plain.
+  const auto close = line.rfind(')');
+  if (close == std::string::npos)
+    return std::nullopt;
+  std::istringstream rest(line.substr(close + 1));
+  std::string field;
+  std::uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14)
+      utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15)
+      stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+/// VmRSS of a process in KiB, 0 if unknown.
+std::uint64_t rss_kib(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0)
+      return std::strtoull(line.c_str() + 6, nullptr, 10);
+  return 0;
+}
+
+double mib(std::uint64_t kib) { return static_cast<double>(kib) / 1024.0; }
+
+/// Starts argv[0] with stdout and stderr appended to log (stdin from
+/// /dev/null). Returns the pid, or -1.
+pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const auto& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    std::cerr << "cannot start " << args[0] << ": " << std::strerror(rc) << '\n';
+    return -1;
+  }
+  return pid;
+}
+
+/// Waits up to timeout_s for pid; returns its wait status, or nullopt if it
+/// is still running.
+std::optional<int> wait_for(pid_t pid, double timeout_s) {
+  const auto t0 = steady::now();
+  for (;;) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid)
+      return status;
+    if (r < 0)
+      return -1;
+    if (seconds_since(t0) >= timeout_s)
+      return std::nullopt;
+    sleep_s(0.01);
+  }
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status))
+    return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return std::string("killed by signal ") + std::to_string(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bind to 0, read, close).
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  std::uint16_t port = 0;
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  if (fd >= 0)
+    ::close(fd);
+  return port;
+}
+
+// --- one node: a data directory and, while it runs, its daemon -----------------------
+
+class node_proc {
+public:
+  node_proc(std::string name, fs::path home, fs::path log)
+      : name_(std::move(name)), home_(std::move(home)), log_(std::move(log)) {}
+  node_proc(const node_proc&) = delete;
+  node_proc& operator=(const node_proc&) = delete;
+  /// A daemon still running here (a failed run) is stopped, then killed.
+  ~node_proc() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      if (!wait_for(pid_, 10)) {
+        ::kill(pid_, SIGKILL);
+        (void)wait_for(pid_, 10);
+      }
+    }
+  }
+
+  /// `kith -d HOME init`. Returns false (and says why) on failure.
+  bool init(const std::string& kith) {
+    const pid_t p = spawn({kith, "-d", home_.string(), "init"}, log_.string());
+    if (p < 0)
+      return false;
+    auto st = wait_for(p, 60);
+    if (!st || !WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
+      std::cerr << name_ << ": kith init failed (" << (st ? describe_status(*st) : "timed out")
+                << "), see " << log_.string() << '\n';
+      if (!st) {
+        ::kill(p, SIGKILL);
+        (void)wait_for(p, 10);
+      }
+      return false;
+    }
+    auto id = node::data_dir(home_.string()).load_identity();
+    if (!id) {
+      std::cerr << name_ << ": " << id.err().message << '\n';
+      return false;
+    }
+    id_ = protocol::to_text(id->pub());
+    return true;
+  }
+
+  /// `kith -d HOME run ...`; waits until HOME/api.addr appears and
+  /// GET /v1/status answers 200.
+  bool start(const options& opt, std::uint16_t port) {
+    port_ = port;
+    std::vector<std::string> args{opt.kith, "-d", home_.string(), "run", "--listen",
+                                  "127.0.0.1:" + std::to_string(port), "--api", "127.0.0.1:0",
+                                  "--log-level", opt.log_level};
+    if (opt.anti_entropy_s != 0) {
+      args.push_back("--anti-entropy");
+      args.push_back(std::to_string(opt.anti_entropy_s));
+    }
+    pid_ = spawn(args, log_.string());
+    if (pid_ < 0)
+      return false;
+    const auto t0 = steady::now();
+    const fs::path addr_file = home_ / "api.addr";
+    while (seconds_since(t0) < 30) {
+      if (!alive()) {
+        std::cerr << name_ << ": the daemon exited before it was ready, see " << log_.string()
+                  << '\n';
+        return false;
+      }
+      std::ifstream f(addr_file);
+      std::string line;
+      if (f && std::getline(f, line)) {
+        const auto colon = line.rfind(':');
+        std::uint64_t p = 0;
+        if (colon != std::string::npos && parse_u64(line.substr(colon + 1).c_str(), p) && p > 0 &&
+            p < 65536) {
+          api_host_ = line.substr(0, colon);
+          api_port_ = static_cast<std::uint16_t>(p);
+          auto r = call("GET", "/v1/status");
+          if (r && r->value("id", std::string{}) == id_)
+            return true;
+        }
+      }
+      sleep_s(0.02);
+    }
+    std::cerr << name_ << ": no answer from the daemon's API within 30 s, see " << log_.string()
+              << '\n';
+    return false;
+  }
+
+  /// SIGTERM, then waits (SIGKILL after timeout_s). Returns how long the
+  /// daemon took to exit, or nullopt if it had to be killed or failed.
+  std::optional<double> stop(double timeout_s = 60) {
+    if (pid_ <= 0)
+      return std::nullopt;
+    const auto t0 = steady::now();
+    ::kill(pid_, SIGTERM);
+    auto st = wait_for(pid_, timeout_s);
+    if (!st) {
+      std::cerr << name_ << ": no exit " << timeout_s << " s after SIGTERM; killing it\n";
+      ::kill(pid_, SIGKILL);
+      (void)wait_for(pid_, 10);
+      pid_ = -1;
+      return std::nullopt;
+    }
+    pid_ = -1;
+    if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
+      std::cerr << name_ << ": the daemon ended with " << describe_status(*st) << '\n';
+      return std::nullopt;
+    }
+    return seconds_since(t0);
+  }
+
+  /// One API call, parsed; nullopt (with a message) unless a 200 came back.
+  std::optional<json> call(const std::string& method, const std::string& target,
+                           const std::optional<std::string>& body = std::nullopt,
+                           bool quiet = true) const {
+    auto r = node::call_api(api_host_, api_port_, method, target, body);
+    if (!r.ok || r.status != 200) {
+      if (!quiet)
+        std::cerr << name_ << ": " << method << ' ' << target << ": "
+                  << (r.ok ? "HTTP " + std::to_string(r.status) + " " + r.body : r.error) << '\n';
+      return std::nullopt;
+    }
+    auto j = json::parse(r.body, nullptr, false);
+    if (j.is_discarded())
+      return std::nullopt;
+    return j;
+  }
+
+  [[nodiscard]] bool alive() const {
+    if (pid_ <= 0)
+      return false;
+    int status = 0;
+    return ::waitpid(pid_, &status, WNOHANG) == 0;
+  }
+
+  [[nodiscard]] const std::string& id() const { return id_; }
+  [[nodiscard]] const fs::path& home() const { return home_; }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+private:
+  std::string name_;
+  fs::path home_;
+  fs::path log_;
+  std::string id_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+  std::string api_host_;
+  std::uint16_t api_port_ = 0;
+};
+
+/// The run's directory; removed at scope exit unless kept.
+class run_dir {
+public:
+  run_dir(const std::string& parent, bool keep) : keep_(keep) {
+    const fs::path base = parent.empty() ? fs::temp_directory_path() : fs::path(parent);
+    path_ = base / ("kith-bench-replication-" + std::to_string(::getpid()));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~run_dir() {
+    if (keep_) {
+      std::cerr << "kept " << path_.string() << '\n';
+      return;
+    }
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  run_dir(const run_dir&) = delete;
+  run_dir& operator=(const run_dir&) = delete;
+  [[nodiscard]] const fs::path& path() const { return path_; }
+
+private:
+  fs::path path_;
+  bool keep_;
+};
+
+// --- the writer's data ------------------------------------------------------------------
+
+constexpr const char* words[] = {
+    "harbour", "lantern", "copper", "meadow", "signal", "orchard", "ledger", "pebble",
+    "thistle", "beacon",  "walnut", "ferry",  "quarry", "saddle",  "velvet", "cinder",
+    "gravel",  "hollow",  "marble", "nettle", "ripple", "timber",  "violet", "willow",
+    "anchor",  "bramble", "canyon", "dune",   "ember",  "fjord",   "glacier", "heron",
+};
+
+/// A document's key: "<author id>/bench/<7 digits>\0text".
+std::string doc_key(const std::string& author, std::size_t i) {
+  char num[16];
+  std::snprintf(num, sizeof num, "%07zu", i);
+  std::string k = author + "/bench/" + num;
+  k.push_back('\0');
+  k += "text";
+  return k;
+}
+
+/// A JSON string of about 100 bytes (quotes included) of seeded words.
+std::string doc_value(std::mt19937_64& rng) {
+  std::string v = "\"";
+  while (v.size() < 92) {
+    if (v.size() > 1)
+      v.push_back(' ');
+    v += words[rng() % std::size(words)];
+  }
+  v.resize(std::min<std::size_t>(v.size(), 99));
+  v.push_back('"');
+  return v;
+}
+
+struct prepared {
+  std::vector<std::string> values; // kept to check B's copy
+  std::uint64_t payload_bytes = 0;
+  double write_s = 0;
+  std::size_t calls = 0;
+  std::uint64_t clock_writes = 0; // A's feed clock after the writes
+  std::string feed_topic;
+};
+
+/// Writes the N documents into A's store with the daemon stopped.
+std::optional<prepared> prepare_writer(const node_proc& a, const options& opt) {
+  prepared out;
+  auto id = node::data_dir(a.home().string()).load_identity();
+  if (!id) {
+    std::cerr << "A: " << id.err().message << '\n';
+    return std::nullopt;
+  }
+  storage::store_options so;
+  so.sync = false;
+  auto opened = storage::store::open(node::data_dir(a.home().string()).store_dir(), *id, true, so);
+  if (!opened) {
+    std::cerr << "A: cannot open the store: " << opened.err().message << '\n';
+    return std::nullopt;
+  }
+  auto st = std::move(opened.value());
+  out.feed_topic = st->feed_topic_id();
+
+  std::mt19937_64 rng{opt.seed};
+  out.values.reserve(opt.n);
+  for (std::size_t i = 0; i < opt.n; ++i)
+    out.values.push_back(doc_value(rng));
+
+  const auto now_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  // The ops of a call are built outside the timed region, as a client
+  // would have them ready; the timer covers signing and the store.
+  std::vector<storage::write_op> ops;
+  for (std::size_t first = 0; first < opt.n; first += batch_ops) {
+    const std::size_t last = std::min(opt.n, first + batch_ops);
+    ops.clear();
+    for (std::size_t i = first; i < last; ++i) {
+      storage::write_op w;
+      w.key = doc_key(a.id(), i);
+      w.value = out.values[i];
+      out.payload_bytes += w.key.size() + w.value->size();
+      ops.push_back(std::move(w));
+    }
+    const auto t0 = steady::now();
+    auto r = st->write(out.feed_topic, ops, now_ms + out.calls);
+    out.write_s += seconds_since(t0);
+    ++out.calls;
+    if (!check(r.ok(), "A: store::write failed: " + (r ? std::string() : r.err().message)))
+      return std::nullopt;
+  }
+  if (auto c = st->clock_copy(out.feed_topic))
+    out.clock_writes = c->dot_count();
+  return out;
+}
+
+// --- baseline: raw loopback TCP ----------------------------------------------------------
+
+/// Seconds to push `bytes` through one TCP connection over 127.0.0.1 in
+/// 64 KiB writes, read in 64 KiB reads by another thread; nullopt on a
+/// socket error.
+std::optional<double> loopback_push(std::uint64_t bytes) {
+  const int ls = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(ls, 1) != 0 || ::getsockname(ls, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (ls >= 0)
+      ::close(ls);
+    return std::nullopt;
+  }
+  const int cs = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (cs < 0 || ::connect(cs, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(ls);
+    if (cs >= 0)
+      ::close(cs);
+    return std::nullopt;
+  }
+  const int ss = ::accept(ls, nullptr, nullptr);
+  ::close(ls);
+  if (ss < 0) {
+    ::close(cs);
+    return std::nullopt;
+  }
+  constexpr std::size_t chunk = 64 * 1024;
+  bool write_ok = true;
+  const auto t0 = steady::now();
+  std::thread writer([&] {
+    std::vector<char> buf(chunk, 'x');
+    std::uint64_t left = bytes;
+    while (left > 0) {
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left, chunk));
+      const ssize_t w = ::send(cs, buf.data(), want, MSG_NOSIGNAL);
+      if (w <= 0) {
+        write_ok = false;
+        break;
+      }
+      left -= static_cast<std::uint64_t>(w);
+    }
+    ::shutdown(cs, SHUT_WR);
+  });
+  std::vector<char> buf(chunk);
+  std::uint64_t got = 0;
+  for (;;) {
+    const ssize_t r = ::recv(ss, buf.data(), buf.size(), 0);
+    if (r <= 0)
+      break;
+    got += static_cast<std::uint64_t>(r);
+  }
+  const double s = seconds_since(t0);
+  writer.join();
+  ::close(cs);
+  ::close(ss);
+  if (!write_ok || got != bytes)
+    return std::nullopt;
+  return s;
+}
+
+// --- the replication phase ---------------------------------------------------------------
+
+struct replication_figures {
+  bool converged = false;
+  std::uint64_t writes_seen = 0;
+  double first_entry_s = -1; // follow -> A's feed first shows writes on B
+  double converge_s = 0;     // follow -> writes == N on B
+  std::size_t polls = 0;
+  double follower_cpu_s = 0;
+  double writer_cpu_s = 0;
+  std::uint64_t bytes_in = 0, bytes_out = 0, entries_received = 0;
+  std::uint64_t sender_bytes_in = 0, sender_bytes_out = 0; // A's view of B
+  std::string peer_state;
+};
+
+/// The peers entry for `id` in a /v1/peers answer.
+std::optional<json> peer_entry(const std::optional<json>& peers, const std::string& id) {
+  if (!peers || !peers->contains("peers"))
+    return std::nullopt;
+  for (const auto& p : (*peers)["peers"])
+    if (p.value("id", std::string{}) == id)
+      return p;
+  return std::nullopt;
+}
+
+std::uint64_t topic_writes(const std::optional<json>& topics, const std::string& topic,
+                           bool* present) {
+  *present = false;
+  if (!topics || !topics->contains("topics"))
+    return 0;
+  for (const auto& t : (*topics)["topics"])
+    if (t.value("id", std::string{}) == topic) {
+      *present = true;
+      return t.value("writes", std::uint64_t{0});
+    }
+  return 0;
+}
+
+replication_figures replicate(node_proc& a, node_proc& b, const prepared& data,
+                              const options& opt) {
+  replication_figures f;
+  const auto cpu_b0 = cpu_seconds(b.pid());
+  const auto cpu_a0 = cpu_seconds(a.pid());
+  const json follow{{"id", a.id()}, {"address", a.address()}};
+  const auto t0 = steady::now();
+  if (!b.call("POST", "/v1/follow", follow.dump(), false)) {
+    check(false, "B refused to follow A");
+    return f;
+  }
+  std::uint64_t last_report = 0;
+  auto next_report = steady::now() + std::chrono::seconds(5);
+  for (;;) {
+    bool present = false;
+    const auto writes = topic_writes(b.call("GET", "/v1/topics"), data.feed_topic, &present);
+    ++f.polls;
+    const double now = seconds_since(t0);
+    if (present && writes > 0 && f.first_entry_s < 0)
+      f.first_entry_s = now;
+    f.writes_seen = std::max(f.writes_seen, writes);
+    if (writes >= opt.n) {
+      f.converge_s = now;
+      f.converged = writes == opt.n;
+      break;
+    }
+    if (now > opt.timeout_s || !a.alive() || !b.alive()) {
+      f.converge_s = now;
+      break;
+    }
+    if (steady::now() >= next_report) {
+      std::cerr << "  " << fmt("%.1f", now) << " s: B holds " << grouped(writes) << " of "
+                << grouped(opt.n) << " writes ("
+                << fmt("%.0f", static_cast<double>(writes - last_report) / 5.0) << "/s)\n";
+      last_report = writes;
+      next_report += std::chrono::seconds(5);
+    }
+    sleep_s(poll_s);
+  }
+  const auto cpu_b1 = cpu_seconds(b.pid());
+  const auto cpu_a1 = cpu_seconds(a.pid());
+  if (cpu_b0 && cpu_b1)
+    f.follower_cpu_s = *cpu_b1 - *cpu_b0;
+  if (cpu_a0 && cpu_a1)
+    f.writer_cpu_s = *cpu_a1 - *cpu_a0;
+  if (auto p = peer_entry(b.call("GET", "/v1/peers"), a.id())) {
+    f.bytes_in = p->value("bytes_in", std::uint64_t{0});
+    f.bytes_out = p->value("bytes_out", std::uint64_t{0});
+    f.entries_received = p->value("entries_received", std::uint64_t{0});
+    f.peer_state = p->value("state", std::string{});
+  }
+  if (auto p = peer_entry(a.call("GET", "/v1/peers"), b.id())) {
+    f.sender_bytes_in = p->value("bytes_in", std::uint64_t{0});
+    f.sender_bytes_out = p->value("bytes_out", std::uint64_t{0});
+  }
+  check(f.converged, "B holds " + std::to_string(f.writes_seen) + " of A's " +
+                         std::to_string(opt.n) + " writes after " + fmt("%.1f", f.converge_s) +
+                         " s" + (a.alive() && b.alive() ? "" : " (a daemon died)"));
+  return f;
+}
+
+/// After B has stopped: opens B's store and reads back a sample of A's
+/// documents (the first, the last and 200 seeded ones) and checks the
+/// topic. Returns the number of keys compared.
+std::size_t verify_follower_copy(const node_proc& b, const node_proc& a, const prepared& data,
+                                 const options& opt) {
+  auto id = node::data_dir(b.home().string()).load_identity();
+  if (!check(id.ok(), "B: cannot load the identity"))
+    return 0;
+  auto opened = storage::store::open(node::data_dir(b.home().string()).store_dir(), *id, false);
+  if (!check(opened.ok(), "B: cannot open the store: " + (opened ? "" : opened.err().message)))
+    return 0;
+  auto& st = *opened.value();
+  std::vector<std::size_t> sample{0, opt.n - 1};
+  std::mt19937_64 rng{opt.seed ^ 0x5eedULL};
+  for (int i = 0; i < 200; ++i)
+    sample.push_back(static_cast<std::size_t>(rng() % opt.n));
+  std::size_t compared = 0;
+  for (auto i : sample) {
+    auto r = st.read(data.feed_topic, doc_key(a.id(), i));
+    const bool ok = r.ok() && r->siblings.size() == 1 && r->siblings[0].value == data.values[i];
+    if (!check(ok, "B's copy of document " + std::to_string(i) + " is missing or differs"))
+      break;
+    ++compared;
+  }
+  auto c = st.clock_copy(data.feed_topic);
+  check(c && c->dot_count() == opt.n, "B's clock of A's feed does not count N writes");
+  auto topic_ok = st.check_topic(data.feed_topic);
+  check(topic_ok.ok(), "check_topic on B's copy of A's feed: " +
+                           (topic_ok ? std::string() : topic_ok.err().message));
+  return compared;
+}
+
+// --- the idle-peers phase ---------------------------------------------------------------
+
+struct idle_figures {
+  std::size_t followed = 0;
+  double follow_s = 0;
+  std::uint64_t rss_start_kib = 0, rss_followed_kib = 0, rss_idle_kib = 0;
+  double idle_cpu_s = 0, idle_window_s = 0;
+  std::uint64_t status_follows = 0, status_peers = 0;
+  std::optional<double> stop_s;
+};
+
+/// The id of the i-th followed identity (never online).
+std::string stranger_id(std::uint64_t seed, std::size_t i) {
+  std::mt19937_64 rng{seed ^ (0xc0ffeeULL + 0x9e3779b97f4a7c15ULL * (i + 1))};
+  protocol::key_seed ks{};
+  for (std::size_t k = 0; k < ks.size(); k += 8) {
+    const auto v = rng();
+    for (std::size_t j = 0; j < 8; ++j)
+      ks[k + j] = static_cast<std::uint8_t>(v >> (8 * j));
+  }
+  return protocol::to_text(protocol::identity::from_seed(ks).pub());
+}
+
+idle_figures idle_peers(node_proc& c, const options& opt) {
+  idle_figures f;
+  std::vector<std::string> ids;
+  ids.reserve(opt.peers);
+  for (std::size_t i = 0; i < opt.peers; ++i)
+    ids.push_back(stranger_id(opt.seed, i));
+  sleep_s(1.0); // let the fresh daemon settle before the first reading
+  f.rss_start_kib = rss_kib(c.pid());
+  const auto t0 = steady::now();
+  const std::size_t step = std::max<std::size_t>(1, opt.peers / 10);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (!c.call("POST", "/v1/follow", json{{"id", ids[i]}}.dump(), false)) {
+      check(false, "C refused to follow identity " + std::to_string(i));
+      break;
+    }
+    ++f.followed;
+    if ((i + 1) % step == 0)
+      std::cerr << "  C follows " << grouped(i + 1) << " (" << fmt("%.1f", seconds_since(t0))
+                << " s, RSS " << fmt("%.1f", mib(rss_kib(c.pid()))) << " MiB)\n";
+  }
+  f.follow_s = seconds_since(t0);
+  f.rss_followed_kib = rss_kib(c.pid());
+  const auto cpu0 = cpu_seconds(c.pid());
+  const auto w0 = steady::now();
+  sleep_s(opt.idle_s);
+  const auto cpu1 = cpu_seconds(c.pid());
+  f.idle_window_s = seconds_since(w0);
+  if (cpu0 && cpu1)
+    f.idle_cpu_s = *cpu1 - *cpu0;
+  f.rss_idle_kib = rss_kib(c.pid());
+  if (auto s = c.call("GET", "/v1/status")) {
+    f.status_follows = s->value("follows", std::uint64_t{0});
+    f.status_peers = s->value("peers", std::uint64_t{0});
+  }
+  check(f.status_follows == opt.peers,
+        "C's status counts " + std::to_string(f.status_follows) + " follows, not " +
+            std::to_string(opt.peers));
+  return f;
+}
+
+// --- the report ----------------------------------------------------------------------------
+
+void row(const std::string& what, const std::string& measured, const std::string& against) {
+  std::fprintf(stderr, "  %-34s %-26s %s\n", what.c_str(), measured.c_str(), against.c_str());
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  bool n_set = false, peers_set = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const bool has_value = i + 1 < argc;
+    std::uint64_t v = 0;
+    auto need_u64 = [&](std::uint64_t lo, std::uint64_t hi) {
+      if (!has_value || !parse_u64(argv[++i], v) || v < lo || v > hi) {
+        std::cerr << a << " needs a number from " << lo << " to " << hi << '\n';
+        return false;
+      }
+      return true;
+    };
+    if (a == "--quick") {
+      opt.quick = true;
+    } else if (a == "--keep") {
+      opt.keep = true;
+    } else if (a == "--n") {
+      if (!need_u64(1, 9'999'999))
+        return 2;
+      opt.n = v;
+      n_set = true;
+    } else if (a == "--peers") {
+      if (!need_u64(0, 1'000'000))
+        return 2;
+      opt.peers = v;
+      peers_set = true;
+    } else if (a == "--seed") {
+      if (!need_u64(0, UINT64_MAX))
+        return 2;
+      opt.seed = v;
+    } else if (a == "--port-base") {
+      if (!need_u64(1024, 65533))
+        return 2;
+      opt.port_base = static_cast<std::uint16_t>(v);
+    } else if (a == "--anti-entropy") {
+      if (!need_u64(1, 86400))
+        return 2;
+      opt.anti_entropy_s = static_cast<std::uint32_t>(v);
+    } else if ((a == "--idle-s" || a == "--timeout-s") && has_value) {
+      if (!parse_double(argv[++i], a == "--idle-s" ? opt.idle_s : opt.timeout_s)) {
+        std::cerr << a << " needs a positive number of seconds\n";
+        return 2;
+      }
+    } else if (a == "--kith" && has_value) {
+      opt.kith = argv[++i];
+    } else if (a == "--dir" && has_value) {
+      opt.dir = argv[++i];
+    } else if (a == "--log-level" && has_value) {
+      opt.log_level = argv[++i];
+    } else if (a == "--help" || a == "-h") {
+      usage(std::cout);
+      return 0;
+    } else {
+      std::cerr << "unknown argument: " << a << '\n';
+      usage(std::cerr);
+      return 2;
+    }
+  }
+  if (opt.quick) {
+    if (!n_set)
+      opt.n = 5000;
+    if (!peers_set)
+      opt.peers = 500;
+  }
+  if (::access(opt.kith.c_str(), X_OK) != 0) {
+    std::cerr << "cannot run " << opt.kith << " (build the kith target, or pass --kith)\n";
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+
+  const auto t_run = steady::now();
+  std::cerr << "kith-bench-replication: n " << grouped(opt.n) << ", peers " << grouped(opt.peers)
+            << ", seed " << opt.seed << (opt.quick ? " (quick)" : "") << "\n  kith: " << opt.kith
+            << '\n';
+
+  run_dir root(opt.dir, opt.keep);
+  std::cerr << "  directory: " << root.path().string() << '\n';
+  // Declared after root so they stop before it is removed.
+  node_proc a("A", root.path() / "A", root.path() / "A.log");
+  node_proc b("B", root.path() / "B", root.path() / "B.log");
+  node_proc c("C", root.path() / "C", root.path() / "C.log");
+  if (!a.init(opt.kith) || !b.init(opt.kith) || (opt.peers > 0 && !c.init(opt.kith)))
+    return 1;
+
+  // 1. The writer's data, offline.
+  std::cerr << "writing " << grouped(opt.n) << " documents into A's store (offline, calls of "
+            << batch_ops << ")...\n";
+  auto data = prepare_writer(a, opt);
+  if (!data)
+    return 1;
+  check(data->clock_writes == opt.n, "A's feed clock counts " + std::to_string(data->clock_writes) +
+                                         " writes after the offline load, not " +
+                                         std::to_string(opt.n));
+  const double payload_per_entry =
+      static_cast<double>(data->payload_bytes) / static_cast<double>(opt.n);
+  const double local_writes_per_s = static_cast<double>(opt.n) / data->write_s;
+  std::cerr << "  " << fmt("%.2f", data->write_s) << " s (" << fmt("%.0f", local_writes_per_s)
+            << " writes/s); payload " << grouped(data->payload_bytes) << " bytes ("
+            << fmt("%.1f", payload_per_entry) << " per entry)\n";
+
+  // 2. Both daemons, then B follows A.
+  auto port_of = [&](int k) {
+    return opt.port_base != 0 ? static_cast<std::uint16_t>(opt.port_base + k) : free_port();
+  };
+  if (!a.start(opt, port_of(0)) || !b.start(opt, port_of(1)))
+    return 1;
+  std::cerr << "A listens on " << a.address() << ", B on " << b.address()
+            << "; B follows A...\n";
+  const auto rep = replicate(a, b, *data, opt);
+  const double entries_per_s = rep.converged ? static_cast<double>(opt.n) / rep.converge_s : 0.0;
+  const std::uint64_t wire = rep.bytes_in + rep.bytes_out;
+  const double wire_per_entry = static_cast<double>(wire) / static_cast<double>(opt.n);
+  const double wire_ratio = wire_per_entry / payload_per_entry;
+  const double cpu_us_per_entry = rep.follower_cpu_s * 1e6 / static_cast<double>(opt.n);
+  const double writer_cpu_us_per_entry = rep.writer_cpu_s * 1e6 / static_cast<double>(opt.n);
+
+  const auto stop_a = a.stop();
+  const auto stop_b = b.stop();
+  check(stop_a.has_value(), "A did not stop cleanly on SIGTERM");
+  check(stop_b.has_value(), "B did not stop cleanly on SIGTERM");
+  std::size_t compared = 0;
+  if (rep.converged && stop_b)
+    compared = verify_follower_copy(b, a, *data, opt);
+
+  // 3. Baseline: the same bytes over raw loopback TCP (median of 3).
+  std::vector<double> tcp;
+  for (int i = 0; i < 3; ++i)
+    if (auto s = loopback_push(std::max<std::uint64_t>(wire, 1)))
+      tcp.push_back(*s);
+  std::sort(tcp.begin(), tcp.end());
+  const double tcp_s = tcp.empty() ? NAN : tcp[tcp.size() / 2];
+  check(!tcp.empty(), "the loopback TCP baseline failed");
+
+  // 4. Idle cost of followed peers.
+  idle_figures idle;
+  if (opt.peers > 0) {
+    if (!c.start(opt, port_of(2)))
+      return 1;
+    std::cerr << "C follows " << grouped(opt.peers) << " identities that are never online...\n";
+    idle = idle_peers(c, opt);
+    idle.stop_s = c.stop();
+    check(idle.stop_s.has_value(), "C did not stop cleanly on SIGTERM");
+  }
+  const double idle_delta_mb = mib(idle.rss_idle_kib) - mib(idle.rss_start_kib);
+  const double kib_per_peer =
+      opt.peers > 0 ? (static_cast<double>(idle.rss_idle_kib) - static_cast<double>(idle.rss_start_kib)) /
+                          static_cast<double>(opt.peers)
+                    : 0.0;
+  const double idle_cpu_pct =
+      idle.idle_window_s > 0 ? 100.0 * idle.idle_cpu_s / idle.idle_window_s : 0.0;
+  const bool idle_target_applies = opt.peers >= target_idle_peers;
+
+  // The report.
+  const bool meets_rate = entries_per_s >= target_entries_per_s;
+  const bool meets_wire = wire > 0 && wire_ratio <= target_wire_ratio;
+  const bool meets_idle = mib(idle.rss_idle_kib) < target_idle_mb;
+  std::fprintf(stderr, "\nreplication of %s documents (%.1f payload bytes each), B follows A\n",
+               grouped(opt.n).c_str(), payload_per_entry);
+  row("figure", "measured", "target / baseline");
+  row("converged", rep.converged ? "yes, " + fmt("%.2f s", rep.converge_s)
+                                 : "NO (" + grouped(rep.writes_seen) + " writes)",
+      "first writes on B after " + fmt("%.3f s", rep.first_entry_s));
+  row("entries/s", fmt("%.0f", entries_per_s),
+      std::string(">= 50,000: ") + (meets_rate ? "met" : "MISSED"));
+  row("local write ceiling (A, offline)", fmt("%.0f writes/s", local_writes_per_s),
+      fmt("%.2f s for N", data->write_s));
+  row("raw loopback TCP, same bytes", fmt("%.1f ms", tcp_s * 1e3),
+      fmt("%.0f MiB/s; ", static_cast<double>(wire) / tcp_s / 1048576.0) +
+          fmt("replication took %.0fx longer", rep.converge_s / tcp_s));
+  row("wire bytes (B in + out)", grouped(rep.bytes_in) + " + " + grouped(rep.bytes_out),
+      "A counted " + grouped(rep.sender_bytes_out) + " sent to B");
+  row("wire bytes per entry", fmt("%.1f", wire_per_entry),
+      fmt("payload %.1f", payload_per_entry));
+  row("wire / payload", fmt("%.2fx", wire_ratio),
+      std::string("<= 1.5x: ") + (meets_wire ? "met" : "MISSED"));
+  row("follower CPU per entry (B)", fmt("%.1f us", cpu_us_per_entry),
+      fmt("B %.2f s CPU in all", rep.follower_cpu_s));
+  row("sender CPU per entry (A)", fmt("%.1f us", writer_cpu_us_per_entry),
+      fmt("A %.2f s CPU in all", rep.writer_cpu_s));
+  if (opt.peers > 0) {
+    std::fprintf(stderr, "\n%s followed identities on C (never online)\n",
+                 grouped(opt.peers).c_str());
+    row("RSS before / after follows", fmt("%.1f", mib(idle.rss_start_kib)) + " / " +
+                                          fmt("%.1f MiB", mib(idle.rss_followed_kib)),
+        fmt("%.1f s of follow calls", idle.follow_s) +
+            fmt(" (%.0f/s)", static_cast<double>(idle.followed) / idle.follow_s));
+    row("RSS after idle", fmt("%.1f MiB", mib(idle.rss_idle_kib)),
+        idle_target_applies ? std::string("< 100 MB: ") + (meets_idle ? "met" : "MISSED")
+                            : std::string("(target is for 10,000 peers)"));
+    row("RSS growth", fmt("%.1f MiB", idle_delta_mb), fmt("%.2f KiB per followed peer", kib_per_peer));
+    row("idle CPU", fmt("%.1f %% of a core", idle_cpu_pct),
+        fmt("over %.1f s", idle.idle_window_s));
+    row("shutdown", idle.stop_s ? fmt("%.2f s", *idle.stop_s) : std::string("FAILED"), "SIGTERM to exit");
+  }
+
+  json_line j("replication", opt.seed);
+  j.flag("quick", opt.quick)
+      .num("n", opt.n)
+      .num("batch_ops", batch_ops)
+      .num("payload_bytes", data->payload_bytes)
+      .real("payload_bytes_per_entry", payload_per_entry)
+      .real("local_write_s", data->write_s)
+      .real("local_writes_per_s", local_writes_per_s)
+      .flag("converged", rep.converged)
+      .num("writes_seen", rep.writes_seen)
+      .real("first_entry_s", rep.first_entry_s)
+      .real("converge_s", rep.converge_s)
+      .real("entries_per_s", entries_per_s)
+      .flag("meets_50k", meets_rate)
+      .num("bytes_in", rep.bytes_in)
+      .num("bytes_out", rep.bytes_out)
+      .num("sender_bytes_out", rep.sender_bytes_out)
+      .num("entries_received", rep.entries_received)
+      .real("wire_bytes_per_entry", wire_per_entry)
+      .real("wire_ratio", wire_ratio)
+      .flag("meets_1_5x", meets_wire)
+      .real("follower_cpu_s", rep.follower_cpu_s)
+      .real("follower_cpu_us_per_entry", cpu_us_per_entry)
+      .real("sender_cpu_s", rep.writer_cpu_s)
+      .real("sender_cpu_us_per_entry", writer_cpu_us_per_entry)
+      .real("tcp_baseline_ms", tcp_s * 1e3)
+      .real("tcp_baseline_mib_per_s", static_cast<double>(wire) / tcp_s / 1048576.0)
+      .num("polls", rep.polls)
+      .num("peers", opt.peers)
+      .num("followed", idle.followed)
+      .real("follow_s", idle.follow_s)
+      .real("rss_start_mib", mib(idle.rss_start_kib))
+      .real("rss_followed_mib", mib(idle.rss_followed_kib))
+      .real("rss_idle_mib", mib(idle.rss_idle_kib))
+      .real("rss_growth_mib", idle_delta_mb)
+      .real("kib_per_peer", kib_per_peer)
+      .real("idle_cpu_pct", idle_cpu_pct);
+  if (idle_target_applies)
+    j.flag("meets_100mb", meets_idle);
+  else
+    j.null("meets_100mb");
+  j.num("keys_compared", compared).flag("verified", !any_failure);
+  j.print();
+
+  std::cerr << "done in " << fmt("%.1f", seconds_since(t_run)) << " s"
+            << (any_failure ? "; SOME VERIFICATION FAILED" : "; all verified") << '\n';
+  return any_failure ? 1 : 0;
+}
