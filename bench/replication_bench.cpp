@@ -194,15 +194,17 @@ std::optional<double> cpu_seconds(pid_t pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
-/// VmRSS of a process in KiB, 0 if unknown.
-std::uint64_t rss_kib(pid_t pid) {
+/// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM), 0 if unknown.
+std::uint64_t status_kib(pid_t pid, const std::string& field) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return std::strtoull(line.c_str() + 6, nullptr, 10);
+    if (line.rfind(field + ":", 0) == 0)
+      return std::strtoull(line.c_str() + field.size() + 1, nullptr, 10);
   return 0;
 }
+
+std::uint64_t rss_kib(pid_t pid) { return status_kib(pid, "VmRSS"); }
 
 double mib(std::uint64_t kib) { return static_cast<double>(kib) / 1024.0; }
 
@@ -615,6 +617,8 @@ struct replication_figures {
   std::uint64_t bytes_in = 0, bytes_out = 0, entries_received = 0;
   std::uint64_t sender_bytes_in = 0, sender_bytes_out = 0; // A's view of B
   std::string peer_state;
+  std::uint64_t follower_rss_kib = 0;  // B, just before the follow
+  std::uint64_t follower_peak_kib = 0; // B's VmHWM at convergence
 };
 
 /// The peers entry for `id` in a /v1/peers answer.
@@ -641,8 +645,9 @@ std::uint64_t topic_writes(const std::optional<json>& topics, const std::string&
 }
 
 replication_figures replicate(node_proc& a, node_proc& b, const prepared& data,
-                              const options& opt) {
+                              const options& opt, const fs::path& trace_path) {
   replication_figures f;
+  f.follower_rss_kib = rss_kib(b.pid());
   const auto cpu_b0 = cpu_seconds(b.pid());
   const auto cpu_a0 = cpu_seconds(a.pid());
   const json follow{{"id", a.id()}, {"address", a.address()}};
@@ -653,11 +658,15 @@ replication_figures replicate(node_proc& a, node_proc& b, const prepared& data,
   }
   std::uint64_t last_report = 0;
   auto next_report = steady::now() + std::chrono::seconds(5);
+  std::ofstream trace(trace_path);
+  trace << "sent_s,answered_s,writes\n";
   for (;;) {
     bool present = false;
+    const double sent = seconds_since(t0);
     const auto writes = topic_writes(b.call("GET", "/v1/topics"), data.feed_topic, &present);
     ++f.polls;
     const double now = seconds_since(t0);
+    trace << sent << ',' << now << ',' << writes << '\n';
     if (present && writes > 0 && f.first_entry_s < 0)
       f.first_entry_s = now;
     f.writes_seen = std::max(f.writes_seen, writes);
@@ -680,6 +689,7 @@ replication_figures replicate(node_proc& a, node_proc& b, const prepared& data,
     sleep_s(poll_s);
   }
   const auto cpu_b1 = cpu_seconds(b.pid());
+  f.follower_peak_kib = status_kib(b.pid(), "VmHWM");
   const auto cpu_a1 = cpu_seconds(a.pid());
   if (cpu_b0 && cpu_b1)
     f.follower_cpu_s = *cpu_b1 - *cpu_b0;
@@ -695,6 +705,11 @@ replication_figures replicate(node_proc& a, node_proc& b, const prepared& data,
     f.sender_bytes_in = p->value("bytes_in", std::uint64_t{0});
     f.sender_bytes_out = p->value("bytes_out", std::uint64_t{0});
   }
+  check(f.bytes_in > 0 && f.peer_state == "connected",
+        "B's /v1/peers shows no connected peer entry for A with traffic");
+  check(!f.converged || f.entries_received == opt.n,
+        "B's peer entry for A counts " + std::to_string(f.entries_received) +
+            " entries received, not N");
   check(f.converged, "B holds " + std::to_string(f.writes_seen) + " of A's " +
                          std::to_string(opt.n) + " writes after " + fmt("%.1f", f.converge_s) +
                          " s" + (a.alive() && b.alive() ? "" : " (a daemon died)"));
@@ -778,9 +793,22 @@ idle_figures idle_peers(node_proc& c, const options& opt) {
   }
   f.follow_s = seconds_since(t0);
   f.rss_followed_kib = rss_kib(c.pid());
+  // The idle window, read once a second so a transient (a flush after
+  // the follows) shows in the progress lines.
   const auto cpu0 = cpu_seconds(c.pid());
   const auto w0 = steady::now();
-  sleep_s(opt.idle_s);
+  auto prev_cpu = cpu0;
+  auto prev_t = w0;
+  while (seconds_since(w0) < opt.idle_s) {
+    sleep_s(std::min(1.0, opt.idle_s - seconds_since(w0)));
+    const auto cpu = cpu_seconds(c.pid());
+    if (cpu && prev_cpu)
+      std::cerr << "  idle " << fmt("%.0f", seconds_since(w0)) << " s: C used "
+                << fmt("%.0f %%", 100.0 * (*cpu - *prev_cpu) / seconds_since(prev_t))
+                << " of a core, RSS " << fmt("%.1f MiB", mib(rss_kib(c.pid()))) << '\n';
+    prev_cpu = cpu;
+    prev_t = steady::now();
+  }
   const auto cpu1 = cpu_seconds(c.pid());
   f.idle_window_s = seconds_since(w0);
   if (cpu0 && cpu1)
@@ -912,9 +940,9 @@ int main(int argc, char** argv) {
   };
   if (!a.start(opt, port_of(0)) || !b.start(opt, port_of(1)))
     return 1;
-  std::cerr << "A listens on " << a.address() << ", B on " << b.address()
-            << "; B follows A...\n";
-  const auto rep = replicate(a, b, *data, opt);
+  std::cerr << "A (pid " << a.pid() << ") listens on " << a.address() << ", B (pid " << b.pid()
+            << ") on " << b.address() << "; B follows A...\n";
+  const auto rep = replicate(a, b, *data, opt, root.path() / "polls.csv");
   const double entries_per_s = rep.converged ? static_cast<double>(opt.n) / rep.converge_s : 0.0;
   const std::uint64_t wire = rep.bytes_in + rep.bytes_out;
   const double wire_per_entry = static_cast<double>(wire) / static_cast<double>(opt.n);
@@ -944,7 +972,8 @@ int main(int argc, char** argv) {
   if (opt.peers > 0) {
     if (!c.start(opt, port_of(2)))
       return 1;
-    std::cerr << "C follows " << grouped(opt.peers) << " identities that are never online...\n";
+    std::cerr << "C (pid " << c.pid() << ") follows " << grouped(opt.peers)
+              << " identities that are never online...\n";
     idle = idle_peers(c, opt);
     idle.stop_s = c.stop();
     check(idle.stop_s.has_value(), "C did not stop cleanly on SIGTERM");
@@ -961,7 +990,8 @@ int main(int argc, char** argv) {
   // The report.
   const bool meets_rate = entries_per_s >= target_entries_per_s;
   const bool meets_wire = wire > 0 && wire_ratio <= target_wire_ratio;
-  const bool meets_idle = mib(idle.rss_idle_kib) < target_idle_mb;
+  // The target is in MB (10^6 bytes); RSS is printed in MiB.
+  const bool meets_idle = static_cast<double>(idle.rss_idle_kib) * 1024.0 / 1e6 < target_idle_mb;
   std::fprintf(stderr, "\nreplication of %s documents (%.1f payload bytes each), B follows A\n",
                grouped(opt.n).c_str(), payload_per_entry);
   row("figure", "measured", "target / baseline");
@@ -983,6 +1013,8 @@ int main(int argc, char** argv) {
       std::string("<= 1.5x: ") + (meets_wire ? "met" : "MISSED"));
   row("follower CPU per entry (B)", fmt("%.1f us", cpu_us_per_entry),
       fmt("B %.2f s CPU in all", rep.follower_cpu_s));
+  row("follower peak RSS (B)", fmt("%.1f MiB", mib(rep.follower_peak_kib)),
+      fmt("%.1f MiB before the follow", mib(rep.follower_rss_kib)));
   row("sender CPU per entry (A)", fmt("%.1f us", writer_cpu_us_per_entry),
       fmt("A %.2f s CPU in all", rep.writer_cpu_s));
   if (opt.peers > 0) {
@@ -1017,6 +1049,7 @@ int main(int argc, char** argv) {
       .flag("meets_50k", meets_rate)
       .num("bytes_in", rep.bytes_in)
       .num("bytes_out", rep.bytes_out)
+      .num("sender_bytes_in", rep.sender_bytes_in)
       .num("sender_bytes_out", rep.sender_bytes_out)
       .num("entries_received", rep.entries_received)
       .real("wire_bytes_per_entry", wire_per_entry)
@@ -1024,6 +1057,8 @@ int main(int argc, char** argv) {
       .flag("meets_1_5x", meets_wire)
       .real("follower_cpu_s", rep.follower_cpu_s)
       .real("follower_cpu_us_per_entry", cpu_us_per_entry)
+      .real("follower_rss_mib", mib(rep.follower_rss_kib))
+      .real("follower_peak_rss_mib", mib(rep.follower_peak_kib))
       .real("sender_cpu_s", rep.writer_cpu_s)
       .real("sender_cpu_us_per_entry", writer_cpu_us_per_entry)
       .real("tcp_baseline_ms", tcp_s * 1e3)

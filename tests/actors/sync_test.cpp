@@ -244,3 +244,115 @@ TEST_CASE("three nodes following each other converge, and the run is determinist
   auto second = run(99);
   CHECK(first == second);
 }
+
+namespace {
+
+/// A peer that speaks the real channel and messages but sends what it
+/// likes: it answers a resync request with `tamper(page)`.
+struct rogue {
+  std::shared_ptr<node_env> env;
+  caf::actor actor;
+  std::shared_ptr<bool> closed = std::make_shared<bool>(false);
+  std::shared_ptr<std::string> close_reason = std::make_shared<std::string>();
+};
+
+rogue spawn_rogue(world& w, std::size_t i, std::function<void(protocol::signed_reply&)> tamper) {
+  auto& n = w.add(i); // a normal node gives the rogue a store with signed writes
+  rogue r;
+  r.env = n.env;
+  auto env = n.env;
+  auto closed = r.closed;
+  auto reason = r.close_reason;
+  // Replace the node's listener with the rogue's own handler.
+  r.actor = w.sys->spawn([env, tamper, closed, reason](caf::event_based_actor* self) -> caf::behavior {
+    auto ch = std::make_shared<std::unique_ptr<protocol::channel>>();
+    auto conn = std::make_shared<conn_id>(0);
+    auto send = [self, env, ch, conn](const protocol::message& m) {
+      auto sealed = (*ch)->seal(protocol::encode_message(m));
+      self->send(env->transport, send_atom::value, *conn, *sealed);
+    };
+    return {
+        [=](opened_atom, conn_id c, const std::string&, bool, std::uint64_t) {
+          *conn = c;
+          *ch = std::make_unique<protocol::channel>(env->self, protocol::channel::role::responder,
+                                                    env->rng->next(), 0);
+        },
+        [=](bytes_atom, conn_id, const std::string& bytes) {
+          auto out = (*ch)->receive(bytes);
+          if (!out.to_send.empty())
+            self->send(env->transport, send_atom::value, *conn, out.to_send);
+          if (out.established) {
+            protocol::hello_msg h;
+            h.binding = env->store->binding();
+            send(h);
+          }
+          for (auto& f : out.frames) {
+            auto m = protocol::decode_message(f);
+            if (!m)
+              continue;
+            if (auto* sub = std::get_if<protocol::subscribe_msg>(&*m)) {
+              send(protocol::offer_msg{{*env->store->topic(sub->topics.at(0))}});
+            } else if (auto* rq = std::get_if<protocol::resync_request_msg>(&*m)) {
+              auto page = env->store->page(rq->topic, rq->after_key, 1000);
+              tamper(page->reply);
+              send(protocol::data_msg{protocol::data_kind::resync, true, page->reply});
+              send(protocol::resync_done_msg{rq->topic, page->next_after, true});
+            }
+          }
+        },
+        [=](closed_atom, conn_id, const std::string& why) {
+          *closed = true;
+          *reason = why;
+        },
+        [](dialfail_atom, std::uint64_t, const std::string&) {},
+    };
+  });
+  w.net->listen(n.address, r.actor);
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("a peer sending tampered or unauthorized data is disconnected and nothing is stored",
+          "[actors][sync][security]") {
+  struct attack {
+    const char* name;
+    std::function<void(protocol::signed_reply&)> tamper;
+    const char* logged;
+  };
+  const std::vector<attack> attacks{
+      {"a value changed after signing",
+       [](protocol::signed_reply& r) {
+         auto& body = r.entries.at(0).records.at(0).second;
+         auto b = *protocol::decode_body(body);
+         b.value = "\"forged\"";
+         body = protocol::encode_body(b);
+       },
+       "rejected data"},
+      {"a batch signature flipped",
+       [](protocol::signed_reply& r) { r.batches.at(0).sig.bytes[5] ^= 1; },
+       "rejected data"},
+      {"a claim to be another replica",
+       [](protocol::signed_reply& r) { r.from = causality::replica_id(r.from.value() + 1); },
+       "another replica"},
+  };
+  for (const auto& a : attacks) {
+    DYNAMIC_SECTION(a.name) {
+      world w(5);
+      auto& victim = w.add(0);
+      auto bad = spawn_rogue(w, 1, a.tamper);
+      // The rogue has a genuine signed post of its own, then tampers with it in transit.
+      storage::documents(*bad.env->store).post("mine", 1).value();
+      const auto rogue_id = protocol::to_text(bad.env->self.pub());
+      w.api_json(victim, "follow", {{"id", rogue_id}, {"address", "sim:1"}});
+      REQUIRE(w.run_until([&] { return *bad.closed; }, std::chrono::seconds(5)));
+      INFO(w.log_text());
+      CHECK(w.log_text().find(a.logged) != std::string::npos);
+      CHECK(w.feed_size(victim, rogue_id) == 0);
+      const auto feed = protocol::feed_topic(bad.env->self.pub()).id;
+      auto c = victim.env->store->clock_copy(feed);
+      CHECK((!c || c->dot_count() == 0));
+      caf::anon_send_exit(bad.actor, caf::exit_reason::user_shutdown);
+    }
+  }
+}
