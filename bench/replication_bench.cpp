@@ -12,7 +12,7 @@
 // * What does a node pay in memory (and idle CPU) for 10,000 followed
 //   peers that are not reachable (target < 100 MB RSS)?
 //
-//   kith-bench-replication [--quick] [--n N] [--peers P] [--kith PATH]
+//   kith-bench-replication [--quick] [--n N] [--peers P] [--batch B] [--kith PATH]
 //                          [--dir DIR] [--port-base P] [--keep] [--seed S]
 //                          [--log-level L] [--anti-entropy S] [--idle-s S]
 //                          [--timeout-s S]
@@ -74,7 +74,6 @@ using steady = std::chrono::steady_clock;
 using kith::bench::json_line;
 
 constexpr std::uint64_t default_seed = 20261122;
-constexpr std::size_t batch_ops = 1000; // ops per store::write: one signature each
 constexpr double poll_s = 0.020;        // B's /v1/topics is polled this often
 
 // Targets, printed beside the figures.
@@ -91,6 +90,7 @@ struct options {
   std::uint64_t seed = default_seed;
   std::size_t n = 100'000;
   std::size_t peers = 10'000;
+  std::size_t batch = 1000; // ops per store::write: one signature each
   std::string kith = KITH_BENCH_KITH_PATH;
   std::string dir; // parent of the run's directory; empty: the system temp dir
   std::uint16_t port_base = 0; // 0: free ports picked by the OS
@@ -105,6 +105,7 @@ void usage(std::ostream& o) {
        "  --quick            N = 5000, peers = 500 (a smoke run; also the ctest)\n"
        "  --n N              documents in the followed feed (default 100000)\n"
        "  --peers P          identities the third node follows (default 10000)\n"
+       "  --batch B          ops per signed store::write on the writer (default 1000)\n"
        "  --kith PATH        the kith program (default " KITH_BENCH_KITH_PATH ")\n"
        "  --dir DIR          where the run's directory is made (default: system temp dir)\n"
        "  --port-base P      peer ports P, P+1, P+2 (default: free ports from the OS)\n"
@@ -518,8 +519,8 @@ std::optional<prepared> prepare_writer(const node_proc& a, const options& opt) {
   // The ops of a call are built outside the timed region, as a client
   // would have them ready; the timer covers signing and the store.
   std::vector<storage::write_op> ops;
-  for (std::size_t first = 0; first < opt.n; first += batch_ops) {
-    const std::size_t last = std::min(opt.n, first + batch_ops);
+  for (std::size_t first = 0; first < opt.n; first += opt.batch) {
+    const std::size_t last = std::min(opt.n, first + opt.batch);
     ops.clear();
     for (std::size_t i = first; i < last; ++i) {
       storage::write_op w;
@@ -855,6 +856,10 @@ int main(int argc, char** argv) {
         return 2;
       opt.n = v;
       n_set = true;
+    } else if (a == "--batch") {
+      if (!need_u64(1, 100'000))
+        return 2;
+      opt.batch = v;
     } else if (a == "--peers") {
       if (!need_u64(0, 1'000'000))
         return 2;
@@ -920,7 +925,7 @@ int main(int argc, char** argv) {
 
   // 1. The writer's data, offline.
   std::cerr << "writing " << grouped(opt.n) << " documents into A's store (offline, calls of "
-            << batch_ops << ")...\n";
+            << opt.batch << ")...\n";
   auto data = prepare_writer(a, opt);
   if (!data)
     return 1;
@@ -1036,7 +1041,7 @@ int main(int argc, char** argv) {
   json_line j("replication", opt.seed);
   j.flag("quick", opt.quick)
       .num("n", opt.n)
-      .num("batch_ops", batch_ops)
+      .num("batch_ops", opt.batch)
       .num("payload_bytes", data->payload_bytes)
       .real("payload_bytes_per_entry", payload_per_entry)
       .real("local_write_s", data->write_s)

@@ -55,6 +55,7 @@ struct peer_state {
   std::uint64_t bytes_out = 0;
   std::uint64_t entries_received = 0;
   std::string last_error;
+  bool ticking = false;
   static inline const char* name = "kith.peer";
 };
 
@@ -317,15 +318,26 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
   auto it = st.resyncs.find(m.topic);
   if (it == st.resyncs.end())
     return fail(self, error_code::protocol, "resync end for " + m.topic + " we did not ask for");
-  if (!m.complete) {
-    send_msg(self, resync_request_msg{m.topic, m.next_after, 1024});
-    return;
-  }
-  if (it->second && st.rid)
-    self->send(st.topics.at(m.topic), join_atom::value, *st.rid, *it->second);
-  st.resyncs.erase(it);
-  log(self, log_level::info, "resync of " + m.topic + " complete");
-  start_round(self, m.topic);
+  // Ask for the next page only once this one is applied (the topic actor
+  // answers the status request after the applies queued before it), so at
+  // most one page per topic waits in memory.
+  auto t = st.topics.at(m.topic);
+  self->request(t, caf::infinite, status_atom::value)
+      .then([self, m](const topic_info&) {
+        auto& st = self->state;
+        auto it = st.resyncs.find(m.topic);
+        if (it == st.resyncs.end() || !established(st))
+          return;
+        if (!m.complete) {
+          send_msg(self, resync_request_msg{m.topic, m.next_after, 1024});
+          return;
+        }
+        if (it->second && st.rid)
+          self->send(st.topics.at(m.topic), join_atom::value, *st.rid, *it->second);
+        st.resyncs.erase(it);
+        log(self, log_level::info, "resync of " + m.topic + " complete");
+        start_round(self, m.topic);
+      });
 }
 
 void on_frame(peer_pointer self, const std::string& frame) {
@@ -411,6 +423,16 @@ void dial(peer_pointer self) {
              st.dial_tag);
 }
 
+/// Housekeeping runs only while there is something to keep: a connection,
+/// or an address to dial. 10,000 followed identities with no address cost
+/// no timers.
+void ensure_ticking(peer_pointer self) {
+  if (!self->state.ticking) {
+    self->state.ticking = true;
+    self->send(self, tick_atom::value);
+  }
+}
+
 void on_tick(peer_pointer self) {
   auto& st = self->state;
   const auto now = now_ms(self);
@@ -447,7 +469,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
   st.address = std::move(address);
   if (followed)
     st.pulling.insert(feed_topic(pk).id);
-  self->send(self, tick_atom::value);
+  ensure_ticking(self);
   return {
       [self](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t tag) {
         auto& st = self->state;
@@ -510,6 +532,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         st.dialing = false;
         st.conn = c;
         st.outbound = false;
+        ensure_ticking(self);
         st.conn_address = h.address;
         st.ch = std::move(h.ch);
         st.last_rx_ms = now_ms(self);
@@ -532,6 +555,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         if (!addr.empty() && addr != st.address) {
           st.address = addr;
           st.next_dial_ms = 0;
+          ensure_ticking(self);
         }
         if (st.pulling.insert(feed).second && established(st) && st.rid)
           send_msg(self, subscribe_msg{{feed}});
@@ -551,7 +575,12 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
       },
       [self](tick_atom) {
         on_tick(self);
-        self->delayed_send(self, self->state.env->settings.tick, tick_atom::value);
+        auto& st = self->state;
+        if (st.conn == 0 && !st.dialing && (!st.followed || st.address.empty())) {
+          st.ticking = false;
+          return;
+        }
+        self->delayed_send(self, st.env->settings.tick, tick_atom::value);
       },
       [self](status_atom) -> peer_info {
         auto& st = self->state;
