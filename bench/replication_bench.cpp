@@ -22,6 +22,7 @@
 // verify (B did not converge, data read back wrong, a daemon failed); 2 on
 // bad arguments.
 
+#include "support/checks.hpp"
 #include "support/json_line.hpp"
 #include "kith/node/api_client.hpp"
 #include "kith/node/data_dir.hpp"
@@ -138,19 +139,10 @@ bool parse_double(const char* s, double& out) {
 
 // --- output and checks ----------------------------------------------------------------
 
-bool any_failure = false;
+using kith::bench::any_failure;
+using kith::bench::check;
 
-bool check(bool ok, const std::string& what) {
-  if (!ok) {
-    any_failure = true;
-    std::cerr << "VERIFICATION FAILED: " << what << '\n';
-  }
-  return ok;
-}
-
-double seconds_since(steady::time_point t0) {
-  return std::chrono::duration<double>(steady::now() - t0).count();
-}
+using kith::bench::seconds_since;
 
 void sleep_s(double s) {
   std::this_thread::sleep_for(std::chrono::duration<double>(s));

@@ -23,6 +23,7 @@
 // (hex, it holds a NUL) of the topic, expects the value and the topic's
 // write count, and prints one line "name=value ..." on stdout.
 
+#include "support/checks.hpp"
 #include "support/json_line.hpp"
 #include "kith/protocol/crypto.hpp"
 #include "kith/protocol/signed_write.hpp"
@@ -104,22 +105,12 @@ sizes sizes_for(bool quick) {
 
 using kith::bench::json_line;
 
-/// Set when any verification fails; main() turns it into exit status 1.
-bool any_failure = false;
-
-bool check(bool ok, const std::string& what) {
-  if (!ok) {
-    any_failure = true;
-    std::cerr << "VERIFICATION FAILED: " << what << '\n';
-  }
-  return ok;
-}
+using kith::bench::any_failure;
+using kith::bench::check;
 
 // --- timing and the process ------------------------------------------------------
 
-double seconds_since(steady::time_point t0) {
-  return std::chrono::duration<double>(steady::now() - t0).count();
-}
+using kith::bench::seconds_since;
 
 /// The q-quantile (0..1) of v, nearest rank.
 double quantile(std::vector<double> v, double q) {
