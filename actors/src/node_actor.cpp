@@ -61,6 +61,8 @@ api_result storage_error(const storage::error& e) {
       return error_result(400, "invalid", e.message);
     case errc::already_exists:
       return error_result(409, "conflict", e.message);
+    case errc::bad_signature:
+      return error_result(400, "bad_signature", e.message);
     default:
       return error_result(500, "internal", e.message);
   }
@@ -71,7 +73,41 @@ namespace {
 struct pending_conn {
   std::shared_ptr<protocol::channel> ch;
   std::string address;
+  bool role_decided = false; // the pipe preamble may still come
+  std::string early;         // bytes held until the role is decided
 };
+
+bool is_loopback(const std::string& address) {
+  return address.rfind("127.", 0) == 0 || address.rfind("[::1]", 0) == 0 ||
+         address.rfind("::1:", 0) == 0 || address.rfind("::ffff:127.", 0) == 0 ||
+         address.rfind("localhost:", 0) == 0;
+}
+
+/// Decides the handshake role of an inbound connection from its first
+/// bytes: responder, unless a local `kith sync --stdio` sent the pipe
+/// preamble. Returns the bytes the channel should see next, or nullopt
+/// while undecided.
+std::optional<std::string> decide_role(pending_conn& pc, const std::string& bytes,
+                                       const node_env& env, std::uint64_t now,
+                                       std::string& to_send) {
+  if (pc.role_decided)
+    return bytes;
+  pc.early += bytes;
+  const auto& pre = pipe_initiate_preamble;
+  const auto n = std::min(pc.early.size(), pre.size());
+  if (pc.early.compare(0, n, pre.substr(0, n)) == 0 && pc.early.size() < pre.size())
+    return std::nullopt; // could still be the preamble
+  pc.role_decided = true;
+  std::string rest = std::move(pc.early);
+  if (rest.compare(0, pre.size(), pre) == 0 && is_loopback(pc.address)) {
+    pc.ch = std::make_shared<protocol::channel>(env.self, protocol::channel::role::initiator,
+                                                env.rng->next(), now, std::nullopt,
+                                                env.settings.channel);
+    to_send = pc.ch->start();
+    rest.erase(0, pre.size());
+  }
+  return rest;
+}
 
 struct node_state {
   std::shared_ptr<node_env> env;
@@ -138,6 +174,116 @@ void load_follows(node_pointer self) {
       st.follows[*pk] = a == st.env->addresses.end() ? std::string{} : a->second;
     }
   }
+}
+
+const char* kind_name(protocol::topic_kind k) {
+  switch (k) {
+    case protocol::topic_kind::feed:
+      return "feed";
+    case protocol::topic_kind::shared:
+      return "shared";
+    case protocol::topic_kind::open:
+      return "open";
+  }
+  return "?";
+}
+
+/// A topic descriptor as JSON, to hand to the people who should join it.
+json descriptor_json(const protocol::topic_descriptor& d) {
+  json writers = json::array();
+  for (const auto& w : d.writers)
+    writers.push_back(protocol::to_text(w));
+  return json{{"id", d.id},
+              {"kind", kind_name(d.kind)},
+              {"creator", protocol::to_text(d.creator)},
+              {"name", d.name},
+              {"writers", writers},
+              {"nonce", std::to_string(d.nonce)},
+              {"sig", protocol::to_hex(d.sig.view())}};
+}
+
+/// The inverse of descriptor_json; the result still has to pass
+/// protocol::check_topic.
+std::optional<protocol::topic_descriptor> descriptor_from_json(const json& j, std::string& why) {
+  protocol::topic_descriptor d;
+  auto text = [&](const char* k) -> std::optional<std::string> {
+    if (!j.contains(k) || !j[k].is_string()) {
+      why = std::string("descriptor field '") + k + "' must be a string";
+      return std::nullopt;
+    }
+    return j[k].get<std::string>();
+  };
+  auto id = text("id"), kind = text("kind"), creator = text("creator"), name = text("name"),
+       nonce = text("nonce"), sig = text("sig");
+  if (!id || !kind || !creator || !name || !nonce || !sig)
+    return std::nullopt;
+  d.id = *id;
+  d.name = *name;
+  if (*kind == "shared")
+    d.kind = protocol::topic_kind::shared;
+  else if (*kind == "open")
+    d.kind = protocol::topic_kind::open;
+  else if (*kind == "feed")
+    d.kind = protocol::topic_kind::feed;
+  else
+    return why = "unknown topic kind '" + *kind + "'", std::nullopt;
+  auto pk = protocol::parse_id(*creator, &why);
+  if (!pk)
+    return std::nullopt;
+  d.creator = *pk;
+  if (j.contains("writers")) {
+    if (!j["writers"].is_array())
+      return why = "descriptor field 'writers' must be an array", std::nullopt;
+    for (const auto& w : j["writers"]) {
+      auto wk = w.is_string() ? protocol::parse_id(w.get<std::string>(), &why) : std::nullopt;
+      if (!wk)
+        return why = "bad writer: " + why, std::nullopt;
+      d.writers.push_back(*wk);
+    }
+  }
+  try {
+    std::size_t used = 0;
+    d.nonce = std::stoull(*nonce, &used);
+    if (used != nonce->size())
+      throw std::invalid_argument("trailing characters");
+  } catch (const std::exception&) {
+    return why = "descriptor field 'nonce' must be a decimal number", std::nullopt;
+  }
+  if (sig->size() != 2 * d.sig.bytes.size())
+    return why = "descriptor field 'sig' must be 128 hex digits", std::nullopt;
+  for (std::size_t i = 0; i < d.sig.bytes.size(); ++i) {
+    auto nib = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    int hi = nib((*sig)[2 * i]), lo = nib((*sig)[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return why = "descriptor field 'sig' must be hex", std::nullopt;
+    d.sig.bytes[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return d;
+}
+
+/// Registers a (checked) topic, spawns its actor and has connected peers
+/// that may write it pull it.
+topic_actor hold_topic(node_pointer self, const protocol::topic_descriptor& d, std::string& why) {
+  auto& st = self->state;
+  if (!protocol::check_topic(d, &why))
+    return {};
+  if (!st.env->store->topic(d.id)) {
+    if (auto s = st.env->store->add_topic(d); !s) {
+      why = s.err().message;
+      return {};
+    }
+  }
+  auto t = ensure_topic(self, d.id);
+  if (d.kind != protocol::topic_kind::feed)
+    for (auto& [pk, p] : st.peers)
+      if (d.kind == protocol::topic_kind::open || protocol::may_write(d, pk))
+        self->send(p, pull_atom::value, d.id);
+  return t;
 }
 
 std::string resolve_subject(node_pointer self, const std::string& s) {
@@ -326,7 +472,61 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
       return storage_error(r.err());
     return json_result(200, json{{"posts", *r}});
   }
-  (void)body;
+  if (op == "topic_create") {
+    std::vector<protocol::public_key> writers;
+    for (const auto& w : p.value("writers", json::array())) {
+      std::string why;
+      auto pk = w.is_string() ? protocol::parse_id(w.get<std::string>(), &why) : std::nullopt;
+      if (!pk)
+        return error_result(400, "invalid", "writers must be identities: " + why);
+      if (*pk != st.env->self.pub())
+        writers.push_back(*pk);
+    }
+    auto d = protocol::make_topic(st.env->self, protocol::topic_kind::shared,
+                                  p.at("name").get<std::string>(), std::move(writers),
+                                  st.env->rng->next_u64());
+    std::string why;
+    if (!hold_topic(self, d, why))
+      return error_result(400, "invalid", "cannot create the topic: " + why);
+    return json_result(200, json{{"topic", d.id}, {"descriptor", descriptor_json(d)}});
+  }
+  if (op == "topic_join") {
+    std::string why;
+    auto d = descriptor_from_json(p.at("descriptor"), why);
+    if (!d)
+      return error_result(400, "invalid", "bad topic descriptor: " + why);
+    if (!hold_topic(self, *d, why))
+      return error_result(400, "invalid", "cannot join topic " + d->id + ": " + why);
+    return json_result(200, json{{"topic", d->id}, {"descriptor", descriptor_json(*d)}});
+  }
+  if (op == "topic_get") {
+    const auto id = p.value("topic", std::string{});
+    auto d = store.topic(id == "me" ? store.feed_topic_id() : id);
+    if (!d)
+      return error_result(404, "not_found", "this node does not hold topic " + id);
+    return json_result(200, json{{"topic", d->id}, {"descriptor", descriptor_json(*d)}});
+  }
+  if (op == "bundle_export") {
+    auto id = p.value("topic", std::string{});
+    if (id == "me")
+      id = store.feed_topic_id();
+    auto t = ensure_topic(self, id);
+    if (!t)
+      return error_result(404, "not_found", "this node does not hold topic " + id);
+    return self->delegate(t, bundle_atom::value);
+  }
+  if (op == "bundle_import") {
+    std::string why;
+    auto b = protocol::read_bundle(body, protocol::bundle_limits{}, &why);
+    if (!b)
+      return error_result(400, "invalid", "bundle refused: " + why);
+    auto t = hold_topic(self, b->topic, why);
+    if (!t)
+      return error_result(400, "invalid", "bundle's topic refused: " + why);
+    return self->delegate(t, bundle_atom::value,
+                          std::shared_ptr<const protocol::bundle>(
+                              std::make_shared<protocol::bundle>(std::move(*b))));
+  }
   return error_result(404, "not_found", "unknown operation '" + op + "'");
 }
 
@@ -374,7 +574,13 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
         auto it = st.handshaking.find(c);
         if (it == st.handshaking.end())
           return;
-        auto out = it->second.ch->receive(bytes);
+        std::string opening;
+        auto next = decide_role(it->second, bytes, *st.env, clock_ms(self->clock().now()), opening);
+        if (!opening.empty())
+          self->send(st.env->transport, send_atom::value, c, std::move(opening));
+        if (!next)
+          return;
+        auto out = it->second.ch->receive(*next);
         if (!out.to_send.empty())
           self->send(st.env->transport, send_atom::value, c, std::move(out.to_send));
         if (out.error) {

@@ -45,6 +45,7 @@ struct peer_state {
   std::set<std::string> pulling;  // topics we want from this peer
   std::set<std::string> offered;  // ... that it offered (rounds run on these)
   std::set<std::string> serving;  // topics it subscribed to
+  std::set<std::string> asked_unheld; // ... that we did not hold when asked
   std::map<std::string, topic_actor> topics;
   std::map<std::string, std::uint64_t> next_round_ms;
   std::set<std::string> marks_due;
@@ -149,6 +150,7 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
     if (auto it = st.topics.find(t); it != st.topics.end())
       self->send(it->second, unsub_atom::value, caf::actor_cast<caf::actor>(self));
   st.serving.clear();
+  st.asked_unheld.clear();
   if (was_up)
     log(self, log_level::info, "disconnected: " + reason);
   emit_state(self, "disconnected");
@@ -194,6 +196,20 @@ void send_data(peer_pointer self, data_kind kind, const signed_reply& r) {
     send_msg(self, data_msg{kind, i + 1 == parts.size(), std::move(parts[i])});
 }
 
+/// Shared and open topics we hold that this peer may write: pulled from it
+/// on every connection, whichever side dialled.
+void add_shared_topics(peer_state& st) {
+  for (const auto& id : st.env->store->topics()) {
+    auto d = st.env->store->topic(id);
+    if (!d || d->kind == topic_kind::feed)
+      continue;
+    const bool writer = d->kind == topic_kind::open || d->creator == st.pk ||
+                        std::find(d->writers.begin(), d->writers.end(), st.pk) != d->writers.end();
+    if (writer)
+      st.pulling.insert(id);
+  }
+}
+
 void on_hello(peer_pointer self, const hello_msg& h) {
   auto& st = self->state;
   if (h.version != protocol_version)
@@ -205,6 +221,7 @@ void on_hello(peer_pointer self, const hello_msg& h) {
                 "hello carries a replica binding that is not signed by the channel's identity");
   st.rid = h.binding.rid;
   log(self, log_level::info, "hello from replica " + std::to_string(st.rid->value()) + " (" + h.agent + ")");
+  add_shared_topics(st);
   if (!st.pulling.empty())
     send_msg(self, subscribe_msg{{st.pulling.begin(), st.pulling.end()}});
 }
@@ -214,14 +231,21 @@ void on_subscribe(peer_pointer self, const subscribe_msg& m) {
   for (const auto& topic : m.topics) {
     with_topic(self, topic, [self, topic](topic_actor t) {
       auto& st = self->state;
+      if (!t && established(st) && st.asked_unheld.size() < 1024)
+        st.asked_unheld.insert(topic); // served once we hold it (pull_atom)
       if (!t || !established(st) || !st.rid)
         return;
       auto desc = st.env->store->topic(topic);
       if (!desc)
         return;
       st.serving.insert(topic);
-      self->send(t, subscribe_atom::value, caf::actor_cast<caf::actor>(self), *st.rid);
-      send_msg(self, offer_msg{{*desc}});
+      self->request(t, caf::infinite, subscribe_atom::value, caf::actor_cast<caf::actor>(self), *st.rid)
+          .then([self, d = *desc](bool new_member) {
+            offer_msg o{{d}};
+            if (new_member)
+              o.resync.push_back(d.id);
+            send_msg(self, o);
+          });
     });
   }
 }
@@ -232,7 +256,9 @@ void on_offer(peer_pointer self, const offer_msg& m) {
     if (self->state.pulling.count(d.id) == 0)
       continue; // offered without being asked: ignore
     self->request(self->state.node, caf::infinite, topic_atom::value, d)
-        .then([self, id = d.id](topic_actor t) {
+        .then([self, id = d.id,
+               resync = std::find(m.resync.begin(), m.resync.end(), d.id) != m.resync.end()](
+                  topic_actor t) {
           if (!t) {
             fail(self, error_code::protocol, "offered topic " + id + " has an invalid descriptor");
             return;
@@ -244,7 +270,7 @@ void on_offer(peer_pointer self, const offer_msg& m) {
           // resync: anti-entropy can only name dots still in the sender's
           // dot-key map, and those of writes every member had are gone.
           auto c = st.env->store->clock_copy(id);
-          if (!c || c->dot_count() == 0) {
+          if (!c || c->dot_count() == 0 || resync) {
             st.resyncs[id].reset();
             send_msg(self, resync_request_msg{id, {}, 1024});
           } else {
@@ -568,10 +594,17 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         st.offered.erase(feed);
         if (established(st))
           send_msg(self, unsubscribe_msg{{feed}});
-        if (st.serving.empty()) {
+        if (st.serving.empty() && st.pulling.empty()) {
           drop_connection(self, "unfollowed", true);
           self->quit();
         }
+      },
+      [self](pull_atom, const std::string& topic) {
+        auto& st = self->state;
+        if (st.pulling.insert(topic).second && established(st) && st.rid)
+          send_msg(self, subscribe_msg{{topic}});
+        if (st.asked_unheld.erase(topic) > 0 && established(st))
+          on_subscribe(self, subscribe_msg{{topic}});
       },
       [self](tick_atom) {
         on_tick(self);

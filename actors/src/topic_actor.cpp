@@ -5,6 +5,7 @@
 
 #include "internal.hpp"
 
+#include "kith/storage/bundle.hpp"
 #include "kith/storage/documents.hpp"
 
 #include <caf/actor_system.hpp>
@@ -165,7 +166,7 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         }
         return out;
       },
-      [self](subscribe_atom, const caf::actor& peer, causality::replica_id rid) {
+      [self](subscribe_atom, const caf::actor& peer, causality::replica_id rid) -> bool {
         auto& st = self->state;
         if (st.subscribers.count(peer.address()) == 0)
           self->monitor(peer);
@@ -178,7 +179,9 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
           members->push_back(rid);
           if (auto s = st.env->store->set_members(st.topic, *members); !s)
             st.env->logf(log_level::warn, "topic " + st.topic + ": " + s.err().message);
+          return true;
         }
+        return false;
       },
       [self](unsub_atom, const caf::actor& peer) {
         self->state.subscribers.erase(peer.address());
@@ -209,6 +212,38 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         auto& st = self->state;
         if (auto s = st.env->store->join_sender_entry(st.topic, sender, c); !s)
           st.env->logf(log_level::warn, "topic " + st.topic + ": " + s.err().message);
+      },
+      [self](bundle_atom) -> api_result {
+        auto& st = self->state;
+        auto r = storage::export_bundle(*st.env->store, st.env->self, st.topic);
+        if (!r)
+          return storage_error(r.err());
+        return api_result{200, std::move(*r), true};
+      },
+      [self](bundle_atom, const std::shared_ptr<const protocol::bundle>& b) -> api_result {
+        auto& st = self->state;
+        if (!b || b->topic.id != st.topic)
+          return error_result(400, "invalid", "bundle is not of topic " + st.topic);
+        auto r = storage::import_bundle(*st.env->store, *b);
+        if (!r)
+          return storage_error(r.err());
+        if (r->new_dots > 0) {
+          // Subscribers get the imported data now rather than at their next
+          // anti-entropy round.
+          for (const auto& page : b->pages) {
+            emit_changes(*st.env, page, "bundle");
+            push_to(self, readdress(*st.env, page), caf::actor_addr{});
+          }
+        }
+        st.env->logf(log_level::info, "topic " + st.topic + ": imported a bundle of " +
+                                          protocol::to_text(b->exporter.author) + ": " +
+                                          std::to_string(r->new_dots) + " new writes");
+        return json_result(200, json{{"topic", r->topic},
+                                     {"exporter", protocol::to_text(b->exporter.author)},
+                                     {"pages", r->pages},
+                                     {"entries", r->entries},
+                                     {"keys_changed", r->keys_changed},
+                                     {"new_writes", r->new_dots}});
       },
       [self](status_atom) -> topic_info {
         auto& st = self->state;

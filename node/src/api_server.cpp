@@ -317,10 +317,29 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
   constexpr auto req = presence::required;
   constexpr auto opt = presence::optional;
 
+  if (path == "/v1/topics" && m == http::verb::post)
+    return call_with_body("topic_create", body, depth,
+                          {{"name", vt::string, req}, {"writers", vt::array, opt}});
+  if (path == "/v1/topics/join") {
+    if (m != http::verb::post)
+      return not_allowed(m, "POST");
+    return call_with_body("topic_join", body, depth, {{"descriptor", vt::object, req}});
+  }
   if (path == "/v1/status" || path == "/v1/peers" || path == "/v1/topics") {
     if (m != http::verb::get)
-      return not_allowed(m, "GET");
+      return not_allowed(m, path == "/v1/topics" ? "GET, POST" : "GET");
     return call(std::string(path.substr(4)));
+  }
+  constexpr std::string_view topic_path = "/v1/topics/";
+  if (path.substr(0, topic_path.size()) == topic_path) {
+    if (m != http::verb::get)
+      return not_allowed(m, "GET");
+    json params = json::object();
+    std::string id;
+    if (auto err = path_rest(path, topic_path, "topic", id))
+      return std::move(*err);
+    params["topic"] = std::move(id);
+    return call("topic_get", std::move(params));
   }
   if (path == "/v1/follow" || path == "/v1/unfollow") {
     if (m != http::verb::post)

@@ -7,12 +7,17 @@
 #include "kith/node/api_client.hpp"
 #include "kith/node/daemon.hpp"
 #include "kith/node/data_dir.hpp"
+#include "kith/node/pipe_sync.hpp"
+#include "kith/storage/bundle.hpp"
 #include "kith/storage/documents.hpp"
 
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <sstream>
 
 namespace {
 
@@ -88,6 +93,57 @@ int fail_reply(const daemon_reply& r) {
   return r.status == 404 ? 3 : 1;
 }
 
+/// A raw call to the running daemon (bundle bytes): nullopt when none answers.
+std::optional<node::api_result> call_daemon_raw(const node::data_dir& dir, const std::string& method,
+                                                const std::string& target,
+                                                const std::optional<std::string>& body,
+                                                const std::string& content_type) {
+  auto where = node::daemon_api_address(dir);
+  if (!where)
+    return std::nullopt;
+  auto r = node::call_api(where->first, where->second, method, target, body, content_type,
+                          std::chrono::minutes(10));
+  if (!r.ok)
+    return std::nullopt;
+  return r;
+}
+
+std::optional<std::string> read_file(const std::string& path, std::string& why) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    why = "cannot open " + path;
+    return std::nullopt;
+  }
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+/// Writes `bytes` to `path` ("-" is stdout) through a temporary file, so a
+/// failed export leaves no half-written bundle behind.
+bool write_file(const std::string& path, const std::string& bytes, std::string& why) {
+  if (path == "-") {
+    std::cout.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::cout.flush();
+    return static_cast<bool>(std::cout);
+  }
+  const auto tmp = path + ".part";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.close();
+    if (!f) {
+      why = "cannot write " + tmp;
+      return false;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    why = "cannot rename " + tmp + " to " + path;
+    return false;
+  }
+  return true;
+}
+
 int need_daemon() {
   std::cerr << "kith: no running node answers; start it with `kith run` (or pass -d for another "
                "data directory)\n";
@@ -158,6 +214,38 @@ int main(int argc, char** argv) {
   auto* unfollow = app.add_subcommand("unfollow", "stop following someone");
   unfollow->add_option("id", who)->required();
 
+  auto* topics = app.add_subcommand("topics", "the topics this node holds, with sync state");
+  auto* topicc = app.add_subcommand("topic", "create, join or show a shared topic");
+  topicc->require_subcommand(1);
+  std::string topic_name, descriptor_text;
+  std::vector<std::string> writers;
+  auto* topic_create = topicc->add_subcommand(
+      "create", "create a shared topic; prints the descriptor to give to its writers");
+  topic_create->add_option("name", topic_name, "a name for people")->required();
+  topic_create->add_option("--writer", writers, "an id allowed to write (repeatable)");
+  auto* topic_join = topicc->add_subcommand("join", "hold a shared topic (from its descriptor)");
+  topic_join->add_option("descriptor", descriptor_text,
+                         "the descriptor JSON from `topic create`, or @file")->required();
+  auto* topic_show = topicc->add_subcommand("show", "print a held topic's descriptor");
+  topic_show->add_option("topic", topic, "topic id, or me for your feed")->required();
+
+  auto* bundle = app.add_subcommand("bundle", "move a topic's signed data as a file (offline transfer)");
+  bundle->require_subcommand(1);
+  std::string bundle_file;
+  auto* bundle_export = bundle->add_subcommand("export", "write a topic's signed data to a file");
+  bundle_export->add_option("topic", topic, "topic id, or me for your feed")->required();
+  bundle_export->add_option("file", bundle_file, "output file (- for stdout)")->required();
+  auto* bundle_import = bundle->add_subcommand("import", "verify and merge a bundle file");
+  bundle_import->add_option("file", bundle_file, "bundle file (- for stdin)")->required();
+
+  auto* sync = app.add_subcommand("sync", "sync with a node at the other end of a pipe");
+  bool stdio = false;
+  std::uint32_t idle_exit = 0;
+  sync->add_flag("--stdio", stdio,
+                 "speak the peer protocol on stdin/stdout (e.g. through ssh); the running node "
+                 "does the sync")->required();
+  sync->add_option("--idle-exit", idle_exit, "stop after this many seconds without traffic");
+
   auto* reindex = app.add_subcommand("reindex", "drop and rebuild the derived indexes");
   auto* check = app.add_subcommand("check", "verify every stored write against its signature");
 
@@ -219,6 +307,104 @@ int main(int argc, char** argv) {
     if (r->status != 200)
       return fail_reply(*r);
     std::cerr << "kith: " << (follow->parsed() ? "following " : "no longer following ") << who << "\n";
+    return 0;
+  }
+
+  if (sync->parsed()) {
+    node::pipe_options o;
+    o.idle_exit = std::chrono::seconds(idle_exit);
+    return node::run_pipe_sync(dir, o);
+  }
+  if (topics->parsed() || topicc->parsed()) {
+    std::optional<daemon_reply> r;
+    if (topics->parsed()) {
+      r = call_daemon(dir, "GET", "/v1/topics");
+    } else if (topic_create->parsed()) {
+      r = call_daemon(dir, "POST", "/v1/topics",
+                      storage::json{{"name", topic_name}, {"writers", writers}});
+    } else if (topic_join->parsed()) {
+      std::string why, text = descriptor_text;
+      if (!text.empty() && text[0] == '@') {
+        auto t = read_file(text.substr(1), why);
+        if (!t)
+          return fail({storage::errc::not_found, why});
+        text = *t;
+      }
+      auto d = storage::json::parse(text, nullptr, false);
+      if (d.is_discarded() || !d.is_object())
+        return fail({storage::errc::invalid, "the descriptor is not a JSON object"});
+      if (d.contains("descriptor"))
+        d = d["descriptor"]; // the whole output of `topic create` works too
+      r = call_daemon(dir, "POST", "/v1/topics/join", storage::json{{"descriptor", d}});
+    } else {
+      r = call_daemon(dir, "GET", "/v1/topics/" + node::url_encode(topic));
+    }
+    if (!r)
+      return need_daemon();
+    if (r->status != 200)
+      return fail_reply(*r);
+    print(topics->parsed() ? r->body["topics"] : r->body);
+    return 0;
+  }
+  if (bundle_export->parsed() || bundle_import->parsed()) {
+    std::string why;
+    if (bundle_export->parsed()) {
+      auto r = call_daemon_raw(dir, "GET", "/v1/bundle?topic=" + node::url_encode(topic),
+                               std::nullopt, "application/json");
+      std::string bytes;
+      if (r) {
+        if (r->status != 200) {
+          daemon_reply d{r->status, storage::json::parse(r->body, nullptr, false)};
+          return fail_reply(d);
+        }
+        bytes = std::move(r->body);
+      } else {
+        auto n = open_node(dir);
+        if (!n)
+          return fail(n.err());
+        auto b = storage::export_bundle(*n->store, n->id,
+                                        topic == "me" ? n->store->feed_topic_id() : topic);
+        if (!b)
+          return fail(b.err());
+        bytes = std::move(*b);
+      }
+      if (!write_file(bundle_file, bytes, why))
+        return fail({storage::errc::io, why});
+      std::cerr << "kith: wrote a bundle of " << bytes.size() << " bytes\n";
+      return 0;
+    }
+    std::optional<std::string> bytes;
+    if (bundle_file == "-") {
+      bytes = std::string(std::istreambuf_iterator<char>(std::cin), {});
+    } else {
+      bytes = read_file(bundle_file, why);
+      if (!bytes)
+        return fail({storage::errc::not_found, why});
+    }
+    storage::json out;
+    if (auto r = call_daemon_raw(dir, "POST", "/v1/bundle", *bytes, "application/octet-stream")) {
+      daemon_reply d{r->status, storage::json::parse(r->body, nullptr, false)};
+      if (r->status != 200)
+        return fail_reply(d);
+      out = d.body;
+    } else {
+      auto b = protocol::read_bundle(*bytes, {}, &why);
+      if (!b)
+        return fail({storage::errc::invalid, "bundle refused: " + why});
+      auto n = open_node(dir);
+      if (!n)
+        return fail(n.err());
+      auto s = storage::import_bundle(*n->store, *b);
+      if (!s)
+        return fail(s.err());
+      out = storage::json{{"topic", s->topic},
+                          {"exporter", protocol::to_text(b->exporter.author)},
+                          {"pages", s->pages},
+                          {"entries", s->entries},
+                          {"keys_changed", s->keys_changed},
+                          {"new_writes", s->new_dots}};
+    }
+    print(out);
     return 0;
   }
 

@@ -80,6 +80,7 @@ struct Topics {
 
 struct Offer {
   topics @0 :List(TopicDescriptor);
+  resync @1 :List(Text);  # ids among topics the receiver must fully resync
 }
 
 # syncRequest and watermark.

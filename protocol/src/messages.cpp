@@ -299,9 +299,15 @@ void put(w::Message::Builder b, const message& m) {
           for (unsigned i = 0; i < ts.size(); ++i)
             ts.set(i, as_text(x.topics[i]));
         } else if constexpr (std::is_same_v<T, offer_msg>) {
-          auto ts = b.initOffer().initTopics(static_cast<unsigned>(x.topics.size()));
+          auto o = b.initOffer();
+          auto ts = o.initTopics(static_cast<unsigned>(x.topics.size()));
           for (unsigned i = 0; i < ts.size(); ++i)
             put(ts[i], x.topics[i]);
+          if (!x.resync.empty()) {
+            auto rs = o.initResync(static_cast<unsigned>(x.resync.size()));
+            for (unsigned i = 0; i < rs.size(); ++i)
+              rs.set(i, as_text(x.resync[i]));
+          }
         } else if constexpr (std::is_same_v<T, sync_request_msg> ||
                              std::is_same_v<T, watermark_msg>) {
           auto t = std::is_same_v<T, sync_request_msg> ? b.initSyncRequest() : b.initWatermark();
@@ -528,6 +534,10 @@ private:
       fixed(t.getSignature(), d.sig.bytes, "descriptor signature");
       out.topics.push_back(std::move(d));
     }
+    auto rs = o.getResync();
+    limit(rs.size(), l_.max_topics, "offer resync list", "max_topics");
+    for (auto x : rs)
+      out.resync.push_back(topic(x, "resync topic"));
     return out;
   }
 

@@ -56,7 +56,9 @@ bool same(const hello_msg& a, const hello_msg& b) {
 }
 bool same(const subscribe_msg& a, const subscribe_msg& b) { return a.topics == b.topics; }
 bool same(const unsubscribe_msg& a, const unsubscribe_msg& b) { return a.topics == b.topics; }
-bool same(const offer_msg& a, const offer_msg& b) { return same_list(a.topics, b.topics); }
+bool same(const offer_msg& a, const offer_msg& b) {
+  return same_list(a.topics, b.topics) && a.resync == b.resync;
+}
 bool same(const sync_request_msg& a, const sync_request_msg& b) {
   return a.topic == b.topic && a.clock == b.clock;
 }
@@ -218,6 +220,7 @@ std::vector<message> every_message(const fixture& f) {
                               make_topic(f.a.id, topic_kind::shared, "team notes",
                                          {f.b.id.pub(), f.c.id.pub()}, 7),
                               make_topic(f.b.id, topic_kind::open, "wiki", {}, 9)}});
+  out.emplace_back(offer_msg{{feed_topic(f.b.id.pub())}, {feed_topic(f.b.id.pub()).id}});
   out.emplace_back(sync_request_msg{f.topic, f.reply.clock});
   out.emplace_back(data_msg{data_kind::answer, false, f.reply});
   out.emplace_back(data_msg{data_kind::push, true, f.reply});

@@ -17,6 +17,7 @@
 // CAF's clock (virtual under the testing scheduler), randomness from the
 // node's seeded entropy, wall-clock timestamps of writes from the caller.
 
+#include "kith/protocol/bundle.hpp"
 #include "kith/protocol/channel.hpp"
 #include "kith/protocol/messages.hpp"
 
@@ -63,6 +64,8 @@ using peerstate_atom = caf::atom_constant<caf::atom("peerstate")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using page_atom = caf::atom_constant<caf::atom("page")>;
 using join_atom = caf::atom_constant<caf::atom("join")>;
+using bundle_atom = caf::atom_constant<caf::atom("bundle")>;
+using pull_atom = caf::atom_constant<caf::atom("pull")>;
 
 // --- message types (local only: never serialized by CAF) -----------------------
 
@@ -131,6 +134,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::peer_info)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::topic_info)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::resync_page)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::signed_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const kith::protocol::bundle>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::sync_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::node_clock)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::replica_id)
@@ -166,7 +170,8 @@ using topic_actor = caf::typed_actor<
     // Received signed data from a peer actor (verified here).
     caf::replies_to<apply_atom, protocol::signed_reply, caf::actor>::with<apply_result>,
     // A peer actor wants pushes of fresh data; its replica becomes a member.
-    caf::reacts_to<subscribe_atom, caf::actor, causality::replica_id>,
+    // True if it was not one before (it must then do a full resync).
+    caf::replies_to<subscribe_atom, caf::actor, causality::replica_id>::with<bool>,
     caf::reacts_to<unsub_atom, caf::actor>,
     // A member's report of its clock.
     caf::reacts_to<mark_atom, causality::replica_id, causality::node_clock>,
@@ -174,6 +179,10 @@ using topic_actor = caf::typed_actor<
     caf::replies_to<page_atom, std::string, std::uint32_t>::with<resync_page>,
     // End of a resync: vouch the sender's own clock entry.
     caf::reacts_to<join_atom, causality::replica_id, causality::node_clock>,
+    // Export the topic as a signed bundle (binary result) / import a
+    // checked bundle of this topic (entries verified as they are applied).
+    caf::replies_to<bundle_atom>::with<api_result>,
+    caf::replies_to<bundle_atom, std::shared_ptr<const protocol::bundle>>::with<api_result>,
     caf::replies_to<status_atom>::with<topic_info>>;
 
 } // namespace kith::actors
@@ -196,6 +205,8 @@ using peer_actor = caf::typed_actor<
     // Start following (dial this address; may be empty) or stop.
     caf::reacts_to<follow_atom, std::string>,
     caf::reacts_to<unfollow_atom>,
+    // Also pull this (shared) topic from the peer.
+    caf::reacts_to<pull_atom, std::string>,
     caf::reacts_to<tick_atom>,
     caf::replies_to<status_atom>::with<peer_info>>;
 

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 namespace kith::actors {
 
@@ -74,6 +75,13 @@ struct node_env {
       on_event(ev);
   }
 };
+
+/// Sent in clear by `kith sync --stdio` as the first bytes of a loopback
+/// connection to its own daemon: "take the initiator's side of the
+/// handshake on this connection" (the pipe's other end runs a responder).
+/// Accepted only from loopback addresses; it cannot be confused with a
+/// handshake, whose first byte is the high byte of a small frame length.
+inline constexpr std::string_view pipe_initiate_preamble = "KITH-PIPE-INITIATE\n";
 
 /// Spawns a node: its topic actors for held topics, peer actors for
 /// followed identities (which start dialling). Inbound connections of

@@ -68,6 +68,10 @@ struct unsubscribe_msg {
 /// Descriptors of topics the sender holds and serves to this peer.
 struct offer_msg {
   std::vector<topic_descriptor> topics;
+  /// Topics the receiver is a new member of at the sender: the sender may
+  /// already have forgotten dot headers the receiver lacks, so anti-entropy
+  /// cannot name them; the receiver must do a full-state resync.
+  std::vector<std::string> resync = {};
 };
 
 /// Anti-entropy step 1: the sender's full clock of a topic. The receiver
