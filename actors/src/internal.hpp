@@ -17,6 +17,10 @@ namespace kith::actors::detail {
                                     protocol::public_key pk, bool followed, std::string address,
                                     node_actor node);
 
+/// Spawns the node's relays actor (sessions with env->relays).
+[[nodiscard]] relays_actor spawn_relays(caf::actor_system& sys, std::shared_ptr<node_env> env,
+                                        node_actor node);
+
 /// An api_result holding a JSON body.
 [[nodiscard]] api_result json_result(int status, const nlohmann::json& body);
 [[nodiscard]] api_result error_result(int status, const std::string& code, const std::string& msg);

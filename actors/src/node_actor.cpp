@@ -279,6 +279,8 @@ topic_actor hold_topic(node_pointer self, const protocol::topic_descriptor& d, s
     }
   }
   auto t = ensure_topic(self, d.id);
+  if (d.kind != protocol::topic_kind::feed && st.env->relays_handle)
+    self->send(st.env->relays_handle, meet_atom::value, d.id);
   if (d.kind != protocol::topic_kind::feed)
     for (auto& [pk, p] : st.peers)
       if (d.kind == protocol::topic_kind::open || protocol::may_write(d, pk))
@@ -355,6 +357,29 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
                 [](const json& a, const json& b) { return a["id"] < b["id"]; });
       return json_result(200, json{{"peers", arr}});
     });
+  }
+  if (op == "relays") {
+    if (!st.env->relays_handle)
+      return json_result(200, json{{"relays", json::array()}});
+    auto rp = self->make_response_promise<api_result>();
+    self->request(st.env->relays_handle, std::chrono::seconds(10), status_atom::value)
+        .then(
+            [rp](const std::vector<relay_info>& infos) mutable {
+              json arr = json::array();
+              for (const auto& i : infos)
+                arr.push_back(json{{"address", i.address},
+                                   {"id", i.id},
+                                   {"state", i.state},
+                                   {"announced", i.announced},
+                                   {"lookups", i.lookups},
+                                   {"circuits_open", i.circuits_open},
+                                   {"last_error", i.last_error}});
+              rp.deliver(json_result(200, json{{"relays", arr}}));
+            },
+            [rp](caf::error&) mutable {
+              rp.deliver(error_result(503, "not_ready", "the relays actor did not answer"));
+            });
+    return rp;
   }
   if (op == "topics") {
     std::vector<topic_actor> ts;
@@ -533,8 +558,18 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
 node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env> env) {
   auto& st = self->state;
   st.env = std::move(env);
-  for (const auto& t : st.env->store->topics())
+  if (!st.env->relays.empty()) {
+    // Before any peer actor exists: they read relays_handle from env.
+    st.env->relays_handle = spawn_relays(self->system(), st.env, self);
+    self->link_to(st.env->relays_handle);
+  }
+  for (const auto& t : st.env->store->topics()) {
     ensure_topic(self, t);
+    // Meet the other replicas of shared topics at the relays (hashed names).
+    auto d = st.env->store->topic(t);
+    if (st.env->relays_handle && d && d->kind != protocol::topic_kind::feed)
+      self->send(st.env->relays_handle, meet_atom::value, t);
+  }
   load_follows(self);
   for (const auto& [pk, addr] : st.follows)
     ensure_peer(self, pk, true, addr);
@@ -556,7 +591,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
       [self](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t) {
         auto& st = self->state;
         if (outbound) {
-          self->send(st.env->transport, close_atom::value, c, std::string("not dialled by this actor"));
+          self->send(st.env->transport_for(c), close_atom::value, c, std::string("not dialled by this actor"));
           return;
         }
         auto ch = std::make_shared<protocol::channel>(st.env->self, protocol::channel::role::responder,
@@ -577,15 +612,15 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
         std::string opening;
         auto next = decide_role(it->second, bytes, *st.env, clock_ms(self->clock().now()), opening);
         if (!opening.empty())
-          self->send(st.env->transport, send_atom::value, c, std::move(opening));
+          self->send(st.env->transport_for(c), send_atom::value, c, std::move(opening));
         if (!next)
           return;
         auto out = it->second.ch->receive(*next);
         if (!out.to_send.empty())
-          self->send(st.env->transport, send_atom::value, c, std::move(out.to_send));
+          self->send(st.env->transport_for(c), send_atom::value, c, std::move(out.to_send));
         if (out.error) {
           st.env->logf(log_level::warn, "inbound " + it->second.address + ": " + *out.error);
-          self->send(st.env->transport, close_atom::value, c, *out.error);
+          self->send(st.env->transport_for(c), close_atom::value, c, *out.error);
           st.handshaking.erase(it);
           return;
         }
@@ -630,6 +665,15 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
         return ensure_topic(self, d.id);
       },
       [](peerstate_atom, const std::string&, const std::string&) {},
+      [self](found_atom, std::vector<std::string>& own) {
+        if (self->state.env->relays_handle)
+          self->send(self->state.env->relays_handle, found_atom::value, std::move(own));
+      },
+      [self](meet_atom, const std::string& topic, const protocol::public_key& pk) {
+        // TODO(design): dial writers of shared topics met at a relay even
+        // when not followed; today they sync over connections that exist.
+        self->state.env->emit(json{{"type", "met"}, {"topic", topic}, {"id", protocol::to_text(pk)}});
+      },
       [self](tick_atom) {
         auto& st = self->state;
         const auto now = clock_ms(self->clock().now());
@@ -637,7 +681,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           auto out = it->second.ch->tick(now);
           if (out.error) {
             st.env->logf(log_level::warn, "inbound " + it->second.address + ": " + *out.error);
-            self->send(st.env->transport, close_atom::value, it->first, *out.error);
+            self->send(st.env->transport_for(it->first), close_atom::value, it->first, *out.error);
             it = st.handshaking.erase(it);
           } else {
             ++it;
@@ -651,8 +695,10 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           self->send_exit(p, caf::exit_reason::user_shutdown);
         for (auto& [id, t] : st.topics)
           self->send_exit(t, caf::exit_reason::user_shutdown);
+        if (st.env->relays_handle)
+          self->send_exit(st.env->relays_handle, caf::exit_reason::user_shutdown);
         for (auto& [c, h] : st.handshaking)
-          self->send(st.env->transport, close_atom::value, c, std::string("node shutting down"));
+          self->send(st.env->transport_for(c), close_atom::value, c, std::string("node shutting down"));
         st.peers.clear();
         st.topics.clear();
         self->quit();

@@ -27,7 +27,11 @@ struct peer_state {
   public_key pk;
   std::string id; // text form
   bool followed = false;
-  std::string address;
+  std::string address;             // given with `follow` (tried first)
+  std::vector<std::string> found;  // from the peer's relay record
+  std::size_t candidate = 0;       // index into candidates() of the next dial
+  std::string dialing_to;
+  std::uint64_t next_lookup_ms = 0;
 
   // The connection (conn == 0: none).
   conn_id conn = 0;
@@ -88,7 +92,7 @@ void send_raw(peer_pointer self, std::string bytes) {
     return;
   st.bytes_out += bytes.size();
   st.last_tx_ms = now_ms(self);
-  self->send(st.env->transport, send_atom::value, st.conn, std::move(bytes));
+  self->send(st.env->transport_for(st.conn), send_atom::value, st.conn, std::move(bytes));
 }
 
 void drop_connection(peer_pointer self, const std::string& reason, bool tell_transport,
@@ -115,10 +119,34 @@ void fail(peer_pointer self, error_code code, const std::string& reason) {
   drop_connection(self, reason, true);
 }
 
+/// Where the peer may be dialled, in order: the address given with
+/// `follow`, the addresses of its relay record, then a relayed connection.
+std::vector<std::string> candidates(const peer_state& st) {
+  std::vector<std::string> out;
+  if (!st.address.empty())
+    out.push_back(st.address);
+  for (const auto& a : st.found)
+    if (std::find(out.begin(), out.end(), a) == out.end())
+      out.push_back(a);
+  if (st.env->relays_handle)
+    out.push_back(std::string(circuit_address_prefix) + st.id);
+  return out;
+}
+
+bool may_dial(const peer_state& st) {
+  return st.followed && (!st.address.empty() || !st.found.empty() || st.env->relays_handle);
+}
+
 void schedule_redial(peer_pointer self) {
   auto& st = self->state;
-  if (!st.followed || st.address.empty())
+  if (!may_dial(st))
     return;
+  // The next candidate at once; the backoff only after all were tried.
+  const auto n = candidates(st).size();
+  if (n > 1 && ++st.candidate % n != 0) {
+    st.next_dial_ms = now_ms(self);
+    return;
+  }
   ++st.failures;
   const auto& s = st.env->settings;
   std::uint64_t base = static_cast<std::uint64_t>(s.backoff_min.count());
@@ -138,7 +166,7 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
     return;
   const bool was_up = established(st);
   if (tell_transport)
-    self->send(st.env->transport, close_atom::value, st.conn, reason);
+    self->send(st.env->transport_for(st.conn), close_atom::value, st.conn, reason);
   st.conn = 0;
   st.ch.reset();
   st.rid.reset();
@@ -441,12 +469,27 @@ void handle_output(peer_pointer self, channel_output out) {
 
 void dial(peer_pointer self) {
   auto& st = self->state;
+  auto cands = candidates(st);
+  if (cands.empty())
+    return;
   st.dialing = true;
   st.dial_tag = st.env->rng->next_u64();
-  log(self, log_level::debug, "dialling " + st.address);
+  st.dialing_to = cands[st.candidate % cands.size()];
+  log(self, log_level::debug, "dialling " + st.dialing_to);
   emit_state(self, "connecting");
-  self->send(st.env->transport, dial_atom::value, st.address, caf::actor_cast<caf::actor>(self),
-             st.dial_tag);
+  self->send(st.env->transport_to(st.dialing_to), dial_atom::value, st.dialing_to,
+             caf::actor_cast<caf::actor>(self), st.dial_tag);
+}
+
+/// Asks the relays where the peer is (again every few minutes while it
+/// cannot be reached).
+void maybe_lookup(peer_pointer self) {
+  auto& st = self->state;
+  const auto now = now_ms(self);
+  if (!st.env->relays_handle || !st.followed || now < st.next_lookup_ms)
+    return;
+  st.next_lookup_ms = now + (st.found.empty() ? 5'000 : 120'000);
+  self->send(st.env->relays_handle, lookup_atom::value, st.pk, caf::actor_cast<caf::actor>(self));
 }
 
 /// Housekeeping runs only while there is something to keep: a connection,
@@ -478,9 +521,10 @@ void on_tick(peer_pointer self) {
       if (auto c = st.env->store->clock_copy(t))
         send_msg(self, watermark_msg{t, std::move(*c)});
     st.marks_due.clear();
-  } else if (st.conn == 0 && !st.dialing && st.followed && !st.address.empty() &&
-             now >= st.next_dial_ms) {
-    dial(self);
+  } else if (st.conn == 0 && !st.dialing && may_dial(st)) {
+    maybe_lookup(self);
+    if (now >= st.next_dial_ms)
+      dial(self);
   }
 }
 
@@ -501,7 +545,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         auto& st = self->state;
         if (!outbound || tag != st.dial_tag || !st.dialing || st.conn != 0) {
           // A stale dial, or we got connected the other way meanwhile.
-          self->send(st.env->transport, close_atom::value, c, std::string("duplicate connection"));
+          self->send(st.env->transport_for(c), close_atom::value, c, std::string("duplicate connection"));
           return;
         }
         st.dialing = false;
@@ -530,7 +574,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         if (tag != st.dial_tag)
           return;
         st.dialing = false;
-        st.last_error = "dial " + st.address + ": " + reason;
+        st.last_error = "dial " + st.dialing_to + ": " + reason;
         log(self, log_level::debug, st.last_error);
         emit_state(self, "backoff");
         schedule_redial(self);
@@ -546,7 +590,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
               // The peer reconnected: its new connection replaces the old.
               drop_connection(self, "replaced by a newer connection", true, false);
             } else {
-              self->send(st.env->transport, close_atom::value, c, std::string("duplicate connection"));
+              self->send(st.env->transport_for(c), close_atom::value, c, std::string("duplicate connection"));
               return;
             }
           } else {
@@ -580,9 +624,11 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         const auto feed = feed_topic(st.pk).id;
         if (!addr.empty() && addr != st.address) {
           st.address = addr;
+          st.candidate = 0;
           st.next_dial_ms = 0;
-          ensure_ticking(self);
         }
+        if (may_dial(st))
+          ensure_ticking(self); // TODO(perf): 1 Hz per unreachable follow while relays are set
         if (st.pulling.insert(feed).second && established(st) && st.rid)
           send_msg(self, subscribe_msg{{feed}});
       },
@@ -599,6 +645,18 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
           self->quit();
         }
       },
+      [self](found_atom, std::vector<std::string>& addresses) {
+        auto& st = self->state;
+        if (addresses == st.found)
+          return;
+        st.found = std::move(addresses);
+        st.candidate = 0;
+        if (st.conn == 0 && !st.dialing) {
+          st.next_dial_ms = 0;
+          if (may_dial(st))
+            ensure_ticking(self);
+        }
+      },
       [self](pull_atom, const std::string& topic) {
         auto& st = self->state;
         if (st.pulling.insert(topic).second && established(st) && st.rid)
@@ -609,7 +667,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
       [self](tick_atom) {
         on_tick(self);
         auto& st = self->state;
-        if (st.conn == 0 && !st.dialing && (!st.followed || st.address.empty())) {
+        if (st.conn == 0 && !st.dialing && !may_dial(st)) {
           st.ticking = false;
           return;
         }

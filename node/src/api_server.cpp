@@ -325,7 +325,8 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
       return not_allowed(m, "POST");
     return call_with_body("topic_join", body, depth, {{"descriptor", vt::object, req}});
   }
-  if (path == "/v1/status" || path == "/v1/peers" || path == "/v1/topics") {
+  if (path == "/v1/status" || path == "/v1/peers" || path == "/v1/topics" ||
+      path == "/v1/relays") {
     if (m != http::verb::get)
       return not_allowed(m, path == "/v1/topics" ? "GET, POST" : "GET");
     return call(std::string(path.substr(4)));

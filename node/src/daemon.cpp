@@ -157,13 +157,17 @@ storage::result<daemon_config> load_config(const data_dir& home) {
           return bad("node." + key, "a string");
         auto s = *v.value<std::string>();
         (key == "listen" ? c.listen : key == "api" ? c.api : c.log_level) = s;
-      } else if (key == "relays") {
+      } else if (key == "relays" || key == "announce") {
+        auto& list = key == "relays" ? c.relays : c.announce;
         if (!v.is_array())
-          return bad("node.relays", "an array of \"host:port\" strings");
+          return bad("node." + key, "an array of \"host:port\" strings");
         for (auto&& r : *v.as_array()) {
           if (!r.is_string())
-            return bad("node.relays", "an array of \"host:port\" strings");
-          c.relays.push_back(*r.value<std::string>());
+            return bad("node." + key, "an array of \"host:port\" strings");
+          auto text = *r.value<std::string>();
+          if (!split_host_port(text.substr(0, text.find('#'))))
+            return bad("node." + key, "an array of \"host:port\" strings (got '" + text + "')");
+          list.push_back(std::move(text));
         }
       } else if (key == "sync_writes") {
         if (!v.is_boolean())
@@ -245,6 +249,13 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
   env->rng = std::make_shared<actors::entropy>(seed);
   env->settings.anti_entropy = std::chrono::seconds(cfg.anti_entropy_s);
   env->addresses = load_addresses(home);
+  env->relays = cfg.relays;
+  env->announce = cfg.announce;
+  env->unix_ms = [] {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+  };
   env->log = [logger](actors::log_level l, const std::string& line) {
     switch (l) {
       case actors::log_level::debug: logger->debug("{}", line); break;
@@ -287,6 +298,13 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
         const auto where = hp->first + ":" + std::to_string(std::get<std::uint16_t>(r));
         write_atomic(home.path() + "/peer.addr", where + "\n");
         logger->info("peers connect to {}", where);
+        const bool wildcard = hp->first == "0.0.0.0" || hp->first == "::" || hp->first.empty();
+        if (cfg.announce.empty() && !wildcard)
+          caf::anon_send(node, actors::found_atom::value, std::vector<std::string>{where});
+        else if (cfg.announce.empty())
+          logger->warn("listening on {} but announcing no address to relays: set [node] announce "
+                       "to the addresses peers can dial",
+                       where);
       }
     }
   }

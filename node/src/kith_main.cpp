@@ -204,9 +204,15 @@ int main(int argc, char** argv) {
   run->add_option("--log-level", log_level, "debug, info, warn or error (default info)");
   run->add_option("--anti-entropy", ae_seconds, "seconds between anti-entropy rounds (default 30)")
       ->check(CLI::Range(1, 86400));
+  std::vector<std::string> relay_opts, announce_opts;
+  run->add_option("--relay", relay_opts,
+                  "a relay to use, host:port[#relay id] (repeatable; replaces [node] relays)");
+  run->add_option("--announce", announce_opts,
+                  "an address peers can dial, put in this node's relay record (repeatable)");
 
   auto* status = app.add_subcommand("status", "the running node's identity, topics and peers");
   auto* peers = app.add_subcommand("peers", "connected and followed peers, with sync state");
+  auto* relays = app.add_subcommand("relays", "the node's relay sessions (announced, lookups, circuits)");
   std::string who, address;
   auto* follow = app.add_subcommand("follow", "follow someone: replicate their feed");
   follow->add_option("id", who, "their id (kith id prints it)")->required();
@@ -286,15 +292,20 @@ int main(int argc, char** argv) {
       cfg->log_level = log_level;
     if (ae_seconds != 0)
       cfg->anti_entropy_s = ae_seconds;
+    if (!relay_opts.empty())
+      cfg->relays = relay_opts;
+    if (!announce_opts.empty())
+      cfg->announce = announce_opts;
     return node::run_daemon(dir, *cfg);
   }
-  if (status->parsed() || peers->parsed()) {
-    auto r = call_daemon(dir, "GET", status->parsed() ? "/v1/status" : "/v1/peers");
+  if (status->parsed() || peers->parsed() || relays->parsed()) {
+    const std::string what = status->parsed() ? "status" : peers->parsed() ? "peers" : "relays";
+    auto r = call_daemon(dir, "GET", "/v1/" + what);
     if (!r)
       return need_daemon();
     if (r->status != 200)
       return fail_reply(*r);
-    print(status->parsed() ? r->body : r->body["peers"]);
+    print(status->parsed() ? r->body : r->body[what]);
     return 0;
   }
   if (follow->parsed() || unfollow->parsed()) {

@@ -66,6 +66,9 @@ using page_atom = caf::atom_constant<caf::atom("page")>;
 using join_atom = caf::atom_constant<caf::atom("join")>;
 using bundle_atom = caf::atom_constant<caf::atom("bundle")>;
 using pull_atom = caf::atom_constant<caf::atom("pull")>;
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
+using found_atom = caf::atom_constant<caf::atom("found")>;
+using meet_atom = caf::atom_constant<caf::atom("meet")>;
 
 // --- message types (local only: never serialized by CAF) -----------------------
 
@@ -75,6 +78,24 @@ struct channel_handoff {
   std::shared_ptr<protocol::channel> ch;
   std::vector<std::string> frames; // decrypted before the handoff
   std::string address;
+};
+
+/// Connection ids of relayed connections (circuits) have this bit set, so
+/// a connection's owner knows which transport carries it.
+inline constexpr conn_id circuit_conn_bit = conn_id{1} << 63;
+
+/// Address of a relayed connection to an identity: "relay/<id>".
+inline constexpr std::string_view circuit_address_prefix = "relay/";
+
+/// What the relays actor reports per relay.
+struct relay_info {
+  std::string address;
+  std::string id;    // the relay's identity once known
+  std::string state; // "connected", "connecting", "backoff"
+  bool announced = false;
+  std::uint64_t lookups = 0;
+  std::uint64_t circuits_open = 0;
+  std::string last_error;
 };
 
 /// The outcome of an operation of the local API: an HTTP status, a JSON
@@ -141,6 +162,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::replica_id)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::public_key)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::peer_info>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::topic_info>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::relay_info>)
 
 namespace kith::actors {
 
@@ -207,8 +229,34 @@ using peer_actor = caf::typed_actor<
     caf::reacts_to<unfollow_atom>,
     // Also pull this (shared) topic from the peer.
     caf::reacts_to<pull_atom, std::string>,
+    // Addresses of the peer found through relays (its signed record).
+    caf::reacts_to<found_atom, std::vector<std::string>>,
     caf::reacts_to<tick_atom>,
     caf::replies_to<status_atom>::with<peer_info>>;
+
+/// The node's relays: one session per configured relay (dialled through
+/// the node's transport), the node's signed record announced and renewed,
+/// lookups of identities, topic rendezvous, and relayed connections
+/// (circuits). For peer actors it is also a transport: dial
+/// "relay/<id>", send and close on circuit connection ids.
+using relays_actor = caf::typed_actor<
+    caf::reacts_to<opened_atom, conn_id, std::string, bool, std::uint64_t>,
+    caf::reacts_to<bytes_atom, conn_id, std::string>,
+    caf::reacts_to<closed_atom, conn_id, std::string>,
+    caf::reacts_to<dialfail_atom, std::uint64_t, std::string>,
+    caf::reacts_to<dial_atom, std::string, caf::actor, std::uint64_t>,
+    caf::reacts_to<send_atom, conn_id, std::string>,
+    caf::reacts_to<close_atom, conn_id, std::string>,
+    // Look an identity up on every relay; the addresses of its verified
+    // record go to `reply_to` as (found_atom, std::vector<std::string>).
+    caf::reacts_to<lookup_atom, protocol::public_key, caf::actor>,
+    // Join (and watch) a rendezvous topic on every relay; members that
+    // join go to the node as (meet_atom, topic, public_key).
+    caf::reacts_to<meet_atom, std::string>,
+    // This node's own dial addresses, to announce (replaces the last).
+    caf::reacts_to<found_atom, std::vector<std::string>>,
+    caf::reacts_to<tick_atom>,
+    caf::replies_to<status_atom>::with<std::vector<relay_info>>>;
 
 /// The node's supervisor: owns the peer and topic actors, runs inbound
 /// handshakes until an identity is proved, and runs the local API's
@@ -226,6 +274,11 @@ using node_actor = caf::typed_actor<
     caf::replies_to<topic_atom, protocol::topic_descriptor>::with<topic_actor>,
     // A peer actor's connection state changed (for the event stream).
     caf::reacts_to<peerstate_atom, std::string, std::string>,
+    // An identity joined a rendezvous topic at a relay.
+    caf::reacts_to<meet_atom, std::string, protocol::public_key>,
+    // This node's own dial addresses (known once the daemon listens), for
+    // its relay record.
+    caf::reacts_to<found_atom, std::vector<std::string>>,
     caf::reacts_to<tick_atom>,
     caf::reacts_to<stop_atom>>;
 

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kith::actors {
 
@@ -65,6 +66,30 @@ struct node_env {
   std::function<void(const std::string& id, const std::string& address)> remember_address;
   /// Known dial addresses by identity text (loaded by the daemon).
   std::map<std::string, std::string> addresses;
+
+  /// Relays to use, "host:port" or "host:port#<relay id>" (pinned). The
+  /// node spawns its relays actor when this is not empty.
+  std::vector<std::string> relays;
+  /// Addresses put in this node's relay record (where peers can dial it
+  /// directly). Empty: reachable through relays only.
+  std::vector<std::string> announce;
+  /// Unix time in ms, for relay records' expiries. The daemon passes the
+  /// system clock; tests and the simulator leave it empty and the actor
+  /// clock (virtual there) is used.
+  std::function<std::uint64_t()> unix_ms;
+  /// The relays actor (set by the node actor at spawn when relays are
+  /// configured): the transport of circuits.
+  relays_actor relays_handle;
+
+  /// The transport that carries connection `c`.
+  [[nodiscard]] transport_actor transport_for(conn_id c) const {
+    return (c & circuit_conn_bit) != 0 ? transport_actor{relays_handle} : transport;
+  }
+  /// The transport to dial `address` on.
+  [[nodiscard]] transport_actor transport_to(const std::string& address) const {
+    return address.rfind(circuit_address_prefix, 0) == 0 ? transport_actor{relays_handle}
+                                                         : transport;
+  }
 
   void logf(log_level l, const std::string& line) const {
     if (log)

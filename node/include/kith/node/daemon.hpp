@@ -18,7 +18,10 @@ struct daemon_config {
   std::string listen = "127.0.0.1:7411"; // peers connect here ("" to not listen)
   std::string api = "127.0.0.1:7410";    // the local API (port 0: any free port)
   std::string log_level = "info";        // debug, info, warn, error
-  std::vector<std::string> relays;       // used once relays land (issue 5)
+  std::vector<std::string> relays;       // "host:port" or "host:port#<relay id>"
+  /// Addresses announced in this node's relay record. Empty: the bound
+  /// listen address when it is a specific host; none when not listening.
+  std::vector<std::string> announce;
   std::uint32_t anti_entropy_s = 30;
   bool sync_writes = true;                // fsync every commit
 };

@@ -1,0 +1,493 @@
+// The relays actor: the node's sessions with its relays (one relay_client
+// core per relay, over connections of the node's transport), the node's
+// signed record announced on each, lookups of identities, topic
+// rendezvous, and relayed connections (circuits), which it offers to peer
+// actors as a transport. docs/architecture.md ("Relays") describes the
+// flows; docs/relay-protocol.md the messages.
+//
+// Every relay is used at once: lookups ask all of them and the first
+// verified record wins; a relay that fails or restarts is redialled with
+// backoff while the others (and every direct connection) carry on.
+
+#include "internal.hpp"
+
+#include "kith/relay/client.hpp"
+#include "kith/relay/record.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace kith::actors::detail {
+
+namespace {
+
+/// Renewed by the relay client before it expires; short enough that a
+/// node that vanished is soon gone from lookups.
+constexpr std::uint64_t record_ttl_ms = 10 * 60 * 1000;
+
+struct relay_session {
+  std::string address; // host:port
+  std::optional<protocol::public_key> pinned;
+  std::unique_ptr<relay::relay_client> client;
+  conn_id conn = 0;
+  bool dialing = false;
+  std::uint64_t dial_tag = 0;
+  std::uint32_t failures = 0;
+  std::uint64_t next_dial_ms = 0;
+  bool announced = false;
+  std::uint64_t lookups = 0;
+  std::string last_error;
+  std::map<std::uint64_t, caf::actor> lookups_waiting; // req -> who asked
+  std::map<std::uint64_t, conn_id> circuits_waiting;   // open_circuit req -> local conn
+};
+
+/// One relayed connection, as a connection of this transport.
+struct circuit {
+  std::size_t relay = 0;
+  relay::circuit_id id = 0; // 0 until the relay opened it
+  caf::actor owner;
+  std::uint64_t tag = 0;
+  protocol::public_key peer;
+  bool outbound = true;
+  std::vector<std::size_t> tried; // relays that refused (outbound)
+};
+
+struct relays_state {
+  std::shared_ptr<node_env> env;
+  node_actor node;
+  std::vector<relay_session> relays;
+  std::map<conn_id, circuit> circuits;
+  std::set<std::string> topics; // rendezvous topics (names) to join on every relay
+  std::vector<std::string> announce; // our dial addresses
+  conn_id next_conn = 1;
+  static inline const char* name = "kith.relays";
+};
+
+using relays_pointer = relays_actor::stateful_pointer<relays_state>;
+
+std::uint64_t now_ms(relays_pointer self) {
+  return clock_ms(self->clock().now());
+}
+
+std::uint64_t unix_ms(relays_pointer self) {
+  const auto& env = *self->state.env;
+  return env.unix_ms ? env.unix_ms() : now_ms(self);
+}
+
+void log(relays_pointer self, log_level l, const relay_session& r, const std::string& what) {
+  self->state.env->logf(l, "relay " + r.address + ": " + what);
+}
+
+void flush(relays_pointer self, relay_session& r, std::string bytes = {}) {
+  if (r.client)
+    bytes += r.client->take_to_send();
+  if (!bytes.empty() && r.conn != 0)
+    self->send(self->state.env->transport, send_atom::value, r.conn, std::move(bytes));
+}
+
+/// Ends every circuit of relay `i` (its session is gone).
+void drop_circuits_of(relays_pointer self, std::size_t i, const std::string& why) {
+  auto& st = self->state;
+  for (auto it = st.circuits.begin(); it != st.circuits.end();) {
+    if (it->second.relay != i) {
+      ++it;
+      continue;
+    }
+    if (it->second.id == 0 && it->second.outbound)
+      caf::anon_send(it->second.owner, dialfail_atom::value, it->second.tag, "relay: " + why);
+    else
+      caf::anon_send(it->second.owner, closed_atom::value, it->first, "relay: " + why);
+    it = st.circuits.erase(it);
+  }
+}
+
+void session_down(relays_pointer self, std::size_t i, const std::string& why,
+                  std::uint64_t retry_after_ms = 0) {
+  auto& st = self->state;
+  auto& r = st.relays[i];
+  if (r.conn != 0)
+    self->send(st.env->transport, close_atom::value, r.conn, why);
+  const bool was_up = r.client && r.client->established();
+  r.conn = 0;
+  r.dialing = false;
+  r.client.reset();
+  r.announced = false;
+  r.last_error = why;
+  r.lookups_waiting.clear(); // the asker looks up again later
+  r.circuits_waiting.clear();
+  drop_circuits_of(self, i, why);
+  if (was_up)
+    log(self, log_level::warn, r, "session ended: " + why);
+  if (retry_after_ms > 0) {
+    r.failures = 0;
+    r.next_dial_ms = now_ms(self) + retry_after_ms;
+    return;
+  }
+  ++r.failures;
+  const auto& s = st.env->settings;
+  std::uint64_t base = static_cast<std::uint64_t>(s.backoff_min.count());
+  for (std::uint32_t k = 1; k < r.failures && base < static_cast<std::uint64_t>(s.backoff_max.count()); ++k)
+    base *= 2;
+  base = std::min<std::uint64_t>(base, static_cast<std::uint64_t>(s.backoff_max.count()));
+  r.next_dial_ms = now_ms(self) + base / 2 + st.env->rng->next_u64() % (base / 2 + 1);
+}
+
+void join_topics(relays_pointer self, relay_session& r) {
+  for (const auto& t : self->state.topics) {
+    const auto key = relay::rendezvous_key(t);
+    (void)r.client->watch(key);
+    (void)r.client->join(key);
+    (void)r.client->members(key);
+  }
+}
+
+/// Sends every event of one relay's output where it belongs.
+void handle(relays_pointer self, std::size_t i, relay::client_output out) {
+  auto& st = self->state;
+  auto& r = st.relays[i];
+  flush(self, r, std::move(out.to_send));
+  for (auto& ev : out.events) {
+    std::visit(
+        [&](auto& e) {
+          using T = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<T, relay::welcomed>) {
+            r.failures = 0;
+            log(self, log_level::info, r,
+                "connected to relay " + protocol::to_text(e.relay).substr(0, 12) + " (we are " +
+                    e.observed_ip + ")");
+            auto a = r.client->announce(st.announce, record_ttl_ms, unix_ms(self));
+            if (!a)
+              log(self, log_level::warn, r, "cannot announce: " + a.error);
+            join_topics(self, r);
+          } else if constexpr (std::is_same_v<T, relay::announced>) {
+            if (!r.announced)
+              log(self, log_level::info, r, "announced this node's record");
+            r.announced = true;
+          } else if constexpr (std::is_same_v<T, relay::lookup_result>) {
+            auto it = r.lookups_waiting.find(e.req);
+            if (it != r.lookups_waiting.end()) {
+              std::vector<std::string> addrs;
+              if (e.record)
+                addrs = e.record->addresses;
+              if (e.record)
+                caf::anon_send(it->second, found_atom::value, std::move(addrs));
+              r.lookups_waiting.erase(it);
+            }
+          } else if constexpr (std::is_same_v<T, relay::members_page>) {
+            for (const auto& id : e.ids)
+              if (id != st.env->self.pub())
+                self->send(st.node, meet_atom::value, e.topic, id);
+            if (!e.next_cursor.empty())
+              (void)r.client->members(e.topic, e.next_cursor);
+          } else if constexpr (std::is_same_v<T, relay::topic_event>) {
+            if (e.joined && e.id != st.env->self.pub())
+              self->send(st.node, meet_atom::value, e.topic, e.id);
+          } else if constexpr (std::is_same_v<T, relay::circuit_incoming>) {
+            // A peer asks to reach us: accept, and hand the stream to the
+            // node actor like an inbound TCP connection.
+            if (!r.client->accept_circuit(e.circuit))
+              return;
+            const conn_id c = circuit_conn_bit | st.next_conn++;
+            st.circuits[c] = circuit{i, e.circuit, caf::actor_cast<caf::actor>(st.node), 0, e.from,
+                                     false, {}};
+            self->send(st.node, opened_atom::value, c,
+                       std::string(circuit_address_prefix) + protocol::to_text(e.from), false,
+                       std::uint64_t{0});
+          } else if constexpr (std::is_same_v<T, relay::circuit_opened>) {
+            auto w = r.circuits_waiting.find(e.req);
+            if (w == r.circuits_waiting.end())
+              return;
+            const conn_id c = w->second;
+            r.circuits_waiting.erase(w);
+            auto it = st.circuits.find(c);
+            if (it == st.circuits.end()) {
+              (void)r.client->close_circuit(e.circuit, "no longer wanted");
+              return;
+            }
+            it->second.id = e.circuit;
+            log(self, log_level::debug, r, "circuit to " + protocol::to_text(e.peer).substr(0, 12) + " open");
+            caf::anon_send(it->second.owner, opened_atom::value, c,
+                       std::string(circuit_address_prefix) + protocol::to_text(e.peer), true,
+                       it->second.tag);
+          } else if constexpr (std::is_same_v<T, relay::circuit_data>) {
+            for (auto& [c, ci] : st.circuits)
+              if (ci.relay == i && ci.id == e.circuit) {
+                caf::anon_send(ci.owner, bytes_atom::value, c, std::move(e.bytes));
+                break;
+              }
+          } else if constexpr (std::is_same_v<T, relay::circuit_closed>) {
+            for (auto it = st.circuits.begin(); it != st.circuits.end(); ++it)
+              if (it->second.relay == i && it->second.id == e.circuit) {
+                caf::anon_send(it->second.owner, closed_atom::value, it->first,
+                           "relay closed the circuit: " + e.reason);
+                st.circuits.erase(it);
+                break;
+              }
+          } else if constexpr (std::is_same_v<T, relay::refused>) {
+            if (e.kind == relay::request_kind::lookup) {
+              r.lookups_waiting.erase(e.req);
+            } else if (e.kind == relay::request_kind::open_circuit) {
+              auto w = r.circuits_waiting.find(e.req);
+              if (w == r.circuits_waiting.end())
+                return;
+              const conn_id c = w->second;
+              r.circuits_waiting.erase(w);
+              auto it = st.circuits.find(c);
+              if (it == st.circuits.end())
+                return;
+              // Try the next relay that has a session; give up when none is left.
+              it->second.tried.push_back(i);
+              for (std::size_t j = 0; j < st.relays.size(); ++j) {
+                auto& o = st.relays[j];
+                if (std::find(it->second.tried.begin(), it->second.tried.end(), j) !=
+                        it->second.tried.end() ||
+                    !o.client || !o.client->established())
+                  continue;
+                if (auto req = o.client->open_circuit(it->second.peer)) {
+                  it->second.relay = j;
+                  o.circuits_waiting[req.req] = c;
+                  flush(self, o);
+                  return;
+                }
+              }
+              caf::anon_send(it->second.owner, dialfail_atom::value, it->second.tag,
+                         "no relay could open a circuit: " + e.detail);
+              st.circuits.erase(it);
+            } else {
+              log(self, log_level::warn, r,
+                  std::string(relay::request_kind_name(e.kind)) + " refused: " + e.detail);
+            }
+          } else if constexpr (std::is_same_v<T, relay::reconnect>) {
+            log(self, log_level::info, r,
+                "relay restarting; reconnecting in " + std::to_string(e.after_ms) + " ms");
+            session_down(self, i, "relay restarting", std::max<std::uint64_t>(e.after_ms, 1));
+          } else if constexpr (std::is_same_v<T, relay::goodbye>) {
+            session_down(self, i, "relay said goodbye: " + e.reason);
+          }
+        },
+        ev);
+    if (!st.relays[i].client)
+      return; // the session ended while handling an event
+  }
+  if (out.error)
+    session_down(self, i, *out.error);
+  else
+    flush(self, st.relays[i]);
+}
+
+std::optional<std::size_t> relay_of_conn(relays_state& st, conn_id c) {
+  for (std::size_t i = 0; i < st.relays.size(); ++i)
+    if (st.relays[i].conn == c && c != 0)
+      return i;
+  return std::nullopt;
+}
+
+void dial_relay(relays_pointer self, std::size_t i) {
+  auto& st = self->state;
+  auto& r = st.relays[i];
+  r.dialing = true;
+  r.dial_tag = st.env->rng->next_u64();
+  self->send(st.env->transport, dial_atom::value, r.address, caf::actor_cast<caf::actor>(self),
+             r.dial_tag);
+}
+
+relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<node_env> env,
+                                        node_actor node) {
+  auto& st = self->state;
+  st.env = std::move(env);
+  st.node = std::move(node);
+  st.announce = st.env->announce;
+  for (const auto& spec : st.env->relays) {
+    relay_session r;
+    const auto hash = spec.find('#');
+    r.address = spec.substr(0, hash);
+    if (hash != std::string::npos) {
+      std::string why;
+      r.pinned = protocol::parse_id(spec.substr(hash + 1), &why);
+      if (!r.pinned)
+        st.env->logf(log_level::error, "relay " + spec + ": bad relay id: " + why);
+    }
+    st.relays.push_back(std::move(r));
+  }
+  self->send(self, tick_atom::value);
+  return {
+      // --- our own connections to relays ------------------------------------------
+      [self](opened_atom, conn_id c, const std::string&, bool, std::uint64_t tag) {
+        auto& st = self->state;
+        for (std::size_t i = 0; i < st.relays.size(); ++i) {
+          auto& r = st.relays[i];
+          if (r.dialing && r.dial_tag == tag) {
+            r.dialing = false;
+            r.conn = c;
+            r.client = std::make_unique<relay::relay_client>(st.env->self, r.pinned,
+                                                             st.env->rng->next(), unix_ms(self));
+            flush(self, r, r.client->start());
+            return;
+          }
+        }
+        self->send(st.env->transport, close_atom::value, c, std::string("not dialled"));
+      },
+      [self](bytes_atom, conn_id c, const std::string& bytes) {
+        auto& st = self->state;
+        if (auto i = relay_of_conn(st, c); i && st.relays[*i].client)
+          handle(self, *i, st.relays[*i].client->receive(bytes, unix_ms(self)));
+      },
+      [self](closed_atom, conn_id c, const std::string& reason) {
+        auto& st = self->state;
+        if (auto i = relay_of_conn(st, c)) {
+          st.relays[*i].conn = 0; // already closed
+          session_down(self, *i, "connection closed: " + reason);
+        }
+      },
+      [self](dialfail_atom, std::uint64_t tag, const std::string& reason) {
+        auto& st = self->state;
+        for (std::size_t i = 0; i < st.relays.size(); ++i)
+          if (st.relays[i].dialing && st.relays[i].dial_tag == tag) {
+            st.relays[i].dialing = false;
+            session_down(self, i, "dial: " + reason);
+          }
+      },
+      // --- as a transport of circuits -------------------------------------------------
+      [self](dial_atom, const std::string& address, const caf::actor& owner, std::uint64_t tag) {
+        auto& st = self->state;
+        std::string why = "no relay session is up";
+        if (address.rfind(circuit_address_prefix, 0) == 0) {
+          auto pk = protocol::parse_id(address.substr(circuit_address_prefix.size()), &why);
+          if (pk) {
+            why = "no relay session is up";
+            for (std::size_t i = 0; i < st.relays.size(); ++i) {
+              auto& r = st.relays[i];
+              if (!r.client || !r.client->established())
+                continue;
+              auto req = r.client->open_circuit(*pk);
+              if (!req) {
+                why = req.error;
+                continue;
+              }
+              const conn_id c = circuit_conn_bit | st.next_conn++;
+              st.circuits[c] = circuit{i, 0, owner, tag, *pk, true, {}};
+              r.circuits_waiting[req.req] = c;
+              flush(self, r);
+              return;
+            }
+          }
+        } else {
+          why = "not a relay address: " + address;
+        }
+        caf::anon_send(owner, dialfail_atom::value, tag, why);
+      },
+      [self](send_atom, conn_id c, std::string& bytes) {
+        auto& st = self->state;
+        auto it = st.circuits.find(c);
+        if (it == st.circuits.end() || it->second.id == 0)
+          return;
+        auto& r = st.relays[it->second.relay];
+        if (!r.client)
+          return;
+        if (auto s = r.client->circuit_send(it->second.id, bytes); !s) {
+          caf::anon_send(it->second.owner, closed_atom::value, c, "relay: " + s.error);
+          st.circuits.erase(it);
+          return;
+        }
+        flush(self, r);
+      },
+      [self](close_atom, conn_id c, const std::string& reason) {
+        auto& st = self->state;
+        auto it = st.circuits.find(c);
+        if (it == st.circuits.end())
+          return;
+        auto& r = st.relays[it->second.relay];
+        if (r.client && it->second.id != 0) {
+          (void)r.client->close_circuit(it->second.id, reason);
+          flush(self, r);
+        }
+        st.circuits.erase(it);
+      },
+      // --- discovery --------------------------------------------------------------------
+      [self](lookup_atom, const protocol::public_key& pk, const caf::actor& reply_to) {
+        auto& st = self->state;
+        for (auto& r : st.relays) {
+          if (!r.client || !r.client->established())
+            continue;
+          if (auto req = r.client->lookup(pk)) {
+            ++r.lookups;
+            r.lookups_waiting[req.req] = reply_to;
+            flush(self, r);
+          }
+        }
+      },
+      [self](meet_atom, const std::string& topic) {
+        auto& st = self->state;
+        if (!st.topics.insert(topic).second)
+          return;
+        const auto key = relay::rendezvous_key(topic);
+        for (auto& r : st.relays) {
+          if (!r.client || !r.client->established())
+            continue;
+          (void)r.client->watch(key);
+          (void)r.client->join(key);
+          (void)r.client->members(key);
+          flush(self, r);
+        }
+      },
+      [self](found_atom, std::vector<std::string>& own) {
+        auto& st = self->state;
+        if (own == st.announce)
+          return;
+        st.announce = std::move(own);
+        for (auto& r : st.relays) {
+          if (!r.client || !r.client->established())
+            continue;
+          (void)r.client->announce(st.announce, record_ttl_ms, unix_ms(self));
+          flush(self, r);
+        }
+      },
+      [self](tick_atom) {
+        auto& st = self->state;
+        const auto now = now_ms(self);
+        for (std::size_t i = 0; i < st.relays.size(); ++i) {
+          auto& r = st.relays[i];
+          if (r.client)
+            handle(self, i, r.client->tick(unix_ms(self)));
+          else if (!r.dialing && now >= r.next_dial_ms)
+            dial_relay(self, i);
+        }
+        self->delayed_send(self, st.env->settings.tick, tick_atom::value);
+      },
+      [self](status_atom) -> std::vector<relay_info> {
+        auto& st = self->state;
+        std::vector<relay_info> out;
+        for (std::size_t i = 0; i < st.relays.size(); ++i) {
+          const auto& r = st.relays[i];
+          relay_info ri;
+          ri.address = r.address;
+          if (r.client && r.client->relay_id())
+            ri.id = protocol::to_text(*r.client->relay_id());
+          else if (r.pinned)
+            ri.id = protocol::to_text(*r.pinned);
+          ri.state = r.client && r.client->established() ? "connected"
+                     : r.conn != 0 || r.dialing          ? "connecting"
+                                                         : "backoff";
+          ri.announced = r.announced;
+          ri.lookups = r.lookups;
+          for (const auto& [c, ci] : st.circuits)
+            ri.circuits_open += ci.relay == i && ci.id != 0 ? 1 : 0;
+          ri.last_error = r.last_error;
+          out.push_back(std::move(ri));
+        }
+        return out;
+      },
+  };
+}
+
+} // namespace
+
+relays_actor spawn_relays(caf::actor_system& sys, std::shared_ptr<node_env> env, node_actor node) {
+  return sys.spawn(relays_impl, std::move(env), std::move(node));
+}
+
+} // namespace kith::actors::detail
