@@ -32,6 +32,7 @@ struct peer_state {
   std::size_t candidate = 0;       // index into candidates() of the next dial
   std::string dialing_to;
   std::uint64_t next_lookup_ms = 0;
+  std::uint64_t lookup_sent_ms = 0;
 
   // The connection (conn == 0: none).
   conn_id conn = 0;
@@ -489,6 +490,7 @@ void maybe_lookup(peer_pointer self) {
   if (!st.env->relays_handle || !st.followed || now < st.next_lookup_ms)
     return;
   st.next_lookup_ms = now + (st.found.empty() ? 5'000 : 120'000);
+  st.lookup_sent_ms = now;
   self->send(st.env->relays_handle, lookup_atom::value, st.pk, caf::actor_cast<caf::actor>(self));
 }
 
@@ -523,7 +525,11 @@ void on_tick(peer_pointer self) {
     st.marks_due.clear();
   } else if (st.conn == 0 && !st.dialing && may_dial(st)) {
     maybe_lookup(self);
-    if (now >= st.next_dial_ms)
+    // With no address yet, give the relays a moment to answer the lookup
+    // before falling back to a relayed connection.
+    const bool awaiting_lookup =
+        st.address.empty() && st.found.empty() && now < st.lookup_sent_ms + 2'000;
+    if (now >= st.next_dial_ms && !awaiting_lookup)
       dial(self);
   }
 }

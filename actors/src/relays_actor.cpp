@@ -63,6 +63,8 @@ struct relays_state {
   std::map<conn_id, circuit> circuits;
   std::set<std::string> topics; // rendezvous topics (names) to join on every relay
   std::vector<std::string> announce; // our dial addresses
+  /// Lookups asked while no session was up: run at the next welcome.
+  std::map<protocol::public_key, caf::actor> deferred_lookups;
   conn_id next_conn = 1;
   static inline const char* name = "kith.relays";
 };
@@ -163,6 +165,12 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
             if (!a)
               log(self, log_level::warn, r, "cannot announce: " + a.error);
             join_topics(self, r);
+            for (const auto& [pk, who] : st.deferred_lookups)
+              if (auto req = r.client->lookup(pk)) {
+                ++r.lookups;
+                r.lookups_waiting[req.req] = who;
+              }
+            st.deferred_lookups.clear();
           } else if constexpr (std::is_same_v<T, relay::announced>) {
             if (!r.announced)
               log(self, log_level::info, r, "announced this node's record");
@@ -410,15 +418,19 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
       // --- discovery --------------------------------------------------------------------
       [self](lookup_atom, const protocol::public_key& pk, const caf::actor& reply_to) {
         auto& st = self->state;
+        bool asked = false;
         for (auto& r : st.relays) {
           if (!r.client || !r.client->established())
             continue;
           if (auto req = r.client->lookup(pk)) {
+            asked = true;
             ++r.lookups;
             r.lookups_waiting[req.req] = reply_to;
             flush(self, r);
           }
         }
+        if (!asked && st.deferred_lookups.size() < 100'000)
+          st.deferred_lookups[pk] = reply_to;
       },
       [self](meet_atom, const std::string& topic) {
         auto& st = self->state;

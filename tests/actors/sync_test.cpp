@@ -2,6 +2,7 @@
 // the real node, peer and topic actors, a simulated network, virtual time.
 
 #include "kith/actors/node.hpp"
+#include "kith/actors/relay_host.hpp"
 #include "kith/actors/sim_network.hpp"
 #include "kith/storage/documents.hpp"
 
@@ -56,11 +57,26 @@ struct world {
     for (auto& n : nodes)
       if (n.actor)
         caf::anon_send(n.actor, stop_atom::value);
+    for (auto& r : relays)
+      caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
     sched->run();
   }
 
-  /// A node with identity number i, its store in memory.
-  node& add(std::size_t i) {
+  /// A relay on the simulated network; returns "address#relay id" for
+  /// node_env::relays.
+  std::string add_relay() {
+    auto id = protocol::identity::from_seed(seed_of(seed, 5000));
+    const std::string address = "sim:relay";
+    relays.push_back(spawn_relay_host(*sys, net->make_transport(*sys, address), id,
+                                      seed_of(seed, 5001)));
+    net->listen(address, relays.back());
+    return address + "#" + protocol::to_text(id.pub());
+  }
+  std::vector<caf::actor> relays;
+
+  /// A node with identity number i, its store in memory. With relays it
+  /// announces its address there (when it listens) and finds peers there.
+  node& add(std::size_t i, std::vector<std::string> use_relays = {}, bool listens = true) {
     auto id = protocol::identity::from_seed(seed_of(seed, i));
     storage::store_options o;
     o.replica_nonce = seed * 100 + i + 1;
@@ -74,8 +90,12 @@ struct world {
     env->log = [this, address](log_level, const std::string& line) {
       log.push_back(address + " " + line);
     };
+    env->relays = std::move(use_relays);
+    if (listens && !env->relays.empty())
+      env->announce = {address};
     nodes.push_back({address, env, spawn_node(*sys, env)});
-    net->listen(address, caf::actor_cast<caf::actor>(nodes.back().actor));
+    if (listens)
+      net->listen(address, caf::actor_cast<caf::actor>(nodes.back().actor));
     return nodes.back();
   }
 
@@ -355,4 +375,40 @@ TEST_CASE("a peer sending tampered or unauthorized data is disconnected and noth
       caf::anon_send_exit(bad.actor, caf::exit_reason::user_shutdown);
     }
   }
+}
+
+TEST_CASE("nodes known only by id find each other through a relay; unreachable ones sync over a "
+          "relayed circuit",
+          "[actors][relay]") {
+  const std::uint64_t seed = 23;
+  INFO("seed " << seed);
+  world w(seed);
+  const auto relay = w.add_relay();
+  auto& a = w.add(0, {relay});
+  auto& b = w.add(1, {relay});
+  auto& c = w.add(2, {relay}, false); // not listening: only a circuit reaches it
+  auto& d = w.add(3, {relay}, false);
+
+  w.api_json(a, "post", {{"text", "found through the relay"}});
+  w.api_json(b, "follow", {{"id", w.id_of(a)}}); // no address
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1; }, std::chrono::seconds(30)));
+  auto peers = w.api_json(b, "peers")["peers"];
+  REQUIRE(peers.size() == 1);
+  CHECK(peers[0]["address"] == a.address); // dialled directly, address from a's record
+
+  w.api_json(c, "post", {{"text", "over a circuit"}});
+  w.api_json(d, "follow", {{"id", w.id_of(c)}});
+  const bool got = w.run_until([&] { return w.feed_size(d, w.id_of(c)) == 1; }, std::chrono::seconds(60));
+  INFO(w.log_text());
+  REQUIRE(got);
+  peers = w.api_json(d, "peers")["peers"];
+  REQUIRE(peers.size() == 1);
+  CHECK(peers[0]["address"].get<std::string>().rfind("relay/", 0) == 0);
+  // Pushes cross the circuit too.
+  w.api_json(c, "post", {{"text", "pushed over the circuit"}});
+  CHECK(w.run_until([&] { return w.feed_size(d, w.id_of(c)) == 2; }, std::chrono::seconds(5)));
+  auto relays = w.api_json(d, "relays")["relays"];
+  REQUIRE(relays.size() == 1);
+  CHECK(relays[0]["state"] == "connected");
+  CHECK(relays[0]["circuits_open"].get<int>() == 1);
 }
