@@ -2,10 +2,11 @@
 # `make test`; both install missing Debian packages first.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: deps configure build demo test asan bench clean
+.PHONY: deps configure build demo causality-demo test asan fuzz fuzz-smoke fuzz-build bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -18,7 +19,13 @@ configure: deps $(BUILD)/build.ninja
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The local demo network: a relay and three nodes as real processes on
+# loopback (scripts/demo-network.sh; DEMO_ARGS=--keep leaves it running).
 demo: build
+	bash scripts/demo-network.sh --build $(BUILD) $(DEMO_ARGS)
+
+# The in-process causality walk-through (was the first demo).
+causality-demo: build
 	$(BUILD)/node/kith-causality-demo
 
 test: build
@@ -29,6 +36,19 @@ asan: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DKITH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+
+# libFuzzer targets (clang-14, $(FUZZ_BUILD)); docs/fuzzing.md. Each target
+# fuzzes 60 s (fuzz) or 10 s (fuzz-smoke), up to nproc at a time.
+fuzz: deps
+	FUZZ_BUILD=$(FUZZ_BUILD) bash scripts/fuzz.sh 60
+
+fuzz-smoke: deps
+	FUZZ_BUILD=$(FUZZ_BUILD) bash scripts/fuzz.sh 10
+
+# Only configures and builds them (the ctest entries labelled "fuzz" run
+# them: ctest --test-dir $(FUZZ_BUILD) -L fuzz).
+fuzz-build: deps
+	FUZZ_BUILD=$(FUZZ_BUILD) bash scripts/fuzz.sh 0
 
 bench: build
 	$(BUILD)/bench/kith-bench-causality

@@ -2,6 +2,8 @@
 # Installs every Debian package that kith's build, tests and demo need, but
 # only those that are missing, so a second run costs one dpkg query.
 # Usage: scripts/install-deps.sh            (build + tests)
+# clang-14 and libclang-rt-14-dev are for the libFuzzer targets
+# (scripts/fuzz.sh, docs/fuzzing.md); the main build uses g++.
 set -euo pipefail
 
 packages=(
@@ -9,6 +11,7 @@ packages=(
   libcaf-dev libsodium-dev librocksdb-dev libboost-dev
   capnproto libcapnp-dev catch2
   nlohmann-json3-dev libcli11-dev libspdlog-dev libtomlplusplus-dev
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()
