@@ -670,9 +670,15 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           self->send(self->state.env->relays_handle, found_atom::value, std::move(own));
       },
       [self](meet_atom, const std::string& topic, const protocol::public_key& pk) {
-        // TODO(design): dial writers of shared topics met at a relay even
-        // when not followed; today they sync over connections that exist.
+        // A writer of a shared topic we hold: keep a connection to it. Others
+        // met at the rendezvous (the relay's word only) are ignored.
+        auto d = self->state.env->store->topic(topic);
+        if (!d || d->kind == protocol::topic_kind::feed || pk == self->state.env->self.pub())
+          return;
+        if (d->kind != protocol::topic_kind::open && !protocol::may_write(*d, pk))
+          return;
         self->state.env->emit(json{{"type", "met"}, {"topic", topic}, {"id", protocol::to_text(pk)}});
+        self->send(ensure_peer(self, pk, false, {}), meet_atom::value);
       },
       [self](tick_atom) {
         auto& st = self->state;

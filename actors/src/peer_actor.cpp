@@ -27,6 +27,7 @@ struct peer_state {
   public_key pk;
   std::string id; // text form
   bool followed = false;
+  bool member = false; // writes a shared topic we hold (met at a relay)
   std::string address;             // given with `follow` (tried first)
   std::vector<std::string> found;  // from the peer's relay record
   std::size_t candidate = 0;       // index into candidates() of the next dial
@@ -135,7 +136,8 @@ std::vector<std::string> candidates(const peer_state& st) {
 }
 
 bool may_dial(const peer_state& st) {
-  return st.followed && (!st.address.empty() || !st.found.empty() || st.env->relays_handle);
+  return (st.followed || st.member) &&
+         (!st.address.empty() || !st.found.empty() || st.env->relays_handle);
 }
 
 void schedule_redial(peer_pointer self) {
@@ -184,7 +186,7 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
     log(self, log_level::info, "disconnected: " + reason);
   emit_state(self, "disconnected");
   schedule_redial(self);
-  if (!st.followed && may_quit)
+  if (!st.followed && !st.member && may_quit)
     self->quit(); // a follower's actor lives as long as its connection
 }
 
@@ -487,7 +489,7 @@ void dial(peer_pointer self) {
 void maybe_lookup(peer_pointer self) {
   auto& st = self->state;
   const auto now = now_ms(self);
-  if (!st.env->relays_handle || !st.followed || now < st.next_lookup_ms)
+  if (!st.env->relays_handle || !(st.followed || st.member) || now < st.next_lookup_ms)
     return;
   st.next_lookup_ms = now + (st.found.empty() ? 5'000 : 120'000);
   st.lookup_sent_ms = now;
@@ -661,6 +663,16 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
           st.next_dial_ms = 0;
           if (may_dial(st))
             ensure_ticking(self);
+        }
+      },
+      [self](meet_atom) {
+        auto& st = self->state;
+        if (st.member)
+          return;
+        st.member = true;
+        if (st.conn == 0 && !st.dialing && may_dial(st)) {
+          st.next_dial_ms = 0;
+          ensure_ticking(self);
         }
       },
       [self](pull_atom, const std::string& topic) {

@@ -62,6 +62,7 @@ struct relays_state {
   std::vector<relay_session> relays;
   std::map<conn_id, circuit> circuits;
   std::set<std::string> topics; // rendezvous topics (names) to join on every relay
+  std::map<std::string, std::string> topic_of_key; // rendezvous key -> name
   std::vector<std::string> announce; // our dial addresses
   /// Lookups asked while no session was up: run at the next welcome.
   std::map<protocol::public_key, caf::actor> deferred_lookups;
@@ -186,14 +187,16 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
               r.lookups_waiting.erase(it);
             }
           } else if constexpr (std::is_same_v<T, relay::members_page>) {
-            for (const auto& id : e.ids)
-              if (id != st.env->self.pub())
-                self->send(st.node, meet_atom::value, e.topic, id);
+            if (auto t = st.topic_of_key.find(e.topic); t != st.topic_of_key.end())
+              for (const auto& id : e.ids)
+                if (id != st.env->self.pub())
+                  self->send(st.node, meet_atom::value, t->second, id);
             if (!e.next_cursor.empty())
               (void)r.client->members(e.topic, e.next_cursor);
           } else if constexpr (std::is_same_v<T, relay::topic_event>) {
-            if (e.joined && e.id != st.env->self.pub())
-              self->send(st.node, meet_atom::value, e.topic, e.id);
+            auto t = st.topic_of_key.find(e.topic);
+            if (e.joined && e.id != st.env->self.pub() && t != st.topic_of_key.end())
+              self->send(st.node, meet_atom::value, t->second, e.id);
           } else if constexpr (std::is_same_v<T, relay::circuit_incoming>) {
             // A peer asks to reach us: accept, and hand the stream to the
             // node actor like an inbound TCP connection.
@@ -437,6 +440,7 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
         if (!st.topics.insert(topic).second)
           return;
         const auto key = relay::rendezvous_key(topic);
+        st.topic_of_key[key] = topic;
         for (auto& r : st.relays) {
           if (!r.client || !r.client->established())
             continue;

@@ -412,3 +412,28 @@ TEST_CASE("nodes known only by id find each other through a relay; unreachable o
   CHECK(relays[0]["state"] == "connected");
   CHECK(relays[0]["circuits_open"].get<int>() == 1);
 }
+
+TEST_CASE("writers of a shared topic meet at the relay's rendezvous and sync without following "
+          "each other",
+          "[actors][relay]") {
+  world w(29);
+  const auto relay = w.add_relay();
+  auto& a = w.add(0, {relay});
+  auto& b = w.add(1, {relay});
+  auto created = w.api_json(a, "topic_create", {{"name", "plans"}, {"writers", {w.id_of(b)}}});
+  const auto topic = created["topic"].get<std::string>();
+  w.api_json(b, "topic_join", {{"descriptor", created["descriptor"]}});
+  const auto subject = w.id_of(a) + "/plans/trip";
+  w.api_json(a, "put", {{"subject", subject}, {"doc", {{"where", "sea"}}}, {"topic", topic}});
+  auto arrived = [&] {
+    storage::documents docs(*b.env->store);
+    auto r = docs.get(subject, topic);
+    return r && !r->is_null() && (*r)["doc"].value("where", "") == "sea";
+  };
+  const bool got = w.run_until(arrived, std::chrono::seconds(60));
+  INFO(w.log_text());
+  REQUIRE(got);
+  // Neither follows the other: the connection exists because both write
+  // the topic (each found the other at the rendezvous of its hashed id).
+  CHECK(w.api_json(b, "status")["follows"] == 0);
+}

@@ -231,6 +231,9 @@ using peer_actor = caf::typed_actor<
     caf::reacts_to<pull_atom, std::string>,
     // Addresses of the peer found through relays (its signed record).
     caf::reacts_to<found_atom, std::vector<std::string>>,
+    // The peer writes a shared topic we hold (met at a relay's rendezvous):
+    // keep a connection to it as if followed, without pulling its feed.
+    caf::reacts_to<meet_atom>,
     caf::reacts_to<tick_atom>,
     caf::replies_to<status_atom>::with<peer_info>>;
 
