@@ -62,6 +62,12 @@ struct peer_state {
   std::uint64_t bytes_out = 0;
   std::uint64_t entries_received = 0;
   std::string last_error;
+  // Read backpressure: bytes of received data messages not yet applied.
+  std::size_t applying_bytes = 0;
+  bool read_paused = false;
+  std::uint64_t read_pauses = 0;
+  std::uint64_t conn_gen = 0;        // bumped per connection: stale replies ignored
+  std::size_t current_frame_bytes = 0;
   bool ticking = false;
   static inline const char* name = "kith.peer";
 };
@@ -173,6 +179,9 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   st.conn = 0;
   st.ch.reset();
   st.rid.reset();
+  st.applying_bytes = 0;
+  st.read_paused = false;
+  ++st.conn_gen;
   st.offered.clear();
   st.marks_due.clear();
   st.resyncs.clear();
@@ -336,6 +345,14 @@ void on_data(peer_pointer self, data_msg m) {
     return fail(self, error_code::protocol, "data for topic " + m.reply.topic + " we did not ask for");
   auto t = st.topics.at(m.reply.topic);
   const std::string topic = m.reply.topic;
+  const auto size = st.current_frame_bytes;
+  const auto gen = st.conn_gen;
+  st.applying_bytes += size;
+  if (!st.read_paused && st.applying_bytes > st.env->settings.max_applying_bytes) {
+    st.read_paused = true;
+    ++st.read_pauses;
+    self->send(st.env->transport_for(st.conn), pause_atom::value, st.conn);
+  }
   if (m.kind == data_kind::resync) {
     auto it = st.resyncs.find(topic);
     if (it == st.resyncs.end())
@@ -345,7 +362,15 @@ void on_data(peer_pointer self, data_msg m) {
   }
   self->request(t, caf::infinite, apply_atom::value, std::move(m.reply),
                 caf::actor_cast<caf::actor>(self))
-      .then([self, topic](const apply_result& r) {
+      .then([self, topic, size, gen](const apply_result& r) {
+        auto& st = self->state;
+        if (gen == st.conn_gen) {
+          st.applying_bytes -= std::min(size, st.applying_bytes);
+          if (st.read_paused && st.applying_bytes <= st.env->settings.max_applying_bytes / 2) {
+            st.read_paused = false;
+            self->send(st.env->transport_for(st.conn), resume_atom::value, st.conn);
+          }
+        }
         if (!r.ok)
           return fail(self, r.code, "rejected data for " + topic + ": " + r.reason);
         self->state.entries_received += r.new_dots;
@@ -400,6 +425,7 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
 void on_frame(peer_pointer self, const std::string& frame) {
   auto& st = self->state;
   std::string why;
+  st.current_frame_bytes = frame.size();
   auto m = decode_message(frame, st.env->settings.messages, &why);
   if (!m)
     return fail(self, error_code::protocol, "malformed message: " + why);
@@ -706,6 +732,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         p.bytes_in = st.bytes_in;
         p.bytes_out = st.bytes_out;
         p.entries_received = st.entries_received;
+        p.read_pauses = st.read_pauses;
         p.last_error = st.last_error;
         return p;
       },

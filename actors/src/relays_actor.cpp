@@ -418,6 +418,10 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
         }
         st.circuits.erase(it);
       },
+      // TODO(perf): read backpressure for circuits (the relay's own byte
+      // and queue limits bound them today).
+      [](pause_atom, conn_id) {},
+      [](resume_atom, conn_id) {},
       // --- discovery --------------------------------------------------------------------
       [self](lookup_atom, const protocol::public_key& pk, const caf::actor& reply_to) {
         auto& st = self->state;

@@ -43,10 +43,32 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         if (other == net->conns.end() || !other->second.open)
           return;
         net->carried += bytes.size();
+        if (other->second.paused) {
+          other->second.held.push_back(bytes); // as a kernel buffer would
+          return;
+        }
         auto owner = other->second.owner;
         auto id = other->first;
         lock.unlock();
         caf::delayed_anon_send(owner, net->latency_, bytes_atom::value, id, bytes);
+      },
+      [=](pause_atom, conn_id c) {
+        std::lock_guard lock(net->mu);
+        if (auto it = net->conns.find(c); it != net->conns.end())
+          it->second.paused = true;
+      },
+      [=](resume_atom, conn_id c) {
+        std::unique_lock lock(net->mu);
+        auto it = net->conns.find(c);
+        if (it == net->conns.end() || !it->second.paused)
+          return;
+        it->second.paused = false;
+        auto held = std::move(it->second.held);
+        it->second.held.clear();
+        auto owner = it->second.owner;
+        lock.unlock();
+        for (auto& b : held)
+          caf::delayed_anon_send(owner, net->latency_, bytes_atom::value, c, std::move(b));
       },
       [=](close_atom, conn_id c, const std::string& reason) {
         std::unique_lock lock(net->mu);

@@ -47,6 +47,8 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
     std::deque<std::string> out;
     std::size_t pending = 0;
     bool writing = false;
+    bool reading = false; // a read is outstanding
+    bool paused = false;  // the owner asked to stop reading (backpressure)
     std::string buf;
     explicit conn(tcp::socket s) : sock(std::move(s)) {}
   };
@@ -83,6 +85,7 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
   }
 
   void read(conn_id id, std::shared_ptr<conn> c) {
+    c->reading = true;
     c->buf.resize(opts.read_chunk);
     c->sock.async_read_some(asio::buffer(c->buf),
                             [self = shared_from_this(), id, c](boost::system::error_code ec, std::size_t n) {
@@ -95,6 +98,10 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
                                 return;
                               }
                               caf::anon_send(c->owner, actors::bytes_atom::value, id, c->buf.substr(0, n));
+                              if (c->paused) {
+                                c->reading = false; // resume() reads again
+                                return;
+                              }
                               self->read(id, c);
                             });
   }
@@ -190,6 +197,21 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
     write_next(id, c);
   }
 
+  void pause(conn_id id) {
+    if (auto it = conns.find(id); it != conns.end())
+      it->second->paused = true;
+  }
+
+  void resume(conn_id id) {
+    auto it = conns.find(id);
+    if (it == conns.end())
+      return;
+    auto c = it->second;
+    c->paused = false;
+    if (!c->reading)
+      read(id, c);
+  }
+
   void close_all() {
     down = true;
     if (acceptor) {
@@ -218,6 +240,8 @@ actors::transport_actor::behavior_type bridge(actors::transport_actor::pointer,
       [im](actors::close_atom, conn_id id, const std::string& reason) {
         asio::post(im->io, [im, id, reason] { im->drop(id, reason, false); });
       },
+      [im](actors::pause_atom, conn_id id) { asio::post(im->io, [im, id] { im->pause(id); }); },
+      [im](actors::resume_atom, conn_id id) { asio::post(im->io, [im, id] { im->resume(id); }); },
   };
 }
 

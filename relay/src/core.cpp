@@ -781,6 +781,15 @@ struct relay_core::impl {
     auto o = c.ch.receive(bytes);
     if (!o.to_send.empty())
       out.push_back(relay_action{relay_action::kind::send, id, std::move(o.to_send), {}});
+    // A handshake that completes and fails in the same call (its last
+    // message followed by garbage) never counts as established: the
+    // channel is already closed, so nothing can be sent on it.
+    if (o.established && o.error) {
+      ++m.handshakes_failed;
+      drop(id, code::handshake_failed, "channel failed right after the handshake: " + *o.error,
+           false, true);
+      return;
+    }
     if (o.established) {
       established(id, c, now);
       if (conns.find(id) == conns.end())

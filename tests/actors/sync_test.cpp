@@ -437,3 +437,26 @@ TEST_CASE("writers of a shared topic meet at the relay's rendezvous and sync wit
   // the topic (each found the other at the rendezvous of its hashed id).
   CHECK(w.api_json(b, "status")["follows"] == 0);
 }
+
+TEST_CASE("a follower whose applies fall behind stops reading and still completes the sync",
+          "[actors][sync]") {
+  world w(31);
+  auto& a = w.add(0);
+  auto& b = w.add(1);
+  // Every data message exceeds the cap: reading pauses after each one and
+  // resumes when it is applied.
+  b.env->settings.max_applying_bytes = 1;
+  for (int i = 0; i < 40; ++i)
+    w.api_json(a, "post", {{"text", "post " + std::to_string(i)}});
+  w.api_json(b, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 40; }, std::chrono::seconds(30)));
+  for (int i = 0; i < 10; ++i)
+    w.api_json(a, "post", {{"text", "pushed " + std::to_string(i)}});
+  const bool got = w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 50; }, std::chrono::seconds(30));
+  INFO(w.log_text());
+  REQUIRE(got);
+  auto peers = w.api_json(b, "peers")["peers"];
+  REQUIRE(peers.size() == 1);
+  CHECK(peers[0]["read_pauses"].get<int>() >= 2);
+  CHECK(peers[0]["state"] == "connected");
+}

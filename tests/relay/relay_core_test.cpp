@@ -953,3 +953,33 @@ TEST_CASE("random traffic from many clients keeps the relay's books consistent",
   CHECK(m.circuits_opened > 0);
   CHECK(m.relayed_bytes > 0);
 }
+
+TEST_CASE("a handshake that completes and fails in one read is dropped, not welcomed", "[relay]") {
+  // The client's last handshake message and an impossible frame length in
+  // one read: the channel is established and failed at once. The relay must
+  // count a failed handshake, not try to welcome a closed channel.
+  network net;
+  const auto who = person(5);
+  kith::protocol::channel ch(who, kith::protocol::channel::role::initiator, seed_of(5, 0x11), net.now,
+                       net.relay.id());
+  const conn_id c = 4242;
+  auto actions = net.relay.accepted(c, "10.1.1.1", net.now);
+  auto acts = net.relay.received(c, ch.start(), net.now);
+  std::string reply;
+  for (auto& a : acts)
+    if (a.what == relay_action::kind::send)
+      reply += a.bytes;
+  REQUIRE_FALSE(reply.empty());
+  auto out = ch.receive(reply);
+  REQUIRE_FALSE(out.error);
+  REQUIRE_FALSE(out.to_send.empty()); // the initiator's last handshake message
+  acts = net.relay.received(c, out.to_send + std::string("\xff\xff\xff\xff", 4), net.now);
+  bool closed = false;
+  for (auto& a : acts)
+    closed = closed || (a.what == relay_action::kind::close && a.conn == c);
+  CHECK(closed);
+  CHECK(net.relay.metrics().handshakes_failed == 1);
+  CHECK(net.relay.metrics().registrations == 0);
+  CHECK(net.relay.metrics().connections == 0);
+  (void)actions;
+}

@@ -69,6 +69,8 @@ using pull_atom = caf::atom_constant<caf::atom("pull")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using found_atom = caf::atom_constant<caf::atom("found")>;
 using meet_atom = caf::atom_constant<caf::atom("meet")>;
+using pause_atom = caf::atom_constant<caf::atom("pause")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
 // --- message types (local only: never serialized by CAF) -----------------------
 
@@ -126,6 +128,7 @@ struct peer_info {
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::uint64_t entries_received = 0;
+  std::uint64_t read_pauses = 0; // times reading stopped for unapplied data
   std::string last_error;
 };
 
@@ -176,10 +179,15 @@ namespace kith::actors {
 /// events of inbound connections go to the node actor, which runs the
 /// handshake and then forwards the bytes to the peer actor of the proved
 /// identity (one path per connection, so bytes stay in order).
+/// pause/resume: the owner stops and restarts reads of a connection (read
+/// backpressure: a peer that sends faster than its data is applied waits
+/// in its own kernel buffers, not in our memory).
 using transport_actor = caf::typed_actor<
     caf::reacts_to<dial_atom, std::string, caf::actor, std::uint64_t>,
     caf::reacts_to<send_atom, conn_id, std::string>,
-    caf::reacts_to<close_atom, conn_id, std::string>>;
+    caf::reacts_to<close_atom, conn_id, std::string>,
+    caf::reacts_to<pause_atom, conn_id>,
+    caf::reacts_to<resume_atom, conn_id>>;
 
 /// One topic: the single writer of its rows in the store.
 using topic_actor = caf::typed_actor<
@@ -250,6 +258,8 @@ using relays_actor = caf::typed_actor<
     caf::reacts_to<dial_atom, std::string, caf::actor, std::uint64_t>,
     caf::reacts_to<send_atom, conn_id, std::string>,
     caf::reacts_to<close_atom, conn_id, std::string>,
+    caf::reacts_to<pause_atom, conn_id>,
+    caf::reacts_to<resume_atom, conn_id>,
     // Look an identity up on every relay; the addresses of its verified
     // record go to `reply_to` as (found_atom, std::vector<std::string>).
     caf::reacts_to<lookup_atom, protocol::public_key, caf::actor>,

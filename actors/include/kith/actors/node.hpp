@@ -44,6 +44,9 @@ struct sync_settings {
   std::chrono::milliseconds backoff_max{60'000};
   std::chrono::milliseconds watermark_delay{1000}; // coalesce watermark reports
   std::size_t max_part_bytes = 1u << 20;           // split answers into parts
+  /// Received data waiting to be applied, per peer; above it the peer's
+  /// connection stops being read until half of it is applied.
+  std::size_t max_applying_bytes = 16u << 20;
   protocol::channel_limits channel{};
   protocol::message_limits messages{};
 };

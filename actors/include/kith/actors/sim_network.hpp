@@ -16,6 +16,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace kith::actors {
 
@@ -43,6 +44,8 @@ public:
     caf::actor owner;
     conn_id peer_end = 0;
     bool open = true;
+    bool paused = false;            // the owner stopped reading
+    std::vector<std::string> held;  // bytes that arrived while paused
   };
   std::mutex mu;
   std::map<conn_id, end> conns;
