@@ -81,8 +81,10 @@ public:
   void call(const std::string& op, const json& params, std::string body,
             std::function<void(api_reply)> done) override {
     auto node = node_;
+    // The unused int: CAF 0.17 dereferences a null argument tuple when a
+    // function actor takes no arguments besides self (UBSan reports it).
     sys_.spawn([node, op, p = params.dump(), body = std::move(body),
-                done = std::move(done)](caf::event_based_actor* self) mutable {
+                done = std::move(done)](caf::event_based_actor* self, int) mutable {
       self->request(node, std::chrono::seconds(60), actors::api_atom::value, op, p, std::move(body),
                     wall_ms())
           .then(
@@ -98,7 +100,7 @@ public:
               [done](caf::error& e) {
                 done(api_error(503, "unavailable", "the node did not answer: " + caf::to_string(e)));
               });
-    });
+    }, 0);
   }
 
   std::uint64_t watch(std::function<void(const json&)> listener) override {

@@ -1,6 +1,7 @@
 #include "kith/storage/documents.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 namespace kith::storage {
 
@@ -42,10 +43,14 @@ std::optional<version_vector> context_from_json(const json& j) {
     return std::nullopt;
   version_vector v;
   for (const auto& [k, n] : j.items()) {
-    if (!n.is_number_unsigned() || k.empty() || k.size() > 20 ||
+    std::uint64_t id = 0;
+    const auto end = k.data() + k.size();
+    const auto [ptr, ec] = std::from_chars(k.data(), end, id);
+    // Digits only, and within 64 bits (a 20-digit id may overflow).
+    if (!n.is_number_unsigned() || k.empty() || ec != std::errc() || ptr != end ||
         !std::all_of(k.begin(), k.end(), [](char c) { return c >= '0' && c <= '9'; }))
       return std::nullopt;
-    v.raise(replica_id{std::stoull(k)}, n.get<std::uint64_t>());
+    v.raise(replica_id{id}, n.get<std::uint64_t>());
   }
   return v;
 }

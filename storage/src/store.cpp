@@ -980,6 +980,20 @@ result<apply_stats> store::apply(const signed_reply& r) {
       return error{errc::bad_signature, "a batch signature by " + protocol::to_text(*pk) +
                                             " does not verify"};
     ++stats.batches_verified;
+    // A replica signs each counter once: a second, different batch for
+    // counters already signed is equivocation (only its author's key can
+    // make one). Refused, so what we hold and serve stays verifiable.
+    auto before = stored_batch_covering(*kv_, r.topic, causality::dot{sb.rid, causality::counter{sb.first}});
+    if (!before)
+      return before.err();
+    auto inside = kv_->floor(lay::batch_row(r.topic, sb.rid, sb.last()),
+                             lay::batch_row(r.topic, sb.rid, sb.first));
+    if (!inside)
+      return inside.err();
+    if (*before || *inside)
+      return error{errc::bad_signature,
+                   protocol::to_text(*pk) + " signed two different batches for the same writes "
+                                            "(replica " + std::to_string(sb.rid.value()) + ")"};
     batches.push_back(sb);
     in.batches.push_back(sb);
   }

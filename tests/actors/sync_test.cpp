@@ -124,10 +124,10 @@ struct world {
     auto out = std::make_shared<std::optional<api_result>>();
     auto target = n.actor;
     std::uint64_t t = ++wall_ms;
-    sys->spawn([=](caf::event_based_actor* self) {
+    sys->spawn([=](caf::event_based_actor* self, int) { // int: see daemon.cpp
       self->request(target, caf::infinite, api_atom::value, op, params.dump(), std::string{}, t)
           .then([=](const api_result& r) { *out = r; });
-    });
+    }, 0);
     run_until([&] { return out->has_value(); });
     INFO("api " << op << " " << params.dump() << " did not complete; log:\n" << log_text());
     REQUIRE(out->has_value());
@@ -284,7 +284,7 @@ rogue spawn_rogue(world& w, std::size_t i, std::function<void(protocol::signed_r
   auto closed = r.closed;
   auto reason = r.close_reason;
   // Replace the node's listener with the rogue's own handler.
-  r.actor = w.sys->spawn([env, tamper, closed, reason](caf::event_based_actor* self) -> caf::behavior {
+  r.actor = w.sys->spawn([env, tamper, closed, reason](caf::event_based_actor* self, int) -> caf::behavior {
     auto ch = std::make_shared<std::unique_ptr<protocol::channel>>();
     auto conn = std::make_shared<conn_id>(0);
     auto send = [self, env, ch, conn](const protocol::message& m) {
@@ -326,7 +326,7 @@ rogue spawn_rogue(world& w, std::size_t i, std::function<void(protocol::signed_r
         },
         [](dialfail_atom, std::uint64_t, const std::string&) {},
     };
-  });
+  }, 0);
   w.net->listen(n.address, r.actor);
   return r;
 }

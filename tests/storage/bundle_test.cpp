@@ -140,3 +140,47 @@ TEST_CASE("a truncated, altered or foreign-signed bundle is refused before anyth
     CHECK(why.find("not a kith bundle") != std::string::npos);
   }
 }
+
+TEST_CASE("a second, different batch for counters already signed is refused as equivocation",
+          "[store]") {
+  // Two stores of one identity with the same replica id: the same counter
+  // signed twice over different writes (found by fuzz_signed).
+  temp_dir dir;
+  const auto ann = person(1);
+  auto a1 = open_store(backend::memory, ann, 11, dir);
+  auto a2 = open_store(backend::memory, ann, 11, dir);
+  REQUIRE(a1->self_id() == a2->self_id());
+  const auto subject = protocol::to_text(ann.pub()) + "/notes/1";
+  REQUIRE(storage::documents(*a1).put(subject, json{{"title", "first"}}, 1));
+  REQUIRE(storage::documents(*a2).put(subject, json{{"title", "other"}}, 2));
+
+  auto bob = open_store(backend::memory, person(2), 22, dir);
+  const auto topic = a1->feed_topic_id();
+  REQUIRE(bob->add_topic(*a1->topic(topic)));
+  // Full-state pages (anti-entropy would not name dots every member has).
+  auto first = a1->page(topic, "", 100);
+  REQUIRE(first);
+  REQUIRE(bob->apply(first->reply));
+  auto forged = a2->page(topic, "", 100);
+  REQUIRE(forged);
+  REQUIRE_FALSE(forged->reply.entries.empty());
+  auto r = bob->apply(forged->reply);
+  REQUIRE_FALSE(r);
+  CHECK(r.err().code == storage::errc::bad_signature);
+  CHECK(r.err().message.find("two different batches") != std::string::npos);
+  CHECK(bob->check_topic(topic));
+  auto doc = storage::documents(*bob).get(subject);
+  REQUIRE(doc);
+  CHECK((*doc)["doc"]["title"] == "first");
+}
+
+TEST_CASE("a context naming a replica id beyond 64 bits is refused, not thrown", "[documents]") {
+  temp_dir dir;
+  const auto ann = person(1);
+  auto s = open_store(backend::memory, ann, 11, dir);
+  storage::documents docs(*s);
+  const auto subject = protocol::to_text(ann.pub()) + "/notes/1";
+  auto r = docs.put(subject, json{{"title", "x"}}, 1, {},
+                    json{{"title", {{"99999999999999999999", 1}}}});
+  CHECK_FALSE(r);
+}
