@@ -149,7 +149,7 @@ echo; echo "demo: all three nodes converged (feeds equal, shared document resolv
 
 if [ "$keep" = 1 ]; then
   say "the network keeps running (Ctrl-C stops it)"
-  echo "relay  $relay_at   metrics: http://$(grep -o '127.0.0.1:[0-9]*' "$root/relay.log" | tail -1)/metrics"
+  echo "relay  $relay_at   metrics: http://$(cat "$root/relay/http.addr")/metrics"
   for n in "${names[@]}"; do
     echo "$n    api http://$(cat "$root/$n/api.addr")   data $root/$n   (kith -d $root/$n feed)"
   done

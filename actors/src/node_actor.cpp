@@ -652,6 +652,10 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           return run_api(self, op, p, body, time_ms);
         } catch (const json::exception& e) {
           return error_result(400, "invalid", std::string("bad parameters: ") + e.what());
+        } catch (const std::exception& e) {
+          // A bug, but one request must not take the actor (and its topic) down.
+          self->state.env->logf(log_level::error, std::string("operation failed: ") + e.what());
+          return error_result(500, "internal", std::string("internal error: ") + e.what());
         }
       },
       [self](topic_atom, const std::string& id) -> topic_actor { return ensure_topic(self, id); },

@@ -116,6 +116,10 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
           return run_doc_op(self, op, p, time_ms);
         } catch (const json::exception& e) {
           return error_result(400, "invalid", std::string("bad parameters: ") + e.what());
+        } catch (const std::exception& e) {
+          // A bug, but one request must not take the actor (and its topic) down.
+          self->state.env->logf(log_level::error, std::string("operation failed: ") + e.what());
+          return error_result(500, "internal", std::string("internal error: ") + e.what());
         }
       },
       [self](answer_atom, const causality::sync_request& req) -> caf::result<protocol::signed_reply> {
