@@ -28,8 +28,11 @@ demo: build
 causality-demo: build
 	$(BUILD)/node/kith-causality-demo
 
-test: build
+# The suite, then a 10 s run of every fuzz target and its regression
+# inputs (clang build in $(FUZZ_BUILD); docs/fuzzing.md).
+test: build fuzz-build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	ctest --test-dir $(FUZZ_BUILD) -L fuzz --output-on-failure -j $(JOBS)
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan: deps

@@ -6,6 +6,8 @@
 
 #include "kith/protocol/channel.hpp"
 #include "kith/protocol/messages.hpp"
+#include "kith/relay/messages.hpp"
+#include "kith/storage/bundle.hpp"
 
 #include "common.hpp"
 
@@ -13,6 +15,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 using namespace kith;
@@ -190,6 +194,40 @@ void api_seeds() {
   put("fuzz_api_request", "static", req("GET", "/index.html"));
 }
 
+void bundle_seeds(const fuzz::world& w) {
+  put("fuzz_bundle", "w1-feed",
+      fuzz::must(storage::export_bundle(*w.s1, w.w1, w.feed1.id, 2), "export_bundle"));
+  put("fuzz_bundle", "w2-shared",
+      fuzz::must(storage::export_bundle(*w.s2, w.w2, w.shared.id), "export_bundle"));
+  put("fuzz_bundle", "w3-open",
+      fuzz::must(storage::export_bundle(*w.s3, w.w3, w.open.id), "export_bundle"));
+}
+
+/// Every relay message kind, default-valued (with a request id where it
+/// has one), that the decoder accepts back.
+template <std::size_t... I>
+void relay_seeds(std::index_sequence<I...>) {
+  auto one = [](auto m) {
+    using T = decltype(m);
+    if constexpr (std::is_same_v<T, relay::unknown_msg>) {
+      return;
+    } else {
+      if constexpr (std::is_same_v<T, relay::ping_msg> || std::is_same_v<T, relay::lookup_msg>)
+        m.req = 7;
+      const relay::relay_message rm = m;
+      std::string bytes;
+      try {
+        bytes = relay::encode_relay_message(rm);
+      } catch (const std::exception&) {
+        return;
+      }
+      if (relay::decode_relay_message(bytes))
+        put("fuzz_relay_message", relay::relay_message_name(rm), bytes);
+    }
+  };
+  (one(std::variant_alternative_t<I, relay::relay_message>{}), ...);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -205,6 +243,8 @@ int main(int argc, char** argv) {
   json_doc_seeds();
   config_seeds();
   api_seeds();
+  bundle_seeds(w);
+  relay_seeds(std::make_index_sequence<std::variant_size_v<relay::relay_message>>{});
   std::printf("fuzz_seed_corpus: %d seeds in %s\n", written, out_root.string().c_str());
   return 0;
 }

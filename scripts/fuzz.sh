@@ -5,7 +5,7 @@
 # Usage: scripts/fuzz.sh [seconds-per-target] [target...]
 #   seconds   how long each target fuzzes (default 60; 0 = only build)
 #   target    fuzz_frame fuzz_message fuzz_signed fuzz_json_doc fuzz_config
-#             fuzz_api_request (default: all)
+#             fuzz_api_request fuzz_bundle fuzz_relay_message (default: all)
 # Environment:
 #   FUZZ_BUILD  build directory (default build-fuzz)
 #   FUZZ_JOBS   targets fuzzed at the same time (default: nproc)
@@ -19,7 +19,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-all_targets=(fuzz_frame fuzz_message fuzz_signed fuzz_json_doc fuzz_config fuzz_api_request)
+all_targets=(fuzz_frame fuzz_message fuzz_signed fuzz_json_doc fuzz_config fuzz_api_request
+             fuzz_bundle fuzz_relay_message)
 
 seconds=60
 if [ $# -gt 0 ]; then
