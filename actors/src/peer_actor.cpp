@@ -33,6 +33,10 @@ struct peer_state {
   std::size_t candidate = 0;       // index into candidates() of the next dial
   std::string dialing_to;
   std::uint64_t next_lookup_ms = 0;
+  // Upgrading a relayed connection to a direct one.
+  std::uint64_t upgrade_tag = 0;
+  bool upgrading = false;
+  std::uint64_t next_upgrade_ms = 0;
   std::uint64_t lookup_sent_ms = 0;
 
   // The connection (conn == 0: none).
@@ -547,6 +551,21 @@ void on_tick(peer_pointer self) {
     for (const auto& t : st.offered)
       if (now >= st.next_round_ms[t])
         start_round(self, t);
+    // On a relayed connection, try a direct address now and then (the
+    // peer may have become reachable, or only we were unreachable).
+    if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading && now >= st.next_upgrade_ms) {
+      st.next_upgrade_ms = now + 30'000;
+      auto cands = candidates(st);
+      auto direct = std::find_if(cands.begin(), cands.end(), [](const std::string& a) {
+        return a.rfind(circuit_address_prefix, 0) != 0;
+      });
+      if (direct != cands.end()) {
+        st.upgrading = true;
+        st.upgrade_tag = st.env->rng->next_u64();
+        self->send(st.env->transport_to(*direct), dial_atom::value, *direct,
+                   caf::actor_cast<caf::actor>(self), st.upgrade_tag);
+      }
+    }
     for (const auto& t : st.marks_due)
       if (auto c = st.env->store->clock_copy(t))
         send_msg(self, watermark_msg{t, std::move(*c)});
@@ -577,6 +596,17 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
   return {
       [self](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t tag) {
         auto& st = self->state;
+        if (outbound && st.upgrading && tag == st.upgrade_tag) {
+          st.upgrading = false;
+          if ((st.conn & circuit_conn_bit) == 0) {
+            self->send(st.env->transport_for(c), close_atom::value, c, std::string("duplicate connection"));
+            return;
+          }
+          log(self, log_level::info, "reached directly at " + addr + "; leaving the relayed connection");
+          drop_connection(self, "replaced by a direct connection", true, false);
+          st.dialing = true;
+          st.dial_tag = tag; // falls through to adopt this connection below
+        }
         if (!outbound || tag != st.dial_tag || !st.dialing || st.conn != 0) {
           // A stale dial, or we got connected the other way meanwhile.
           self->send(st.env->transport_for(c), close_atom::value, c, std::string("duplicate connection"));
@@ -605,6 +635,10 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
       },
       [self](dialfail_atom, std::uint64_t tag, const std::string& reason) {
         auto& st = self->state;
+        if (st.upgrading && tag == st.upgrade_tag) {
+          st.upgrading = false; // stay on the relayed connection; try later
+          return;
+        }
         if (tag != st.dial_tag)
           return;
         st.dialing = false;
@@ -615,7 +649,11 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
       },
       [self](adopt_atom, conn_id c, channel_handoff& h) {
         auto& st = self->state;
-        if (established(st)) {
+        const bool on_circuit = (st.conn & circuit_conn_bit) != 0;
+        if (established(st) && on_circuit && (c & circuit_conn_bit) == 0) {
+          // The peer reached us directly: prefer that to the relayed path.
+          drop_connection(self, "replaced by a direct connection", true, false);
+        } else if (established(st)) {
           // Both sides dialled: keep the connection opened by the smaller
           // identity, so both ends keep the same one.
           const bool keep_inbound = st.pk < st.env->self.pub();

@@ -460,3 +460,30 @@ TEST_CASE("a follower whose applies fall behind stops reading and still complete
   CHECK(peers[0]["read_pauses"].get<int>() >= 2);
   CHECK(peers[0]["state"] == "connected");
 }
+
+TEST_CASE("a relayed connection is replaced by a direct one once the peer can be dialled",
+          "[actors][relay]") {
+  world w(37);
+  const auto relay = w.add_relay();
+  auto& c = w.add(0, {relay});
+  auto& d = w.add(1, {relay});
+  w.net->set_link(c.address, d.address, false); // no direct path at first
+  w.api_json(c, "post", {{"text", "one"}});
+  w.api_json(d, "follow", {{"id", w.id_of(c)}});
+  REQUIRE(w.run_until([&] { return w.feed_size(d, w.id_of(c)) == 1; }, std::chrono::seconds(60)));
+  auto address_at_d = [&] {
+    auto p = w.api_json(d, "peers")["peers"];
+    return p.size() == 1 && p[0]["state"] == "connected" ? p[0]["address"].get<std::string>()
+                                                         : std::string{};
+  };
+  REQUIRE(address_at_d().rfind("relay/", 0) == 0);
+
+  w.net->set_link(c.address, d.address, true);
+  const bool direct = w.run_until([&] { return address_at_d() == c.address; }, std::chrono::minutes(2));
+  INFO(w.log_text());
+  REQUIRE(direct);
+  w.api_json(c, "post", {{"text", "two, over the direct connection"}});
+  CHECK(w.run_until([&] { return w.feed_size(d, w.id_of(c)) == 2; }, std::chrono::seconds(5)));
+  auto relays = w.api_json(d, "relays")["relays"];
+  CHECK(relays[0]["circuits_open"].get<int>() == 0);
+}
