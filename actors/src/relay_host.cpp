@@ -43,7 +43,8 @@ caf::behavior relay_host_impl(host_pointer self, transport_actor transport,
   self->send(self, tick_atom::value);
   return {
       [self](opened_atom, conn_id c, const std::string& addr, bool, std::uint64_t) {
-        const auto ip = addr.substr(0, addr.rfind(':'));
+        const auto& o = self->state.opts;
+        const auto ip = o.ip_of ? o.ip_of(addr) : addr.substr(0, addr.rfind(':'));
         run(self, self->state.core->accepted(c, ip, now(self)));
       },
       [self](bytes_atom, conn_id c, const std::string& bytes) {

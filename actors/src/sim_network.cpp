@@ -1,5 +1,7 @@
 #include "kith/actors/sim_network.hpp"
 
+#include "kith/actors/node.hpp"
+
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -43,6 +45,10 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         if (other == net->conns.end() || !other->second.open)
           return;
         net->carried += bytes.size();
+        ++net->send_count;
+        net->mix(clock_ms(self->clock().now()));
+        net->mix(c);
+        net->mix(bytes);
         if (other->second.paused) {
           other->second.held.push_back(bytes); // as a kernel buffer would
           return;
@@ -130,6 +136,16 @@ void sim_network::set_link(const std::string& a, const std::string& b, bool up) 
 std::uint64_t sim_network::bytes_carried() const {
   std::lock_guard lock(const_cast<std::mutex&>(mu));
   return carried;
+}
+
+std::uint64_t sim_network::trace_hash() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu));
+  return trace;
+}
+
+std::uint64_t sim_network::sends() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu));
+  return send_count;
 }
 
 } // namespace kith::actors

@@ -21,6 +21,9 @@ struct relay_host_options {
   std::chrono::milliseconds tick{100};
   /// Unix ms; empty: the actor clock.
   std::function<std::uint64_t()> unix_ms;
+  /// The "IP" of a connection's address for the per-IP caps; empty: the
+  /// address without its ":port". The simulator gives each node its own.
+  std::function<std::string(const std::string&)> ip_of;
 };
 
 /// Spawns a relay on `transport`; make it the listener of its address

@@ -36,6 +36,11 @@ public:
 
   /// Bytes carried so far (both directions, all links).
   [[nodiscard]] std::uint64_t bytes_carried() const;
+  /// A hash of every send so far (virtual time, connection, bytes) in
+  /// order: equal across two runs only if they did exactly the same.
+  [[nodiscard]] std::uint64_t trace_hash() const;
+  /// Sends carried so far.
+  [[nodiscard]] std::uint64_t sends() const;
 
   // Used by the transport actors.
   struct end {
@@ -53,6 +58,20 @@ public:
   std::set<std::pair<std::string, std::string>> cut;
   conn_id next_id = 1;
   std::uint64_t carried = 0;
+  std::uint64_t trace = 1469598103934665603ull; // FNV-1a offset basis
+  std::uint64_t send_count = 0;
+  void mix(std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      trace ^= (v >> (8 * i)) & 0xff;
+      trace *= 1099511628211ull;
+    }
+  }
+  void mix(const std::string& bytes) {
+    for (unsigned char ch : bytes) {
+      trace ^= ch;
+      trace *= 1099511628211ull;
+    }
+  }
   std::chrono::milliseconds latency_;
 
   [[nodiscard]] bool link_up(const std::string& a, const std::string& b) const {
