@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <sodium.h>
 
 namespace kith::actors {
@@ -473,14 +474,54 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
       for (const auto& [pk, addr] : st.follows)
         authors.push_back(pk);
     }
+    const auto before = p.value("before", std::uint64_t{0});
     json all = json::array();
     for (const auto& a : authors) {
-      auto r = docs.feed(a, limit);
+      auto r = docs.feed(a, limit, before);
       if (!r)
         return storage_error(r.err());
       for (auto& d : *r)
         all.push_back(std::move(d));
     }
+    auto time_of = [](const json& d) {
+      const auto& doc = d.value("doc", json::object());
+      return doc.contains("time") && doc["time"].is_number() ? doc["time"].get<std::uint64_t>()
+                                                              : std::uint64_t{0};
+    };
+    std::stable_sort(all.begin(), all.end(),
+                     [&](const json& a, const json& b) { return time_of(a) > time_of(b); });
+    if (all.size() > limit)
+      all.erase(all.begin() + static_cast<std::ptrdiff_t>(limit), all.end());
+    return json_result(200, json{{"posts", all}});
+  }
+  if (op == "thread") {
+    auto r = docs.thread(resolve_subject(self, p.value("subject", std::string{})),
+                         std::min<std::size_t>(limit == 20 ? 200 : limit, 1000));
+    if (!r)
+      return storage_error(r.err());
+    if ((*r)["root"].is_null() && (*r)["replies"].empty())
+      return error_result(404, "not_found", "no status " + p.value("subject", std::string{}));
+    return json_result(200, *r);
+  }
+  if (op == "notifications") {
+    // Mentions of me and replies to my statuses, newest first, each once.
+    auto m = docs.mentioning(st.env->self.pub(), limit);
+    if (!m)
+      return storage_error(m.err());
+    auto r = docs.replies_to_author(st.env->self.pub(), limit);
+    if (!r)
+      return storage_error(r.err());
+    json all = json::array();
+    std::set<std::string> seen;
+    const auto me = me_text(self);
+    for (auto* list : {&*m, &*r})
+      for (auto& d : *list) {
+        const auto sub = d.value("subject", std::string{});
+        if (sub.rfind(me + "/", 0) == 0 || !seen.insert(sub).second)
+          continue; // my own posts are not notifications
+        d["reason"] = list == &*m ? "mention" : "reply";
+        all.push_back(std::move(d));
+      }
     auto time_of = [](const json& d) {
       const auto& doc = d.value("doc", json::object());
       return doc.contains("time") && doc["time"].is_number() ? doc["time"].get<std::uint64_t>()

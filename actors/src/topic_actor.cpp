@@ -86,7 +86,8 @@ api_result run_doc_op(topic_pointer self, const std::string& op, const json& p,
       return storage_error(r.err());
     out = json_result(200, json{{"subject", p.at("subject")}, {"deleted", *r}});
   } else if (op == "post") {
-    auto r = docs.post(p.at("text").get<std::string>(), time_ms);
+    auto r = docs.post(p.at("text").get<std::string>(), time_ms,
+                       p.value("reply_to", std::string{}));
     if (!r)
       return storage_error(r.err());
     out = json_result(200, json{{"subject", *r}, {"topic", st.topic}});

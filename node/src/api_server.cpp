@@ -16,6 +16,8 @@
 #include <cctype>
 #include <deque>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string_view>
@@ -143,9 +145,12 @@ std::size_t json_depth(std::string_view s) {
 }
 
 struct route_result {
-  enum class kind { call, events, fail };
+  enum class kind { call, events, fail, file };
   kind what = kind::fail;
   std::string op;
+  /// kind::file: the resolved file (inside static_dir) and its type.
+  std::string file_path;
+  std::string content_type;
   json params = json::object();
   /// bundle_import: the raw request body goes to the backend.
   bool pass_body = false;
@@ -275,6 +280,12 @@ std::optional<route_result> take_query(std::string_view query,
                                        [](unsigned char c) { return std::isdigit(c) != 0; }))
         return bad_request("query parameter 'limit' must be a non-negative integer below 10^9");
       params["limit"] = std::stoll(v);
+    } else if (std::string_view(name) == "before") {
+      const auto& v = it->second;
+      if (v.size() > 19 || !std::all_of(v.begin(), v.end(),
+                                        [](unsigned char c) { return std::isdigit(c) != 0; }))
+        return bad_request("query parameter 'before' must be a time in ms (digits only)");
+      params["before"] = std::stoull(v);
     } else {
       params[name] = it->second;
     }
@@ -296,13 +307,78 @@ std::optional<route_result> path_rest(std::string_view path, std::string_view pr
   return std::nullopt;
 }
 
-/// Non-API paths: the web UI's files, when that lands.
+/// The Content-Type of a static file, by extension; empty for a type the
+/// web UI does not use, which is not served (no guessing, no sniffing).
+std::string static_content_type(const std::filesystem::path& file) {
+  const std::string ext = lower(file.extension().string());
+  if (ext == ".html")
+    return "text/html; charset=utf-8";
+  if (ext == ".js" || ext == ".mjs")
+    return "text/javascript; charset=utf-8";
+  if (ext == ".css")
+    return "text/css; charset=utf-8";
+  if (ext == ".svg")
+    return "image/svg+xml";
+  if (ext == ".png")
+    return "image/png";
+  if (ext == ".json")
+    return "application/json";
+  return {};
+}
+
+/// True when `p` is `root` or lies under it; both canonical.
+bool path_within(const std::filesystem::path& root, const std::filesystem::path& p) {
+  auto r = root.begin();
+  auto q = p.begin();
+  for (; r != root.end(); ++r, ++q)
+    if (q == p.end() || *q != *r)
+      return false;
+  return true;
+}
+
+/// Non-API paths: the web UI's files from static_dir (docs/web.md). The
+/// path is percent-decoded; "/" (or any path ending in '/') names
+/// index.html there. Dot segments and hidden names are refused outright,
+/// and the canonical result (symlinks resolved) must still lie inside the
+/// canonical static_dir, so neither '..' nor a symlink leads out of it.
+/// Directories are never listed. The method (GET/HEAD only) is checked
+/// by the session when it sends the file.
 route_result serve_static(const api_server_options& o, std::string_view path) {
-  // TODO(security): when static_dir is served, resolve the path inside it
-  // without following '..' or symlinks out of it, and only for GET/HEAD.
-  (void)o;
-  (void)path;
-  return fail(404, "not_found", "no such route: " + std::string(path));
+  namespace fs = std::filesystem;
+  auto missing = [&] { return fail(404, "not_found", "no such file: " + std::string(path)); };
+  if (!o.static_dir || o.static_dir->empty())
+    return fail(404, "not_found", "no such route: " + std::string(path));
+  auto decoded = percent_decode(path, false);
+  if (!decoded || !valid_utf8(*decoded) || decoded->find('\0') != std::string::npos)
+    return missing();
+  fs::path rel;
+  std::string_view rest = *decoded;
+  while (!rest.empty()) {
+    const auto slash = rest.find('/');
+    const auto seg = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    if (seg.empty())
+      continue;
+    if (seg.front() == '.') // ".", "..", and hidden files such as .gitignore
+      return missing();
+    rel /= std::string(seg);
+  }
+  if (decoded->back() == '/')
+    rel /= "index.html";
+  std::error_code ec;
+  const fs::path root = fs::canonical(*o.static_dir, ec);
+  if (ec)
+    return missing();
+  const fs::path file = fs::canonical(root / rel, ec);
+  if (ec || !path_within(root, file) || !fs::is_regular_file(file, ec))
+    return missing();
+  route_result r;
+  r.content_type = static_content_type(file);
+  if (r.content_type.empty())
+    return missing();
+  r.what = route_result::kind::file;
+  r.file_path = file.string();
+  return r;
 }
 
 route_result route(http::verb m, std::string_view target, const std::string& body,
@@ -358,15 +434,37 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
   if (path == "/v1/posts") {
     if (m != http::verb::post)
       return not_allowed(m, "POST");
-    return call_with_body("post", body, depth, {{"text", vt::string, req}});
+    return call_with_body("post", body, depth,
+                          {{"text", vt::string, req}, {"reply_to", vt::string, opt}});
   }
   if (path == "/v1/feed") {
     if (m != http::verb::get)
       return not_allowed(m, "GET");
     json params = json::object();
-    if (auto err = take_query(query, {"author", "limit"}, params))
+    if (auto err = take_query(query, {"author", "limit", "before"}, params))
       return std::move(*err);
     return call("feed", std::move(params));
+  }
+  if (path == "/v1/notifications") {
+    if (m != http::verb::get)
+      return not_allowed(m, "GET");
+    json params = json::object();
+    if (auto err = take_query(query, {"limit"}, params))
+      return std::move(*err);
+    return call("notifications", std::move(params));
+  }
+  constexpr std::string_view thread_path = "/v1/thread/";
+  if (path.substr(0, thread_path.size()) == thread_path) {
+    if (m != http::verb::get)
+      return not_allowed(m, "GET");
+    json params = json::object();
+    std::string subject;
+    if (auto err = path_rest(path, thread_path, "subject", subject))
+      return std::move(*err);
+    params["subject"] = std::move(subject);
+    if (auto err = take_query(query, {"limit"}, params))
+      return std::move(*err);
+    return call("thread", std::move(params));
   }
   if (path == "/v1/bundle") {
     if (m == http::verb::get) {
@@ -724,6 +822,8 @@ private:
     case route_result::kind::call:
       return call_backend(std::move(r.op), std::move(r.params),
                           r.pass_body ? std::move(req.body()) : std::string{});
+    case route_result::kind::file:
+      return send_file(req.method(), r.file_path, r.content_type);
     }
   }
 
@@ -767,6 +867,62 @@ private:
   }
 
   // --- responses -------------------------------------------------------
+
+  /// A web UI file found by serve_static (GET or HEAD only). Its headers
+  /// keep the page to this origin: the CSP allows scripts, styles, fetches
+  /// and images from 'self' only (plus data: images), and no framing.
+  void send_file(http::verb method, const std::string& path, const std::string& content_type) {
+    // The UI's files are a few KiB; a bound keeps a stray large file from
+    // being read into memory whole.
+    constexpr std::uintmax_t max_file_bytes = std::uintmax_t{8} << 20;
+    if (method != http::verb::get && method != http::verb::head)
+      return send(api_error(405, "method_not_allowed",
+                            std::string(http::to_string(method)) +
+                                " is not allowed here; use GET, HEAD"),
+                  false, "GET, HEAD");
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    std::string body;
+    if (!ec && size <= max_file_bytes) {
+      std::ifstream f(path, std::ios::binary);
+      body.resize(static_cast<std::size_t>(size));
+      if (!f.read(body.data(), static_cast<std::streamsize>(size)))
+        ec = std::make_error_code(std::errc::io_error);
+    }
+    if (ec || size > max_file_bytes)
+      return send(api_error(404, "not_found", "cannot read the file"), false);
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(version_ == 10 ? 10 : 11);
+    res->result(http::status::ok);
+    res->set(http::field::server, "kith");
+    res->set(http::field::content_type, content_type);
+    res->set(http::field::cache_control, "no-cache");
+    res->set("X-Content-Type-Options", "nosniff");
+    res->set("X-Frame-Options", "DENY");
+    res->set("Referrer-Policy", "no-referrer");
+    res->set("Content-Security-Policy",
+             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+             "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
+             "frame-ancestors 'none'");
+    res->keep_alive(keep_alive_);
+    if (method == http::verb::head) {
+      res->content_length(body.size()); // the GET's length, no body
+    } else {
+      res->body() = std::move(body);
+      res->prepare_payload();
+    }
+    const bool keep = keep_alive_;
+    stream_.expires_after(opts().write_timeout);
+    http::async_write(stream_, *res, [self = shared_from_this(), res, keep](error_code ec, std::size_t) {
+      if (self->closed_)
+        return;
+      if (ec)
+        return self->close();
+      if (keep)
+        return self->read_header();
+      self->linger(false);
+    });
+  }
 
   void send(api_reply r, bool close_after, const std::string& allow = {}) {
     auto res = std::make_shared<http::response<http::string_body>>();

@@ -187,10 +187,18 @@ int main(int argc, char** argv) {
 
   auto* post = app.add_subcommand("post", "post a status; #tags and @mentions are indexed");
   post->add_option("text", text)->required();
+  std::string reply_to;
+  post->add_option("--reply-to", reply_to, "the subject of the status this one answers");
 
   auto* feed = app.add_subcommand("feed", "the newest statuses of an author (default: you)");
   feed->add_option("--limit", limit)->check(CLI::Range(1, 10000));
   feed->add_option("--author", author, "an id");
+  std::uint64_t before = 0;
+  feed->add_option("--before", before, "only posts older than this time (ms): the next page");
+  auto* thread = app.add_subcommand("thread", "a status and the replies this node holds");
+  thread->add_option("subject", subject, "the status's subject")->required();
+  auto* notifications = app.add_subcommand("notifications", "mentions of you and replies to you");
+  notifications->add_option("--limit", limit)->check(CLI::Range(1, 10000));
 
   auto* tagc = app.add_subcommand("tag", "the newest statuses carrying #tag");
   tagc->add_option("tag", tag)->required();
@@ -209,6 +217,12 @@ int main(int argc, char** argv) {
                   "a relay to use, host:port[#relay id] (repeatable; replaces [node] relays)");
   run->add_option("--announce", announce_opts,
                   "an address peers can dial, put in this node's relay record (repeatable)");
+  std::string web_dir;
+  bool no_web = false;
+  run->add_option("--web-dir", web_dir,
+                  "serve the web UI from this directory (default [node] web_dir, else the one "
+                  "shipped next to the program)");
+  run->add_flag("--no-web", no_web, "serve no web UI, only the API");
 
   auto* status = app.add_subcommand("status", "the running node's identity, topics and peers");
   auto* peers = app.add_subcommand("peers", "connected and followed peers, with sync state");
@@ -296,6 +310,10 @@ int main(int argc, char** argv) {
       cfg->relays = relay_opts;
     if (!announce_opts.empty())
       cfg->announce = announce_opts;
+    if (run->count("--web-dir"))
+      cfg->web_dir = web_dir;
+    if (no_web)
+      cfg->web_dir = std::string{};
     return node::run_daemon(dir, *cfg);
   }
   if (status->parsed() || peers->parsed() || relays->parsed()) {
@@ -420,6 +438,17 @@ int main(int argc, char** argv) {
   }
 
   // Document commands: through the daemon when one runs.
+  if (thread->parsed() || notifications->parsed()) {
+    auto r = thread->parsed()
+                 ? call_daemon(dir, "GET", "/v1/thread/" + node::url_encode(subject))
+                 : call_daemon(dir, "GET", "/v1/notifications?limit=" + std::to_string(limit));
+    if (!r)
+      return need_daemon();
+    if (r->status != 200)
+      return fail_reply(*r);
+    print(thread->parsed() ? r->body : r->body["posts"]);
+    return 0;
+  }
   const bool doc_cmd = put->parsed() || get->parsed() || del->parsed() || post->parsed() ||
                        feed->parsed() || tagc->parsed();
   if (doc_cmd) {
@@ -463,7 +492,10 @@ int main(int argc, char** argv) {
         return k == 0 ? 3 : 0;
       }
     } else if (post->parsed()) {
-      r = call_daemon(dir, "POST", "/v1/posts", storage::json{{"text", text}});
+      storage::json body{{"text", text}};
+      if (!reply_to.empty())
+        body["reply_to"] = reply_to;
+      r = call_daemon(dir, "POST", "/v1/posts", body);
       if (r && r->status == 200) {
         std::cout << r->body["subject"].get<std::string>() << "\n";
         return 0;
@@ -472,6 +504,8 @@ int main(int argc, char** argv) {
       std::string q = "/v1/feed?limit=" + std::to_string(limit);
       if (!author.empty())
         q += "&author=" + node::url_encode(author);
+      if (before != 0)
+        q += "&before=" + std::to_string(before);
       r = call_daemon(dir, "GET", q);
       if (r && r->status == 200) {
         print(r->body["posts"]);
@@ -535,7 +569,7 @@ int main(int argc, char** argv) {
     return *r == 0 ? 3 : 0;
   }
   if (post->parsed()) {
-    auto r = docs.post(text, now_ms());
+    auto r = docs.post(text, now_ms(), reply_to);
     if (!r)
       return fail(r.err());
     std::cout << *r << "\n";
@@ -550,7 +584,7 @@ int main(int argc, char** argv) {
         return fail({storage::errc::invalid, "--author: " + why});
       who = *pk;
     }
-    auto r = docs.feed(who, limit);
+    auto r = docs.feed(who, limit, before);
     if (!r)
       return fail(r.err());
     print(*r);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <set>
 
 namespace kith::storage {
 
@@ -168,9 +169,17 @@ result<std::size_t> documents::del(const std::string& subject,
   return ops.size();
 }
 
-result<std::string> documents::post(const std::string& text, std::uint64_t time_ms) {
+result<std::string> documents::post(const std::string& text, std::uint64_t time_ms,
+                                    const std::string& reply_to) {
   if (text.empty())
     return error{errc::invalid, "an empty post"};
+  if (!reply_to.empty()) {
+    if (auto st = check_subject(reply_to); !st)
+      return error{errc::invalid, "reply_to: " + st.err().message};
+    const auto author_end = reply_to.find('/');
+    if (author_end == std::string::npos || reply_to.compare(author_end, 10, "/statuses/") != 0)
+      return error{errc::invalid, "reply_to must name a status (<id>/statuses/...)"};
+  }
   const auto clk = store_.clock_copy(store_.feed_topic_id());
   const std::uint64_t n = clk ? clk->base(store_.self_id()) + 1 : 1;
   std::string subject = protocol::to_text(store_.author()) + "/statuses/" +
@@ -178,6 +187,8 @@ result<std::string> documents::post(const std::string& text, std::uint64_t time_
   json obj{{"text", text}, {"time", time_ms}};
   obj["tags"] = hashtags(text);
   obj["mentions"] = mentions(text);
+  if (!reply_to.empty())
+    obj["reply_to"] = reply_to;
   auto r = put(subject, obj, time_ms);
   if (!r)
     return r.err();
@@ -197,11 +208,75 @@ result<json> documents::hits_to_json(const std::vector<index_hit>& hits) {
   return out;
 }
 
-result<json> documents::feed(const protocol::public_key& author, std::size_t limit) {
-  auto hits = store_.by_author(author, limit);
+result<json> documents::feed(const protocol::public_key& author, std::size_t limit,
+                             std::uint64_t before_ms) {
+  auto hits = store_.by_author(author, limit, before_ms);
   if (!hits)
     return hits.err();
   return hits_to_json(*hits);
+}
+
+result<json> documents::mentioning(const protocol::public_key& who, std::size_t limit,
+                                   std::uint64_t before_ms) {
+  auto hits = store_.by_mention(who, limit, before_ms);
+  if (!hits)
+    return hits.err();
+  return hits_to_json(*hits);
+}
+
+result<json> documents::thread(const std::string& subject, std::size_t limit) {
+  auto root = get(subject, {});
+  if (!root)
+    return root.err();
+  json replies = json::array();
+  std::vector<std::string> frontier{subject};
+  std::set<std::string> seen{subject};
+  while (!frontier.empty() && replies.size() < limit) {
+    std::vector<std::string> next;
+    for (const auto& s : frontier) {
+      auto hits = store_.replies_to(s, limit);
+      if (!hits)
+        return hits.err();
+      auto docs = hits_to_json(*hits);
+      if (!docs)
+        return docs.err();
+      for (auto& d : *docs) {
+        const auto sub = d.value("subject", std::string{});
+        if (!seen.insert(sub).second || replies.size() >= limit)
+          continue;
+        next.push_back(sub);
+        replies.push_back(std::move(d));
+      }
+    }
+    frontier = std::move(next);
+  }
+  auto time_of = [](const json& d) {
+    const auto& doc = d.value("doc", json::object());
+    return doc.contains("time") && doc["time"].is_number() ? doc["time"].get<std::uint64_t>()
+                                                            : std::uint64_t{0};
+  };
+  std::stable_sort(replies.begin(), replies.end(),
+                   [&](const json& a, const json& b) { return time_of(a) < time_of(b); });
+  return json{{"root", *root}, {"replies", replies}};
+}
+
+result<json> documents::replies_to_author(const protocol::public_key& author, std::size_t limit) {
+  // The author's recent statuses, then the replies held to each.
+  auto own = store_.by_author(author, limit);
+  if (!own)
+    return own.err();
+  json out = json::array();
+  for (const auto& h : *own) {
+    auto hits = store_.replies_to(h.key.substr(0, h.key.find('\0')), limit);
+    if (!hits)
+      return hits.err();
+    auto docs = hits_to_json(*hits);
+    if (!docs)
+      return docs.err();
+    for (auto& d : *docs)
+      out.push_back(std::move(d));
+  }
+  return out;
 }
 
 result<json> documents::tagged(const std::string& tag, std::size_t limit) {

@@ -136,7 +136,8 @@ void for_each_live(const container& c, F&& fn) {
 std::vector<std::string> index_rows_of(std::string_view topic, std::string_view key,
                                        const container& c) {
   std::vector<std::string> rows;
-  if (predicate_of(key) != "text")
+  const auto predicate = predicate_of(key);
+  if (predicate != "text" && predicate != "reply_to")
     return rows;
   auto subject = subject_of(key);
   auto author_text = author_text_of(key);
@@ -145,10 +146,33 @@ std::vector<std::string> index_rows_of(std::string_view topic, std::string_view 
   auto author = protocol::parse_id(author_text);
   if (!author)
     return rows;
+  if (predicate == "reply_to") {
+    // "ir" <replied-to subject> \0 <hit>: the replies a node holds to a status.
+    for_each_live(c, [&](dot d, const protocol::write_body& body) {
+      auto j = nlohmann::json::parse(body.value, nullptr, false);
+      if (j.is_discarded() || !j.is_string() || j.get<std::string>().empty() ||
+          j.get<std::string>().find('\0') != std::string::npos)
+        return;
+      std::string row = "ir" + j.get<std::string>();
+      row.push_back('\0');
+      append_hit_tail(row, body.time_ms, d, topic, key);
+      rows.push_back(std::move(row));
+    });
+    return rows;
+  }
   for_each_live(c, [&](dot d, const protocol::write_body& body) {
     auto j = nlohmann::json::parse(body.value, nullptr, false);
     if (j.is_discarded() || !j.is_string())
       return;
+    // "im" <mentioned key> <hit>: posts mentioning an identity.
+    for (const auto& m : mentions(j.get<std::string>())) {
+      if (auto pk = protocol::parse_id(m)) {
+        std::string row = "im";
+        row.append(pk->view());
+        append_hit_tail(row, body.time_ms, d, topic, key);
+        rows.push_back(std::move(row));
+      }
+    }
     std::string row = "ia";
     row.append(author->view());
     append_hit_tail(row, body.time_ms, d, topic, key);
@@ -1090,10 +1114,15 @@ result<apply_stats> store::apply(const signed_reply& r) {
 namespace {
 
 result<std::vector<index_hit>> scan_hits(const kv_store& kv, const std::string& prefix,
-                                         std::size_t limit) {
+                                         std::size_t limit, std::uint64_t before_ms = 0) {
   std::vector<index_hit> out;
   bool bad = false;
-  auto st = kv.scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view) {
+  // Rows sort newest first (the time is stored inverted): starting at the
+  // inverted `before` skips everything at or after it.
+  std::string from = prefix;
+  if (before_ms > 0)
+    lay::put_be64(from, ~(before_ms - 1));
+  auto st = kv.scan(from, prefix_end(prefix), [&](std::string_view k, std::string_view) {
     auto h = parse_hit_tail(k, prefix.size());
     if (!h) {
       bad = true;
@@ -1111,9 +1140,23 @@ result<std::vector<index_hit>> scan_hits(const kv_store& kv, const std::string& 
 
 } // namespace
 
-result<std::vector<index_hit>> store::by_author(const protocol::public_key& a, std::size_t limit) {
+result<std::vector<index_hit>> store::by_author(const protocol::public_key& a, std::size_t limit,
+                                                std::uint64_t before_ms) {
   std::lock_guard lock(mu_);
-  return scan_hits(*kv_, "ia" + std::string(a.view()), limit);
+  return scan_hits(*kv_, "ia" + std::string(a.view()), limit, before_ms);
+}
+
+result<std::vector<index_hit>> store::by_mention(const protocol::public_key& who, std::size_t limit,
+                                                 std::uint64_t before_ms) {
+  std::lock_guard lock(mu_);
+  return scan_hits(*kv_, "im" + std::string(who.view()), limit, before_ms);
+}
+
+result<std::vector<index_hit>> store::replies_to(const std::string& subject, std::size_t limit) {
+  std::lock_guard lock(mu_);
+  std::string p = "ir" + subject;
+  p.push_back('\0');
+  return scan_hits(*kv_, p, limit);
 }
 
 result<std::vector<index_hit>> store::by_tag(const std::string& tag, std::size_t limit) {

@@ -219,3 +219,67 @@ TEST_CASE("bad stores give a clear error, never a crash", "[store][badinput]") {
     CHECK_FALSE(s.err().message.empty());
   }
 }
+
+TEST_CASE("replies form threads, mentions are indexed, feeds page by time, and reindex agrees",
+          "[documents]") {
+  test::temp_dir dir;
+  auto ann = test::person(1), bob = test::person(2), cat = test::person(3);
+  auto a = test::open_store(backend::memory, ann, 1, dir);
+  auto b = test::open_store(backend::memory, bob, 2, dir);
+  documents da(*a), db(*b);
+  const auto ann_id = protocol::to_text(ann.pub());
+  const auto cat_id = protocol::to_text(cat.pub());
+  auto root = da.post("picnic on saturday?", 1000);
+  REQUIRE(root);
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(da.post("ann post " + std::to_string(i), 2000 + i));
+  // bob holds ann's feed and replies, mentioning cat; then a reply to the reply.
+  REQUIRE(b->add_topic(*a->topic(a->feed_topic_id())));
+  auto page = a->page(a->feed_topic_id(), "", 1000);
+  REQUIRE(page);
+  REQUIRE(b->apply(page->reply));
+  auto r1 = db.post("yes! bringing @" + cat_id + " too", 3000, *root);
+  REQUIRE(r1);
+  auto r2 = db.post("and cake", 3001, *r1);
+  REQUIRE(r2);
+  CHECK_FALSE(db.post("bad", 3002, "not a subject"));
+  CHECK_FALSE(db.post("bad", 3002, ann_id + "/profile"));
+
+  auto t = db.thread(*root, 100);
+  REQUIRE(t);
+  CHECK((*t)["root"]["subject"] == *root);
+  REQUIRE((*t)["replies"].size() == 2);
+  CHECK((*t)["replies"][0]["subject"] == *r1); // oldest first
+  CHECK((*t)["replies"][1]["subject"] == *r2);
+  CHECK((*t)["replies"][0]["doc"]["reply_to"] == *root);
+
+  auto m = db.mentioning(cat.pub(), 10);
+  REQUIRE(m);
+  REQUIRE(m->size() == 1);
+  CHECK((*m)[0]["subject"] == *r1);
+  auto to_ann = db.replies_to_author(ann.pub(), 10);
+  REQUIRE(to_ann);
+  REQUIRE(to_ann->size() == 1);
+  CHECK((*to_ann)[0]["subject"] == *r1);
+
+  // Paging: 3 newest, then the next 3 older than the last one seen.
+  auto p1 = db.feed(ann.pub(), 3);
+  REQUIRE(p1);
+  REQUIRE(p1->size() == 3);
+  const auto last = (*p1)[2]["doc"]["time"].get<std::uint64_t>();
+  auto p2 = db.feed(ann.pub(), 3, last);
+  REQUIRE(p2);
+  REQUIRE(p2->size() == 3);
+  CHECK((*p2)[0]["doc"]["time"].get<std::uint64_t>() < last);
+  auto p3 = db.feed(ann.pub(), 3, (*p2)[2]["doc"]["time"].get<std::uint64_t>());
+  REQUIRE(p3);
+  CHECK(p3->empty());
+
+  // The incremental index equals a rebuild.
+  auto before = b->index_rows();
+  REQUIRE(before);
+  REQUIRE(b->reindex());
+  auto after = b->index_rows();
+  REQUIRE(after);
+  CHECK(*before == *after);
+}

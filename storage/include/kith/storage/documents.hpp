@@ -42,9 +42,23 @@ public:
                                         std::uint64_t time_ms, std::string topic = {});
   /// Posts a status "<me>/statuses/<time>-<n>" with its #tags and
   /// @mentions parsed. Returns the subject.
-  [[nodiscard]] result<std::string> post(const std::string& text, std::uint64_t time_ms);
-  /// The newest posts of an author, or carrying a tag, as documents.
-  [[nodiscard]] result<json> feed(const protocol::public_key& author, std::size_t limit);
+  /// `reply_to` (may be empty) names the status this one answers.
+  [[nodiscard]] result<std::string> post(const std::string& text, std::uint64_t time_ms,
+                                         const std::string& reply_to = {});
+  /// The newest posts of an author (older than before_ms when not 0), or
+  /// carrying a tag, as documents.
+  [[nodiscard]] result<json> feed(const protocol::public_key& author, std::size_t limit,
+                                  std::uint64_t before_ms = 0);
+  /// The newest posts that @mention `who`.
+  [[nodiscard]] result<json> mentioning(const protocol::public_key& who, std::size_t limit,
+                                        std::uint64_t before_ms = 0);
+  /// A status and the replies this node holds, replies of replies
+  /// included (breadth first, at most `limit` in all), oldest first:
+  /// {"root": <doc or null>, "replies": [<doc>...]}.
+  [[nodiscard]] result<json> thread(const std::string& subject, std::size_t limit);
+  /// Replies this node holds to any status of `author`, newest first.
+  [[nodiscard]] result<json> replies_to_author(const protocol::public_key& author,
+                                               std::size_t limit);
   [[nodiscard]] result<json> tagged(const std::string& tag, std::size_t limit);
 
 private:

@@ -158,8 +158,18 @@ public:
 
   // --- indexes ----------------------------------------------------------------
   /// The newest posts of an author (by the write's time).
+  /// `before_ms` (0: none) pages: only posts older than that time.
   [[nodiscard]] result<std::vector<index_hit>> by_author(const protocol::public_key& a,
-                                                         std::size_t limit);
+                                                         std::size_t limit,
+                                                         std::uint64_t before_ms = 0);
+  /// The newest posts whose text @mentions `who`.
+  [[nodiscard]] result<std::vector<index_hit>> by_mention(const protocol::public_key& who,
+                                                          std::size_t limit,
+                                                          std::uint64_t before_ms = 0);
+  /// Replies this node holds to the status `subject` (the key of each
+  /// reply's reply_to property), newest first.
+  [[nodiscard]] result<std::vector<index_hit>> replies_to(const std::string& subject,
+                                                          std::size_t limit);
   /// The newest posts carrying #tag (lower-case, without '#').
   [[nodiscard]] result<std::vector<index_hit>> by_tag(const std::string& tag, std::size_t limit);
   /// Drops and rebuilds every derived index from the stored containers.
