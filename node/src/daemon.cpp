@@ -171,6 +171,10 @@ storage::result<daemon_config> load_config(const data_dir& home) {
             return bad("node." + key, "an array of \"host:port\" strings (got '" + text + "')");
           list.push_back(std::move(text));
         }
+      } else if (key == "web_dir") {
+        if (!v.is_string())
+          return bad("node.web_dir", "a string (a directory, or \"\" for no web UI)");
+        c.web_dir = *v.value<std::string>();
       } else if (key == "sync_writes") {
         if (!v.is_boolean())
           return bad("node.sync_writes", "true or false");
@@ -196,6 +200,22 @@ storage::result<daemon_config> load_config(const data_dir& home) {
     }
   }
   return c;
+}
+
+std::optional<std::string> default_web_dir() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec || exe.empty())
+    return std::nullopt;
+  const fs::path dir = exe.parent_path();
+  for (const fs::path& cand : {dir / ".." / ".." / "web", dir / ".." / "share" / "kith" / "web"}) {
+    if (fs::is_regular_file(cand / "index.html", ec)) {
+      const auto c = fs::canonical(cand, ec);
+      if (!ec)
+        return c.string();
+    }
+  }
+  return std::nullopt;
 }
 
 std::optional<std::pair<std::string, std::uint16_t>> daemon_api_address(const data_dir& home) {
@@ -321,6 +341,17 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
     } else {
       ao.bind = hp->first;
       ao.port = hp->second;
+      if (!cfg.web_dir) {
+        ao.static_dir = default_web_dir();
+        if (!ao.static_dir)
+          logger->info("no web UI found next to the program; set [node] web_dir or --web-dir");
+      } else if (!cfg.web_dir->empty()) {
+        std::error_code ec;
+        if (fs::is_regular_file(fs::path(*cfg.web_dir) / "index.html", ec))
+          ao.static_dir = *cfg.web_dir;
+        else
+          logger->warn("web_dir '{}' holds no index.html; serving no web UI", *cfg.web_dir);
+      }
       api = std::make_unique<api_server>(io, *backend, ao);
       auto r = api->start();
       if (!r.ok()) {
@@ -330,6 +361,8 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
         const std::string where = hp->first + ":" + std::to_string(r.port);
         write_atomic(api_addr_file(home), where + "\n");
         logger->info("node {} running; local API on http://{}", protocol::to_text(id->pub()), where);
+        if (ao.static_dir)
+          logger->info("web UI on http://{}/ (files from {})", where, *ao.static_dir);
       }
     }
   }

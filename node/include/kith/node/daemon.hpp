@@ -24,7 +24,16 @@ struct daemon_config {
   std::vector<std::string> announce;
   std::uint32_t anti_entropy_s = 30;
   bool sync_writes = true;                // fsync every commit
+  /// The web UI's files, served on the API port (docs/web.md). Unset: the
+  /// directory found by default_web_dir(); "": no web UI.
+  std::optional<std::string> web_dir;
 };
+
+/// The web UI shipped with this program, found relative to the running
+/// executable: <exe dir>/../../web (the source tree's web/, for a binary
+/// at build/node/kith) or <exe dir>/../share/kith/web (an install). The
+/// first that holds an index.html, or nothing.
+[[nodiscard]] std::optional<std::string> default_web_dir();
 
 /// Reads <home>/config.toml if present over the defaults; an unreadable or
 /// invalid file is an error that names the file, line and key.
