@@ -44,19 +44,38 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         auto other = net->conns.find(it->second.peer_end);
         if (other == net->conns.end() || !other->second.open)
           return;
+        const auto now = static_cast<std::int64_t>(clock_ms(self->clock().now()));
         net->carried += bytes.size();
         ++net->send_count;
-        net->mix(clock_ms(self->clock().now()));
+        net->mix(static_cast<std::uint64_t>(now));
         net->mix(c);
         net->mix(bytes);
+        if (net->reset_probability > 0 && net->draw() < net->reset_probability) {
+          ++net->reset_count;
+          it->second.open = false;
+          other->second.open = false;
+          std::vector<std::pair<caf::actor, conn_id>> list{{it->second.owner, it->first},
+                                                           {other->second.owner, other->first}};
+          lock.unlock();
+          notify_closed(list, "connection reset by the network");
+          return;
+        }
         if (other->second.paused) {
           other->second.held.push_back(bytes); // as a kernel buffer would
           return;
         }
+        // Latency plus jitter, never before the bytes sent earlier on this
+        // connection (a stream keeps its order).
+        std::int64_t delay = net->latency_.count();
+        if (net->jitter.count() > 0)
+          delay += static_cast<std::int64_t>(net->draw() * static_cast<double>(net->jitter.count()));
+        const auto arrive = std::max(now + delay, other->second.deliver_after_ms);
+        other->second.deliver_after_ms = arrive;
         auto owner = other->second.owner;
         auto id = other->first;
         lock.unlock();
-        caf::delayed_anon_send(owner, net->latency_, bytes_atom::value, id, bytes);
+        caf::delayed_anon_send(owner, std::chrono::milliseconds(arrive - now), bytes_atom::value, id,
+                               bytes);
       },
       [=](pause_atom, conn_id c) {
         std::lock_guard lock(net->mu);
@@ -136,6 +155,18 @@ void sim_network::set_link(const std::string& a, const std::string& b, bool up) 
 std::uint64_t sim_network::bytes_carried() const {
   std::lock_guard lock(const_cast<std::mutex&>(mu));
   return carried;
+}
+
+void sim_network::set_faults(std::chrono::milliseconds j, double p, std::uint64_t seed) {
+  std::lock_guard lock(mu);
+  jitter = j;
+  reset_probability = p;
+  fault_state = seed;
+}
+
+std::uint64_t sim_network::resets() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu));
+  return reset_count;
 }
 
 std::uint64_t sim_network::trace_hash() const {

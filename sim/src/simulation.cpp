@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <map>
 #include <queue>
+#include <set>
 #include <random>
 
 namespace kith::sim {
@@ -48,6 +49,7 @@ public:
   explicit world(const scenario& s)
       : s_(s), rng_(s.seed), net_(std::make_shared<actors::sim_network>(milliseconds(s.latency_ms))) {
     cfg_.set("scheduler.policy", caf::atom("testing"));
+    net_->set_faults(milliseconds(s.jitter_ms), s.reset_probability, s.seed ^ 0xfa017ull);
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
   }
@@ -65,6 +67,7 @@ public:
     std::shared_ptr<actors::node_env> env;
     actors::node_actor actor;
     bool up = true;
+    bool crashed = false;
     std::vector<std::size_t> follows;
   };
 
@@ -167,6 +170,23 @@ public:
     return **out;
   }
 
+  /// A crash: the node's actors stop (its connections close); restart()
+  /// spawns them again over the same store, as a restarted process would.
+  void crash(std::size_t i) {
+    auto& n = nodes_[i];
+    n.crashed = true;
+    net_->unlisten(n.address);
+    caf::anon_send(n.actor, actors::stop_atom::value);
+    sched_->run();
+  }
+  void restart(std::size_t i) {
+    auto& n = nodes_[i];
+    n.crashed = false;
+    n.env->relays_handle = actors::relays_actor{};
+    n.actor = actors::spawn_node(*sys_, n.env);
+    net_->listen(n.address, caf::actor_cast<caf::actor>(n.actor));
+  }
+
   /// A node goes off the network (all its links cut) or comes back.
   void set_up(std::size_t i, bool up) {
     if (nodes_[i].up == up)
@@ -190,10 +210,21 @@ public:
     return f ? f->size() : 0;
   }
 
+  std::set<std::string> subjects_of(std::size_t holder, std::size_t author) {
+    storage::documents docs(*nodes_[holder].env->store);
+    std::set<std::string> out;
+    if (auto f = docs.feed(nodes_[author].env->self.pub(), 100000))
+      for (const auto& d : *f)
+        out.insert(d.value("subject", std::string{}));
+    return out;
+  }
+
+  /// Every follower holds exactly the posts its followees hold of
+  /// themselves: nothing lost, nothing deleted still there.
   bool converged() {
     for (std::size_t i = 0; i < nodes_.size(); ++i)
       for (auto j : nodes_[i].follows)
-        if (posts_of(i, j) != posts_of(j, j))
+        if (subjects_of(i, j) != subjects_of(j, j))
           return false;
     return true;
   }
@@ -272,6 +303,11 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
             s.churn.model = churn_model::kind::weibull;
           else
             return bad("churn.model", "\"none\", \"exponential\" or \"weibull\"");
+        } else if (c == "crash_fraction") {
+          auto x = cnum();
+          if (!x || *x < 0 || *x > 1)
+            return bad("churn.crash_fraction", "a number from 0 to 1");
+          s.churn.crash_fraction = *x;
         } else if (c == "mean_up_s" || c == "mean_down_s" || c == "shape") {
           auto x = cnum();
           if (!x || *x <= 0)
@@ -293,7 +329,8 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
     } else if (!x) {
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
-          key == "latency_ms" || key == "settle_limit_s")
+          key == "latency_ms" || key == "settle_limit_s" || key == "jitter_ms" ||
+          key == "reset_probability" || key == "delete_fraction")
         return bad(key, "a number");
       error = "unknown key '" + key + "'";
       return std::nullopt;
@@ -319,6 +356,12 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       s.anti_entropy_s = static_cast<std::uint32_t>(*x);
     } else if (key == "latency_ms") {
       s.latency_ms = static_cast<std::uint32_t>(*x);
+    } else if (key == "jitter_ms") {
+      s.jitter_ms = static_cast<std::uint32_t>(*x);
+    } else if (key == "reset_probability" || key == "delete_fraction") {
+      if (*x < 0 || *x > 1)
+        return bad(key, "a number from 0 to 1");
+      (key == "reset_probability" ? s.reset_probability : s.delete_fraction) = *x;
     } else if (key == "settle_limit_s") {
       s.settle_limit_s = *x;
     } else {
@@ -358,7 +401,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       q.push({start + static_cast<std::uint64_t>(draw_length(s.churn, s.churn.mean_up_s, g) * 1000) + 1,
               order++, ev_kind::down, i});
 
-  std::uint64_t posts = 0, transitions = 0, next_report = start;
+  std::uint64_t posts = 0, transitions = 0, next_report = start, deletes = 0, crashes = 0;
+  std::set<std::string> deleted;
   const std::uint64_t report_every = std::max<std::uint64_t>(1, (end - start) / 10);
   while (!q.empty() && q.top().at_ms <= end) {
     auto e = q.top();
@@ -367,22 +411,43 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     switch (e.kind) {
       case ev_kind::post: {
         std::uniform_real_distribution<double> u(0.0, 1.0);
-        const auto author = static_cast<std::size_t>(
-            std::lower_bound(cdf.begin(), cdf.end(), u(g)) - cdf.begin());
-        w.api(std::min<std::size_t>(author, s.nodes - 1), "post",
-              json{{"text", "post " + std::to_string(posts) + " #sim"}});
-        ++posts;
+        const auto author = std::min<std::size_t>(
+            static_cast<std::size_t>(std::lower_bound(cdf.begin(), cdf.end(), u(g)) - cdf.begin()),
+            s.nodes - 1);
         next_post(e.at_ms);
+        if (w.nodes_[author].crashed)
+          break; // a crashed process takes no writes
+        if (s.delete_fraction > 0 && u(g) < s.delete_fraction) {
+          auto own = w.subjects_of(author, author);
+          if (!own.empty()) {
+            auto victim = std::next(own.begin(), static_cast<std::ptrdiff_t>(g() % own.size()));
+            w.api(author, "del", json{{"subject", *victim}});
+            deleted.insert(*victim);
+            ++deletes;
+          }
+          break;
+        }
+        w.api(author, "post", json{{"text", "post " + std::to_string(posts) + " #sim"}});
+        ++posts;
         break;
       }
       case ev_kind::down:
-        w.set_up(e.node, false);
+        if (s.churn.crash_fraction > 0 &&
+            std::uniform_real_distribution<double>(0.0, 1.0)(g) < s.churn.crash_fraction) {
+          w.crash(e.node);
+          ++crashes;
+        } else {
+          w.set_up(e.node, false);
+        }
         ++transitions;
         q.push({e.at_ms + static_cast<std::uint64_t>(draw_length(s.churn, s.churn.mean_down_s, g) * 1000) + 1,
                 order++, ev_kind::up, e.node});
         break;
       case ev_kind::up:
-        w.set_up(e.node, true);
+        if (w.nodes_[e.node].crashed)
+          w.restart(e.node);
+        else
+          w.set_up(e.node, true);
         ++transitions;
         q.push({e.at_ms + static_cast<std::uint64_t>(draw_length(s.churn, s.churn.mean_up_s, g) * 1000) + 1,
                 order++, ev_kind::down, e.node});
@@ -398,8 +463,12 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   w.advance_to(end);
 
   // Faults stop: every node back; wait for convergence.
-  for (std::size_t i = 0; i < s.nodes; ++i)
+  w.net_->set_faults(milliseconds(0), 0, 0);
+  for (std::size_t i = 0; i < s.nodes; ++i) {
+    if (w.nodes_[i].crashed)
+      w.restart(i);
     w.set_up(i, true);
+  }
   const auto settle_end = end + static_cast<std::uint64_t>(s.settle_limit_s * 1000);
   std::optional<std::uint64_t> converged_at;
   for (auto t = end; t <= settle_end; t += 1000) {
@@ -412,6 +481,17 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
 
   summary out;
   out.converged = converged_at.has_value();
+  // Checker: a deleted post held anywhere is a resurrection.
+  std::uint64_t resurrected = 0;
+  for (std::size_t i = 0; i < w.nodes_.size(); ++i) {
+    storage::documents docs(*w.nodes_[i].env->store);
+    for (const auto& d : deleted) {
+      auto r = docs.get(d, {});
+      if (r && !r->is_null() && r->contains("doc") && !(*r)["doc"].empty())
+        ++resurrected;
+    }
+  }
+  out.converged = out.converged && resurrected == 0;
   json lagging = json::array();
   for (std::size_t i = 0; i < w.nodes_.size() && lagging.size() < 10; ++i)
     for (auto j : w.nodes_[i].follows)
@@ -441,6 +521,10 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                                                   : "weibull"},
       {"churn_transitions", transitions},
       {"posts", posts},
+      {"deletes", deletes},
+      {"resurrected", resurrected},
+      {"crashes", crashes},
+      {"connection_resets", w.net_->resets()},
       {"simulated_ms", w.now_ms() - start},
       {"scheduler_steps", w.steps_},
       {"messages", w.net_->sends()},

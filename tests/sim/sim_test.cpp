@@ -59,3 +59,23 @@ TEST_CASE("scenario files are checked key by key", "[sim]") {
   CHECK_FALSE(parse_scenario("[churn]\nmodel = \"pareto\"\n", error));
   CHECK(error.find("churn.model") != std::string::npos);
 }
+
+TEST_CASE("under crashes, connection resets, jitter and deletes the network converges and no "
+          "delete comes back",
+          "[sim]") {
+  auto s = small(5);
+  s.nodes = 10;
+  s.delete_fraction = 0.25;
+  s.jitter_ms = 30;
+  s.reset_probability = 0.01;
+  s.churn.crash_fraction = 0.5;
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.converged);
+  CHECK(a.json["resurrected"] == 0);
+  CHECK(a.json["deletes"].get<int>() > 0);
+  CHECK(a.json["crashes"].get<int>() > 0);
+  CHECK(a.json["connection_resets"].get<int>() > 0);
+  auto b = run(s);
+  CHECK(without_wall(a.json) == without_wall(b.json));
+}

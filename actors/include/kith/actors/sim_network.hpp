@@ -33,6 +33,14 @@ public:
   void unlisten(const std::string& address);
   /// Cuts or restores the link between two addresses.
   void set_link(const std::string& a, const std::string& b, bool up);
+  /// Faults, drawn from `seed` (deterministic on the testing scheduler):
+  /// each send is delayed by latency plus up to `jitter` (bytes of one
+  /// connection still arrive in order, as on TCP), and with probability
+  /// `reset_probability` the connection is reset instead (both ends see it
+  /// close), which is how loss shows on a stream transport.
+  void set_faults(std::chrono::milliseconds jitter, double reset_probability, std::uint64_t seed);
+  /// Connections reset by the fault model so far.
+  [[nodiscard]] std::uint64_t resets() const;
 
   /// Bytes carried so far (both directions, all links).
   [[nodiscard]] std::uint64_t bytes_carried() const;
@@ -49,6 +57,7 @@ public:
     caf::actor owner;
     conn_id peer_end = 0;
     bool open = true;
+    std::int64_t deliver_after_ms = 0; // arrival time of the last bytes sent here
     bool paused = false;            // the owner stopped reading
     std::vector<std::string> held;  // bytes that arrived while paused
   };
@@ -60,6 +69,18 @@ public:
   std::uint64_t carried = 0;
   std::uint64_t trace = 1469598103934665603ull; // FNV-1a offset basis
   std::uint64_t send_count = 0;
+  std::chrono::milliseconds jitter{0};
+  double reset_probability = 0;
+  std::uint64_t fault_state = 0; // splitmix64 state
+  std::uint64_t reset_count = 0;
+  /// The next fault draw in [0, 1).
+  double draw() {
+    std::uint64_t z = (fault_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+  }
   void mix(std::uint64_t v) {
     for (int i = 0; i < 8; ++i) {
       trace ^= (v >> (8 * i)) & 0xff;

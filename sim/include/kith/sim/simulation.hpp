@@ -8,9 +8,10 @@
 //
 // This is the first slice of issue 6: a feed workload, on/off churn with
 // exponential or Weibull session and downtime lengths, convergence
-// checking and a JSON summary. Faults beyond link cuts (loss, duplication,
-// reordering, clogging), crash-restart with store loss, trace replay, the
-// key-value workload, CSV series and plots are not built yet.
+// checking (and checks for resurrected deletes and lost posts), jitter and
+// connection resets, crash-restart without store loss, and a JSON summary.
+// Clogging, one-way partitions, store loss, trace replay, the key-value
+// workload, CSV series and plots are not built yet.
 
 #include <cstdint>
 #include <functional>
@@ -26,6 +27,9 @@ struct churn_model {
   double mean_up_s = 600;   // mean session length
   double mean_down_s = 120; // mean downtime
   double shape = 0.5;       // Weibull shape k (measured P2P traces: ~0.3-0.8)
+  /// Share of down periods that are process crashes (the node's actors
+  /// stop and restart from its store) rather than network departures.
+  double crash_fraction = 0;
 };
 
 struct scenario {
@@ -36,9 +40,12 @@ struct scenario {
   double duration_s = 120;        // workload and churn run this long
   double post_interval_s = 10;    // mean time between posts of one node (exponential)
   double zipf_s = 1.0;            // authors chosen by Zipf with this exponent (0: uniform)
+  double delete_fraction = 0;     // share of workload events that delete one of the author's posts
   churn_model churn{};
   std::uint32_t anti_entropy_s = 10;
   std::uint32_t latency_ms = 20;
+  std::uint32_t jitter_ms = 0;     // extra delay, uniform in [0, jitter) per send
+  double reset_probability = 0;    // per send: the connection is reset instead
   double settle_limit_s = 600;    // after the workload: time allowed to converge
 };
 
