@@ -4,6 +4,8 @@
 # Usage: scripts/install-deps.sh            (build + tests)
 # clang-14 and libclang-rt-14-dev are for the libFuzzer targets
 # (scripts/fuzz.sh, docs/fuzzing.md); the main build uses g++.
+# chromium, nodejs and npm are for the web page's browser test
+# (tests/web; it installs playwright-core from npm into web/tests itself).
 set -euo pipefail
 
 packages=(
@@ -12,6 +14,7 @@ packages=(
   capnproto libcapnp-dev catch2
   nlohmann-json3-dev libcli11-dev libspdlog-dev libtomlplusplus-dev
   clang-14 libclang-rt-14-dev
+  chromium nodejs
 )
 
 missing=()
@@ -20,6 +23,9 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# Some nodejs builds bundle npm (and conflict with Debian's npm package):
+# any working npm will do.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"

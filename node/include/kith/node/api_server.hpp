@@ -52,9 +52,9 @@ struct api_server_options {
   /// that falls further behind is disconnected instead of growing memory.
   std::size_t sse_max_queued_events = 1000;
   std::size_t sse_max_queued_bytes = std::size_t{1} << 20;
-  /// Reserved for the web UI (a later issue): the directory whose files
-  /// are served for GET paths outside /v1/. Unset, such paths are 404.
-  /// Setting it changes nothing yet; see serve_static in api_server.cpp.
+  /// The web page's directory: GET/HEAD paths outside /v1/ are its files
+  /// (never outside it, never a listing; docs/web.md). Unset, such paths
+  /// are 404. See serve_static in api_server.cpp.
   std::optional<std::string> static_dir;
 };
 
