@@ -1,6 +1,7 @@
 #include "metrics_http.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -46,8 +47,16 @@ struct metrics_http::state : std::enable_shared_from_this<metrics_http::state> {
         return;
       if (!ec && self->sessions.size() < max_sessions)
         self->start(std::move(s));
-      // On an error (out of descriptors, say) the next accept tries again;
-      // over max_sessions the socket closes as it goes out of scope.
+      if (ec) {
+        // Out of descriptors, say: retrying at once would spin a core.
+        auto t = std::make_shared<asio::steady_timer>(self->io, std::chrono::milliseconds(100));
+        t->async_wait([self, t](boost::system::error_code) {
+          if (!self->stopped)
+            self->accept();
+        });
+        return;
+      }
+      // Over max_sessions the socket closes as it goes out of scope.
       self->accept();
     });
   }

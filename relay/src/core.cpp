@@ -408,7 +408,9 @@ struct relay_core::impl {
 
   /// Token bucket: true if the request may be served now.
   bool take_token(connection& c, std::uint64_t now) {
-    const std::uint64_t cap = std::uint64_t{lim.request_burst} * 1000;
+    // tokens_milli is 32 bits: a burst above ~4.29 million is clamped, not wrapped.
+    const std::uint64_t cap =
+        std::min<std::uint64_t>(std::uint64_t{lim.request_burst} * 1000, 0xffffffffu);
     if (now > c.bucket_ms) {
       // Clamped to the time a refill from empty takes: no overflow below.
       const std::uint64_t fill_ms = lim.request_rate_per_s == 0 ? 0 : cap / lim.request_rate_per_s + 1;
@@ -996,7 +998,8 @@ std::vector<relay_action> relay_core::accepted(conn_id c, std::string ip, std::u
   protocol::channel ch(s.self, protocol::channel::role::responder,
                        s.draw("kith-relay/ephemeral"), now_ms, std::nullopt, s.channel_lim);
   s.conns.emplace(c, impl::connection(std::move(ch), std::move(ip), gen, now_ms,
-                                      s.lim.request_burst * 1000u));
+                                      static_cast<std::uint32_t>(std::min<std::uint64_t>(
+                                          std::uint64_t{s.lim.request_burst} * 1000, 0xffffffffu))));
   ++s.m.connections;
   s.arm(now_ms + s.lim.handshake_timeout_ms, impl::timer_kind::handshake, c, gen);
   return s.take();
