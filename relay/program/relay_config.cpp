@@ -46,7 +46,7 @@ constexpr std::size_t field_count() {
     return field_count<T, N + 1>();
 }
 
-static_assert(field_count<relay_limits>() == 27,
+static_assert(field_count<relay_limits>() == 28,
               "relay_limits gained or lost a field: update the [limits] table in "
               "relay/program/relay_config.cpp and docs/operations.md");
 static_assert(field_count<wire_limits>() == 9,
@@ -93,6 +93,7 @@ std::vector<std::pair<std::string, setter>> limit_fields(relay_limits& l) {
       field("max_page_size", l, &L::max_page_size),
       field("max_circuits", l, &L::max_circuits),
       field("max_circuits_per_identity", l, &L::max_circuits_per_identity),
+      field("max_circuits_per_ip", l, &L::max_circuits_per_ip),
       field("circuit_max_bytes", l, &L::circuit_max_bytes),
       field("circuit_max_duration_ms", l, &L::circuit_max_duration_ms),
       field("circuit_accept_timeout_ms", l, &L::circuit_accept_timeout_ms),

@@ -110,6 +110,8 @@ struct relay_core::impl {
     public_key a_id;
     public_key b_id;
     std::uint64_t a_req; // a's open_circuit request, answered on accept/refuse
+    std::string a_ip;    // for the per-address circuit count
+    std::string b_ip;
     std::uint64_t started_ms = 0;
     std::uint64_t bytes = 0;
     bool open = false;
@@ -152,6 +154,7 @@ struct relay_core::impl {
   std::unordered_map<conn_id, connection> conns;
   std::unordered_map<public_key, conn_id, key_hash> by_id;
   std::unordered_map<std::string, std::uint32_t> per_ip; // registrations per address
+  std::unordered_map<std::string, std::uint32_t> circuits_per_ip; // either end, per address
   std::unordered_map<std::string, topic_state> topics;
   std::unordered_map<circuit_id, circuit> circuits;
   std::priority_queue<timer, std::vector<timer>, std::greater<>> timers;
@@ -360,6 +363,9 @@ struct relay_core::impl {
     circuit k = it->second;
     const circuit_id cid = it->first;
     circuits.erase(it);
+    for (const auto* ip : {&k.a_ip, &k.b_ip})
+      if (auto f = circuits_per_ip.find(*ip); f != circuits_per_ip.end() && --f->second == 0)
+        circuits_per_ip.erase(f);
     if (k.open)
       --m.circuits_open;
     else
@@ -665,8 +671,19 @@ struct relay_core::impl {
                  std::to_string(lim.max_circuits_per_identity) + ") circuits");
       return;
     }
+    for (const auto* ip : {&c.ip, &b.ip}) {
+      auto f = circuits_per_ip.find(*ip);
+      if (f != circuits_per_ip.end() && f->second >= lim.max_circuits_per_ip) {
+        refuse(id, c, x.req, code::limit_reached,
+               std::string(ip == &c.ip ? "your address" : "the target's address") + " has max_circuits_per_ip (" +
+                   std::to_string(lim.max_circuits_per_ip) + ") circuits");
+        return;
+      }
+    }
     const circuit_id cid = next_circuit++;
-    circuits.emplace(cid, circuit{id, t->second, *c.id, x.target, x.req});
+    circuits.emplace(cid, circuit{id, t->second, *c.id, x.target, x.req, c.ip, b.ip});
+    ++circuits_per_ip[c.ip];
+    ++circuits_per_ip[b.ip];
     c.circuits.push_back(cid);
     b.circuits.push_back(cid);
     ++m.circuits_pending;
@@ -924,8 +941,11 @@ struct relay_core::impl {
       }
     }
     std::size_t pending = 0, open = 0;
+    std::unordered_map<std::string, std::uint32_t> circuit_ips;
     for (const auto& [k, ci] : circuits) {
       (ci.open ? open : pending) += 1;
+      ++circuit_ips[ci.a_ip];
+      ++circuit_ips[ci.b_ip];
       if (conns.count(ci.a) == 0 || conns.count(ci.b) == 0)
         throw std::logic_error("relay_core: circuit outlived a connection");
     }
@@ -937,7 +957,7 @@ struct relay_core::impl {
     if (registered != by_id.size() || registered != m.registrations || ips != per_ip ||
         records != m.records || memberships != m.memberships || watches != m.watches ||
         topics.size() != m.topics || conns.size() != m.connections ||
-        pending != m.circuits_pending || open != m.circuits_open)
+        pending != m.circuits_pending || open != m.circuits_open || circuit_ips != circuits_per_ip)
       throw std::logic_error("relay_core: metrics gauges disagree with the state");
   }
 };

@@ -983,3 +983,31 @@ TEST_CASE("a handshake that completes and fails in one read is dropped, not welc
   CHECK(net.relay.metrics().connections == 0);
   (void)actions;
 }
+
+TEST_CASE("circuits per address are capped across the identities behind it", "[relay]") {
+  relay_limits lim;
+  lim.max_circuits_per_ip = 2;
+  network net(lim);
+  // Three identities behind one address, each asking for one circuit.
+  auto& a1 = net.connect(person(1), "198.51.100.9");
+  auto& a2 = net.connect(person(2), "198.51.100.9");
+  auto& a3 = net.connect(person(3), "198.51.100.9");
+  auto& t = net.connect(person(4), ip_of(4));
+  for (auto* e : {&a1, &a2})
+    REQUIRE(e->client->open_circuit(person(4).pub()));
+  net.flush(a1);
+  net.flush(a2);
+  REQUIRE(a3.client->open_circuit(person(4).pub()));
+  net.flush(a3);
+  auto r = a3.one<refused>();
+  CHECK(r.code == code::limit_reached);
+  CHECK(r.detail.find("max_circuits_per_ip") != std::string::npos);
+  CHECK(t.take<circuit_incoming>().size() == 2);
+  net.relay.check_invariant();
+  // When one ends, the address may open another.
+  net.disconnect(a1);
+  REQUIRE(a3.client->open_circuit(person(4).pub()));
+  net.flush(a3);
+  CHECK(t.take<circuit_incoming>().size() == 1);
+  net.relay.check_invariant();
+}

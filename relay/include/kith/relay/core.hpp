@@ -62,6 +62,7 @@ struct relay_limits {
   // --- circuits ------------------------------------------------------------------
   std::size_t max_circuits = 4096;             // pending + open, relay-wide
   std::size_t max_circuits_per_identity = 16;  // pending + open, either end
+  std::size_t max_circuits_per_ip = 64;        // pending + open, either end, all identities of an address
   /// Payload bytes per circuit, both directions together. Large enough
   /// for an ordinary catch-up sync (libp2p's 128 KiB is not).
   std::uint64_t circuit_max_bytes = 256ull << 20;
