@@ -289,6 +289,16 @@ topic_actor hold_topic(node_pointer self, const protocol::topic_descriptor& d, s
   return t;
 }
 
+/// Orders posts (documents with doc.time) newest first.
+bool newest_first(const json& a, const json& b) {
+  auto time_of = [](const json& d) {
+    const auto& doc = d.value("doc", json::object());
+    return doc.contains("time") && doc["time"].is_number() ? doc["time"].get<std::uint64_t>()
+                                                            : std::uint64_t{0};
+  };
+  return time_of(a) > time_of(b);
+}
+
 std::string resolve_subject(node_pointer self, const std::string& s) {
   if (s.rfind("me/", 0) == 0)
     return me_text(self) + s.substr(2);
@@ -483,13 +493,8 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
       for (auto& d : *r)
         all.push_back(std::move(d));
     }
-    auto time_of = [](const json& d) {
-      const auto& doc = d.value("doc", json::object());
-      return doc.contains("time") && doc["time"].is_number() ? doc["time"].get<std::uint64_t>()
-                                                              : std::uint64_t{0};
-    };
     std::stable_sort(all.begin(), all.end(),
-                     [&](const json& a, const json& b) { return time_of(a) > time_of(b); });
+                     newest_first);
     if (all.size() > limit)
       all.erase(all.begin() + static_cast<std::ptrdiff_t>(limit), all.end());
     return json_result(200, json{{"posts", all}});
@@ -522,13 +527,8 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
         d["reason"] = list == &*m ? "mention" : "reply";
         all.push_back(std::move(d));
       }
-    auto time_of = [](const json& d) {
-      const auto& doc = d.value("doc", json::object());
-      return doc.contains("time") && doc["time"].is_number() ? doc["time"].get<std::uint64_t>()
-                                                              : std::uint64_t{0};
-    };
     std::stable_sort(all.begin(), all.end(),
-                     [&](const json& a, const json& b) { return time_of(a) > time_of(b); });
+                     newest_first);
     if (all.size() > limit)
       all.erase(all.begin() + static_cast<std::ptrdiff_t>(limit), all.end());
     return json_result(200, json{{"posts", all}});
