@@ -4,6 +4,7 @@
 # Usage: scripts/install-deps.sh            (build + tests)
 # clang-14 and libclang-rt-14-dev are for the libFuzzer targets
 # (scripts/fuzz.sh, docs/fuzzing.md); the main build uses g++.
+# python3 reads JSON in the demo and the multi-process tests.
 # chromium, nodejs and npm are for the web page's browser test
 # (tests/web; it installs playwright-core from npm into web/tests itself).
 set -euo pipefail
@@ -15,6 +16,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libtomlplusplus-dev
   clang-14 libclang-rt-14-dev
   chromium nodejs
+  python3
 )
 
 missing=()
