@@ -21,6 +21,11 @@ namespace kith::actors::detail {
 [[nodiscard]] relays_actor spawn_relays(caf::actor_system& sys, std::shared_ptr<node_env> env,
                                         node_actor node);
 
+/// The delay before redial number `failures` (1, 2, ...): doubling from
+/// settings.backoff_min up to backoff_max, drawn in [base/2, base] so that
+/// peers that lost a relay together do not come back in lock step.
+[[nodiscard]] std::uint64_t backoff_ms(const node_env& env, std::uint32_t failures);
+
 /// An api_result holding a JSON body.
 [[nodiscard]] api_result json_result(int status, const nlohmann::json& body);
 [[nodiscard]] api_result error_result(int status, const std::string& code, const std::string& msg);

@@ -33,6 +33,20 @@ std::uint64_t entropy::next_u64() {
   return v;
 }
 
+namespace detail {
+
+std::uint64_t backoff_ms(const node_env& env, std::uint32_t failures) {
+  const auto& s = env.settings;
+  const auto max = static_cast<std::uint64_t>(s.backoff_max.count());
+  std::uint64_t base = static_cast<std::uint64_t>(s.backoff_min.count());
+  for (std::uint32_t i = 1; i < failures && base < max; ++i)
+    base *= 2;
+  base = std::min(base, max);
+  return base / 2 + env.rng->next_u64() % (base / 2 + 1);
+}
+
+} // namespace detail
+
 std::uint64_t clock_ms(const caf::actor_clock::time_point& t) {
   return static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());

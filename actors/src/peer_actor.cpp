@@ -160,16 +160,7 @@ void schedule_redial(peer_pointer self) {
     st.next_dial_ms = now_ms(self);
     return;
   }
-  ++st.failures;
-  const auto& s = st.env->settings;
-  std::uint64_t base = static_cast<std::uint64_t>(s.backoff_min.count());
-  for (std::uint32_t i = 1; i < st.failures && base < static_cast<std::uint64_t>(s.backoff_max.count()); ++i)
-    base *= 2;
-  base = std::min<std::uint64_t>(base, static_cast<std::uint64_t>(s.backoff_max.count()));
-  // Jitter in [base/2, base): peers that lost a relay together do not
-  // come back in lock step.
-  std::uint64_t jitter = st.env->rng->next_u64() % (base / 2 + 1);
-  st.next_dial_ms = now_ms(self) + base / 2 + jitter;
+  st.next_dial_ms = now_ms(self) + backoff_ms(*st.env, ++st.failures);
 }
 
 void drop_connection(peer_pointer self, const std::string& reason, bool tell_transport,

@@ -61,6 +61,9 @@ struct relays_state {
   node_actor node;
   std::vector<relay_session> relays;
   std::map<conn_id, circuit> circuits;
+  /// Open circuits by (relay, the relay's circuit id): circuit data and
+  /// closes arrive by that name, so this is the hot-path lookup.
+  std::map<std::pair<std::size_t, relay::circuit_id>, conn_id> by_circuit;
   std::set<std::string> topics; // rendezvous topics (names) to join on every relay
   std::map<std::string, std::string> topic_of_key; // rendezvous key -> name
   std::vector<std::string> announce; // our dial addresses
@@ -92,6 +95,63 @@ void flush(relays_pointer self, relay_session& r, std::string bytes = {}) {
     self->send(self->state.env->transport, send_atom::value, r.conn, std::move(bytes));
 }
 
+using circuit_iter = std::map<conn_id, circuit>::iterator;
+
+/// Removes a circuit from both tables; returns the next one.
+circuit_iter forget(relays_state& st, circuit_iter it) {
+  if (it->second.id != 0)
+    st.by_circuit.erase({it->second.relay, it->second.id});
+  return st.circuits.erase(it);
+}
+
+circuit_iter find_circuit(relays_state& st, std::size_t relay, relay::circuit_id id) {
+  auto k = st.by_circuit.find({relay, id});
+  return k == st.by_circuit.end() ? st.circuits.end() : st.circuits.find(k->second);
+}
+
+/// The circuit waiting for the answer to open_circuit request `req`.
+circuit_iter take_waiting(relays_state& st, relay_session& r, std::uint64_t req) {
+  auto w = r.circuits_waiting.find(req);
+  if (w == r.circuits_waiting.end())
+    return st.circuits.end();
+  const conn_id c = w->second;
+  r.circuits_waiting.erase(w);
+  return st.circuits.find(c);
+}
+
+/// Asks relay `i` to open circuit `it` to its peer; false if it cannot.
+bool request_open(relays_pointer self, std::size_t i, circuit_iter it, std::string& why) {
+  auto& r = self->state.relays[i];
+  if (!r.client || !r.client->established())
+    return false;
+  auto req = r.client->open_circuit(it->second.peer);
+  if (!req) {
+    why = req.error;
+    return false;
+  }
+  it->second.relay = i;
+  r.circuits_waiting[req.req] = it->first;
+  flush(self, r);
+  return true;
+}
+
+/// Joins and watches one rendezvous topic on a relay, and pages its members.
+void join_topic(relay_session& r, const std::string& name) {
+  const auto key = relay::rendezvous_key(name);
+  (void)r.client->watch(key);
+  (void)r.client->join(key);
+  (void)r.client->members(key);
+}
+
+bool lookup_on(relay_session& r, const protocol::public_key& pk, const caf::actor& who) {
+  auto req = r.client->lookup(pk);
+  if (!req)
+    return false;
+  ++r.lookups;
+  r.lookups_waiting[req.req] = who;
+  return true;
+}
+
 /// Ends every circuit of relay `i` (its session is gone).
 void drop_circuits_of(relays_pointer self, std::size_t i, const std::string& why) {
   auto& st = self->state;
@@ -104,7 +164,7 @@ void drop_circuits_of(relays_pointer self, std::size_t i, const std::string& why
       caf::anon_send(it->second.owner, dialfail_atom::value, it->second.tag, "relay: " + why);
     else
       caf::anon_send(it->second.owner, closed_atom::value, it->first, "relay: " + why);
-    it = st.circuits.erase(it);
+    it = forget(st, it);
   }
 }
 
@@ -130,22 +190,7 @@ void session_down(relays_pointer self, std::size_t i, const std::string& why,
     r.next_dial_ms = now_ms(self) + retry_after_ms;
     return;
   }
-  ++r.failures;
-  const auto& s = st.env->settings;
-  std::uint64_t base = static_cast<std::uint64_t>(s.backoff_min.count());
-  for (std::uint32_t k = 1; k < r.failures && base < static_cast<std::uint64_t>(s.backoff_max.count()); ++k)
-    base *= 2;
-  base = std::min<std::uint64_t>(base, static_cast<std::uint64_t>(s.backoff_max.count()));
-  r.next_dial_ms = now_ms(self) + base / 2 + st.env->rng->next_u64() % (base / 2 + 1);
-}
-
-void join_topics(relays_pointer self, relay_session& r) {
-  for (const auto& t : self->state.topics) {
-    const auto key = relay::rendezvous_key(t);
-    (void)r.client->watch(key);
-    (void)r.client->join(key);
-    (void)r.client->members(key);
-  }
+  r.next_dial_ms = now_ms(self) + backoff_ms(*st.env, ++r.failures);
 }
 
 /// Sends every event of one relay's output where it belongs.
@@ -165,12 +210,10 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
             auto a = r.client->announce(st.announce, record_ttl_ms, unix_ms(self));
             if (!a)
               log(self, log_level::warn, r, "cannot announce: " + a.error);
-            join_topics(self, r);
+            for (const auto& t : st.topics)
+              join_topic(r, t);
             for (const auto& [pk, who] : st.deferred_lookups)
-              if (auto req = r.client->lookup(pk)) {
-                ++r.lookups;
-                r.lookups_waiting[req.req] = who;
-              }
+              (void)lookup_on(r, pk, who);
             st.deferred_lookups.clear();
           } else if constexpr (std::is_same_v<T, relay::announced>) {
             if (!r.announced)
@@ -205,69 +248,50 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
             const conn_id c = circuit_conn_bit | st.next_conn++;
             st.circuits[c] = circuit{i, e.circuit, caf::actor_cast<caf::actor>(st.node), 0, e.from,
                                      false, {}};
+            st.by_circuit[{i, e.circuit}] = c;
             self->send(st.node, opened_atom::value, c,
                        std::string(circuit_address_prefix) + protocol::to_text(e.from), false,
                        std::uint64_t{0});
           } else if constexpr (std::is_same_v<T, relay::circuit_opened>) {
-            auto w = r.circuits_waiting.find(e.req);
-            if (w == r.circuits_waiting.end())
-              return;
-            const conn_id c = w->second;
-            r.circuits_waiting.erase(w);
-            auto it = st.circuits.find(c);
+            auto it = take_waiting(st, r, e.req);
             if (it == st.circuits.end()) {
               (void)r.client->close_circuit(e.circuit, "no longer wanted");
               return;
             }
+            const conn_id c = it->first;
             it->second.id = e.circuit;
+            st.by_circuit[{i, e.circuit}] = c;
             log(self, log_level::debug, r, "circuit to " + protocol::to_text(e.peer).substr(0, 12) + " open");
             caf::anon_send(it->second.owner, opened_atom::value, c,
                        std::string(circuit_address_prefix) + protocol::to_text(e.peer), true,
                        it->second.tag);
           } else if constexpr (std::is_same_v<T, relay::circuit_data>) {
-            for (auto& [c, ci] : st.circuits)
-              if (ci.relay == i && ci.id == e.circuit) {
-                caf::anon_send(ci.owner, bytes_atom::value, c, std::move(e.bytes));
-                break;
-              }
+            if (auto it = find_circuit(st, i, e.circuit); it != st.circuits.end())
+              caf::anon_send(it->second.owner, bytes_atom::value, it->first, std::move(e.bytes));
           } else if constexpr (std::is_same_v<T, relay::circuit_closed>) {
-            for (auto it = st.circuits.begin(); it != st.circuits.end(); ++it)
-              if (it->second.relay == i && it->second.id == e.circuit) {
-                caf::anon_send(it->second.owner, closed_atom::value, it->first,
-                           "relay closed the circuit: " + e.reason);
-                st.circuits.erase(it);
-                break;
-              }
+            if (auto it = find_circuit(st, i, e.circuit); it != st.circuits.end()) {
+              caf::anon_send(it->second.owner, closed_atom::value, it->first,
+                             "relay closed the circuit: " + e.reason);
+              forget(st, it);
+            }
           } else if constexpr (std::is_same_v<T, relay::refused>) {
             if (e.kind == relay::request_kind::lookup) {
               r.lookups_waiting.erase(e.req);
             } else if (e.kind == relay::request_kind::open_circuit) {
-              auto w = r.circuits_waiting.find(e.req);
-              if (w == r.circuits_waiting.end())
-                return;
-              const conn_id c = w->second;
-              r.circuits_waiting.erase(w);
-              auto it = st.circuits.find(c);
+              auto it = take_waiting(st, r, e.req);
               if (it == st.circuits.end())
                 return;
               // Try the next relay that has a session; give up when none is left.
               it->second.tried.push_back(i);
-              for (std::size_t j = 0; j < st.relays.size(); ++j) {
-                auto& o = st.relays[j];
-                if (std::find(it->second.tried.begin(), it->second.tried.end(), j) !=
-                        it->second.tried.end() ||
-                    !o.client || !o.client->established())
-                  continue;
-                if (auto req = o.client->open_circuit(it->second.peer)) {
-                  it->second.relay = j;
-                  o.circuits_waiting[req.req] = c;
-                  flush(self, o);
+              std::string why;
+              for (std::size_t j = 0; j < st.relays.size(); ++j)
+                if (std::find(it->second.tried.begin(), it->second.tried.end(), j) ==
+                        it->second.tried.end() &&
+                    request_open(self, j, it, why))
                   return;
-                }
-              }
               caf::anon_send(it->second.owner, dialfail_atom::value, it->second.tag,
-                         "no relay could open a circuit: " + e.detail);
-              st.circuits.erase(it);
+                             "no relay could open a circuit: " + e.detail);
+              forget(st, it);
             } else {
               log(self, log_level::warn, r,
                   std::string(relay::request_kind_name(e.kind)) + " refused: " + e.detail);
@@ -370,21 +394,12 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
           auto pk = protocol::parse_id(address.substr(circuit_address_prefix.size()), &why);
           if (pk) {
             why = "no relay session is up";
-            for (std::size_t i = 0; i < st.relays.size(); ++i) {
-              auto& r = st.relays[i];
-              if (!r.client || !r.client->established())
-                continue;
-              auto req = r.client->open_circuit(*pk);
-              if (!req) {
-                why = req.error;
-                continue;
-              }
-              const conn_id c = circuit_conn_bit | st.next_conn++;
-              st.circuits[c] = circuit{i, 0, owner, tag, *pk, true, {}};
-              r.circuits_waiting[req.req] = c;
-              flush(self, r);
-              return;
-            }
+            const conn_id c = circuit_conn_bit | st.next_conn++;
+            auto it = st.circuits.emplace(c, circuit{0, 0, owner, tag, *pk, true, {}}).first;
+            for (std::size_t i = 0; i < st.relays.size(); ++i)
+              if (request_open(self, i, it, why))
+                return;
+            st.circuits.erase(it);
           }
         } else {
           why = "not a relay address: " + address;
@@ -401,7 +416,7 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
           return;
         if (auto s = r.client->circuit_send(it->second.id, bytes); !s) {
           caf::anon_send(it->second.owner, closed_atom::value, c, "relay: " + s.error);
-          st.circuits.erase(it);
+          forget(st, it);
           return;
         }
         flush(self, r);
@@ -416,7 +431,7 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
           (void)r.client->close_circuit(it->second.id, reason);
           flush(self, r);
         }
-        st.circuits.erase(it);
+        forget(st, it);
       },
       // TODO(perf): read backpressure for circuits (the relay's own byte
       // and queue limits bound them today).
@@ -427,12 +442,8 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
         auto& st = self->state;
         bool asked = false;
         for (auto& r : st.relays) {
-          if (!r.client || !r.client->established())
-            continue;
-          if (auto req = r.client->lookup(pk)) {
+          if (r.client && r.client->established() && lookup_on(r, pk, reply_to)) {
             asked = true;
-            ++r.lookups;
-            r.lookups_waiting[req.req] = reply_to;
             flush(self, r);
           }
         }
@@ -443,14 +454,11 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
         auto& st = self->state;
         if (!st.topics.insert(topic).second)
           return;
-        const auto key = relay::rendezvous_key(topic);
-        st.topic_of_key[key] = topic;
+        st.topic_of_key[relay::rendezvous_key(topic)] = topic;
         for (auto& r : st.relays) {
           if (!r.client || !r.client->established())
             continue;
-          (void)r.client->watch(key);
-          (void)r.client->join(key);
-          (void)r.client->members(key);
+          join_topic(r, topic);
           flush(self, r);
         }
       },
