@@ -12,6 +12,7 @@
 #include <caf/send.hpp>
 
 #include <algorithm>
+#include <random>
 #include <map>
 #include <set>
 #include <sodium.h>
@@ -46,6 +47,14 @@ std::uint64_t backoff_ms(const node_env& env, std::uint32_t failures) {
 }
 
 } // namespace detail
+
+protocol::key_seed seed_for(std::uint64_t seed, std::uint64_t n) {
+  protocol::key_seed s{};
+  std::mt19937_64 g(seed * 1000003u + n);
+  for (auto& b : s)
+    b = static_cast<std::uint8_t>(g());
+  return s;
+}
 
 std::uint64_t clock_ms(const caf::actor_clock::time_point& t) {
   return static_cast<std::uint64_t>(

@@ -28,14 +28,6 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono;
 
-protocol::key_seed seed_of(std::uint64_t seed, std::uint64_t n) {
-  protocol::key_seed s{};
-  std::mt19937_64 g(seed * 1000003u + n);
-  for (auto& b : s)
-    b = static_cast<std::uint8_t>(g());
-  return s;
-}
-
 std::string hex64(std::uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
@@ -74,14 +66,14 @@ public:
   void build() {
     std::string relay_at;
     if (s_.relay) {
-      auto id = protocol::identity::from_seed(seed_of(s_.seed, 5000));
+      auto id = protocol::identity::from_seed(actors::seed_for(s_.seed, 5000));
       relay_ = actors::spawn_relay_host(*sys_, net_->make_transport(*sys_, "sim:relay"), id,
-                                        seed_of(s_.seed, 5001), relay_options());
+                                        actors::seed_for(s_.seed, 5001), relay_options());
       net_->listen("sim:relay", relay_);
       relay_at = "sim:relay#" + protocol::to_text(id.pub());
     }
     for (std::uint32_t i = 0; i < s_.nodes; ++i) {
-      auto id = protocol::identity::from_seed(seed_of(s_.seed, i));
+      auto id = protocol::identity::from_seed(actors::seed_for(s_.seed, i));
       storage::store_options o;
       o.replica_nonce = s_.seed * 1'000'003u + i + 1;
       o.sync = false;
@@ -89,7 +81,7 @@ public:
       if (!st)
         throw std::runtime_error("store: " + st.err().message);
       auto env = std::make_shared<actors::node_env>(actors::node_env{id, std::move(st.value()), {}, {}, {}});
-      env->rng = std::make_shared<actors::entropy>(seed_of(s_.seed, 1000 + i));
+      env->rng = std::make_shared<actors::entropy>(actors::seed_for(s_.seed, 1000 + i));
       env->settings.anti_entropy = seconds(s_.anti_entropy_s);
       const std::string address = "sim:" + std::to_string(i);
       env->transport = net_->make_transport(*sys_, address);

@@ -24,14 +24,6 @@ using nlohmann::json;
 
 namespace {
 
-protocol::key_seed seed_of(std::uint64_t seed, std::uint64_t n) {
-  protocol::key_seed s{};
-  std::mt19937_64 g(seed * 1000003u + n);
-  for (auto& b : s)
-    b = static_cast<std::uint8_t>(g());
-  return s;
-}
-
 struct world {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -65,10 +57,10 @@ struct world {
   /// A relay on the simulated network; returns "address#relay id" for
   /// node_env::relays.
   std::string add_relay() {
-    auto id = protocol::identity::from_seed(seed_of(seed, 5000));
+    auto id = protocol::identity::from_seed(seed_for(seed, 5000));
     const std::string address = "sim:relay";
     relays.push_back(spawn_relay_host(*sys, net->make_transport(*sys, address), id,
-                                      seed_of(seed, 5001)));
+                                      seed_for(seed, 5001)));
     net->listen(address, relays.back());
     return address + "#" + protocol::to_text(id.pub());
   }
@@ -77,14 +69,14 @@ struct world {
   /// A node with identity number i, its store in memory. With relays it
   /// announces its address there (when it listens) and finds peers there.
   node& add(std::size_t i, std::vector<std::string> use_relays = {}, bool listens = true) {
-    auto id = protocol::identity::from_seed(seed_of(seed, i));
+    auto id = protocol::identity::from_seed(seed_for(seed, i));
     storage::store_options o;
     o.replica_nonce = seed * 100 + i + 1;
     o.sync = false;
     auto st = storage::store::open(storage::make_memory_kv(), id, o);
     REQUIRE(st);
     auto env = std::make_shared<node_env>(node_env{id, std::move(st.value()), {}, {}, {}});
-    env->rng = std::make_shared<entropy>(seed_of(seed, 1000 + i));
+    env->rng = std::make_shared<entropy>(seed_for(seed, 1000 + i));
     const std::string address = "sim:" + std::to_string(i);
     env->transport = net->make_transport(*sys, address);
     env->log = [this, address](log_level, const std::string& line) {

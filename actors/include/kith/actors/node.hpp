@@ -116,6 +116,10 @@ inline constexpr std::string_view pipe_initiate_preamble = "KITH-PIPE-INITIATE\n
 /// `env->transport` must be owned by the returned actor.
 [[nodiscard]] node_actor spawn_node(caf::actor_system& sys, std::shared_ptr<node_env> env);
 
+/// The n-th key seed of a run seeded with `seed` (identities, channel
+/// keys, node entropy in tests and the simulator). Deterministic.
+[[nodiscard]] protocol::key_seed seed_for(std::uint64_t seed, std::uint64_t n);
+
 /// Milliseconds of an actor's clock (virtual under the testing scheduler).
 [[nodiscard]] std::uint64_t clock_ms(const caf::actor_clock::time_point& t);
 
