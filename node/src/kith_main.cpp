@@ -61,27 +61,38 @@ void print(const storage::json& j) {
   std::cout << j.dump(2) << "\n";
 }
 
-/// A call to the running daemon: nullopt when none answers.
 struct daemon_reply {
   int status = 0;
   storage::json body;
 };
-std::optional<daemon_reply> call_daemon(const node::data_dir& dir, const std::string& method,
-                                        const std::string& target,
-                                        const std::optional<storage::json>& body = std::nullopt) {
+
+/// A call to the running daemon, body as bytes: nullopt when none answers
+/// (a stale api.addr after a crash counts as none).
+std::optional<node::api_result> call_daemon_raw(const node::data_dir& dir, const std::string& method,
+                                                const std::string& target,
+                                                const std::optional<std::string>& body,
+                                                const std::string& content_type,
+                                                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
   auto where = node::daemon_api_address(dir);
   if (!where)
     return std::nullopt;
+  auto r = node::call_api(where->first, where->second, method, target, body, content_type, timeout);
+  if (!r.ok)
+    return std::nullopt;
+  return r;
+}
+
+/// A JSON call to the running daemon: nullopt when none answers.
+std::optional<daemon_reply> call_daemon(const node::data_dir& dir, const std::string& method,
+                                        const std::string& target,
+                                        const std::optional<storage::json>& body = std::nullopt) {
   std::optional<std::string> text;
   if (body)
     text = body->dump();
-  auto r = node::call_api(where->first, where->second, method, target, text);
-  if (!r.ok)
-    return std::nullopt; // stale api.addr after a crash: no daemon
-  daemon_reply out;
-  out.status = r.status;
-  out.body = storage::json::parse(r.body, nullptr, false);
-  return out;
+  auto r = call_daemon_raw(dir, method, target, text, "application/json");
+  if (!r)
+    return std::nullopt;
+  return daemon_reply{r->status, storage::json::parse(r->body, nullptr, false)};
 }
 
 /// Prints an API error and maps it to an exit code.
@@ -93,20 +104,6 @@ int fail_reply(const daemon_reply& r) {
   return r.status == 404 ? 3 : 1;
 }
 
-/// A raw call to the running daemon (bundle bytes): nullopt when none answers.
-std::optional<node::api_result> call_daemon_raw(const node::data_dir& dir, const std::string& method,
-                                                const std::string& target,
-                                                const std::optional<std::string>& body,
-                                                const std::string& content_type) {
-  auto where = node::daemon_api_address(dir);
-  if (!where)
-    return std::nullopt;
-  auto r = node::call_api(where->first, where->second, method, target, body, content_type,
-                          std::chrono::minutes(10));
-  if (!r.ok)
-    return std::nullopt;
-  return r;
-}
 
 std::optional<std::string> read_file(const std::string& path, std::string& why) {
   std::ifstream f(path, std::ios::binary);
@@ -379,7 +376,7 @@ int main(int argc, char** argv) {
     std::string why;
     if (bundle_export->parsed()) {
       auto r = call_daemon_raw(dir, "GET", "/v1/bundle?topic=" + node::url_encode(topic),
-                               std::nullopt, "application/json");
+                               std::nullopt, "application/json", std::chrono::minutes(10));
       std::string bytes;
       if (r) {
         if (r->status != 200) {
@@ -411,7 +408,8 @@ int main(int argc, char** argv) {
         return fail({storage::errc::not_found, why});
     }
     storage::json out;
-    if (auto r = call_daemon_raw(dir, "POST", "/v1/bundle", *bytes, "application/octet-stream")) {
+    if (auto r = call_daemon_raw(dir, "POST", "/v1/bundle", *bytes, "application/octet-stream",
+                                 std::chrono::minutes(10))) {
       daemon_reply d{r->status, storage::json::parse(r->body, nullptr, false)};
       if (r->status != 200)
         return fail_reply(d);
