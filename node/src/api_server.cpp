@@ -381,6 +381,31 @@ route_result serve_static(const api_server_options& o, std::string_view path) {
   return r;
 }
 
+/// A GET route: operation `op` with the query parameters `names` and,
+/// when `what` is set, the decoded rest of the path after `prefix` as
+/// parameter `what`.
+route_result get_route(http::verb m, std::string_view path, std::string_view query,
+                       std::initializer_list<const char*> names, const std::string& op,
+                       std::string_view prefix = {}, const char* what = nullptr) {
+  if (m != http::verb::get)
+    return not_allowed(m, "GET");
+  json params = json::object();
+  if (what) {
+    std::string rest;
+    if (auto err = path_rest(path, prefix, what, rest))
+      return std::move(*err);
+    params[what] = std::move(rest);
+  }
+  if (auto err = take_query(query, names, params))
+    return std::move(*err);
+  return call(op, std::move(params));
+}
+
+/// Whether `path` starts with `prefix`.
+bool under(std::string_view path, std::string_view prefix) {
+  return path.substr(0, prefix.size()) == prefix;
+}
+
 route_result route(http::verb m, std::string_view target, const std::string& body,
                    const api_server_options& o) {
   if (target.empty() || target.front() != '/')
@@ -407,17 +432,8 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
       return not_allowed(m, path == "/v1/topics" ? "GET, POST" : "GET");
     return call(std::string(path.substr(4)));
   }
-  constexpr std::string_view topic_path = "/v1/topics/";
-  if (path.substr(0, topic_path.size()) == topic_path) {
-    if (m != http::verb::get)
-      return not_allowed(m, "GET");
-    json params = json::object();
-    std::string id;
-    if (auto err = path_rest(path, topic_path, "topic", id))
-      return std::move(*err);
-    params["topic"] = std::move(id);
-    return call("topic_get", std::move(params));
-  }
+  if (constexpr std::string_view p = "/v1/topics/"; under(path, p))
+    return get_route(m, path, query, {}, "topic_get", p, "topic");
   if (path == "/v1/follow" || path == "/v1/unfollow") {
     if (m != http::verb::post)
       return not_allowed(m, "POST");
@@ -437,35 +453,12 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
     return call_with_body("post", body, depth,
                           {{"text", vt::string, req}, {"reply_to", vt::string, opt}});
   }
-  if (path == "/v1/feed") {
-    if (m != http::verb::get)
-      return not_allowed(m, "GET");
-    json params = json::object();
-    if (auto err = take_query(query, {"author", "limit", "before"}, params))
-      return std::move(*err);
-    return call("feed", std::move(params));
-  }
-  if (path == "/v1/notifications") {
-    if (m != http::verb::get)
-      return not_allowed(m, "GET");
-    json params = json::object();
-    if (auto err = take_query(query, {"limit"}, params))
-      return std::move(*err);
-    return call("notifications", std::move(params));
-  }
-  constexpr std::string_view thread_path = "/v1/thread/";
-  if (path.substr(0, thread_path.size()) == thread_path) {
-    if (m != http::verb::get)
-      return not_allowed(m, "GET");
-    json params = json::object();
-    std::string subject;
-    if (auto err = path_rest(path, thread_path, "subject", subject))
-      return std::move(*err);
-    params["subject"] = std::move(subject);
-    if (auto err = take_query(query, {"limit"}, params))
-      return std::move(*err);
-    return call("thread", std::move(params));
-  }
+  if (path == "/v1/feed")
+    return get_route(m, path, query, {"author", "limit", "before"}, "feed");
+  if (path == "/v1/notifications")
+    return get_route(m, path, query, {"limit"}, "notifications");
+  if (constexpr std::string_view p = "/v1/thread/"; under(path, p))
+    return get_route(m, path, query, {"limit"}, "thread", p, "subject");
   if (path == "/v1/bundle") {
     if (m == http::verb::get) {
       json params = json::object();
@@ -511,19 +504,8 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
       return std::move(*err);
     return call(get ? "get" : "del", std::move(params));
   }
-  constexpr std::string_view tags = "/v1/tags/";
-  if (path.substr(0, tags.size()) == tags) {
-    if (m != http::verb::get)
-      return not_allowed(m, "GET");
-    json params = json::object();
-    std::string tag;
-    if (auto err = path_rest(path, tags, "tag", tag))
-      return std::move(*err);
-    params["tag"] = std::move(tag);
-    if (auto err = take_query(query, {"limit"}, params))
-      return std::move(*err);
-    return call("tag", std::move(params));
-  }
+  if (constexpr std::string_view p = "/v1/tags/"; under(path, p))
+    return get_route(m, path, query, {"limit"}, "tag", p, "tag");
   if (path == "/v1" || path.substr(0, 4) == "/v1/")
     return fail(404, "not_found", "no such route: " + std::string(path) + " (see docs/api.md)");
   return serve_static(o, path);
