@@ -2,10 +2,7 @@
 
 #include "schema/kith.capnp.h"
 
-#include <capnp/message.h>
-#include <capnp/serialize-packed.h>
-#include <kj/exception.h>
-#include <kj/io.h>
+#include "kith/protocol/detail/capnp_codec.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -27,21 +24,14 @@ constexpr std::size_t sig_bytes = 64;
 
 // --- small conversions ------------------------------------------------------------
 
-capnp::Data::Reader as_data(std::string_view s) {
-  return {reinterpret_cast<const kj::byte*>(s.data()), s.size()};
-}
-
-template <std::size_t N>
-capnp::Data::Reader as_data(const std::array<std::uint8_t, N>& a) {
-  return {a.data(), N};
-}
-
-// std::string keeps a NUL after its last byte, which Text::Reader wants.
-capnp::Text::Reader as_text(const std::string& s) { return {s.data(), s.size()}; }
-
-std::string_view view_of(capnp::Data::Reader d) {
-  return {reinterpret_cast<const char*>(d.begin()), d.size()};
-}
+using kith::protocol::detail::as_data;
+using kith::protocol::detail::as_text;
+using kith::protocol::detail::bytes;
+using kith::protocol::detail::fail;
+using kith::protocol::detail::fixed;
+using kith::protocol::detail::limit;
+using kith::protocol::detail::text;
+using kith::protocol::detail::view_of;
 
 std::size_t common_prefix(std::string_view a, std::string_view b) {
   const std::size_t n = std::min(a.size(), b.size());
@@ -348,9 +338,7 @@ void put(w::Message::Builder b, const message& m) {
 /// Thrown inside the decoder only; decode_message turns it (and any
 /// kj::Exception from Cap'n Proto's accessors) into nullopt + reason, so
 /// the many checks below read as straight-line code.
-struct refusal {
-  std::string why;
-};
+using kith::protocol::detail::refusal;
 
 class decoder {
 public:
@@ -417,33 +405,9 @@ public:
   }
 
 private:
-  [[noreturn]] static void fail(std::string why) { throw refusal{std::move(why)}; }
 
-  static void limit(std::size_t n, std::size_t max, const char* what, const char* name) {
-    if (n > max)
-      fail(std::string(what) + ": " + std::to_string(n) + " is over " + name + " (" +
-           std::to_string(max) + ")");
-  }
-
-  static std::string text(capnp::Text::Reader t, std::size_t max, const char* what,
-                          const char* name) {
-    limit(t.size(), max, what, name);
-    return std::string(t.cStr(), t.size());
-  }
-  static std::string bytes(capnp::Data::Reader d, std::size_t max, const char* what,
-                           const char* name) {
-    limit(d.size(), max, what, name);
-    return std::string(view_of(d));
-  }
   std::string topic(capnp::Text::Reader t, const char* what) const {
     return text(t, l_.sig.max_topic_bytes, what, "max_topic_bytes");
-  }
-  template <std::size_t N>
-  static void fixed(capnp::Data::Reader d, std::array<std::uint8_t, N>& out, const char* what) {
-    if (d.size() != N)
-      fail(std::string(what) + ": " + std::to_string(d.size()) + " bytes, expected " +
-           std::to_string(N));
-    std::memcpy(out.data(), d.begin(), N);
   }
 
   /// A node_clock from the causality codec's bytes. Decoded entry by entry
@@ -867,55 +831,14 @@ unsigned first_segment_words(const message& m) {
 std::string encode_message(const message& m) {
   capnp::MallocMessageBuilder builder(first_segment_words(m));
   put(builder.initRoot<w::Message>(), m);
-  kj::VectorOutputStream out;
-  capnp::writePackedMessage(out, builder);
-  auto a = out.getArray();
-  return std::string(reinterpret_cast<const char*>(a.begin()), a.size());
+  return detail::write_packed(builder);
 }
 
 std::optional<message> decode_message(std::string_view bytes, const message_limits& l,
                                       std::string* why) {
-  auto refuse = [&](std::string reason) -> std::optional<message> {
-    if (why)
-      *why = std::move(reason);
-    return std::nullopt;
-  };
-  if (bytes.size() > l.max_message_bytes)
-    return refuse("message of " + std::to_string(bytes.size()) + " bytes is over " +
-                  "max_message_bytes (" + std::to_string(l.max_message_bytes) + ")");
-  try {
-    kj::ArrayInputStream in(
-        kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
-    capnp::ReaderOptions options;
-    options.traversalLimitInWords = l.traversal_limit_words;
-    options.nestingLimit = l.nesting_limit;
-    capnp::PackedMessageReader reader(in, options);
-    // Reads every segment now (the reader fetches segments after the
-    // first lazily), so what is left in `in` is trailing bytes. Cap'n
-    // Proto refuses more than 512 segments; past the last it returns null.
-    for (unsigned i = 1; i < 512; ++i)
-      (void)reader.getSegment(i);
-    if (in.tryGetReadBuffer().size() != 0)
-      return refuse("trailing bytes after the message");
-    decoder d(l);
-    return d.read(reader.getRoot<w::Message>());
-  } catch (const refusal& e) {
-    return refuse(e.why);
-  } catch (const kj::Exception& e) {
-    // Name the limit when Cap'n Proto's own checks are what refused.
-    std::string d = e.getDescription().cStr();
-    if (d.find("traversal") != std::string::npos || d.find("too large") != std::string::npos)
-      return refuse("message over traversal_limit_words (" +
-                    std::to_string(l.traversal_limit_words) + "): " + d);
-    if (d.find("nested") != std::string::npos)
-      return refuse("message nested deeper than nesting_limit (" +
-                    std::to_string(l.nesting_limit) + "): " + d);
-    return refuse("malformed message: " + d);
-  } catch (const std::bad_alloc&) {
-    return refuse("message too large to decode (out of memory)");
-  } catch (const std::exception& e) {
-    return refuse(std::string("malformed message: ") + e.what());
-  }
+  return detail::read_packed<w::Message>(
+      bytes, {l.max_message_bytes, l.traversal_limit_words, l.nesting_limit}, why,
+      [&](w::Message::Reader root) { return decoder(l).read(root); });
 }
 
 std::vector<signed_reply> split_reply(const signed_reply& r, std::size_t max_bytes) {

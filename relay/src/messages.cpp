@@ -2,10 +2,7 @@
 
 #include "schema/relay.capnp.h"
 
-#include <capnp/message.h>
-#include <capnp/serialize-packed.h>
-#include <kj/exception.h>
-#include <kj/io.h>
+#include "kith/protocol/detail/capnp_codec.hpp"
 
 #include <cstring>
 #include <iterator>
@@ -22,21 +19,14 @@ using protocol::public_key;
 
 // --- small conversions ------------------------------------------------------------
 
-capnp::Data::Reader as_data(std::string_view s) {
-  return {reinterpret_cast<const kj::byte*>(s.data()), s.size()};
-}
-
-template <std::size_t N>
-capnp::Data::Reader as_data(const std::array<std::uint8_t, N>& a) {
-  return {a.data(), N};
-}
-
-// std::string keeps a NUL after its last byte, which Text::Reader wants.
-capnp::Text::Reader as_text(const std::string& s) { return {s.data(), s.size()}; }
-
-std::string_view view_of(capnp::Data::Reader d) {
-  return {reinterpret_cast<const char*>(d.begin()), d.size()};
-}
+using protocol::detail::as_data;
+using protocol::detail::as_text;
+using protocol::detail::bytes;
+using protocol::detail::fail;
+using protocol::detail::fixed;
+using protocol::detail::limit;
+using protocol::detail::text;
+using protocol::detail::view_of;
 
 template <class T>
 inline constexpr bool always_false = false;
@@ -170,9 +160,7 @@ void put(w::Message::Builder b, const relay_message& m) {
 
 // --- decoding -------------------------------------------------------------------
 
-struct refusal {
-  std::string why;
-};
+using protocol::detail::refusal;
 
 class decoder {
 public:
@@ -325,33 +313,9 @@ public:
   }
 
 private:
-  [[noreturn]] static void fail(std::string why) { throw refusal{std::move(why)}; }
 
-  static void limit(std::size_t n, std::size_t max, const char* what, const char* name) {
-    if (n > max)
-      fail(std::string(what) + ": " + std::to_string(n) + " is over " + name + " (" +
-           std::to_string(max) + ")");
-  }
 
-  template <std::size_t N>
-  static void fixed(capnp::Data::Reader d, std::array<std::uint8_t, N>& out, const char* what) {
-    if (d.size() != N)
-      fail(std::string(what) + ": " + std::to_string(d.size()) + " bytes, expected " +
-           std::to_string(N));
-    std::memcpy(out.data(), d.begin(), N);
-  }
 
-  static std::string bytes(capnp::Data::Reader d, std::size_t max, const char* what,
-                           const char* name) {
-    limit(d.size(), max, what, name);
-    return std::string(view_of(d));
-  }
-
-  static std::string text(capnp::Text::Reader t, std::size_t max, const char* what,
-                          const char* name) {
-    limit(t.size(), max, what, name);
-    return std::string(t.cStr(), t.size());
-  }
 
   std::string topic(capnp::Data::Reader d) const {
     return bytes(d, l_.max_topic_bytes, "topic", "max_topic_bytes");
@@ -413,52 +377,14 @@ const char* code_name(code c) {
 std::string encode_relay_message(const relay_message& m) {
   capnp::MallocMessageBuilder builder;
   put(builder.initRoot<w::Message>(), m);
-  kj::VectorOutputStream out;
-  capnp::writePackedMessage(out, builder);
-  auto a = out.getArray();
-  return std::string(reinterpret_cast<const char*>(a.begin()), a.size());
+  return protocol::detail::write_packed(builder);
 }
 
 std::optional<relay_message> decode_relay_message(std::string_view bytes, const wire_limits& l,
                                                   std::string* why) {
-  auto refuse = [&](std::string reason) -> std::optional<relay_message> {
-    if (why)
-      *why = std::move(reason);
-    return std::nullopt;
-  };
-  if (bytes.size() > l.max_message_bytes)
-    return refuse("message of " + std::to_string(bytes.size()) + " bytes is over " +
-                  "max_message_bytes (" + std::to_string(l.max_message_bytes) + ")");
-  try {
-    kj::ArrayInputStream in(
-        kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
-    capnp::ReaderOptions options;
-    options.traversalLimitInWords = l.traversal_limit_words;
-    options.nestingLimit = l.nesting_limit;
-    capnp::PackedMessageReader reader(in, options);
-    // Segments after the first are read lazily: fetch them all so what is
-    // left in `in` is trailing bytes (refused: one frame, one message).
-    for (unsigned i = 1; i < 512; ++i)
-      (void)reader.getSegment(i);
-    if (in.tryGetReadBuffer().size() != 0)
-      return refuse("trailing bytes after the message");
-    return decoder(l).read(reader.getRoot<w::Message>());
-  } catch (const refusal& e) {
-    return refuse(e.why);
-  } catch (const kj::Exception& e) {
-    std::string d = e.getDescription().cStr();
-    if (d.find("traversal") != std::string::npos || d.find("too large") != std::string::npos)
-      return refuse("message over traversal_limit_words (" +
-                    std::to_string(l.traversal_limit_words) + "): " + d);
-    if (d.find("nested") != std::string::npos)
-      return refuse("message nested deeper than nesting_limit (" +
-                    std::to_string(l.nesting_limit) + "): " + d);
-    return refuse("malformed message: " + d);
-  } catch (const std::bad_alloc&) {
-    return refuse("message too large to decode (out of memory)");
-  } catch (const std::exception& e) {
-    return refuse(std::string("malformed message: ") + e.what());
-  }
+  return protocol::detail::read_packed<w::Message>(
+      bytes, {l.max_message_bytes, l.traversal_limit_words, l.nesting_limit}, why,
+      [&](w::Message::Reader root) { return decoder(l).read(root); });
 }
 
 const char* relay_message_name(std::size_t index) {
