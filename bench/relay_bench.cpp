@@ -44,6 +44,7 @@
 
 #include "support/checks.hpp"
 #include "support/json_line.hpp"
+#include "support/proc.hpp"
 #include "kith/protocol/channel.hpp"
 #include "kith/protocol/crypto.hpp"
 #include "kith/relay/client.hpp"
@@ -89,6 +90,14 @@
 #include <vector>
 
 namespace {
+
+using kith::bench::cpu_seconds;
+using kith::bench::fmt;
+using kith::bench::grouped;
+using kith::bench::parse_double;
+using kith::bench::parse_u64;
+using kith::bench::sleep_s;
+using kith::bench::status_kib;
 
 namespace fs = std::filesystem;
 namespace protocol = kith::protocol;
@@ -154,24 +163,7 @@ void usage(std::ostream& o) {
        "  --timeout-s S        give up on a phase after S seconds (default 180)\n";
 }
 
-bool parse_u64(const char* s, std::uint64_t& out) {
-  char* end = nullptr;
-  errno = 0;
-  const auto v = std::strtoull(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
-    return false;
-  out = v;
-  return true;
-}
 
-bool parse_double(const char* s, double& out) {
-  char* end = nullptr;
-  const double v = std::strtod(s, &end);
-  if (end == s || *end != '\0' || !(v > 0))
-    return false;
-  out = v;
-  return true;
-}
 
 // --- small helpers ----------------------------------------------------------------------
 
@@ -186,21 +178,7 @@ std::int64_t steady_ns() {
       .count();
 }
 
-void sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-/// 1234567 -> "1,234,567".
-std::string grouped(std::uint64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3)
-    s.insert(static_cast<std::size_t>(i), ",");
-  return s;
-}
 
 void row(const std::string& a, const std::string& b, const std::string& c) {
   std::fprintf(stderr, "  %-38s %-22s %s\n", a.c_str(), b.c_str(), c.c_str());
@@ -228,36 +206,7 @@ protocol::key_seed derive_seed(std::uint64_t seed, std::string_view purpose, std
   return protocol::hash_of(std::string_view(buf, sizeof buf), "kith-bench-relay", purpose);
 }
 
-/// utime + stime of a process in seconds; nullopt once it is gone.
-std::optional<double> cpu_seconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(f, line))
-    return std::nullopt;
-  const auto close = line.rfind(')');
-  if (close == std::string::npos)
-    return std::nullopt;
-  std::istringstream rest(line.substr(close + 1));
-  std::string field;
-  std::uint64_t utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14)
-      utime = std::strtoull(field.c_str(), nullptr, 10);
-    if (i == 15)
-      stime = std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
-/// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM), 0 if unknown.
-std::uint64_t status_kib(pid_t pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(field + ":", 0) == 0)
-      return std::strtoull(line.c_str() + field.size() + 1, nullptr, 10);
-  return 0;
-}
 
 /// Kernel memory of every TCP socket on the machine, in pages
 /// (/proc/net/sockstat "TCP: ... mem M"): socket buffers, not in any RSS.

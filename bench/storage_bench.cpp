@@ -25,6 +25,7 @@
 
 #include "support/checks.hpp"
 #include "support/json_line.hpp"
+#include "support/proc.hpp"
 #include "kith/protocol/crypto.hpp"
 #include "kith/protocol/signed_write.hpp"
 #include "kith/storage/kv.hpp"
@@ -1154,11 +1155,7 @@ void usage(std::ostream& os) {
     os << "                 " << c.name << "  " << c.what << '\n';
 }
 
-bool parse_u64(const char* text, std::uint64_t& out) {
-  char* end = nullptr;
-  out = std::strtoull(text, &end, 10);
-  return text[0] >= '0' && text[0] <= '9' && *end == '\0';
-}
+using kith::bench::parse_u64;
 
 } // namespace
 
