@@ -38,6 +38,8 @@ struct Message {
     resyncDone @8 :ResyncDone;
     keepalive @9 :Keepalive;
     error @10 :Error;
+    query @11 :Query;
+    queryResult @12 :QueryResult;
   }
 }
 
@@ -170,4 +172,40 @@ struct Keepalive {
 struct Error {
   code @0 :UInt16;
   reason @1 :Text;
+}
+
+# --- aggregator queries (docs/protocol.md, "Queries") -------------------------------
+
+enum QueryKind {
+  mentions @0;   # arg: an identity's text form
+  thread @1;     # arg: a status subject
+  tag @2;        # arg: a tag, lower-case, without '#'
+  trending @3;   # arg: empty; sinceMs..untilMs is the window
+}
+
+struct Query {
+  id @0 :UInt64;        # echoed in the result
+  kind @1 :QueryKind;
+  arg @2 :Text;
+  limit @3 :UInt32;     # items (or tags) wanted
+  sinceMs @4 :UInt64;
+  untilMs @5 :UInt64;   # 0 = no upper bound
+}
+
+# One document of one author's feed with everything that proves it.
+struct QueryItem {
+  author @0 :Data;      # 32 bytes; reply.topic must be this author's feed
+  reply @1 :Reply;
+}
+
+struct TagCount {
+  tag @0 :Text;
+  count @1 :UInt64;
+}
+
+struct QueryResult {
+  id @0 :UInt64;
+  items @1 :List(QueryItem);
+  tags @2 :List(TagCount);
+  refused @3 :Text;     # non-empty: the query was not served, and why
 }

@@ -323,6 +323,33 @@ void put(w::Message::Builder b, const message& m) {
           auto k = b.initKeepalive();
           k.setNonce(x.nonce);
           k.setReply(x.reply);
+        } else if constexpr (std::is_same_v<T, query_msg>) {
+          auto q = b.initQuery();
+          q.setId(x.id);
+          q.setKind(static_cast<w::QueryKind>(x.kind));
+          q.setArg(as_text(x.arg));
+          q.setLimit(x.limit);
+          q.setSinceMs(x.since_ms);
+          q.setUntilMs(x.until_ms);
+        } else if constexpr (std::is_same_v<T, query_result_msg>) {
+          auto q = b.initQueryResult();
+          q.setId(x.id);
+          if (!x.items.empty()) {
+            auto is = q.initItems(static_cast<unsigned>(x.items.size()));
+            for (unsigned i = 0; i < is.size(); ++i) {
+              is[i].setAuthor(as_data(x.items[i].author.bytes));
+              put(is[i].initReply(), x.items[i].reply);
+            }
+          }
+          if (!x.tags.empty()) {
+            auto ts = q.initTags(static_cast<unsigned>(x.tags.size()));
+            for (unsigned i = 0; i < ts.size(); ++i) {
+              ts[i].setTag(as_text(x.tags[i].tag));
+              ts[i].setCount(x.tags[i].count);
+            }
+          }
+          if (!x.refused.empty())
+            q.setRefused(as_text(x.refused));
         } else {
           static_assert(std::is_same_v<T, error_msg>);
           auto e = b.initError();
@@ -389,6 +416,41 @@ public:
       case w::Message::KEEPALIVE: {
         auto k = m.getKeepalive();
         return keepalive_msg{k.getNonce(), k.getReply()};
+      }
+      case w::Message::QUERY: {
+        auto q = m.getQuery();
+        query_msg out;
+        out.id = q.getId();
+        const auto kind = static_cast<unsigned>(q.getKind());
+        if (kind > static_cast<unsigned>(query_kind::trending))
+          fail("query: unknown kind " + std::to_string(kind));
+        out.kind = static_cast<query_kind>(kind);
+        out.arg = text(q.getArg(), l_.max_key_bytes, "query arg", "max_key_bytes");
+        out.limit = q.getLimit();
+        out.since_ms = q.getSinceMs();
+        out.until_ms = q.getUntilMs();
+        return out;
+      }
+      case w::Message::QUERY_RESULT: {
+        auto q = m.getQueryResult();
+        query_result_msg out;
+        out.id = q.getId();
+        auto is = q.getItems();
+        limit(is.size(), l_.max_query_items, "query result items", "max_query_items");
+        out.items.reserve(is.size());
+        for (auto it : is) {
+          query_item qi;
+          fixed(it.getAuthor(), qi.author.bytes, "query item author");
+          qi.reply = reply(it.getReply());
+          out.items.push_back(std::move(qi));
+        }
+        auto ts = q.getTags();
+        limit(ts.size(), l_.max_query_tags, "query result tags", "max_query_tags");
+        for (auto t : ts)
+          out.tags.push_back(tag_count_msg{
+              text(t.getTag(), l_.max_key_bytes, "query result tag", "max_key_bytes"), t.getCount()});
+        out.refused = text(q.getRefused(), l_.max_reason_bytes, "query refusal", "max_reason_bytes");
+        return out;
       }
       case w::Message::ERROR: {
         auto e = m.getError();
@@ -848,7 +910,8 @@ std::vector<signed_reply> split_reply(const signed_reply& r, std::size_t max_byt
 const char* message_name(const message& m) {
   static constexpr const char* names[] = {
       "hello",    "subscribe",      "unsubscribe", "offer",     "sync_request", "data",
-      "watermark", "resync_request", "resync_done", "keepalive", "error"};
+      "watermark", "resync_request", "resync_done", "keepalive", "error", "query",
+      "query_result"};
   static_assert(std::size(names) == std::variant_size_v<message>);
   return names[m.index()];
 }

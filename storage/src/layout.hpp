@@ -4,7 +4,7 @@
 // one ordered keyspace (RocksDB or a std::map) holds everything and a kind
 // can be scanned or dropped as a range.
 //
-//   m<name>                         meta (format version, own binding)
+//   m<name>                         meta (format version, index version, own binding)
 //   t<topic>                        topic descriptor
 //   k<topic>                        topic clock
 //   w<topic>                        topic watermark

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
+#include <map>
 
 namespace kith::storage {
 
@@ -182,9 +184,27 @@ std::vector<std::string> index_rows_of(std::string_view topic, std::string_view 
       t.push_back('\0');
       append_hit_tail(t, body.time_ms, d, topic, key);
       rows.push_back(std::move(t));
+      // "iw" <time, oldest first> <dot> <tag>: tags by time, so counting
+      // the tags of a window reads only that window's rows (trending).
+      std::string w = "iw";
+      lay::put_be64(w, body.time_ms);
+      lay::put_be64(w, d.id.value());
+      lay::put_be64(w, d.n.value());
+      w.append(tag);
+      rows.push_back(std::move(w));
     }
   });
   return rows;
+}
+
+/// Bumped whenever index_rows_of changes what it writes: a store with
+/// another version is reindexed on open. 2: tag-by-time rows ("iw").
+constexpr std::uint64_t index_version = 2;
+
+std::string index_version_record() {
+  causality::writer w;
+  w.varint(index_version);
+  return w.take();
 }
 
 std::uint64_t fresh_nonce() {
@@ -281,6 +301,7 @@ status store::init(bool may_create) {
     b.put(lay::meta("binding"), encoded(binding_));
     b.put(lay::binding_row(binding_.rid), encoded(binding_));
     b.put(lay::topic_row(feed_id_), encoded(protocol::feed_topic(self_.pub())));
+    b.put(lay::meta("index"), index_version_record());
     return kv_->commit(b, true);
   }
   causality::reader r(**version);
@@ -299,6 +320,15 @@ status store::init(bool may_create) {
   if (binding_.author != self_.pub())
     return error{errc::invalid, "this store belongs to " + protocol::to_text(binding_.author) +
                                     ", not to the identity " + protocol::to_text(self_.pub())};
+  // Indexes are derived: a store written by an older kith gets the
+  // current rows rebuilt once, on open.
+  auto iv = kv_->get(lay::meta("index"));
+  if (!iv)
+    return iv.err();
+  if (!*iv || **iv != index_version_record()) {
+    if (auto r = reindex(); !r)
+      return r.err();
+  }
   return ok_status();
 }
 
@@ -840,28 +870,23 @@ private:
 
 } // namespace
 
-result<store::page_result> store::page(const std::string& topic, const std::string& after_key,
-                                      std::size_t max_keys) {
-  std::lock_guard lock(mu_);
-  auto tsr = state(topic);
-  if (!tsr)
-    return tsr.err();
-  page_result out;
-  out.reply.topic = topic;
-  out.reply.from = binding_.rid;
-  out.reply.clock = (*tsr)->clock;
-  out.complete = true;
+namespace {
+
+/// Every stored key of `topic` whose row lies in [from, to), at most
+/// max_keys, appended to `out` with all their writes and the batches and
+/// bindings that prove them. Returns whether the range was exhausted;
+/// `last_key` is the last key read.
+result<bool> collect_proven(const kv_store& kv, const std::string& topic, const std::string& from,
+                            const std::string& to, std::size_t max_keys, signed_reply& out,
+                            std::string& last_key) {
   const std::size_t skip = lay::topic_prefix('c', topic).size();
-  std::string from = lay::key_row('c', topic, after_key);
-  if (!after_key.empty())
-    from.push_back('\0'); // the first key after after_key
-  const std::string to = prefix_end(lay::topic_prefix('c', topic));
-  proof_collector proofs(*kv_, topic);
+  proof_collector proofs(kv, topic);
+  bool complete = true;
   bool bad = false;
   status inner = ok_status();
-  auto st = kv_->scan(from, to, [&](std::string_view k, std::string_view v) {
-    if (out.reply.entries.size() >= max_keys) {
-      out.complete = false;
+  auto st = kv.scan(from, to, [&](std::string_view k, std::string_view v) {
+    if (out.entries.size() >= max_keys) {
+      complete = false;
       return false;
     }
     container c;
@@ -878,9 +903,9 @@ result<store::page_result> store::page(const std::string& topic, const std::stri
       }
       se.records.emplace_back(d, sib.bytes);
     }
-    out.next_after = se.key;
+    last_key = se.key;
     if (!se.records.empty())
-      out.reply.entries.push_back(std::move(se));
+      out.entries.push_back(std::move(se));
     return true;
   });
   if (!st)
@@ -889,8 +914,48 @@ result<store::page_result> store::page(const std::string& topic, const std::stri
     return inner.err();
   if (bad)
     return corrupt("a stored value in " + topic);
-  out.reply.batches = std::move(proofs.batches_);
-  out.reply.bindings = std::move(proofs.bindings_);
+  out.batches = std::move(proofs.batches_);
+  out.bindings = std::move(proofs.bindings_);
+  return complete;
+}
+
+} // namespace
+
+result<store::page_result> store::page(const std::string& topic, const std::string& after_key,
+                                      std::size_t max_keys) {
+  std::lock_guard lock(mu_);
+  auto tsr = state(topic);
+  if (!tsr)
+    return tsr.err();
+  page_result out;
+  out.reply.topic = topic;
+  out.reply.from = binding_.rid;
+  out.reply.clock = (*tsr)->clock;
+  std::string from = lay::key_row('c', topic, after_key);
+  if (!after_key.empty())
+    from.push_back('\0'); // the first key after after_key
+  auto done = collect_proven(*kv_, topic, from, prefix_end(lay::topic_prefix('c', topic)),
+                             max_keys, out.reply, out.next_after);
+  if (!done)
+    return done.err();
+  out.complete = *done;
+  return out;
+}
+
+result<signed_reply> store::prove_prefix(const std::string& topic, const std::string& prefix,
+                                         std::size_t max_keys) {
+  std::lock_guard lock(mu_);
+  auto tsr = state(topic);
+  if (!tsr)
+    return tsr.err();
+  signed_reply out;
+  out.topic = topic;
+  out.from = binding_.rid;
+  const std::string from = lay::key_row('c', topic, prefix);
+  std::string last;
+  auto done = collect_proven(*kv_, topic, from, prefix_end(from), max_keys, out, last);
+  if (!done)
+    return done.err();
   return out;
 }
 
@@ -1166,6 +1231,44 @@ result<std::vector<index_hit>> store::by_tag(const std::string& tag, std::size_t
   return scan_hits(*kv_, p, limit);
 }
 
+result<std::vector<tag_count>> store::trending(std::uint64_t since_ms, std::uint64_t until_ms,
+                                                std::size_t limit) {
+  std::lock_guard lock(mu_);
+  std::map<std::string, std::uint64_t> counts;
+  std::string from = "iw";
+  lay::put_be64(from, since_ms);
+  std::string to = "iw";
+  if (until_ms == std::numeric_limits<std::uint64_t>::max())
+    to = "ix";
+  else
+    lay::put_be64(to, until_ms + 1);
+  constexpr std::size_t fixed_part = 2 + 24;
+  bool bad = false;
+  auto st = kv_->scan(from, to, [&](std::string_view k, std::string_view) {
+    if (k.size() <= fixed_part) {
+      bad = true;
+      return false;
+    }
+    ++counts[std::string(k.substr(fixed_part))];
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (bad)
+    return corrupt("an index row (run `kith reindex`)");
+  std::vector<tag_count> out;
+  out.reserve(counts.size());
+  for (auto& [tag, n] : counts)
+    out.push_back(tag_count{tag, n});
+  // Most used first; ties by name so the answer is the same everywhere.
+  std::sort(out.begin(), out.end(), [](const tag_count& a, const tag_count& b) {
+    return a.count != b.count ? a.count > b.count : a.tag < b.tag;
+  });
+  if (out.size() > limit)
+    out.resize(limit);
+  return out;
+}
+
 result<std::size_t> store::reindex() {
   std::lock_guard lock(mu_);
   // Drop every index row, in bounded batches.
@@ -1212,6 +1315,7 @@ result<std::size_t> store::reindex() {
     return st.err();
   if (bad)
     return corrupt("a stored container");
+  b.put(lay::meta("index"), index_version_record());
   if (auto c = kv_->commit(b, true); !c)
     return c.err();
   return rows;

@@ -80,6 +80,22 @@ bool same(const keepalive_msg& a, const keepalive_msg& b) {
 bool same(const error_msg& a, const error_msg& b) {
   return a.code == b.code && a.reason == b.reason;
 }
+bool same(const query_msg& a, const query_msg& b) {
+  return a.id == b.id && a.kind == b.kind && a.arg == b.arg && a.limit == b.limit &&
+         a.since_ms == b.since_ms && a.until_ms == b.until_ms;
+}
+bool same(const query_result_msg& a, const query_result_msg& b) {
+  if (a.id != b.id || a.refused != b.refused || a.items.size() != b.items.size() ||
+      a.tags.size() != b.tags.size())
+    return false;
+  for (std::size_t i = 0; i < a.items.size(); ++i)
+    if (a.items[i].author != b.items[i].author || !same(a.items[i].reply, b.items[i].reply))
+      return false;
+  for (std::size_t i = 0; i < a.tags.size(); ++i)
+    if (a.tags[i].tag != b.tags[i].tag || a.tags[i].count != b.tags[i].count)
+      return false;
+  return true;
+}
 bool same(const message& a, const message& b) {
   if (a.index() != b.index())
     return false;
@@ -229,6 +245,12 @@ std::vector<message> every_message(const fixture& f) {
   out.emplace_back(resync_done_msg{f.topic, key_of(9), true});
   out.emplace_back(keepalive_msg{0xdeadbeefcafeull, true});
   out.emplace_back(error_msg{error_code::limit, "a data message was over max_entries; split it"});
+  out.emplace_back(query_msg{42, query_kind::mentions, to_text(f.b.id.pub()), 50, 0, 0});
+  out.emplace_back(query_msg{43, query_kind::trending, "", 10, 1'700'000'000'000ull,
+                             1'700'000'600'000ull});
+  out.emplace_back(query_result_msg{42, {{f.a.id.pub(), f.reply}, {f.b.id.pub(), f.reply}},
+                                    {{"kith", 12}, {"p2p", 3}}, ""});
+  out.emplace_back(query_result_msg{44, {}, {}, "this node is not an aggregator"});
   return out;
 }
 
@@ -294,6 +316,8 @@ TEST_CASE("message names are the ones logs use", "[messages]") {
   CHECK(std::string(message_name(resync_done_msg{})) == "resync_done");
   CHECK(std::string(message_name(keepalive_msg{})) == "keepalive");
   CHECK(std::string(message_name(error_msg{})) == "error");
+  CHECK(std::string(message_name(query_msg{})) == "query");
+  CHECK(std::string(message_name(query_result_msg{})) == "query_result");
 }
 
 TEST_CASE("empty and default messages round-trip too", "[messages]") {
@@ -479,6 +503,16 @@ TEST_CASE("a message over any limit is refused with a reason naming the limit", 
   l.max_reason_bytes = 3;
   refused(error_msg{error_code::internal, "too long"}, l, "max_reason_bytes");
   refused(hello_msg{1, f.a.binding, "agent name"}, l, "max_reason_bytes");
+  l = {};
+  l.max_query_items = 1;
+  refused(query_result_msg{1, {{f.a.id.pub(), f.reply}, {f.b.id.pub(), f.reply}}, {}, ""}, l,
+          "max_query_items");
+  l = {};
+  l.max_query_tags = 1;
+  refused(query_result_msg{1, {}, {{"a", 1}, {"b", 2}}, ""}, l, "max_query_tags");
+  l = {};
+  l.max_key_bytes = 5;
+  refused(query_msg{1, query_kind::thread, "a-long-subject", 5, 0, 0}, l, "max_key_bytes");
   l = {};
   l.sig.base.max_ids = 1;
   refused(sync_request_msg{f.topic, f.reply.clock}, l, "max_ids");

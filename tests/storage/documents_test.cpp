@@ -3,6 +3,7 @@
 #include "kith/storage/documents.hpp"
 
 #include <fstream>
+#include <limits>
 
 using namespace kith;
 using namespace kith::storage;
@@ -282,4 +283,63 @@ TEST_CASE("replies form threads, mentions are indexed, feeds page by time, and r
   auto after = b->index_rows();
   REQUIRE(after);
   CHECK(*before == *after);
+}
+
+TEST_CASE("trending counts a window's tags from the index and follows deletes", "[documents]") {
+  test::temp_dir dir;
+  auto ann = test::person(1);
+  auto a = test::open_store(backend::memory, ann, 1, dir);
+  documents da(*a);
+  REQUIRE(da.post("#a and #b", 1000));
+  auto second = da.post("more #a", 2000);
+  REQUIRE(second);
+  REQUIRE(da.post("#c then #a", 3000));
+  REQUIRE(da.post("just #b", 4000));
+
+  auto counts = [&](std::uint64_t since, std::uint64_t until, std::size_t limit) {
+    auto t = a->trending(since, until, limit);
+    REQUIRE(t);
+    std::vector<std::pair<std::string, std::uint64_t>> out;
+    for (const auto& tc : *t)
+      out.emplace_back(tc.tag, tc.count);
+    return out;
+  };
+  using v = std::vector<std::pair<std::string, std::uint64_t>>;
+  const auto all = std::numeric_limits<std::uint64_t>::max();
+  CHECK(counts(0, all, 10) == v{{"a", 3}, {"b", 2}, {"c", 1}});
+  CHECK(counts(1500, 3500, 10) == v{{"a", 2}, {"c", 1}});
+  CHECK(counts(0, all, 2) == v{{"a", 3}, {"b", 2}});
+  CHECK(counts(5000, all, 10).empty());
+  REQUIRE(da.del(*second, std::nullopt, 5000, a->feed_topic_id()));
+  CHECK(counts(0, all, 10) == v{{"a", 2}, {"b", 2}, {"c", 1}});
+}
+
+TEST_CASE("a stored document comes with the proofs to verify it standalone", "[documents]") {
+  test::temp_dir dir;
+  auto ann = test::person(1), bob = test::person(2);
+  auto a = test::open_store(backend::memory, ann, 1, dir);
+  documents da(*a);
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(da.post("filler " + std::to_string(i), 100 + i));
+  auto s = da.post("the one #kith", 1000);
+  REQUIRE(s);
+  auto proof = a->prove_prefix(a->feed_topic_id(), *s + std::string(1, '\0'), 64);
+  REQUIRE(proof);
+  // Only the document's own keys, each with its writes.
+  REQUIRE_FALSE(proof->entries.empty());
+  for (const auto& e : proof->entries)
+    CHECK(e.key.rfind(*s + std::string(1, '\0'), 0) == 0);
+  std::string why;
+  auto writes = protocol::verify_standalone(*proof, ann.pub(), &why);
+  INFO(why);
+  REQUIRE(writes);
+  bool has_text = false;
+  for (const auto& w : *writes)
+    has_text = has_text || w.body.value == "\"the one #kith\"";
+  CHECK(has_text);
+  CHECK_FALSE(protocol::verify_standalone(*proof, bob.pub()));
+  // Nothing for a subject that is not stored.
+  auto none = a->prove_prefix(a->feed_topic_id(), *s + "x" + std::string(1, '\0'), 64);
+  REQUIRE(none);
+  CHECK(none->entries.empty());
 }

@@ -121,6 +121,39 @@ struct keepalive_msg {
   bool reply = false;
 };
 
+/// Queries to an aggregator (a node that follows many feeds and serves
+/// read-only views of them). The answer carries signed documents that
+/// verify on their own (verify_standalone); the tag counts of `trending`
+/// are the aggregator's claim.
+enum class query_kind : std::uint8_t { mentions = 0, thread = 1, tag = 2, trending = 3 };
+
+struct query_msg {
+  std::uint64_t id = 0;
+  query_kind kind = query_kind::mentions;
+  std::string arg;
+  std::uint32_t limit = 20;
+  std::uint64_t since_ms = 0;
+  std::uint64_t until_ms = 0; // 0: no upper bound
+};
+
+/// One document of one author's feed, with its proofs.
+struct query_item {
+  public_key author;
+  signed_reply reply;
+};
+
+struct tag_count_msg {
+  std::string tag;
+  std::uint64_t count = 0;
+};
+
+struct query_result_msg {
+  std::uint64_t id = 0;
+  std::vector<query_item> items;
+  std::vector<tag_count_msg> tags;
+  std::string refused; // non-empty: not served, and why
+};
+
 enum class error_code : std::uint16_t {
   protocol = 1,      // malformed or unexpected message
   version = 2,       // unsupported protocol version
@@ -140,7 +173,8 @@ struct error_msg {
 
 using message = std::variant<hello_msg, subscribe_msg, unsubscribe_msg, offer_msg,
                              sync_request_msg, data_msg, watermark_msg, resync_request_msg,
-                             resync_done_msg, keepalive_msg, error_msg>;
+                             resync_done_msg, keepalive_msg, error_msg, query_msg,
+                             query_result_msg>;
 
 /// Limits for decoding a message from untrusted bytes (see
 /// docs/protocol.md). One place, one struct.
@@ -157,6 +191,8 @@ struct message_limits {
   std::size_t max_key_bytes = 4096;
   std::size_t max_value_bytes = 1u << 20;     // one write body
   std::size_t max_reason_bytes = 1024;
+  std::size_t max_query_items = 256;          // documents per query result
+  std::size_t max_query_tags = 256;           // tag counts per query result
 };
 
 /// Encodes a message (Cap'n Proto, packed). Leaves of a batch whose
@@ -175,6 +211,24 @@ struct message_limits {
 /// carries the batches and bindings its records need, so each part
 /// verifies on its own.
 [[nodiscard]] std::vector<signed_reply> split_reply(const signed_reply& r, std::size_t max_bytes);
+
+/// A write proven by a reply on its own, without any stored state.
+struct proven_write {
+  key_type key;
+  dot d;
+  write_body body;
+};
+
+/// Verifies a reply of `author`'s feed standalone, for data from a party
+/// that is not trusted to have checked anything (an aggregator): the
+/// reply's topic is the author's feed, every binding verifies and names
+/// the author, every record is a leaf of a batch carried in the reply
+/// whose signature verifies, and every key lies under the author's id.
+/// Returns the writes, or nullopt with the first problem in *why. It says
+/// who wrote what, not that nothing newer exists: an aggregator can
+/// withhold a later edit or delete.
+[[nodiscard]] std::optional<std::vector<proven_write>>
+verify_standalone(const signed_reply& r, const public_key& author, std::string* why = nullptr);
 
 /// A name for logs: "hello", "data", ...
 [[nodiscard]] const char* message_name(const message& m);

@@ -77,6 +77,12 @@ struct index_hit {
   std::uint64_t time_ms = 0;
 };
 
+/// A hashtag and how many posts carry it.
+struct tag_count {
+  std::string tag;
+  std::uint64_t count = 0;
+};
+
 /// The node's durable state: per-topic clocks, containers, dot-key maps,
 /// watermarks, signed batches, replica bindings, write headers kept for
 /// replicas that have not seen them, and derived indexes. Each change is
@@ -145,6 +151,12 @@ public:
   };
   [[nodiscard]] result<page_result> page(const std::string& topic, const std::string& after_key,
                                          std::size_t max_keys);
+  /// Every stored key of the topic starting with `prefix` (at most
+  /// max_keys) with the batches and bindings that prove its writes, so the
+  /// result verifies on its own (protocol::verify_standalone): what an
+  /// aggregator serves for one document. No clock is included.
+  [[nodiscard]] result<signed_reply> prove_prefix(const std::string& topic,
+                                                  const std::string& prefix, std::size_t max_keys);
   /// Ends a resync from `sender`: adds the sender's own clock entry (from
   /// the first page's clock) to ours, so dots of the sender that were
   /// overwritten and forgotten before we joined leave no gap. Only the
@@ -172,6 +184,11 @@ public:
                                                           std::size_t limit);
   /// The newest posts carrying #tag (lower-case, without '#').
   [[nodiscard]] result<std::vector<index_hit>> by_tag(const std::string& tag, std::size_t limit);
+  /// Hashtags of the posts written in [since_ms, until_ms] (the writes'
+  /// own times) with their number of posts, most used first (ties by
+  /// tag), at most `limit`. Reads only the window's index rows.
+  [[nodiscard]] result<std::vector<tag_count>> trending(std::uint64_t since_ms,
+                                                        std::uint64_t until_ms, std::size_t limit);
   /// Drops and rebuilds every derived index from the stored containers.
   /// Returns the number of index rows written.
   [[nodiscard]] result<std::size_t> reindex();
