@@ -26,6 +26,19 @@ namespace kith::actors::detail {
 /// peers that lost a relay together do not come back in lock step.
 [[nodiscard]] std::uint64_t backoff_ms(const node_env& env, std::uint32_t failures);
 
+/// Answers an aggregator query from the store: each matching status as a
+/// document with the proofs that let the asker verify it alone
+/// (store::prove_prefix), or tag counts for `trending`. Bounded by the
+/// query's limit (at most 100), the wire's item limit and a byte budget.
+[[nodiscard]] protocol::query_result_msg answer_query(const node_env& env,
+                                                      const protocol::query_msg& q);
+/// The posts of an aggregator's answer whose items verify
+/// (protocol::verify_standalone), as documents marked {"via": source,
+/// "verified": true}; each refused item adds a reason to `refusals`.
+[[nodiscard]] nlohmann::json verified_posts(const protocol::query_result_msg& r,
+                                            const std::string& source,
+                                            std::vector<std::string>& refusals);
+
 /// An api_result holding a JSON body.
 [[nodiscard]] api_result json_result(int status, const nlohmann::json& body);
 [[nodiscard]] api_result error_result(int status, const std::string& code, const std::string& msg);

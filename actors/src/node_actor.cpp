@@ -141,6 +141,10 @@ struct node_state {
   std::map<conn_id, pending_conn> handshaking;
   std::map<conn_id, peer_actor> routed;
   std::map<protocol::public_key, std::string> follows; // id -> address
+  /// Aggregator mode: identities followed because they were met in the
+  /// public directory (not follow documents).
+  std::set<protocol::public_key> crawled;
+  bool crawl_full_logged = false;
   static inline const char* name = "kith.node";
 };
 
@@ -354,6 +358,113 @@ caf::result<api_result> gather(node_pointer self, std::vector<Handle> targets, F
   return rp;
 }
 
+// --- aggregators -------------------------------------------------------------------
+
+std::string known_address(const node_env& env, const protocol::public_key& pk) {
+  auto a = env.addresses.find(protocol::to_text(pk));
+  return a == env.addresses.end() ? std::string{} : a->second;
+}
+
+/// The peer actor of an aggregator, kept connected (like a member of a
+/// shared topic: no feed is pulled from it).
+peer_actor aggregator_peer(node_pointer self, const protocol::public_key& pk) {
+  auto p = ensure_peer(self, pk, false, known_address(*self->state.env, pk));
+  self->send(p, meet_atom::value);
+  return p;
+}
+
+struct agg_answer {
+  std::string id;
+  protocol::query_result_msg result;
+};
+
+/// Sends q to every configured aggregator and calls f(answers) once all
+/// answered, failed or timed out.
+template <class F>
+caf::result<api_result> ask_aggregators(node_pointer self, const protocol::query_msg& q, F f) {
+  auto rp = self->make_response_promise<api_result>();
+  const auto& aggs = self->state.env->aggregators;
+  if (aggs.empty()) {
+    rp.deliver(f(std::vector<agg_answer>{}));
+    return rp;
+  }
+  auto acc = std::make_shared<std::vector<agg_answer>>();
+  auto left = std::make_shared<std::size_t>(aggs.size());
+  for (const auto& pk : aggs) {
+    const auto id = protocol::to_text(pk);
+    self->request(aggregator_peer(self, pk), std::chrono::seconds(8), query_atom::value, q)
+        .then(
+            [=](const protocol::query_result_msg& r) mutable {
+              acc->push_back({id, r});
+              if (--*left == 0)
+                rp.deliver(f(*acc));
+            },
+            [=](caf::error& e) mutable {
+              acc->push_back({id, protocol::query_result_msg{
+                                      0, {}, {}, "no answer: " + caf::to_string(e)}});
+              if (--*left == 0)
+                rp.deliver(f(*acc));
+            });
+  }
+  return rp;
+}
+
+/// Adds the verified posts of every answer that are not in `posts` yet
+/// (by subject), each marked with its aggregator, and says per
+/// aggregator what came back. `keep` filters and annotates a post.
+template <class Keep>
+json merge_answers(json posts, const std::vector<agg_answer>& answers, json& sources, Keep keep) {
+  std::set<std::string> seen;
+  for (const auto& d : posts)
+    seen.insert(d.value("subject", std::string{}));
+  for (const auto& a : answers) {
+    std::vector<std::string> refusals;
+    auto verified = verified_posts(a.result, "aggregator:" + a.id, refusals);
+    json src{{"id", a.id}, {"items", a.result.items.size()}, {"verified", verified.size()}};
+    if (!a.result.refused.empty())
+      src["error"] = a.result.refused;
+    if (!refusals.empty())
+      src["refused_items"] = refusals;
+    sources.push_back(std::move(src));
+    for (auto& d : verified)
+      if (keep(d) && seen.insert(d.value("subject", std::string{})).second)
+        posts.push_back(std::move(d));
+  }
+  return posts;
+}
+
+/// {"posts": the newest `limit` posts, "sources": what each aggregator
+/// answered (left out when none was asked)}.
+api_result posts_result(json posts, json sources, std::size_t limit) {
+  std::stable_sort(posts.begin(), posts.end(), newest_first);
+  if (posts.size() > limit)
+    posts.erase(posts.begin() + static_cast<std::ptrdiff_t>(limit), posts.end());
+  json out{{"posts", std::move(posts)}};
+  if (!sources.empty())
+    out["sources"] = std::move(sources);
+  return json_result(200, out);
+}
+
+std::optional<protocol::query_kind> query_kind_of(const std::string& k) {
+  using protocol::query_kind;
+  if (k == "mentions")
+    return query_kind::mentions;
+  if (k == "thread")
+    return query_kind::thread;
+  if (k == "tag")
+    return query_kind::tag;
+  if (k == "trending")
+    return query_kind::trending;
+  return std::nullopt;
+}
+
+json tags_json(const std::vector<protocol::tag_count_msg>& tags) {
+  json out = json::array();
+  for (const auto& t : tags)
+    out.push_back(json{{"tag", t.tag}, {"count", t.count}});
+  return out;
+}
+
 caf::result<api_result> run_api(node_pointer self, const std::string& op, const json& p,
                                 const std::string& body, std::uint64_t time_ms) {
   auto& st = self->state;
@@ -368,6 +479,15 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
              {"peers", st.peers.size()},
              {"follows", st.follows.size()},
              {"agent", st.env->agent}};
+    if (st.env->aggregate)
+      out["aggregator"] = json{{"following", st.crawled.size()},
+                               {"max_follows", st.env->aggregate_max_follows}};
+    if (!st.env->aggregators.empty()) {
+      json aggs = json::array();
+      for (const auto& pk : st.env->aggregators)
+        aggs.push_back(protocol::to_text(pk));
+      out["aggregators"] = aggs;
+    }
     return json_result(200, out);
   }
   if (op == "peers") {
@@ -523,13 +643,33 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
     return json_result(200, json{{"posts", all}});
   }
   if (op == "thread") {
-    auto r = docs.thread(resolve_subject(self, p.value("subject", std::string{})),
-                         std::min<std::size_t>(limit == 20 ? 200 : limit, 1000));
+    const auto subject = resolve_subject(self, p.value("subject", std::string{}));
+    auto r = docs.thread(subject, std::min<std::size_t>(limit == 20 ? 200 : limit, 1000));
     if (!r)
       return storage_error(r.err());
-    if ((*r)["root"].is_null() && (*r)["replies"].empty())
-      return error_result(404, "not_found", "no status " + p.value("subject", std::string{}));
-    return json_result(200, *r);
+    protocol::query_msg q{0, protocol::query_kind::thread, subject, 100, 0, 0};
+    return ask_aggregators(self, q, [local = std::move(*r), subject](
+                                        const std::vector<agg_answer>& answers) {
+      json t = local;
+      json sources = json::array();
+      json root = t["root"];
+      json replies = merge_answers(t["replies"], answers, sources, [&](json& d) {
+        if (d.value("subject", std::string{}) != subject)
+          return true;
+        if (root.is_null())
+          root = d; // the root came only from an aggregator
+        return false;
+      });
+      std::stable_sort(replies.begin(), replies.end(),
+                       [](const json& a, const json& b) { return newest_first(b, a); });
+      if (root.is_null() && replies.empty())
+        return error_result(404, "not_found", "no status " + subject);
+      t["root"] = root;
+      t["replies"] = replies;
+      if (!sources.empty())
+        t["sources"] = sources;
+      return json_result(200, t);
+    });
   }
   if (op == "notifications") {
     // Mentions of me and replies to my statuses, newest first, each once.
@@ -550,17 +690,113 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
         d["reason"] = list == &*m ? "mention" : "reply";
         all.push_back(std::move(d));
       }
-    std::stable_sort(all.begin(), all.end(),
-                     newest_first);
-    if (all.size() > limit)
-      all.erase(all.begin() + static_cast<std::ptrdiff_t>(limit), all.end());
-    return json_result(200, json{{"posts", all}});
+    // Mentions and replies by people outside our follows come from the
+    // aggregators, verified.
+    protocol::query_msg q{0, protocol::query_kind::mentions, me, 50, 0, 0};
+    return ask_aggregators(self, q, [all = std::move(all), me, limit](
+                                        const std::vector<agg_answer>& answers) {
+      json sources = json::array();
+      json posts = merge_answers(all, answers, sources, [&](json& d) {
+        if (d.value("subject", std::string{}).rfind(me + "/", 0) == 0)
+          return false;
+        const auto& doc = d["doc"];
+        const bool mentions_me = doc.contains("mentions") && doc["mentions"].is_array() &&
+                                 std::find(doc["mentions"].begin(), doc["mentions"].end(),
+                                           json(me)) != doc["mentions"].end();
+        const bool replies_to_me = doc.contains("reply_to") && doc["reply_to"].is_string() &&
+                                   doc["reply_to"].get<std::string>().rfind(me + "/", 0) == 0;
+        if (!mentions_me && !replies_to_me)
+          return false; // an aggregator's answer must be about us
+        d["reason"] = mentions_me ? "mention" : "reply";
+        return true;
+      });
+      return posts_result(std::move(posts), std::move(sources), limit);
+    });
   }
   if (op == "tag") {
-    auto r = docs.tagged(p.value("tag", std::string{}), limit);
+    const auto tag = p.value("tag", std::string{});
+    auto r = docs.tagged(tag, limit);
     if (!r)
       return storage_error(r.err());
-    return json_result(200, json{{"posts", *r}});
+    protocol::query_msg q{0, protocol::query_kind::tag, tag,
+                          static_cast<std::uint32_t>(std::min<std::size_t>(limit, 100)), 0, 0};
+    return ask_aggregators(self, q, [local = std::move(*r), tag, limit](
+                                        const std::vector<agg_answer>& answers) {
+      json sources = json::array();
+      json posts = merge_answers(local, answers, sources, [&](json& d) {
+        const auto& tags = d["doc"].value("tags", json::array());
+        return std::find(tags.begin(), tags.end(), json(tag)) != tags.end();
+      });
+      return posts_result(std::move(posts), std::move(sources), limit);
+    });
+  }
+  if (op == "trending") {
+    // Tags of the posts this node holds over the window, and each
+    // aggregator's counts over the same window (its claim: counts are
+    // not signed).
+    const auto window = p.value("window_ms", std::uint64_t{24} * 3600 * 1000);
+    const auto since = time_ms > window ? time_ms - window : 0;
+    auto local = store.trending(since, std::numeric_limits<std::uint64_t>::max(),
+                                std::min<std::size_t>(limit, 100));
+    if (!local)
+      return storage_error(local.err());
+    json mine = json::array();
+    for (const auto& t : *local)
+      mine.push_back(json{{"tag", t.tag}, {"count", t.count}});
+    protocol::query_msg q{0, protocol::query_kind::trending, "",
+                          static_cast<std::uint32_t>(std::min<std::size_t>(limit, 100)), since, 0};
+    return ask_aggregators(self, q, [mine, since](const std::vector<agg_answer>& answers) {
+      json sources = json::array();
+      for (const auto& a : answers) {
+        json src{{"id", a.id}, {"tags", tags_json(a.result.tags)}};
+        if (!a.result.refused.empty())
+          src["error"] = a.result.refused;
+        sources.push_back(std::move(src));
+      }
+      return json_result(200, json{{"since_ms", since}, {"tags", mine}, {"sources", sources}});
+    });
+  }
+  if (op == "query") {
+    // One query, asked of one aggregator (or of this node's own store when
+    // no aggregator is named), with every item verified.
+    auto kind = query_kind_of(p.value("kind", std::string{}));
+    if (!kind)
+      return error_result(400, "invalid", "kind must be mentions, thread, tag or trending");
+    protocol::query_msg q{0, *kind, p.value("arg", std::string{}),
+                          static_cast<std::uint32_t>(std::min<std::size_t>(limit, 100)),
+                          p.value("since_ms", std::uint64_t{0}), p.value("until_ms", std::uint64_t{0})};
+    if (*kind == protocol::query_kind::mentions && q.arg == "me")
+      q.arg = me_text(self);
+    auto shape = [](const protocol::query_result_msg& r, const std::string& source) {
+      std::vector<std::string> refusals;
+      json out{{"source", source},
+               {"posts", verified_posts(r, source, refusals)},
+               {"tags", tags_json(r.tags)},
+               {"items", r.items.size()}};
+      if (!r.refused.empty())
+        out["error"] = r.refused;
+      if (!refusals.empty())
+        out["refused_items"] = refusals;
+      return out;
+    };
+    const auto agg = p.value("aggregator", std::string{});
+    if (agg.empty())
+      return json_result(200, shape(answer_query(*st.env, q), "local"));
+    std::string why;
+    auto pk = protocol::parse_id(agg, &why);
+    if (!pk)
+      return error_result(400, "invalid", "aggregator: not an identity: " + why);
+    auto rp = self->make_response_promise<api_result>();
+    self->request(aggregator_peer(self, *pk), std::chrono::seconds(8), query_atom::value, q)
+        .then(
+            [=](const protocol::query_result_msg& r) mutable {
+              rp.deliver(json_result(200, shape(r, "aggregator:" + agg)));
+            },
+            [=](caf::error& e) mutable {
+              rp.deliver(error_result(504, "unavailable",
+                                      "no answer from aggregator " + agg + ": " + caf::to_string(e)));
+            });
+    return rp;
   }
   if (op == "topic_create") {
     std::vector<protocol::public_key> writers;
@@ -638,6 +874,13 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
   load_follows(self);
   for (const auto& [pk, addr] : st.follows)
     ensure_peer(self, pk, true, addr);
+  // The public directory: nodes join it so aggregators find them; an
+  // aggregator also watches it (the relays actor decides which).
+  if (st.env->relays_handle && (st.env->directory || st.env->aggregate))
+    self->send(st.env->relays_handle, meet_atom::value, std::string(directory_topic));
+  for (const auto& pk : st.env->aggregators)
+    if (pk != st.env->self.pub())
+      aggregator_peer(self, pk);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto it = st.peer_by_addr.find(dm.source);
@@ -739,6 +982,25 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           self->send(self->state.env->relays_handle, found_atom::value, std::move(own));
       },
       [self](meet_atom, const std::string& topic, const protocol::public_key& pk) {
+        auto& st = self->state;
+        if (topic == directory_topic) {
+          // Aggregator mode: follow whoever is listed, within the limit.
+          if (!st.env->aggregate || pk == st.env->self.pub() || st.follows.count(pk) > 0 ||
+              st.crawled.count(pk) > 0)
+            return;
+          if (st.crawled.size() >= st.env->aggregate_max_follows) {
+            if (!st.crawl_full_logged)
+              st.env->logf(log_level::warn,
+                           "aggregator: following " + std::to_string(st.crawled.size()) +
+                               " identities, the configured maximum; others met are ignored");
+            st.crawl_full_logged = true;
+            return;
+          }
+          st.crawled.insert(pk);
+          st.env->emit(json{{"type", "crawl"}, {"id", protocol::to_text(pk)}});
+          ensure_peer(self, pk, true, known_address(*st.env, pk));
+          return;
+        }
         // A writer of a shared topic we hold: keep a connection to it. Others
         // met at the rendezvous (the relay's word only) are ignored.
         auto d = self->state.env->store->topic(topic);

@@ -73,6 +73,16 @@ struct peer_state {
   std::uint64_t conn_gen = 0;        // bumped per connection: stale replies ignored
   std::size_t current_frame_bytes = 0;
   bool ticking = false;
+  // Queries we asked the peer (an aggregator), by id, with their deadline.
+  struct pending_query {
+    caf::typed_response_promise<query_result_msg> rp;
+    std::uint64_t deadline_ms = 0;
+  };
+  std::map<std::uint64_t, pending_query> queries;
+  std::uint64_t next_query_id = 1;
+  // Queries the peer asked us: a per-second budget.
+  std::uint64_t query_window_ms = 0;
+  std::uint32_t queries_in_window = 0;
   static inline const char* name = "kith.peer";
 };
 
@@ -186,6 +196,9 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
       self->send(it->second, unsub_atom::value, caf::actor_cast<caf::actor>(self));
   st.serving.clear();
   st.asked_unheld.clear();
+  for (auto& [id, q] : st.queries)
+    q.rp.deliver(query_result_msg{id, {}, {}, "the connection closed: " + reason});
+  st.queries.clear();
   if (was_up)
     log(self, log_level::info, "disconnected: " + reason);
   emit_state(self, "disconnected");
@@ -417,6 +430,47 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
       });
 }
 
+/// Queries are served only in aggregator mode, at most
+/// max_queries_per_second per peer; each answer is bounded (answer_query).
+constexpr std::uint32_t max_queries_per_second = 20;
+/// A query we asked gets this long for its answer (checked by the tick).
+constexpr std::uint64_t query_timeout_ms = 5'000;
+
+void on_query(peer_pointer self, const query_msg& m) {
+  auto& st = self->state;
+  query_result_msg out;
+  out.id = m.id;
+  const auto now = now_ms(self);
+  if (now >= st.query_window_ms + 1000) {
+    st.query_window_ms = now;
+    st.queries_in_window = 0;
+  }
+  if (!st.env->aggregate) {
+    out.refused = "this node is not an aggregator";
+  } else if (++st.queries_in_window > max_queries_per_second) {
+    out.refused = "too many queries: at most " + std::to_string(max_queries_per_second) +
+                  " per second";
+  } else {
+    out = answer_query(*st.env, m);
+    if (st.env->tamper_answers)
+      st.env->tamper_answers(out);
+  }
+  log(self, log_level::debug,
+      "query " + std::to_string(static_cast<int>(m.kind)) + " '" + m.arg + "': " +
+          std::to_string(out.items.size()) + " items" +
+          (out.refused.empty() ? "" : ", refused: " + out.refused));
+  send_msg(self, out);
+}
+
+void on_query_result(peer_pointer self, query_result_msg m) {
+  auto& st = self->state;
+  auto it = st.queries.find(m.id);
+  if (it == st.queries.end())
+    return; // timed out meanwhile
+  it->second.rp.deliver(std::move(m));
+  st.queries.erase(it);
+}
+
 void on_frame(peer_pointer self, const std::string& frame) {
   auto& st = self->state;
   std::string why;
@@ -460,6 +514,10 @@ void on_frame(peer_pointer self, const std::string& frame) {
           on_resync_request(self, std::move(msg));
         } else if constexpr (std::is_same_v<T, resync_done_msg>) {
           on_resync_done(self, msg);
+        } else if constexpr (std::is_same_v<T, query_msg>) {
+          on_query(self, msg);
+        } else if constexpr (std::is_same_v<T, query_result_msg>) {
+          on_query_result(self, std::move(msg));
         }
       },
       *m);
@@ -531,6 +589,14 @@ void on_tick(peer_pointer self) {
   auto& st = self->state;
   const auto now = now_ms(self);
   const auto& s = st.env->settings;
+  for (auto it = st.queries.begin(); it != st.queries.end();) {
+    if (now < it->second.deadline_ms) {
+      ++it;
+      continue;
+    }
+    it->second.rp.deliver(query_result_msg{it->first, {}, {}, "no answer in time"});
+    it = st.queries.erase(it);
+  }
   if (st.conn != 0 && st.ch && st.ch->state() == channel_state::handshaking)
     handle_output(self, st.ch->tick(now));
   if (established(st)) {
@@ -736,6 +802,18 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
           send_msg(self, subscribe_msg{{topic}});
         if (st.asked_unheld.erase(topic) > 0 && established(st))
           on_subscribe(self, subscribe_msg{{topic}});
+      },
+      [self](query_atom, query_msg& q) -> caf::result<query_result_msg> {
+        auto& st = self->state;
+        if (!established(st) || !st.rid)
+          return query_result_msg{q.id, {}, {}, "not connected to " + short_id(st.id) + "…"};
+        if (st.queries.size() >= 64)
+          return query_result_msg{q.id, {}, {}, "too many queries waiting"};
+        q.id = st.next_query_id++;
+        auto rp = self->make_response_promise<query_result_msg>();
+        st.queries[q.id] = peer_state::pending_query{rp, now_ms(self) + query_timeout_ms};
+        send_msg(self, q);
+        return rp;
       },
       [self](tick_atom) {
         on_tick(self);

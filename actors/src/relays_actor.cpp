@@ -135,12 +135,20 @@ bool request_open(relays_pointer self, std::size_t i, circuit_iter it, std::stri
   return true;
 }
 
-/// Joins and watches one rendezvous topic on a relay, and pages its members.
-void join_topic(relay_session& r, const std::string& name) {
+/// Joins one rendezvous topic on a relay; watches it and pages its members
+/// unless `quiet` (the public directory for a node that is not an
+/// aggregator: it wants to be listed, not to hear of everyone else).
+void join_topic(relay_session& r, const std::string& name, bool quiet) {
   const auto key = relay::rendezvous_key(name);
-  (void)r.client->watch(key);
+  if (!quiet)
+    (void)r.client->watch(key);
   (void)r.client->join(key);
-  (void)r.client->members(key);
+  if (!quiet)
+    (void)r.client->members(key);
+}
+
+bool quiet_topic(const node_env& env, const std::string& name) {
+  return name == directory_topic && !env.aggregate;
 }
 
 bool lookup_on(relay_session& r, const protocol::public_key& pk, const caf::actor& who) {
@@ -211,7 +219,7 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
             if (!a)
               log(self, log_level::warn, r, "cannot announce: " + a.error);
             for (const auto& t : st.topics)
-              join_topic(r, t);
+              join_topic(r, t, quiet_topic(*st.env, t));
             for (const auto& [pk, who] : st.deferred_lookups)
               (void)lookup_on(r, pk, who);
             st.deferred_lookups.clear();
@@ -458,7 +466,7 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
         for (auto& r : st.relays) {
           if (!r.client || !r.client->established())
             continue;
-          join_topic(r, topic);
+          join_topic(r, topic, quiet_topic(*st.env, topic));
           flush(self, r);
         }
       },

@@ -280,12 +280,14 @@ std::optional<route_result> take_query(std::string_view query,
                                        [](unsigned char c) { return std::isdigit(c) != 0; }))
         return bad_request("query parameter 'limit' must be a non-negative integer below 10^9");
       params["limit"] = std::stoll(v);
-    } else if (std::string_view(name) == "before") {
+    } else if (const std::string_view n = name;
+               n == "before" || n == "window_ms" || n == "since_ms" || n == "until_ms") {
       const auto& v = it->second;
       if (v.size() > 19 || !std::all_of(v.begin(), v.end(),
                                         [](unsigned char c) { return std::isdigit(c) != 0; }))
-        return bad_request("query parameter 'before' must be a time in ms (digits only)");
-      params["before"] = std::stoull(v);
+        return bad_request("query parameter '" + std::string(n) +
+                           "' must be a time in ms (digits only)");
+      params[name] = std::stoull(v);
     } else {
       params[name] = it->second;
     }
@@ -506,6 +508,11 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
   }
   if (constexpr std::string_view p = "/v1/tags/"; under(path, p))
     return get_route(m, path, query, {"limit"}, "tag", p, "tag");
+  if (path == "/v1/trending")
+    return get_route(m, path, query, {"window_ms", "limit"}, "trending");
+  if (path == "/v1/query")
+    return get_route(m, path, query,
+                     {"kind", "arg", "aggregator", "limit", "since_ms", "until_ms"}, "query");
   if (path == "/v1" || path.substr(0, 4) == "/v1/")
     return fail(404, "not_found", "no such route: " + std::string(path) + " (see docs/api.md)");
   return serve_static(o, path);

@@ -128,6 +128,24 @@ private:
 
 } // namespace
 
+std::optional<std::pair<protocol::public_key, std::string>> parse_aggregator(const std::string& text,
+                                                                            std::string* why) {
+  const auto at = text.find('@');
+  auto pk = protocol::parse_id(text.substr(0, at), why);
+  if (!pk)
+    return std::nullopt;
+  std::string address;
+  if (at != std::string::npos) {
+    address = text.substr(at + 1);
+    if (!split_host_port(address)) {
+      if (why)
+        *why = "'" + address + "' is not host:port";
+      return std::nullopt;
+    }
+  }
+  return std::make_pair(*pk, address);
+}
+
 storage::result<daemon_config> load_config(const data_dir& home) {
   daemon_config c;
   const std::string path = home.path() + "/config.toml";
@@ -146,7 +164,7 @@ storage::result<daemon_config> load_config(const data_dir& home) {
   };
   for (auto&& [k, v] : t) {
     const std::string key(k.str());
-    if (key != "node" && key != "sync")
+    if (key != "node" && key != "sync" && key != "aggregator")
       return storage::error{storage::errc::invalid, path + ": unknown section or key '" + key + "'"};
   }
   if (auto n = t["node"]; n) {
@@ -175,12 +193,48 @@ storage::result<daemon_config> load_config(const data_dir& home) {
         if (!v.is_string())
           return bad("node.web_dir", "a string (a directory, or \"\" for no web UI)");
         c.web_dir = *v.value<std::string>();
+      } else if (key == "directory") {
+        if (!v.is_boolean())
+          return bad("node.directory", "true or false");
+        c.directory = *v.value<bool>();
+      } else if (key == "aggregators") {
+        if (!v.is_array())
+          return bad("node.aggregators", "an array of \"<id>\" or \"<id>@host:port\" strings");
+        for (auto&& r : *v.as_array()) {
+          auto text = r.value<std::string>();
+          std::string why;
+          if (!text || !parse_aggregator(*text, &why))
+            return bad("node.aggregators",
+                       "an array of \"<id>\" or \"<id>@host:port\" strings (" +
+                           (text ? "'" + *text + "': " + why : std::string("not a string")) + ")");
+          c.aggregators.push_back(*text);
+        }
       } else if (key == "sync_writes") {
         if (!v.is_boolean())
           return bad("node.sync_writes", "true or false");
         c.sync_writes = *v.value<bool>();
       } else {
         return storage::error{storage::errc::invalid, path + ": unknown key 'node." + key + "'"};
+      }
+    }
+  }
+  if (auto a = t["aggregator"]; a) {
+    if (!a.is_table())
+      return bad("aggregator", "a table");
+    for (auto&& [k, v] : *a.as_table()) {
+      const std::string key(k.str());
+      if (key == "enabled") {
+        if (!v.is_boolean())
+          return bad("aggregator.enabled", "true or false");
+        c.aggregate = *v.value<bool>();
+      } else if (key == "max_follows") {
+        auto x = v.value<std::int64_t>();
+        if (!x || *x < 0 || *x > 1'000'000)
+          return bad("aggregator.max_follows", "an integer from 0 to 1000000");
+        c.aggregate_max_follows = static_cast<std::size_t>(*x);
+      } else {
+        return storage::error{storage::errc::invalid,
+                              path + ": unknown key 'aggregator." + key + "'"};
       }
     }
   }
@@ -273,6 +327,23 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
   env->addresses = load_addresses(home);
   env->relays = cfg.relays;
   env->announce = cfg.announce;
+  env->directory = cfg.directory;
+  env->aggregate = cfg.aggregate;
+  env->aggregate_max_follows = cfg.aggregate_max_follows;
+  for (const auto& a : cfg.aggregators) {
+    std::string why;
+    auto parsed = parse_aggregator(a, &why);
+    if (!parsed) {
+      logger->error("aggregator '{}': {}", a, why);
+      return 1;
+    }
+    env->aggregators.push_back(parsed->first);
+    if (!parsed->second.empty())
+      env->addresses[protocol::to_text(parsed->first)] = parsed->second;
+  }
+  if (cfg.aggregate)
+    logger->info("aggregator mode: following identities met in the relays' directory (up to {})",
+                 cfg.aggregate_max_follows);
   env->unix_ms = [] {
     return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                           std::chrono::system_clock::now().time_since_epoch())

@@ -201,6 +201,22 @@ int main(int argc, char** argv) {
   tagc->add_option("tag", tag)->required();
   tagc->add_option("--limit", limit)->check(CLI::Range(1, 10000));
 
+  auto* trending = app.add_subcommand(
+      "trending", "the most used #tags of recent statuses, here and at your aggregators");
+  std::uint32_t window_hours = 24;
+  trending->add_option("--hours", window_hours, "the window, in hours (default 24)")
+      ->check(CLI::Range(1, 24 * 365));
+  trending->add_option("--limit", limit)->check(CLI::Range(1, 100));
+  auto* query = app.add_subcommand(
+      "query", "ask an aggregator (or this node's own store) one query; every item is verified");
+  std::string query_kind, query_arg, query_aggregator;
+  query->add_option("kind", query_kind, "mentions, thread, tag or trending")
+      ->required()
+      ->check(CLI::IsMember({"mentions", "thread", "tag", "trending"}));
+  query->add_option("arg", query_arg, "an id (mentions; \"me\" for yours), a subject (thread), a tag");
+  query->add_option("--aggregator", query_aggregator, "the aggregator's id (default: this node)");
+  query->add_option("--limit", limit)->check(CLI::Range(1, 100));
+
   auto* run = app.add_subcommand("run", "run the node: sync with peers, serve the local API");
   std::string listen, api_addr, log_level;
   std::uint32_t ae_seconds = 0;
@@ -220,6 +236,16 @@ int main(int argc, char** argv) {
                   "serve the web UI from this directory (default [node] web_dir, else the one "
                   "shipped next to the program)");
   run->add_flag("--no-web", no_web, "serve no web UI, only the API");
+  bool aggregate = false, no_directory = false;
+  std::vector<std::string> aggregator_opts;
+  run->add_flag("--aggregate", aggregate,
+                "aggregator mode: follow everyone met in the relays' directory and answer "
+                "queries (docs/app.md)");
+  run->add_option("--aggregator", aggregator_opts,
+                  "an aggregator to ask, <id> or <id>@host:port (repeatable; replaces "
+                  "[node] aggregators)");
+  run->add_flag("--no-directory", no_directory,
+                "do not list this node in the relays' public directory");
 
   auto* status = app.add_subcommand("status", "the running node's identity, topics and peers");
   auto* peers = app.add_subcommand("peers", "connected and followed peers, with sync state");
@@ -311,6 +337,18 @@ int main(int argc, char** argv) {
       cfg->web_dir = web_dir;
     if (no_web)
       cfg->web_dir = std::string{};
+    if (aggregate)
+      cfg->aggregate = true;
+    if (no_directory)
+      cfg->directory = false;
+    if (!aggregator_opts.empty()) {
+      for (const auto& a : aggregator_opts) {
+        std::string why;
+        if (!node::parse_aggregator(a, &why))
+          return fail({storage::errc::invalid, "--aggregator " + a + ": " + why});
+      }
+      cfg->aggregators = aggregator_opts;
+    }
     return node::run_daemon(dir, *cfg);
   }
   if (status->parsed() || peers->parsed() || relays->parsed()) {
@@ -432,6 +470,28 @@ int main(int argc, char** argv) {
                           {"new_writes", s->new_dots}};
     }
     print(out);
+    return 0;
+  }
+
+  if (trending->parsed() || query->parsed()) {
+    std::string target;
+    if (trending->parsed()) {
+      target = "/v1/trending?window_ms=" +
+               std::to_string(std::uint64_t{window_hours} * 3600 * 1000) +
+               "&limit=" + std::to_string(limit);
+    } else {
+      target = "/v1/query?kind=" + node::url_encode(query_kind) + "&limit=" + std::to_string(limit);
+      if (!query_arg.empty())
+        target += "&arg=" + node::url_encode(query_arg);
+      if (!query_aggregator.empty())
+        target += "&aggregator=" + node::url_encode(query_aggregator);
+    }
+    auto r = call_daemon(dir, "GET", target);
+    if (!r)
+      return need_daemon();
+    if (r->status != 200)
+      return fail_reply(*r);
+    print(r->body);
     return 0;
   }
 

@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include <deque>
+#include <set>
 #include <functional>
 #include <random>
 
@@ -478,4 +479,109 @@ TEST_CASE("a relayed connection is replaced by a direct one once the peer can be
   CHECK(w.run_until([&] { return w.feed_size(d, w.id_of(c)) == 2; }, std::chrono::seconds(5)));
   auto relays = w.api_json(d, "relays")["relays"];
   CHECK(relays[0]["circuits_open"].get<int>() == 0);
+}
+
+namespace {
+
+/// Calls `op` on n until `done(reply)` holds, running the world a few
+/// virtual seconds between tries (aggregators are dialled on first use).
+json api_until(world& w, world::node& n, const std::string& op, const json& params,
+               const std::function<bool(const json&)>& done) {
+  json r;
+  for (int i = 0; i < 20; ++i) {
+    r = w.api_json(n, op, params);
+    if (done(r))
+      return r;
+    w.run_until([] { return false; }, std::chrono::seconds(2));
+  }
+  return r;
+}
+
+std::size_t count_via(const json& posts, const std::string& via) {
+  std::size_t n = 0;
+  for (const auto& p : posts)
+    n += p.value("via", std::string{}) == via && p.value("verified", false) ? 1 : 0;
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("a stranger's mention and reply reach a node through an aggregator, verified, and "
+          "tampered items are refused",
+          "[actors][aggregator]") {
+  const std::uint64_t seed = 61;
+  INFO("seed " << seed);
+  world w(seed);
+  auto& a = w.add(0);
+  auto& g = w.add(1);
+  auto& s = w.add(2);
+  g.env->aggregate = true;
+  a.env->aggregators = {g.env->self.pub()};
+  a.env->addresses[w.id_of(g)] = g.address;
+  a.env->addresses[w.id_of(s)] = s.address;
+  const auto ida = w.id_of(a), ids = w.id_of(s);
+
+  auto root = w.api_json(a, "post", {{"text", "who is coming on saturday? #picnic"}});
+  const auto root_subject = root["subject"].get<std::string>();
+  w.api_json(s, "post", {{"text", "hello @" + ida + " #picnic"}});
+  w.api_json(s, "post", {{"text", "me! (a stranger)"}, {"reply_to", root_subject}});
+  // The aggregator follows both (in a deployment it meets them in the
+  // relays' directory); a and s do not know each other.
+  w.api_json(g, "follow", {{"id", ida}, {"address", a.address}});
+  w.api_json(g, "follow", {{"id", ids}, {"address", s.address}});
+  REQUIRE(w.run_until([&] { return w.feed_size(g, ids) == 2 && w.feed_size(g, ida) == 1; },
+                      std::chrono::seconds(20)));
+  CHECK(w.feed_size(a, ids) == 0);
+
+  const std::string via = "aggregator:" + w.id_of(g);
+  auto n = api_until(w, a, "notifications", json::object(),
+                     [&](const json& r) { return count_via(r["posts"], via) == 2; });
+  INFO(n.dump(2));
+  REQUIRE(count_via(n["posts"], via) == 2);
+  std::set<std::string> reasons;
+  for (const auto& p : n["posts"])
+    reasons.insert(p["reason"].get<std::string>());
+  CHECK(reasons == std::set<std::string>{"mention", "reply"});
+
+  auto t = w.api_json(a, "thread", {{"subject", root_subject}});
+  INFO(t.dump(2));
+  REQUIRE(t["replies"].size() == 1);
+  CHECK(t["replies"][0]["via"] == via);
+  CHECK(t["replies"][0]["doc"]["text"] == "me! (a stranger)");
+
+  auto tag = w.api_json(a, "tag", {{"tag", "picnic"}});
+  CHECK(tag["posts"].size() == 2); // a's own, and s's through the aggregator
+  auto tr = w.api_json(a, "trending", {{"window_ms", 3600000}});
+  REQUIRE(tr["sources"].size() == 1);
+  REQUIRE_FALSE(tr["sources"][0]["tags"].empty());
+  CHECK(tr["sources"][0]["tags"][0] == json({{"tag", "picnic"}, {"count", 2}}));
+
+  // The aggregator alters the text of the first item it returns: the asker
+  // refuses that item, keeps the other, and says why.
+  g.env->tamper_answers = [](protocol::query_result_msg& r) {
+    if (r.items.empty())
+      return;
+    auto& rec = r.items[0].reply.entries.at(0).records.at(0);
+    auto body = protocol::decode_body(rec.second);
+    REQUIRE(body);
+    body->value = "\"I never wrote this\"";
+    rec.second = protocol::encode_body(*body);
+  };
+  auto bad = w.api_json(a, "notifications");
+  INFO(bad.dump(2));
+  CHECK(count_via(bad["posts"], via) == 1);
+  for (const auto& p : bad["posts"])
+    CHECK(p["doc"].value("text", std::string{}) != "I never wrote this");
+  REQUIRE(bad["sources"].size() == 1);
+  REQUIRE(bad["sources"][0]["refused_items"].size() == 1);
+  CHECK(bad["sources"][0]["refused_items"][0].get<std::string>().find("does not match") !=
+        std::string::npos);
+
+  // A node that is not an aggregator refuses queries.
+  auto q = api_until(w, a, "query",
+                     {{"kind", "mentions"}, {"arg", "me"}, {"aggregator", ids}},
+                     [](const json& r) { return r.value("error", std::string{}).find("connect") ==
+                                                std::string::npos; });
+  CHECK(q["error"] == "this node is not an aggregator");
+  CHECK(q["posts"].empty());
 }

@@ -71,6 +71,7 @@ using found_atom = caf::atom_constant<caf::atom("found")>;
 using meet_atom = caf::atom_constant<caf::atom("meet")>;
 using pause_atom = caf::atom_constant<caf::atom("pause")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using query_atom = caf::atom_constant<caf::atom("query")>;
 
 // --- message types (local only: never serialized by CAF) -----------------------
 
@@ -218,6 +219,8 @@ using topic_actor = caf::typed_actor<
 } // namespace kith::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::topic_descriptor)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::query_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::query_result_msg)
 
 namespace kith::actors {
 
@@ -242,6 +245,10 @@ using peer_actor = caf::typed_actor<
     // The peer writes a shared topic we hold (met at a relay's rendezvous):
     // keep a connection to it as if followed, without pulling its feed.
     caf::reacts_to<meet_atom>,
+    // Ask the peer (an aggregator) a query over the connection; the answer
+    // is delivered as it came (unverified: the asker verifies each item),
+    // or with `refused` set when not connected or timed out.
+    caf::replies_to<query_atom, protocol::query_msg>::with<protocol::query_result_msg>,
     caf::reacts_to<tick_atom>,
     caf::replies_to<status_atom>::with<peer_info>>;
 

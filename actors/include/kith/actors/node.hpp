@@ -80,6 +80,23 @@ struct node_env {
   /// system clock; tests and the simulator leave it empty and the actor
   /// clock (virtual there) is used.
   std::function<std::uint64_t()> unix_ms;
+  /// Join the public directory rendezvous at the relays (join only, no
+  /// watching), so aggregators can find and follow this node. The daemon
+  /// turns it on by default ([node] directory); tests and the simulator
+  /// leave it off.
+  bool directory = false;
+  /// Aggregator mode (docs/app.md): watch the directory, follow every
+  /// identity met there up to aggregate_max_follows (in memory, not
+  /// published as follow documents), and answer queries from peers.
+  bool aggregate = false;
+  std::size_t aggregate_max_follows = 10'000;
+  /// Aggregators this node asks for mentions, replies and threads beyond
+  /// whom it follows; their answers are verified item by item.
+  std::vector<protocol::public_key> aggregators;
+  /// Tests only: alters answers this node gives to queries (to show that
+  /// askers refuse tampered items). Never set by the daemon.
+  std::function<void(protocol::query_result_msg&)> tamper_answers;
+
   /// The relays actor (set by the node actor at spawn when relays are
   /// configured): the transport of circuits.
   relays_actor relays_handle;
@@ -103,6 +120,10 @@ struct node_env {
       on_event(ev);
   }
 };
+
+/// The rendezvous name of the public directory of nodes (hashed like any
+/// topic name before it reaches a relay).
+inline constexpr std::string_view directory_topic = "kith/directory/v1";
 
 /// Sent in clear by `kith sync --stdio` as the first bytes of a loopback
 /// connection to its own daemon: "take the initiator's side of the

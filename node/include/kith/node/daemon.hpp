@@ -27,6 +27,15 @@ struct daemon_config {
   /// The web UI's files, served on the API port (docs/web.md). Unset: the
   /// directory found by default_web_dir(); "": no web UI.
   std::optional<std::string> web_dir;
+  /// Be listed in the relays' public directory so aggregators find this
+  /// node (its feed is public anyway to whoever knows its id).
+  bool directory = true;
+  /// Aggregators to ask for mentions, replies, threads and tags beyond
+  /// one's follows: "<id>" (found through relays) or "<id>@host:port".
+  std::vector<std::string> aggregators;
+  /// Aggregator mode ([aggregator] enabled, or `kith run --aggregate`).
+  bool aggregate = false;
+  std::size_t aggregate_max_follows = 10'000;
 };
 
 /// The web UI shipped with this program, found relative to the running
@@ -34,6 +43,11 @@ struct daemon_config {
 /// at build/node/kith) or <exe dir>/../share/kith/web (an install). The
 /// first that holds an index.html, or nothing.
 [[nodiscard]] std::optional<std::string> default_web_dir();
+
+/// An aggregator as configured: "<id>" or "<id>@host:port" -> the
+/// identity and the address ("" when found through relays).
+[[nodiscard]] std::optional<std::pair<protocol::public_key, std::string>>
+parse_aggregator(const std::string& text, std::string* why = nullptr);
 
 /// Reads <home>/config.toml if present over the defaults; an unreadable or
 /// invalid file is an error that names the file, line and key.
