@@ -11,6 +11,17 @@ namespace kith::actors::detail {
 /// Spawns the actor of a held topic.
 [[nodiscard]] topic_actor spawn_topic(caf::actor_system& sys, std::shared_ptr<node_env> env,
                                       std::string topic, node_actor node);
+/// Spawns the actor of one active key of `topic` (the topic actor's
+/// only; docs/architecture.md, "Key actors"). It loads the key's state
+/// from the store, serves it, and asks `topic_handle` to stop it after
+/// env->settings.key_idle without requests.
+[[nodiscard]] key_actor spawn_key(caf::actor_system& sys, std::shared_ptr<node_env> env,
+                                  std::string topic, std::string key, topic_actor topic_handle);
+/// The committed state of one key, read from the store (error set when
+/// the read fails).
+[[nodiscard]] key_state read_key_state(const node_env& env, const std::string& topic,
+                                       const std::string& key);
+
 /// Spawns the actor of a remote identity. `followed` peers dial `address`
 /// (when not empty) and redial with backoff.
 [[nodiscard]] peer_actor spawn_peer(caf::actor_system& sys, std::shared_ptr<node_env> env,

@@ -548,7 +548,9 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
                            {"writes", i.dots},
                            {"subscribers", i.subscribers},
                            {"members", i.members},
-                           {"kept_headers", i.kept_headers}});
+                           {"kept_headers", i.kept_headers},
+                           {"key_actors", i.key_actors},
+                           {"key_activations", i.key_activations}});
       std::sort(arr.begin(), arr.end(),
                 [](const json& a, const json& b) { return a["id"] < b["id"]; });
       return json_result(200, json{{"topics", arr}});
@@ -603,6 +605,53 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
   if (op == "post") {
     auto t = ensure_topic(self, store.feed_topic_id());
     return self->delegate(t, doc_atom::value, op, p.dump(), time_ms);
+  }
+  if (op == "get" && !p.value("predicate", std::string{}).empty()) {
+    // One property: served by its key actor (activated on first use).
+    const auto subject = resolve_subject(self, p.value("subject", std::string{}));
+    const auto predicate = p["predicate"].get<std::string>();
+    if (auto s = storage::check_subject(subject); !s)
+      return storage_error(s.err());
+    std::string topic = p.value("topic", std::string{});
+    if (topic.empty())
+      topic = protocol::feed_topic(*protocol::parse_id(subject.substr(0, subject.find('/')))).id;
+    auto t = ensure_topic(self, topic);
+    if (!t)
+      return error_result(404, "not_found", "this node does not hold topic " + topic);
+    auto rp = self->make_response_promise<api_result>();
+    self->request(t, std::chrono::seconds(10), kget_atom::value,
+                  subject + std::string(1, '\0') + predicate)
+        .then(
+            [=](key_state& ks) mutable {
+              if (!ks.error.empty()) {
+                rp.deliver(error_result(400, "invalid", ks.error));
+                return;
+              }
+              if (ks.view.siblings.empty()) {
+                rp.deliver(error_result(404, "not_found",
+                                        "no property " + predicate + " of " + subject));
+                return;
+              }
+              auto& sibs = ks.view.siblings;
+              std::sort(sibs.begin(), sibs.end(), [](const auto& a, const auto& b) {
+                return a.time_ms != b.time_ms ? a.time_ms > b.time_ms : b.d < a.d;
+              });
+              json values = json::array();
+              for (const auto& sv : sibs) {
+                auto j = json::parse(sv.value, nullptr, false);
+                values.push_back(j.is_discarded() ? json(sv.value) : j);
+              }
+              rp.deliver(json_result(200, json{{"subject", subject},
+                                               {"predicate", predicate},
+                                               {"topic", topic},
+                                               {"value", values[0]},
+                                               {"siblings", values},
+                                               {"context", storage::context_to_json(ks.view.context)}}));
+            },
+            [=](caf::error& e) mutable {
+              rp.deliver(error_result(500, "internal", "key read failed: " + caf::to_string(e)));
+            });
+    return rp;
   }
   if (op == "get") {
     const auto subject = resolve_subject(self, p.value("subject", std::string{}));

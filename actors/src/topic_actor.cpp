@@ -1,7 +1,10 @@
 // The topic actor: the single writer of one topic in the store. Local
 // document writes, verified merges of received data, anti-entropy answers
 // and watermark reports of the topic all pass through it, so the topic's
-// clock, dot-key map and watermark have one owner.
+// clock, dot-key map and watermark have one owner. It also keeps the
+// registry of its active keys' actors (key_actor.cpp): requests about one
+// key go to that key's actor, spawned on first use, and every commit that
+// changes an active key sends the key's new state to its actor.
 
 #include "internal.hpp"
 
@@ -13,6 +16,7 @@
 
 #include <algorithm>
 #include <map>
+#include <unordered_map>
 
 namespace kith::actors::detail {
 
@@ -20,12 +24,22 @@ namespace {
 
 using nlohmann::json;
 
+/// An active key: its actor and the requests forwarded to it (compared
+/// with the count in its idle report: equal means none is in flight).
+struct key_entry {
+  key_actor handle;
+  std::uint64_t forwarded = 0;
+};
+
 struct topic_state {
   std::shared_ptr<node_env> env;
   std::string topic;
   node_actor node;
   /// Peer actors subscribed to pushes, with their replica ids.
   std::map<caf::actor_addr, std::pair<caf::actor, causality::replica_id>> subscribers;
+  /// Actors of the active keys; inactive keys have no entry and cost nothing.
+  std::unordered_map<std::string, key_entry> keys;
+  std::uint64_t key_activations = 0;
   static inline const char* name = "kith.topic";
 };
 
@@ -59,6 +73,80 @@ void push_to(topic_pointer self, const protocol::signed_reply& r, const caf::act
   for (const auto& [addr, sub] : self->state.subscribers)
     if (addr != except)
       self->send(caf::actor_cast<peer_actor>(sub.first), push_atom::value, r);
+}
+
+/// Why `key` cannot name a document property, or nullopt if it can.
+std::optional<std::string> bad_key(const std::string& key) {
+  const auto nul = key.find('\0');
+  if (nul == std::string::npos)
+    return "a key is \"<subject>\\0<predicate>\" (no NUL separator found)";
+  if (auto s = storage::check_subject(key.substr(0, nul)); !s)
+    return s.err().message;
+  const auto pred = std::string_view(key).substr(nul + 1);
+  if (pred.empty() || pred.size() > 256 || pred.find('\0') != std::string_view::npos)
+    return "a predicate is 1-256 bytes without NUL";
+  return std::nullopt;
+}
+
+/// The key's actor, spawned on first use.
+key_entry& activate(topic_pointer self, const std::string& key) {
+  auto& st = self->state;
+  auto i = st.keys.find(key);
+  if (i == st.keys.end()) {
+    auto h = spawn_key(self->system(), st.env, st.topic, key, caf::actor_cast<topic_actor>(self));
+    ++st.key_activations;
+    i = st.keys.emplace(key, key_entry{std::move(h), 0}).first;
+  }
+  ++i->second.forwarded;
+  return i->second;
+}
+
+/// After a commit: the new state of every changed key that has an actor
+/// (except `except`, which gets it in its commit's answer). One store read
+/// per active changed key; nothing for inactive ones.
+template <class Keys>
+void refresh_keys(topic_pointer self, const Keys& changed, const caf::actor_addr& except) {
+  auto& st = self->state;
+  if (st.keys.empty())
+    return;
+  for (const auto& e : changed) {
+    auto i = st.keys.find(e.key);
+    if (i != st.keys.end() && i->second.handle.address() != except)
+      self->send(i->second.handle, kupdate_atom::value, read_key_state(*st.env, st.topic, e.key));
+  }
+}
+
+/// Verifies and commits received data of this topic (one atomic change),
+/// emits change events and pushes it to the other subscribers.
+apply_result apply_reply(topic_pointer self, const protocol::signed_reply& r,
+                         const caf::actor& from, const caf::actor_addr& except_key) {
+  auto& st = self->state;
+  apply_result out;
+  if (r.topic != st.topic) {
+    out.ok = false;
+    out.reason = "data for topic " + r.topic + " sent to " + st.topic;
+    return out;
+  }
+  auto stats = st.env->store->apply(r);
+  if (!stats) {
+    out.ok = false;
+    const auto& e = stats.err();
+    out.code = e.code == storage::errc::bad_signature  ? protocol::error_code::bad_signature
+               : e.code == storage::errc::unauthorized ? protocol::error_code::unauthorized
+               : e.code == storage::errc::invalid      ? protocol::error_code::protocol
+                                                       : protocol::error_code::internal;
+    out.reason = e.message;
+    return out;
+  }
+  out.keys_changed = stats->keys_changed;
+  out.new_dots = stats->new_dots;
+  if (stats->keys_changed > 0)
+    refresh_keys(self, r.entries, except_key);
+  if (stats->new_dots > 0) {
+    emit_changes(*st.env, r, "peer");
+    push_to(self, readdress(*st.env, r), from.address());
+  }
+  return out;
 }
 
 api_result run_doc_op(topic_pointer self, const std::string& op, const json& p,
@@ -95,6 +183,7 @@ api_result run_doc_op(topic_pointer self, const std::string& op, const json& p,
     return error_result(400, "invalid", "unknown document operation '" + op + "'");
   }
   for (const auto& push : pushes) {
+    refresh_keys(self, push.entries, caf::actor_addr{});
     emit_changes(*st.env, push, "local");
     push_to(self, push, caf::actor_addr{});
   }
@@ -145,31 +234,7 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         return std::move(*r);
       },
       [self](apply_atom, const protocol::signed_reply& r, const caf::actor& from) -> apply_result {
-        auto& st = self->state;
-        apply_result out;
-        if (r.topic != st.topic) {
-          out.ok = false;
-          out.reason = "data for topic " + r.topic + " sent to " + st.topic;
-          return out;
-        }
-        auto stats = st.env->store->apply(r);
-        if (!stats) {
-          out.ok = false;
-          const auto& e = stats.err();
-          out.code = e.code == storage::errc::bad_signature  ? protocol::error_code::bad_signature
-                     : e.code == storage::errc::unauthorized ? protocol::error_code::unauthorized
-                     : e.code == storage::errc::invalid      ? protocol::error_code::protocol
-                                                             : protocol::error_code::internal;
-          out.reason = e.message;
-          return out;
-        }
-        out.keys_changed = stats->keys_changed;
-        out.new_dots = stats->new_dots;
-        if (stats->new_dots > 0) {
-          emit_changes(*st.env, r, "peer");
-          push_to(self, readdress(*st.env, r), from.address());
-        }
-        return out;
+        return apply_reply(self, r, from, caf::actor_addr{});
       },
       [self](subscribe_atom, const caf::actor& peer, causality::replica_id rid) -> bool {
         auto& st = self->state;
@@ -236,6 +301,7 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
           // Subscribers get the imported data now rather than at their next
           // anti-entropy round.
           for (const auto& page : b->pages) {
+            refresh_keys(self, page.entries, caf::actor_addr{});
             emit_changes(*st.env, page, "bundle");
             push_to(self, readdress(*st.env, page), caf::actor_addr{});
           }
@@ -262,7 +328,102 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         if (auto m = st.env->store->members(st.topic))
           t.members = m->size();
         t.kept_headers = st.env->store->superseded_count(st.topic);
+        t.key_actors = st.keys.size();
+        t.key_activations = st.key_activations;
         return t;
+      },
+      // --- key actors -----------------------------------------------------
+      [self](kget_atom, const std::string& key) -> caf::result<key_state> {
+        if (auto why = bad_key(key)) {
+          key_state s;
+          s.topic = self->state.topic;
+          s.key = key;
+          s.error = *why;
+          return s;
+        }
+        return self->delegate(activate(self, key).handle, kget_atom::value);
+      },
+      [self](kwrite_atom, const std::string& key, const std::string& value, bool deleted,
+             std::uint64_t time_ms) -> caf::result<api_result> {
+        if (auto why = bad_key(key))
+          return error_result(400, "invalid", *why);
+        if (!deleted && json::parse(value, nullptr, false).is_discarded())
+          return error_result(400, "invalid", "the value is not JSON text (a string is \"...\")");
+        return self->delegate(activate(self, key).handle, kwrite_atom::value, value, deleted,
+                              time_ms);
+      },
+      [self](kapply_atom, const protocol::signed_reply& r,
+             const caf::actor& from) -> caf::result<apply_result> {
+        apply_result bad;
+        bad.ok = false;
+        if (r.topic != self->state.topic)
+          bad.reason = "data for topic " + r.topic + " sent to " + self->state.topic;
+        else if (r.entries.size() != 1)
+          bad.reason = "a one-key merge carries exactly one key, not " +
+                       std::to_string(r.entries.size());
+        else if (auto why = bad_key(r.entries.front().key))
+          bad.reason = *why;
+        if (!bad.reason.empty())
+          return bad;
+        return self->delegate(activate(self, r.entries.front().key).handle, kapply_atom::value, r,
+                              from);
+      },
+      [self](kwatch_atom, const std::string& key, const caf::actor& watcher) {
+        if (bad_key(key) || !watcher)
+          return;
+        self->send(activate(self, key).handle, kwatch_atom::value, watcher);
+      },
+      [self](kunwatch_atom, const std::string& key, const caf::actor& watcher) {
+        // Unwatching an inactive key has nothing to do (and spawns nothing).
+        auto i = self->state.keys.find(key);
+        if (i == self->state.keys.end())
+          return;
+        ++i->second.forwarded;
+        self->send(i->second.handle, kunwatch_atom::value, watcher);
+      },
+      [self](kcommit_atom, const storage::write_op& op, std::uint64_t time_ms) -> key_commit {
+        auto& st = self->state;
+        key_commit out;
+        auto r = st.env->store->write(st.topic, {op}, time_ms);
+        if (!r) {
+          out.write = storage_error(r.err());
+        } else {
+          json dots = json::array();
+          for (const auto& e : r->entries)
+            for (const auto& [d, body] : e.records)
+              dots.push_back(json{{"replica", d.id.value()}, {"counter", d.n.value()}});
+          const auto nul = op.key.find('\0');
+          out.write = json_result(200, json{{"subject", op.key.substr(0, nul)},
+                                            {"predicate", op.key.substr(nul + 1)},
+                                            {"topic", st.topic},
+                                            {"dots", dots}});
+          emit_changes(*st.env, *r, "local");
+          push_to(self, *r, caf::actor_addr{});
+        }
+        out.state = read_key_state(*st.env, st.topic, op.key);
+        return out;
+      },
+      [self](kcommit_atom, const protocol::signed_reply& r, const caf::actor& from) -> key_commit {
+        auto& st = self->state;
+        key_commit out;
+        const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+        out.merge = apply_reply(self, r, from, sender);
+        if (!r.entries.empty())
+          out.state = read_key_state(*st.env, st.topic, r.entries.front().key);
+        return out;
+      },
+      [self](kidle_atom, const std::string& key, std::uint64_t seen) {
+        auto& st = self->state;
+        auto i = st.keys.find(key);
+        const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+        // Stop it only if it is the registered actor and has seen every
+        // request sent to it; later requests spawn a new one, which loads
+        // the key from the store.
+        if (i == st.keys.end() || i->second.handle.address() != sender ||
+            i->second.forwarded != seen)
+          return;
+        self->send(i->second.handle, stop_atom::value);
+        st.keys.erase(i);
       },
   };
 }

@@ -500,9 +500,7 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
                              {"contexts", vt::object, opt}},
                             std::move(params));
     const bool get = m == http::verb::get;
-    if (auto err = take_query(query, get ? std::initializer_list<const char*>{"topic"}
-                                         : std::initializer_list<const char*>{"predicate", "topic"},
-                              params))
+    if (auto err = take_query(query, {"predicate", "topic"}, params))
       return std::move(*err);
     return call(get ? "get" : "del", std::move(params));
   }

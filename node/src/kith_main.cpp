@@ -175,6 +175,7 @@ int main(int argc, char** argv) {
 
   auto* get = app.add_subcommand("get", "read a document, with conflicts and contexts");
   get->add_option("subject", subject)->required();
+  get->add_option("predicate", predicate, "one property only (its siblings and context)");
   get->add_option("--topic", topic);
 
   auto* del = app.add_subcommand("del", "delete a document, or one of its properties");
@@ -531,8 +532,12 @@ int main(int argc, char** argv) {
         return 0;
       }
     } else if (get->parsed()) {
-      r = call_daemon(dir, "GET", "/v1/docs/" + node::url_encode(subject) +
-                                      (topic.empty() ? "" : "?topic=" + node::url_encode(topic)));
+      std::string q;
+      if (!predicate.empty())
+        q += "predicate=" + node::url_encode(predicate);
+      if (!topic.empty())
+        q += (q.empty() ? "" : "&") + std::string("topic=") + node::url_encode(topic);
+      r = call_daemon(dir, "GET", "/v1/docs/" + node::url_encode(subject) + (q.empty() ? "" : "?" + q));
       if (r && r->status == 200) {
         print(r->body);
         return 0;
@@ -606,6 +611,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (get->parsed()) {
+    if (!predicate.empty())
+      return fail({storage::errc::invalid,
+                   "reading one property needs the running daemon (kith run); without it, "
+                   "`kith get <subject>` shows every property"});
     auto r = docs.get(expand_subject(subject, n->id), topic);
     if (!r)
       return fail(r.err());

@@ -56,5 +56,19 @@ all="$(printf '%s\n%s\n%s\n' "$p1" "$p2" "$p3" | grep -o '"subject": "[^"]*"' | 
 [ "$(echo "$all" | wc -l)" = 5 ] || fail "three pages hold 5 posts: $all"
 [ "$(echo "$all" | uniq | wc -l)" = 5 ] || fail "no post appears on two pages"
 
+# One property through its key actor (activated by the read).
+k ann put me/profile '{"name": "Ann", "bio": "likes picnics"}' 2>/dev/null || fail "ann writes her profile"
+k ann get me/profile name | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["predicate"] == "name" and r["value"] == "Ann" and r["siblings"] == ["Ann"], r' \
+  || fail "ann reads one property of her profile"
+k ann topics | python3 -c '
+import json, sys
+t = json.load(sys.stdin)
+assert any(x["key_actors"] >= 1 and x["key_activations"] >= 1 for x in t), t' \
+  || fail "the read activated a key actor"
+k ann get me/profile nosuch >/dev/null 2>&1 && fail "a missing property is an error"
+
 if [ "$fails" = 0 ]; then echo "app test: all checks passed"; fi
 [ "$fails" = 0 ]

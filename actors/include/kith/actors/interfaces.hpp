@@ -148,6 +148,8 @@ struct topic_info {
   std::size_t subscribers = 0;
   std::size_t members = 0;
   std::size_t kept_headers = 0;
+  std::size_t key_actors = 0;         // key actors alive now (active keys)
+  std::uint64_t key_activations = 0;  // key actors spawned since the topic actor started
 };
 
 } // namespace kith::actors
@@ -167,6 +169,77 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::public_key)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::peer_info>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::topic_info>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::relay_info>)
+
+// =============================================================================
+// Key actors: one per ACTIVE subject-predicate key of a topic (issue 4).
+// Spawned by the key's topic actor on first use, stopped after
+// sync_settings::key_idle without requests; the topic actor stays the single
+// committer (docs/architecture.md, "Key actors").
+// =============================================================================
+
+#include "kith/storage/store.hpp"
+
+namespace kith::actors {
+
+using kget_atom = caf::atom_constant<caf::atom("kget")>;       // read one key
+using kwrite_atom = caf::atom_constant<caf::atom("kwrite")>;   // local single-key write
+using kapply_atom = caf::atom_constant<caf::atom("kapply")>;   // one-key merge
+using kcommit_atom = caf::atom_constant<caf::atom("kcommit")>; // key actor -> topic: commit
+using kupdate_atom = caf::atom_constant<caf::atom("kupdate")>; // topic -> key actor: new state
+using kwatch_atom = caf::atom_constant<caf::atom("kwatch")>;
+using kunwatch_atom = caf::atom_constant<caf::atom("kunwatch")>;
+using kidle_atom = caf::atom_constant<caf::atom("kidle")>;     // key actor -> topic: may I stop?
+using kchange_atom = caf::atom_constant<caf::atom("kchange")>; // key actor -> watchers
+
+/// One key as committed: its live siblings and the context a writer passes
+/// back to replace them (storage::key_view). A copy, never shared: each
+/// key actor owns its own. `error` is set (and the rest empty) when the
+/// key could not be read or is malformed.
+struct key_state {
+  std::string topic;
+  std::string key; // "<subject>\0<predicate>"
+  storage::key_view view;
+  std::string error;
+};
+
+/// What the topic actor answers a key actor's commit: the outcome and the
+/// key's state right after the commit (read under the single writer).
+struct key_commit {
+  api_result write;   // for a local write
+  apply_result merge; // for a merge
+  key_state state;
+};
+
+} // namespace kith::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::key_state)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::key_commit)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::storage::write_op)
+
+namespace kith::actors {
+
+/// The actor of one active key. Every request reaches it through its
+/// topic actor (which counts them, so that an idle stop never races a
+/// request in flight); watchers receive (kchange_atom, key_state) untyped.
+using key_actor = caf::typed_actor<
+    caf::replies_to<kget_atom>::with<key_state>,
+    // A local write of this key: JSON value text (ignored for a delete),
+    // delete?, wall-clock ms of the write. Replaces every sibling the key
+    // actor holds (its context), like "put" without a context.
+    caf::replies_to<kwrite_atom, std::string, bool, std::uint64_t>::with<api_result>,
+    // Received signed data of this key only, and the peer actor it came from.
+    caf::replies_to<kapply_atom, protocol::signed_reply, caf::actor>::with<apply_result>,
+    caf::reacts_to<kwatch_atom, caf::actor>,
+    caf::reacts_to<kunwatch_atom, caf::actor>,
+    // The key's state after a commit the key actor did not ask for.
+    caf::reacts_to<kupdate_atom, key_state>,
+    // Idle check (a delayed message to itself) / the topic's stop.
+    caf::reacts_to<tick_atom>,
+    caf::reacts_to<stop_atom>>;
+
+} // namespace kith::actors
+
+// ============================ end of key actors ==============================
 
 namespace kith::actors {
 
@@ -214,7 +287,20 @@ using topic_actor = caf::typed_actor<
     // checked bundle of this topic (entries verified as they are applied).
     caf::replies_to<bundle_atom>::with<api_result>,
     caf::replies_to<bundle_atom, std::shared_ptr<const protocol::bundle>>::with<api_result>,
-    caf::replies_to<status_atom>::with<topic_info>>;
+    caf::replies_to<status_atom>::with<topic_info>,
+    // --- key actors (block above): requests about one key ("<subject>\0<predicate>"),
+    // served by the key's actor, spawned on first use ...
+    caf::replies_to<kget_atom, std::string>::with<key_state>,
+    caf::replies_to<kwrite_atom, std::string, std::string, bool, std::uint64_t>::with<api_result>,
+    caf::replies_to<kapply_atom, protocol::signed_reply, caf::actor>::with<apply_result>,
+    caf::reacts_to<kwatch_atom, std::string, caf::actor>,
+    caf::reacts_to<kunwatch_atom, std::string, caf::actor>,
+    // ... and from key actors only: commit a single-key write (the op the
+    // key actor built, time) or a one-key merge (and the peer actor it came
+    // from); ask to stop (key, requests seen).
+    caf::replies_to<kcommit_atom, storage::write_op, std::uint64_t>::with<key_commit>,
+    caf::replies_to<kcommit_atom, protocol::signed_reply, caf::actor>::with<key_commit>,
+    caf::reacts_to<kidle_atom, std::string, std::uint64_t>>;
 
 } // namespace kith::actors
 

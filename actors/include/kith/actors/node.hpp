@@ -47,6 +47,9 @@ struct sync_settings {
   /// Received data waiting to be applied, per peer; above it the peer's
   /// connection stops being read until half of it is applied.
   std::size_t max_applying_bytes = 16u << 20;
+  /// A key actor stops after this long without a request (reads, writes,
+  /// watches; a watched key stays active). Its state stays in the store.
+  std::chrono::milliseconds key_idle{30'000};
   protocol::channel_limits channel{};
   protocol::message_limits messages{};
 };
