@@ -92,6 +92,13 @@ export function renderPost(p, { onReply } = {}) {
       h('a', { href: route.thread(doc.reply_to) }, nameEl(to, { cls: 'name' }), '’s status')));
   }
   art.append(h('p', { class: 'text' }, richText(text, doc)));
+  // From an aggregator (docs/app.md): this node does not hold the post; its
+  // author's signature was checked by the node before it got here.
+  if (typeof p.via === 'string' && p.via.startsWith('aggregator:') && p.verified === true) {
+    const agg = p.via.slice('aggregator:'.length);
+    art.append(h('p', { class: 'via', title: `Found by aggregator ${agg}` },
+      'via aggregator ', h('code', {}, shortId(agg)), ' · signature verified'));
+  }
   const conflicts = p.conflicts && typeof p.conflicts === 'object' ? Object.keys(p.conflicts) : [];
   if (conflicts.length)
     art.append(h('p', { class: 'note' }, `Concurrent edits kept side by side: ${conflicts.join(', ')}`));
