@@ -145,6 +145,14 @@ struct node_state {
   /// public directory (not follow documents).
   std::set<protocol::public_key> crawled;
   bool crawl_full_logged = false;
+  /// Feeds we follow whose rendezvous we joined at the relays, and other
+  /// followers of each met there (co-followers): when the author cannot be
+  /// reached, its feed is pulled from them (it verifies the same: every
+  /// write carries the author's signature).
+  std::set<std::string> feed_rendezvous;
+  std::map<std::string, std::set<protocol::public_key>> co_followers;
+  std::map<std::string, std::set<protocol::public_key>> pulling_from;
+  std::uint64_t next_co_check_ms = 0;
   static inline const char* name = "kith.node";
 };
 
@@ -356,6 +364,61 @@ caf::result<api_result> gather(node_pointer self, std::vector<Handle> targets, F
             });
   }
   return rp;
+}
+
+// --- co-followers -------------------------------------------------------------------
+
+/// Feed rendezvous joined per node: a relay caps the topics one connection
+/// joins (relay_limits::max_topics_per_connection, 64 by default), and
+/// shared topics and the directory come first.
+constexpr std::size_t max_feed_rendezvous = 32;
+/// Co-followers remembered per feed, and pulled from at once when its
+/// author is out of reach.
+constexpr std::size_t max_co_followers = 8;
+constexpr std::size_t max_pull_from_co_followers = 2;
+/// How often followed authors out of reach are looked at.
+constexpr std::uint64_t co_check_period_ms = 5'000;
+
+void join_feed_rendezvous(node_pointer self, const protocol::public_key& author) {
+  auto& st = self->state;
+  if (!st.env->relays_handle || st.feed_rendezvous.size() >= max_feed_rendezvous)
+    return;
+  auto feed = protocol::feed_topic(author).id;
+  if (st.feed_rendezvous.insert(feed).second)
+    self->send(st.env->relays_handle, meet_atom::value, feed);
+}
+
+/// For each followed author whose peer actor is not connected, pulls the
+/// author's feed from up to max_pull_from_co_followers co-followers.
+void pull_from_co_followers(node_pointer self) {
+  auto& st = self->state;
+  for (const auto& [author, addr] : st.follows) {
+    const auto feed = protocol::feed_topic(author).id;
+    auto cf = st.co_followers.find(feed);
+    auto pit = st.peers.find(author);
+    if (cf == st.co_followers.end() || pit == st.peers.end() ||
+        st.pulling_from[feed].size() >= max_pull_from_co_followers)
+      continue;
+    self->request(pit->second, std::chrono::seconds(5), status_atom::value)
+        .then([self, feed](const peer_info& info) {
+          auto& st = self->state;
+          if (info.state == "connected")
+            return;
+          auto& pulling = st.pulling_from[feed];
+          for (const auto& pk : st.co_followers[feed]) {
+            if (pulling.size() >= max_pull_from_co_followers)
+              break;
+            if (!pulling.insert(pk).second)
+              continue;
+            st.env->logf(log_level::info, "feed " + feed.substr(0, 17) +
+                                              "…: author out of reach; pulling it from co-follower " +
+                                              protocol::to_text(pk).substr(0, 12));
+            auto p = ensure_peer(self, pk, false, {});
+            self->send(p, meet_atom::value);
+            self->send(p, pull_atom::value, feed);
+          }
+        });
+  }
 }
 
 // --- aggregators -------------------------------------------------------------------
@@ -574,6 +637,7 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
       if (!address.empty() && st.env->remember_address)
         st.env->remember_address(id, address);
       ensure_peer(self, *pk, true, address);
+      join_feed_rendezvous(self, *pk);
       doc_op = "put";
       params = json{{"subject", subject}, {"doc", json{{"id", id}, {"since", time_ms}}}};
     } else {
@@ -930,6 +994,8 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
   for (const auto& pk : st.env->aggregators)
     if (pk != st.env->self.pub())
       aggregator_peer(self, pk);
+  for (const auto& [pk, addr] : st.follows)
+    join_feed_rendezvous(self, pk);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto it = st.peer_by_addr.find(dm.source);
@@ -1050,6 +1116,15 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           ensure_peer(self, pk, true, known_address(*st.env, pk));
           return;
         }
+        if (st.feed_rendezvous.count(topic) > 0) {
+          // Another follower of a feed we follow (the relay's word: what it
+          // serves is verified like anything else).
+          auto& cf = st.co_followers[topic];
+          if (pk != st.env->self.pub() && protocol::feed_topic(pk).id != topic &&
+              cf.size() < max_co_followers)
+            cf.insert(pk);
+          return;
+        }
         // A writer of a shared topic we hold: keep a connection to it. Others
         // met at the rendezvous (the relay's word only) are ignored.
         auto d = self->state.env->store->topic(topic);
@@ -1063,6 +1138,10 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
       [self](tick_atom) {
         auto& st = self->state;
         const auto now = clock_ms(self->clock().now());
+        if (!st.co_followers.empty() && now >= st.next_co_check_ms) {
+          st.next_co_check_ms = now + co_check_period_ms;
+          pull_from_co_followers(self);
+        }
         for (auto it = st.handshaking.begin(); it != st.handshaking.end();) {
           auto out = it->second.ch->tick(now);
           if (out.error) {

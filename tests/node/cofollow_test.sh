@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Co-followers: followers of a feed meet at the relay's rendezvous for that
+# feed. When the author is offline, a new follower pulls the author's feed
+# from another follower (verified against the author's signatures, like
+# any data), and gets the author's later posts once the author is back.
+set -u
+kith="$1"
+relay="$2"
+root="$(mktemp -d)"
+. "$(dirname "$0")/net_lib.sh"
+
+"$relay" run --data-dir "$root/relay" --listen 127.0.0.1:0 --http 127.0.0.1:0 >>"$root/relay.log" 2>&1 &
+pids+=("$!")
+wait_for "the relay starts" 10 test -s "$root/relay/relay.addr"
+relay_at="$(cat "$root/relay/relay.addr")#$(cat "$root/relay/relay.id")"
+run_node() { # run_node <name>
+  local n="$1"
+  rm -f "$root/$n/api.addr"
+  "$kith" -d "$root/$n" run --listen 127.0.0.1:0 --api 127.0.0.1:0 --anti-entropy 1 \
+    --relay "$relay_at" >>"$root/$n.log" 2>&1 &
+  eval "pid_$n=$!"; pids+=("$!")
+  wait_for "$n starts" 10 test -s "$root/$n/api.addr"
+}
+for n in xen fay gus; do k "$n" init >/dev/null 2>&1 || fail "init $n"; done
+xen="$(k xen id)"
+run_node xen
+run_node fay
+k xen post "xen's first" >/dev/null
+k xen post "xen's second" >/dev/null
+k fay follow "$xen" 2>/dev/null || fail "fay follows xen"
+wait_for "fay has xen's posts" 20 has fay "$xen" 2
+
+stop xen # the author goes offline
+run_node gus
+k gus follow "$xen" 2>/dev/null || fail "gus follows xen"
+wait_for "gus gets xen's feed from fay while xen is offline" 30 has gus "$xen" 2
+grep -q "pulling it from co-follower" "$root/gus.log" || fail "gus's log says where the feed came from"
+
+run_node xen
+k xen post "xen's third, back online" >/dev/null
+wait_for "gus gets xen's new post once xen is back" 30 has gus "$xen" 3
+
+if [ "$fails" = 0 ]; then echo "co-follower test: all checks passed"; fi
+[ "$fails" = 0 ]
