@@ -53,5 +53,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
     }
   }
+  if (const auto* q = std::get_if<protocol::query_result_msg>(&*m)) {
+    // An aggregator's answer: each item is checked on its own; whatever the
+    // bytes, verification answers yes or no with a reason, never crashes.
+    for (const auto& item : q->items) {
+      std::string reason;
+      if (!protocol::verify_standalone(item.reply, item.author, &reason) && reason.empty())
+        fuzz::invariant_failed("verify_standalone refused an item without a reason");
+    }
+  }
   return 0;
 }

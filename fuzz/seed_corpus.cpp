@@ -99,6 +99,22 @@ std::vector<std::pair<std::string, protocol::message>> messages(const fuzz::worl
   out.emplace_back("resync-done", protocol::resync_done_msg{w.feed1.id, "k/notes", true});
   out.emplace_back("keepalive", protocol::keepalive_msg{42, true});
   out.emplace_back("error", protocol::error_msg{protocol::error_code::limit, "too big"});
+  out.emplace_back("query-mentions",
+                   protocol::query_msg{7, protocol::query_kind::mentions,
+                                       protocol::to_text(w.s1->author()), 50, 0, 0});
+  out.emplace_back("query-trending",
+                   protocol::query_msg{8, protocol::query_kind::trending, "", 10, 1000, 0});
+  // A data reply of s1's feed stands in for an answer item (a real answer
+  // carries one document per item; the shape is the same).
+  protocol::query_result_msg qr;
+  qr.id = 7;
+  for (const auto& [name, d] : w.fresh_data)
+    if (d.reply.topic == w.feed1.id && qr.items.size() < 2)
+      qr.items.push_back(protocol::query_item{w.s1->author(), d.reply});
+  qr.tags = {{"kith", 3}, {"p2p", 1}};
+  out.emplace_back("query-result", qr);
+  out.emplace_back("query-refused",
+                   protocol::query_result_msg{9, {}, {}, "this node is not an aggregator"});
   return out;
 }
 
