@@ -741,19 +741,30 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
         authors.push_back(pk);
     }
     const auto before = p.value("before", std::uint64_t{0});
+    const auto cursor = p.value("cursor", std::string{});
     json all = json::array();
     for (const auto& a : authors) {
-      auto r = docs.feed(a, limit, before);
+      auto r = docs.feed(a, limit, before, cursor);
       if (!r)
         return storage_error(r.err());
       for (auto& d : *r)
         all.push_back(std::move(d));
     }
+    // The order of the index rows, across authors: newest first, then by
+    // dot, so that a cursor continues every author's page at the same place.
+    auto place = [](const json& d) {
+      auto c = storage::parse_cursor(d.value("cursor", std::string{}));
+      return c ? std::make_tuple(~c->first, c->second.id.value(), c->second.n.value())
+               : std::make_tuple(~std::uint64_t{0}, std::uint64_t{0}, std::uint64_t{0});
+    };
     std::stable_sort(all.begin(), all.end(),
-                     newest_first);
+                     [&](const json& a, const json& b) { return place(a) < place(b); });
     if (all.size() > limit)
       all.erase(all.begin() + static_cast<std::ptrdiff_t>(limit), all.end());
-    return json_result(200, json{{"posts", all}});
+    json out{{"posts", all}};
+    if (!all.empty() && all.size() == limit)
+      out["next"] = all.back().value("cursor", std::string{});
+    return json_result(200, out);
   }
   if (op == "thread") {
     const auto subject = resolve_subject(self, p.value("subject", std::string{}));

@@ -456,7 +456,7 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
                           {{"text", vt::string, req}, {"reply_to", vt::string, opt}});
   }
   if (path == "/v1/feed")
-    return get_route(m, path, query, {"author", "limit", "before"}, "feed");
+    return get_route(m, path, query, {"author", "limit", "before", "cursor"}, "feed");
   if (path == "/v1/notifications")
     return get_route(m, path, query, {"limit"}, "notifications");
   if (constexpr std::string_view p = "/v1/thread/"; under(path, p))

@@ -192,7 +192,11 @@ int main(int argc, char** argv) {
   feed->add_option("--limit", limit)->check(CLI::Range(1, 10000));
   feed->add_option("--author", author, "an id");
   std::uint64_t before = 0;
-  feed->add_option("--before", before, "only posts older than this time (ms): the next page");
+  feed->add_option("--before", before, "only posts older than this time (ms)");
+  std::string cursor;
+  feed->add_option("--cursor", cursor,
+                   "the next page: the \"cursor\" of the last post shown (never skips posts "
+                   "that share a millisecond)");
   auto* thread = app.add_subcommand("thread", "a status and the replies this node holds");
   thread->add_option("subject", subject, "the status's subject")->required();
   auto* notifications = app.add_subcommand("notifications", "mentions of you and replies to you");
@@ -569,6 +573,8 @@ int main(int argc, char** argv) {
         q += "&author=" + node::url_encode(author);
       if (before != 0)
         q += "&before=" + std::to_string(before);
+      if (!cursor.empty())
+        q += "&cursor=" + node::url_encode(cursor);
       r = call_daemon(dir, "GET", q);
       if (r && r->status == 200) {
         print(r->body["posts"]);
@@ -651,7 +657,7 @@ int main(int argc, char** argv) {
         return fail({storage::errc::invalid, "--author: " + why});
       who = *pk;
     }
-    auto r = docs.feed(who, limit, before);
+    auto r = docs.feed(who, limit, before, cursor);
     if (!r)
       return fail(r.err());
     print(*r);

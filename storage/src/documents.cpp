@@ -202,15 +202,46 @@ result<json> documents::hits_to_json(const std::vector<index_hit>& hits) {
     auto d = get(subject, h.topic);
     if (!d)
       return d.err();
-    if (!d->is_null())
+    if (!d->is_null()) {
+      (*d)["cursor"] = cursor_text(h.time_ms, h.d);
       out.push_back(std::move(*d));
+    }
   }
   return out;
 }
 
+std::string cursor_text(std::uint64_t time_ms, dot d) {
+  return std::to_string(time_ms) + "." + std::to_string(d.id.value()) + "." +
+         std::to_string(d.n.value());
+}
+
+std::optional<std::pair<std::uint64_t, dot>> parse_cursor(std::string_view text) {
+  std::uint64_t parts[3];
+  std::size_t at = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto end = i < 2 ? text.find('.', at) : text.size();
+    if (end == std::string_view::npos || end == at)
+      return std::nullopt;
+    auto r = std::from_chars(text.data() + at, text.data() + end, parts[i]);
+    if (r.ec != std::errc{} || r.ptr != text.data() + end)
+      return std::nullopt;
+    at = end + 1;
+  }
+  return std::make_pair(parts[0], dot{replica_id{parts[1]}, causality::counter{parts[2]}});
+}
+
 result<json> documents::feed(const protocol::public_key& author, std::size_t limit,
-                             std::uint64_t before_ms) {
-  auto hits = store_.by_author(author, limit, before_ms);
+                             std::uint64_t before_ms, const std::string& cursor) {
+  std::optional<dot> after;
+  if (!cursor.empty()) {
+    auto c = parse_cursor(cursor);
+    if (!c)
+      return error{errc::invalid, "a feed cursor is <time>.<replica>.<counter>, as returned "
+                                  "in a post's \"cursor\""};
+    before_ms = c->first;
+    after = c->second;
+  }
+  auto hits = store_.by_author(author, limit, before_ms, after);
   if (!hits)
     return hits.err();
   return hits_to_json(*hits);

@@ -1179,14 +1179,22 @@ result<apply_stats> store::apply(const signed_reply& r) {
 namespace {
 
 result<std::vector<index_hit>> scan_hits(const kv_store& kv, const std::string& prefix,
-                                         std::size_t limit, std::uint64_t before_ms = 0) {
+                                         std::size_t limit, std::uint64_t before_ms = 0,
+                                         const std::optional<dot>& after = std::nullopt) {
   std::vector<index_hit> out;
   bool bad = false;
-  // Rows sort newest first (the time is stored inverted): starting at the
-  // inverted `before` skips everything at or after it.
+  // Rows sort newest first (the time is stored inverted), then by dot:
+  // starting at the inverted `before` skips everything at or after it; a
+  // cursor (time, dot) starts right after that post's rows.
   std::string from = prefix;
-  if (before_ms > 0)
+  if (after) {
+    lay::put_be64(from, ~before_ms);
+    lay::put_be64(from, after->id.value());
+    lay::put_be64(from, after->n.value());
+    from = prefix_end(from);
+  } else if (before_ms > 0) {
     lay::put_be64(from, ~(before_ms - 1));
+  }
   auto st = kv.scan(from, prefix_end(prefix), [&](std::string_view k, std::string_view) {
     auto h = parse_hit_tail(k, prefix.size());
     if (!h) {
@@ -1206,9 +1214,10 @@ result<std::vector<index_hit>> scan_hits(const kv_store& kv, const std::string& 
 } // namespace
 
 result<std::vector<index_hit>> store::by_author(const protocol::public_key& a, std::size_t limit,
-                                                std::uint64_t before_ms) {
+                                                std::uint64_t before_ms,
+                                                const std::optional<dot>& after) {
   std::lock_guard lock(mu_);
-  return scan_hits(*kv_, "ia" + std::string(a.view()), limit, before_ms);
+  return scan_hits(*kv_, "ia" + std::string(a.view()), limit, before_ms, after);
 }
 
 result<std::vector<index_hit>> store::by_mention(const protocol::public_key& who, std::size_t limit,

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <limits>
+#include <set>
 
 using namespace kith;
 using namespace kith::storage;
@@ -342,4 +343,40 @@ TEST_CASE("a stored document comes with the proofs to verify it standalone", "[d
   auto none = a->prove_prefix(a->feed_topic_id(), *s + "x" + std::string(1, '\0'), 64);
   REQUIRE(none);
   CHECK(none->entries.empty());
+}
+
+TEST_CASE("a feed cursor pages through posts that share a millisecond without skipping any",
+          "[documents]") {
+  test::temp_dir dir;
+  auto ann = test::person(1);
+  auto a = test::open_store(backend::memory, ann, 1, dir);
+  documents da(*a);
+  REQUIRE(da.post("older", 500));
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(da.post("same ms " + std::to_string(i), 1000));
+  REQUIRE(da.post("newest", 2000));
+
+  std::set<std::string> seen;
+  std::string cursor;
+  std::vector<std::uint64_t> times;
+  for (int page = 0; page < 10; ++page) {
+    auto r = da.feed(ann.pub(), 2, 0, cursor);
+    REQUIRE(r);
+    if (r->empty())
+      break;
+    for (const auto& d : *r) {
+      CHECK(seen.insert(d["subject"].get<std::string>()).second); // never twice
+      times.push_back(d["doc"]["time"].get<std::uint64_t>());
+    }
+    cursor = r->back()["cursor"].get<std::string>();
+  }
+  CHECK(seen.size() == 7);
+  CHECK(std::is_sorted(times.rbegin(), times.rend())); // newest first throughout
+  // The time-only cursor loses the posts that share the page's last millisecond.
+  auto first = da.feed(ann.pub(), 3);
+  REQUIRE(first);
+  auto by_time = da.feed(ann.pub(), 10, (*first)[2]["doc"]["time"].get<std::uint64_t>());
+  REQUIRE(by_time);
+  CHECK(by_time->size() == 1); // only "older": three posts at 1000 ms were skipped
+  CHECK_FALSE(da.feed(ann.pub(), 2, 0, "not-a-cursor"));
 }

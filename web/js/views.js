@@ -40,10 +40,12 @@ async function showPosted(r, list) {
   try { list.upsert(await api.doc(r.subject, r.topic), { fresh: true }); } catch { /* the event brings it */ }
 }
 
-/** Paging for a feed-like list: `before` when the node knows it, else a
+/** Paging for a feed-like list: the node's `next` cursor when it gives one
+ *  (exact, even for posts sharing a millisecond), else `before`, else a
  *  growing limit (an older node ignores unknown query parameters). */
 function pager(list, fetchPage) {
   let legacy = false;
+  let next = null;
   const status = h('p', { class: 'muted', role: 'status' });
   const btn = h('button', { type: 'button', class: 'more' }, 'More');
   btn.addEventListener('click', async () => {
@@ -51,7 +53,11 @@ function pager(list, fetchPage) {
     try {
       const before = list.oldestTime();
       let posts = [];
-      if (!legacy && Number.isFinite(before)) {
+      if (!legacy && next) {
+        const page = await fetchPage({ limit: PAGE, cursor: next });
+        posts = page.posts || [];
+        next = page.next || null;
+      } else if (!legacy && Number.isFinite(before)) {
         posts = (await fetchPage({ limit: PAGE, before })).posts || [];
         if (posts.some((p) => postTime(p) >= before)) legacy = true;
       }
@@ -71,7 +77,15 @@ function pager(list, fetchPage) {
     }
   });
   const el = h('div', { class: 'pager' }, btn, status);
-  return { el, reset(n) { btn.hidden = n < PAGE; status.textContent = n ? '' : 'Nothing here yet.'; } };
+  return {
+    el,
+    /** After the first page: its size and the node's cursor for the next. */
+    reset(n, cursor = null) {
+      next = cursor;
+      btn.hidden = n < PAGE;
+      status.textContent = n ? '' : 'Nothing here yet.';
+    },
+  };
 }
 
 // --- feed ------------------------------------------------------------------
@@ -89,7 +103,7 @@ export function feedView() {
     try {
       const r = await fetchPage({ limit: PAGE });
       (r.posts || []).forEach((p) => list.upsert(p));
-      more.reset((r.posts || []).length);
+      more.reset((r.posts || []).length, r.next || null);
     } catch (e) {
       el.append(errorBox(e));
     }
@@ -321,7 +335,7 @@ export function userView(id) {
     try {
       const r = await fetchPage({ limit: PAGE });
       (r.posts || []).forEach((p) => list.upsert(p));
-      more.reset((r.posts || []).length);
+      more.reset((r.posts || []).length, r.next || null);
     } catch (e) {
       el.append(errorBox(e));
     }

@@ -46,9 +46,12 @@ public:
   [[nodiscard]] result<std::string> post(const std::string& text, std::uint64_t time_ms,
                                          const std::string& reply_to = {});
   /// The newest posts of an author (older than before_ms when not 0), or
-  /// carrying a tag, as documents.
+  /// carrying a tag, as documents. Each post found through an index has a
+  /// "cursor" ("<time>.<replica>.<counter>"); passing the last one shown as
+  /// `cursor` gives the next page without skipping posts that share its
+  /// millisecond (it replaces before_ms).
   [[nodiscard]] result<json> feed(const protocol::public_key& author, std::size_t limit,
-                                  std::uint64_t before_ms = 0);
+                                  std::uint64_t before_ms = 0, const std::string& cursor = {});
   /// The newest posts that @mention `who`.
   [[nodiscard]] result<json> mentioning(const protocol::public_key& who, std::size_t limit,
                                         std::uint64_t before_ms = 0);
@@ -72,6 +75,9 @@ private:
 [[nodiscard]] status check_subject(const std::string& subject);
 /// A context as JSON ({"<replica>": counter}) and back.
 [[nodiscard]] json context_to_json(const version_vector& v);
+/// A post's place in newest-first index order, as text: "<time>.<replica>.<counter>".
+[[nodiscard]] std::string cursor_text(std::uint64_t time_ms, dot d);
+[[nodiscard]] std::optional<std::pair<std::uint64_t, dot>> parse_cursor(std::string_view text);
 [[nodiscard]] std::optional<version_vector> context_from_json(const json& j);
 
 } // namespace kith::storage

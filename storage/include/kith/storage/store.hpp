@@ -169,11 +169,14 @@ public:
   [[nodiscard]] result<apply_stats> apply(const signed_reply& r);
 
   // --- indexes ----------------------------------------------------------------
-  /// The newest posts of an author (by the write's time).
-  /// `before_ms` (0: none) pages: only posts older than that time.
+  /// The newest posts of an author (by the write's time, then by dot).
+  /// `before_ms` (0: none) pages: only posts older than that time. With
+  /// `after`, (before_ms, after) is a cursor: only posts that come after
+  /// that one in this order, so posts sharing a millisecond are not skipped.
   [[nodiscard]] result<std::vector<index_hit>> by_author(const protocol::public_key& a,
                                                          std::size_t limit,
-                                                         std::uint64_t before_ms = 0);
+                                                         std::uint64_t before_ms = 0,
+                                                         const std::optional<dot>& after = {});
   /// The newest posts whose text @mentions `who`.
   [[nodiscard]] result<std::vector<index_hit>> by_mention(const protocol::public_key& who,
                                                           std::size_t limit,
