@@ -692,12 +692,20 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
                                     " writes per batch"};
   if (!protocol::may_write(ts.desc, self_.pub()))
     return error{errc::unauthorized, "this identity may not write to topic " + topic};
-  for (const auto& op : ops)
+  // What every replica will accept: a write that peers refuse to decode
+  // would stop its key (and anti-entropy of the topic) from replicating.
+  const protocol::signed_limits wire;
+  for (const auto& op : ops) {
     if (!may_touch(ts.desc, self_.pub(), op.key))
       return error{errc::unauthorized,
                    "a document's subject must start with its author's id (" +
                        protocol::to_text(self_.pub()) +
                        "/...), or in a shared topic with the topic creator's id"};
+    if (op.key.size() > wire.base.max_key_bytes)
+      return error{errc::invalid, "a key is " + std::to_string(op.key.size()) +
+                                      " bytes; the limit is " +
+                                      std::to_string(wire.base.max_key_bytes)};
+  }
 
   kv_source src(*kv_, topic);
   node_clock clk = ts.clock;
@@ -727,6 +735,11 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
       protocol::write_body body{!op.value.has_value(), time_ms, op.context,
                                 op.value.value_or(std::string{})};
       std::string bytes = protocol::encode_body(body);
+      if (bytes.size() > wire.base.max_value_bytes) // the value with its time and context
+        return error{errc::invalid,
+                     "a property value with its metadata is " + std::to_string(bytes.size()) +
+                         " bytes; the limit is " + std::to_string(wire.base.max_value_bytes) +
+                         " (1 MiB): store large files elsewhere and link them"};
       write_header h = protocol::header_of(op.key, d, body);
       leaves.push_back(protocol::leaf_hash(topic, h));
       in.headers.emplace(d, std::move(h));

@@ -380,3 +380,28 @@ TEST_CASE("a feed cursor pages through posts that share a millisecond without sk
   CHECK(by_time->size() == 1); // only "older": three posts at 1000 ms were skipped
   CHECK_FALSE(da.feed(ann.pub(), 2, 0, "not-a-cursor"));
 }
+
+TEST_CASE("a property too large for peers to accept is refused when written", "[documents]") {
+  test::temp_dir dir;
+  auto ann = test::person(1);
+  auto a = test::open_store(backend::memory, ann, 1, dir);
+  documents da(*a);
+  const std::string subject = protocol::to_text(ann.pub()) + "/files/big";
+  // What is stored is the value's JSON text (n + 2 bytes for a string of
+  // n characters) with its time and context: it must fit the limit whole.
+  const std::size_t limit = protocol::signed_limits{}.base.max_value_bytes;
+  auto big = da.put(subject, nlohmann::json{{"data", std::string(limit - 8, 'x')}}, 1000);
+  CHECK_FALSE(big);
+  if (!big) {
+    CHECK(big.err().code == errc::invalid);
+    CHECK(big.err().message.find("limit") != std::string::npos);
+  }
+  CHECK(da.get(subject)->is_null()); // nothing stored
+  auto fits = da.put(subject, nlohmann::json{{"data", std::string(limit - 64, 'x')}}, 1000);
+  REQUIRE(fits);
+  // What was stored can be served: a resync page of it decodes on the wire.
+  auto page = a->page(a->feed_topic_id(), "", 10);
+  REQUIRE(page);
+  auto bytes = protocol::encode_message(protocol::data_msg{protocol::data_kind::resync, true, page->reply});
+  CHECK(protocol::decode_message(bytes));
+}
