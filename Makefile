@@ -53,9 +53,13 @@ fuzz-smoke: deps
 fuzz-build: deps
 	FUZZ_BUILD=$(FUZZ_BUILD) bash scripts/fuzz.sh 0
 
+# The benchmark suite (scripts/bench.sh, docs/benchmarks.md): every
+# workload at full size (~15 minutes), one JSON file in out/bench/ and a
+# table of figure vs baseline vs target. BENCH_ARGS=--quick for a smoke
+# run (a minute or two), BENCH_ARGS="--only relay,sim" for some workloads.
+BENCH_ARGS ?=
 bench: build
-	$(BUILD)/bench/kith-bench-causality
-	$(BUILD)/bench/kith-bench-storage
+	bash scripts/bench.sh --build $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

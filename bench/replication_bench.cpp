@@ -24,6 +24,7 @@
 
 #include "support/checks.hpp"
 #include "support/json_line.hpp"
+#include "support/node_proc.hpp"
 #include "support/proc.hpp"
 #include "kith/node/api_client.hpp"
 #include "kith/node/data_dir.hpp"
@@ -61,8 +62,6 @@
 #include <utility>
 #include <vector>
 
-extern char** environ;
-
 #ifndef KITH_BENCH_KITH_PATH
 #define KITH_BENCH_KITH_PATH "kith"
 #endif
@@ -82,6 +81,15 @@ using namespace kith;
 using nlohmann::json;
 using steady = std::chrono::steady_clock;
 using kith::bench::json_line;
+using kith::bench::describe_status;
+using kith::bench::doc_key;
+using kith::bench::doc_value;
+using kith::bench::free_port;
+using kith::bench::mib;
+using kith::bench::node_proc;
+using kith::bench::rss_kib;
+using kith::bench::run_dir;
+using kith::bench::wait_for;
 
 constexpr std::uint64_t default_seed = 20261122;
 constexpr double poll_s = 0.020;        // B's /v1/topics is polled this often
@@ -113,7 +121,7 @@ struct options {
 void usage(std::ostream& o) {
   o << "usage: kith-bench-replication [options]\n"
        "  --quick            N = 5000, peers = 500 (a smoke run; also the ctest)\n"
-       "  --n N              documents in the followed feed (default 100000)\n"
+       "  --n N              documents in the followed feed (default 100000; 0 skips replication)\n"
        "  --peers P          identities the third node follows (default 10000)\n"
        "  --batch B          ops per signed store::write on the writer (default 1000)\n"
        "  --kith PATH        the kith program (default " KITH_BENCH_KITH_PATH ")\n"
@@ -129,6 +137,16 @@ void usage(std::ostream& o) {
 
 
 
+/// Starts a node's daemon with this run's options.
+bool start_node(node_proc& p, const options& opt, std::uint16_t port) {
+  std::vector<std::string> extra;
+  if (opt.anti_entropy_s != 0) {
+    extra.push_back("--anti-entropy");
+    extra.push_back(std::to_string(opt.anti_entropy_s));
+  }
+  return p.start(opt.kith, port, opt.log_level, extra);
+}
+
 // --- output and checks ----------------------------------------------------------------
 
 using kith::bench::any_failure;
@@ -141,281 +159,6 @@ using kith::bench::seconds_since;
 // --- other processes ------------------------------------------------------------------
 
 
-
-std::uint64_t rss_kib(pid_t pid) { return status_kib(pid, "VmRSS"); }
-
-double mib(std::uint64_t kib) { return static_cast<double>(kib) / 1024.0; }
-
-/// Starts argv[0] with stdout and stderr appended to log (stdin from
-/// /dev/null). Returns the pid, or -1.
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args)
-    argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    std::cerr << "cannot start " << args[0] << ": " << std::strerror(rc) << '\n';
-    return -1;
-  }
-  return pid;
-}
-
-/// Waits up to timeout_s for pid; returns its wait status, or nullopt if it
-/// is still running.
-std::optional<int> wait_for(pid_t pid, double timeout_s) {
-  const auto t0 = steady::now();
-  for (;;) {
-    int status = 0;
-    const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid)
-      return status;
-    if (r < 0)
-      return -1;
-    if (seconds_since(t0) >= timeout_s)
-      return std::nullopt;
-    sleep_s(0.01);
-  }
-}
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status))
-    return "exit " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return std::string("killed by signal ") + std::to_string(WTERMSIG(status));
-  return "status " + std::to_string(status);
-}
-
-/// A port on 127.0.0.1 that was free a moment ago (bind to 0, read, close).
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  std::uint16_t port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0)
-    ::close(fd);
-  return port;
-}
-
-// --- one node: a data directory and, while it runs, its daemon -----------------------
-
-class node_proc {
-public:
-  node_proc(std::string name, fs::path home, fs::path log)
-      : name_(std::move(name)), home_(std::move(home)), log_(std::move(log)) {}
-  node_proc(const node_proc&) = delete;
-  node_proc& operator=(const node_proc&) = delete;
-  /// A daemon still running here (a failed run) is stopped, then killed.
-  ~node_proc() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      if (!wait_for(pid_, 10)) {
-        ::kill(pid_, SIGKILL);
-        (void)wait_for(pid_, 10);
-      }
-    }
-  }
-
-  /// `kith -d HOME init`. Returns false (and says why) on failure.
-  bool init(const std::string& kith) {
-    const pid_t p = spawn({kith, "-d", home_.string(), "init"}, log_.string());
-    if (p < 0)
-      return false;
-    auto st = wait_for(p, 60);
-    if (!st || !WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
-      std::cerr << name_ << ": kith init failed (" << (st ? describe_status(*st) : "timed out")
-                << "), see " << log_.string() << '\n';
-      if (!st) {
-        ::kill(p, SIGKILL);
-        (void)wait_for(p, 10);
-      }
-      return false;
-    }
-    auto id = node::data_dir(home_.string()).load_identity();
-    if (!id) {
-      std::cerr << name_ << ": " << id.err().message << '\n';
-      return false;
-    }
-    id_ = protocol::to_text(id->pub());
-    return true;
-  }
-
-  /// `kith -d HOME run ...`; waits until HOME/api.addr appears and
-  /// GET /v1/status answers 200.
-  bool start(const options& opt, std::uint16_t port) {
-    port_ = port;
-    std::vector<std::string> args{opt.kith, "-d", home_.string(), "run", "--listen",
-                                  "127.0.0.1:" + std::to_string(port), "--api", "127.0.0.1:0",
-                                  "--log-level", opt.log_level};
-    if (opt.anti_entropy_s != 0) {
-      args.push_back("--anti-entropy");
-      args.push_back(std::to_string(opt.anti_entropy_s));
-    }
-    pid_ = spawn(args, log_.string());
-    if (pid_ < 0)
-      return false;
-    const auto t0 = steady::now();
-    const fs::path addr_file = home_ / "api.addr";
-    while (seconds_since(t0) < 30) {
-      if (!alive()) {
-        std::cerr << name_ << ": the daemon exited before it was ready, see " << log_.string()
-                  << '\n';
-        return false;
-      }
-      std::ifstream f(addr_file);
-      std::string line;
-      if (f && std::getline(f, line)) {
-        const auto colon = line.rfind(':');
-        std::uint64_t p = 0;
-        if (colon != std::string::npos && parse_u64(line.substr(colon + 1).c_str(), p) && p > 0 &&
-            p < 65536) {
-          api_host_ = line.substr(0, colon);
-          api_port_ = static_cast<std::uint16_t>(p);
-          auto r = call("GET", "/v1/status");
-          if (r && r->value("id", std::string{}) == id_)
-            return true;
-        }
-      }
-      sleep_s(0.02);
-    }
-    std::cerr << name_ << ": no answer from the daemon's API within 30 s, see " << log_.string()
-              << '\n';
-    return false;
-  }
-
-  /// SIGTERM, then waits (SIGKILL after timeout_s). Returns how long the
-  /// daemon took to exit, or nullopt if it had to be killed or failed.
-  std::optional<double> stop(double timeout_s = 60) {
-    if (pid_ <= 0)
-      return std::nullopt;
-    const auto t0 = steady::now();
-    ::kill(pid_, SIGTERM);
-    auto st = wait_for(pid_, timeout_s);
-    if (!st) {
-      std::cerr << name_ << ": no exit " << timeout_s << " s after SIGTERM; killing it\n";
-      ::kill(pid_, SIGKILL);
-      (void)wait_for(pid_, 10);
-      pid_ = -1;
-      return std::nullopt;
-    }
-    pid_ = -1;
-    if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
-      std::cerr << name_ << ": the daemon ended with " << describe_status(*st) << '\n';
-      return std::nullopt;
-    }
-    return seconds_since(t0);
-  }
-
-  /// One API call, parsed; nullopt (with a message) unless a 200 came back.
-  std::optional<json> call(const std::string& method, const std::string& target,
-                           const std::optional<std::string>& body = std::nullopt,
-                           bool quiet = true) const {
-    auto r = node::call_api(api_host_, api_port_, method, target, body);
-    if (!r.ok || r.status != 200) {
-      if (!quiet)
-        std::cerr << name_ << ": " << method << ' ' << target << ": "
-                  << (r.ok ? "HTTP " + std::to_string(r.status) + " " + r.body : r.error) << '\n';
-      return std::nullopt;
-    }
-    auto j = json::parse(r.body, nullptr, false);
-    if (j.is_discarded())
-      return std::nullopt;
-    return j;
-  }
-
-  [[nodiscard]] bool alive() const {
-    if (pid_ <= 0)
-      return false;
-    int status = 0;
-    return ::waitpid(pid_, &status, WNOHANG) == 0;
-  }
-
-  [[nodiscard]] const std::string& id() const { return id_; }
-  [[nodiscard]] const fs::path& home() const { return home_; }
-  [[nodiscard]] pid_t pid() const { return pid_; }
-  [[nodiscard]] std::uint16_t port() const { return port_; }
-  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
-private:
-  std::string name_;
-  fs::path home_;
-  fs::path log_;
-  std::string id_;
-  pid_t pid_ = -1;
-  std::uint16_t port_ = 0;
-  std::string api_host_;
-  std::uint16_t api_port_ = 0;
-};
-
-/// The run's directory; removed at scope exit unless kept.
-class run_dir {
-public:
-  run_dir(const std::string& parent, bool keep) : keep_(keep) {
-    const fs::path base = parent.empty() ? fs::temp_directory_path() : fs::path(parent);
-    path_ = base / ("kith-bench-replication-" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~run_dir() {
-    if (keep_) {
-      std::cerr << "kept " << path_.string() << '\n';
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  run_dir(const run_dir&) = delete;
-  run_dir& operator=(const run_dir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
-private:
-  fs::path path_;
-  bool keep_;
-};
-
-// --- the writer's data ------------------------------------------------------------------
-
-constexpr const char* words[] = {
-    "harbour", "lantern", "copper", "meadow", "signal", "orchard", "ledger", "pebble",
-    "thistle", "beacon",  "walnut", "ferry",  "quarry", "saddle",  "velvet", "cinder",
-    "gravel",  "hollow",  "marble", "nettle", "ripple", "timber",  "violet", "willow",
-    "anchor",  "bramble", "canyon", "dune",   "ember",  "fjord",   "glacier", "heron",
-};
-
-/// A document's key: "<author id>/bench/<7 digits>\0text".
-std::string doc_key(const std::string& author, std::size_t i) {
-  char num[16];
-  std::snprintf(num, sizeof num, "%07zu", i);
-  std::string k = author + "/bench/" + num;
-  k.push_back('\0');
-  k += "text";
-  return k;
-}
-
-/// A JSON string of about 100 bytes (quotes included) of seeded words.
-std::string doc_value(std::mt19937_64& rng) {
-  std::string v = "\"";
-  while (v.size() < 92) {
-    if (v.size() > 1)
-      v.push_back(' ');
-    v += words[rng() % std::size(words)];
-  }
-  v.resize(std::min<std::size_t>(v.size(), 99));
-  v.push_back('"');
-  return v;
-}
 
 struct prepared {
   std::vector<std::string> values; // kept to check B's copy
@@ -789,7 +532,7 @@ int main(int argc, char** argv) {
     } else if (a == "--keep") {
       opt.keep = true;
     } else if (a == "--n") {
-      if (!need_u64(1, 9'999'999))
+      if (!need_u64(0, 9'999'999))
         return 2;
       opt.n = v;
       n_set = true;
@@ -840,6 +583,10 @@ int main(int argc, char** argv) {
     if (!peers_set)
       opt.peers = 500;
   }
+  if (opt.n == 0 && opt.peers == 0) {
+    std::cerr << "--n 0 and --peers 0 leave nothing to measure\n";
+    return 2;
+  }
   if (::access(opt.kith.c_str(), X_OK) != 0) {
     std::cerr << "cannot run " << opt.kith << " (build the kith target, or pass --kith)\n";
     return 2;
@@ -851,68 +598,77 @@ int main(int argc, char** argv) {
             << ", seed " << opt.seed << (opt.quick ? " (quick)" : "") << "\n  kith: " << opt.kith
             << '\n';
 
-  run_dir root(opt.dir, opt.keep);
+  run_dir root(opt.dir, "kith-bench-replication", opt.keep);
   std::cerr << "  directory: " << root.path().string() << '\n';
   // Declared after root so they stop before it is removed.
   node_proc a("A", root.path() / "A", root.path() / "A.log");
   node_proc b("B", root.path() / "B", root.path() / "B.log");
   node_proc c("C", root.path() / "C", root.path() / "C.log");
-  if (!a.init(opt.kith) || !b.init(opt.kith) || (opt.peers > 0 && !c.init(opt.kith)))
+  const bool replicating = opt.n > 0; // --n 0: only the idle part
+  if ((replicating && (!a.init(opt.kith) || !b.init(opt.kith))) ||
+      (opt.peers > 0 && !c.init(opt.kith)))
     return 1;
-
-  // 1. The writer's data, offline.
-  std::cerr << "writing " << grouped(opt.n) << " documents into A's store (offline, calls of "
-            << opt.batch << ")...\n";
-  auto data = prepare_writer(a, opt);
-  if (!data)
-    return 1;
-  check(data->clock_writes == opt.n, "A's feed clock counts " + std::to_string(data->clock_writes) +
-                                         " writes after the offline load, not " +
-                                         std::to_string(opt.n));
-  const double payload_per_entry =
-      static_cast<double>(data->payload_bytes) / static_cast<double>(opt.n);
-  const double local_writes_per_s = static_cast<double>(opt.n) / data->write_s;
-  std::cerr << "  " << fmt("%.2f", data->write_s) << " s (" << fmt("%.0f", local_writes_per_s)
-            << " writes/s); payload " << grouped(data->payload_bytes) << " bytes ("
-            << fmt("%.1f", payload_per_entry) << " per entry)\n";
-
-  // 2. Both daemons, then B follows A.
   auto port_of = [&](int k) {
     return opt.port_base != 0 ? static_cast<std::uint16_t>(opt.port_base + k) : free_port();
   };
-  if (!a.start(opt, port_of(0)) || !b.start(opt, port_of(1)))
-    return 1;
-  std::cerr << "A (pid " << a.pid() << ") listens on " << a.address() << ", B (pid " << b.pid()
-            << ") on " << b.address() << "; B follows A...\n";
-  const auto rep = replicate(a, b, *data, opt, root.path() / "polls.csv");
-  const double entries_per_s = rep.converged ? static_cast<double>(opt.n) / rep.converge_s : 0.0;
-  const std::uint64_t wire = rep.bytes_in + rep.bytes_out;
-  const double wire_per_entry = static_cast<double>(wire) / static_cast<double>(opt.n);
-  const double wire_ratio = wire_per_entry / payload_per_entry;
-  const double cpu_us_per_entry = rep.follower_cpu_s * 1e6 / static_cast<double>(opt.n);
-  const double writer_cpu_us_per_entry = rep.writer_cpu_s * 1e6 / static_cast<double>(opt.n);
 
-  const auto stop_a = a.stop();
-  const auto stop_b = b.stop();
-  check(stop_a.has_value(), "A did not stop cleanly on SIGTERM");
-  check(stop_b.has_value(), "B did not stop cleanly on SIGTERM");
+  std::optional<prepared> data;
+  replication_figures rep;
+  double payload_per_entry = 0, local_writes_per_s = 0, wire_per_entry = 0, wire_ratio = 0;
+  double cpu_us_per_entry = 0, writer_cpu_us_per_entry = 0, entries_per_s = 0, tcp_s = NAN;
+  std::uint64_t wire = 0;
   std::size_t compared = 0;
-  if (rep.converged && stop_b)
-    compared = verify_follower_copy(b, a, *data, opt);
+  if (replicating) {
+    // 1. The writer's data, offline.
+    std::cerr << "writing " << grouped(opt.n) << " documents into A's store (offline, calls of "
+              << opt.batch << ")...\n";
+    data = prepare_writer(a, opt);
+    if (!data)
+      return 1;
+    check(data->clock_writes == opt.n,
+          "A's feed clock counts " + std::to_string(data->clock_writes) +
+              " writes after the offline load, not " + std::to_string(opt.n));
+    payload_per_entry = static_cast<double>(data->payload_bytes) / static_cast<double>(opt.n);
+    local_writes_per_s = static_cast<double>(opt.n) / data->write_s;
+    std::cerr << "  " << fmt("%.2f", data->write_s) << " s (" << fmt("%.0f", local_writes_per_s)
+              << " writes/s); payload " << grouped(data->payload_bytes) << " bytes ("
+              << fmt("%.1f", payload_per_entry) << " per entry)\n";
 
-  // 3. Baseline: the same bytes over raw loopback TCP (median of 3).
-  std::vector<double> tcp;
-  for (int i = 0; i < 3; ++i)
-    if (auto s = loopback_push(std::max<std::uint64_t>(wire, 1)))
-      tcp.push_back(*s);
-  std::sort(tcp.begin(), tcp.end());
-  const double tcp_s = tcp.empty() ? NAN : tcp[tcp.size() / 2];
-  check(!tcp.empty(), "the loopback TCP baseline failed");
+    // 2. Both daemons, then B follows A.
+    if (!start_node(a, opt, port_of(0)) || !start_node(b, opt, port_of(1)))
+      return 1;
+    std::cerr << "A (pid " << a.pid() << ") listens on " << a.address() << ", B (pid " << b.pid()
+              << ") on " << b.address() << "; B follows A...\n";
+    rep = replicate(a, b, *data, opt, root.path() / "polls.csv");
+    entries_per_s = rep.converged ? static_cast<double>(opt.n) / rep.converge_s : 0.0;
+    wire = rep.bytes_in + rep.bytes_out;
+    wire_per_entry = static_cast<double>(wire) / static_cast<double>(opt.n);
+    wire_ratio = wire_per_entry / payload_per_entry;
+    cpu_us_per_entry = rep.follower_cpu_s * 1e6 / static_cast<double>(opt.n);
+    writer_cpu_us_per_entry = rep.writer_cpu_s * 1e6 / static_cast<double>(opt.n);
+
+    const auto stop_a = a.stop();
+    const auto stop_b = b.stop();
+    check(stop_a.has_value(), "A did not stop cleanly on SIGTERM");
+    check(stop_b.has_value(), "B did not stop cleanly on SIGTERM");
+    if (rep.converged && stop_b)
+      compared = verify_follower_copy(b, a, *data, opt);
+
+    // 3. Baseline: the same bytes over raw loopback TCP (median of 3).
+    std::vector<double> tcp;
+    for (int i = 0; i < 3; ++i)
+      if (auto s = loopback_push(std::max<std::uint64_t>(wire, 1)))
+        tcp.push_back(*s);
+    std::sort(tcp.begin(), tcp.end());
+    if (!tcp.empty())
+      tcp_s = tcp[tcp.size() / 2];
+    check(!tcp.empty(), "the loopback TCP baseline failed");
+  }
 
   // 4. Idle cost of followed peers.
   idle_figures idle;
   if (opt.peers > 0) {
-    if (!c.start(opt, port_of(2)))
+    if (!start_node(c, opt, port_of(2)))
       return 1;
     std::cerr << "C (pid " << c.pid() << ") follows " << grouped(opt.peers)
               << " identities that are never online...\n";
@@ -934,31 +690,33 @@ int main(int argc, char** argv) {
   const bool meets_wire = wire > 0 && wire_ratio <= target_wire_ratio;
   // The target is in MB (10^6 bytes); RSS is printed in MiB.
   const bool meets_idle = static_cast<double>(idle.rss_idle_kib) * 1024.0 / 1e6 < target_idle_mb;
-  std::fprintf(stderr, "\nreplication of %s documents (%.1f payload bytes each), B follows A\n",
-               grouped(opt.n).c_str(), payload_per_entry);
-  row("figure", "measured", "target / baseline");
-  row("converged", rep.converged ? "yes, " + fmt("%.2f s", rep.converge_s)
-                                 : "NO (" + grouped(rep.writes_seen) + " writes)",
-      "first writes on B after " + fmt("%.3f s", rep.first_entry_s));
-  row("entries/s", fmt("%.0f", entries_per_s),
-      std::string(">= 50,000: ") + (meets_rate ? "met" : "MISSED"));
-  row("local write ceiling (A, offline)", fmt("%.0f writes/s", local_writes_per_s),
-      fmt("%.2f s for N", data->write_s));
-  row("raw loopback TCP, same bytes", fmt("%.1f ms", tcp_s * 1e3),
-      fmt("%.0f MiB/s; ", static_cast<double>(wire) / tcp_s / 1048576.0) +
-          fmt("replication took %.0fx longer", rep.converge_s / tcp_s));
-  row("wire bytes (B in + out)", grouped(rep.bytes_in) + " + " + grouped(rep.bytes_out),
-      "A counted " + grouped(rep.sender_bytes_out) + " sent to B");
-  row("wire bytes per entry", fmt("%.1f", wire_per_entry),
-      fmt("payload %.1f", payload_per_entry));
-  row("wire / payload", fmt("%.2fx", wire_ratio),
-      std::string("<= 1.5x: ") + (meets_wire ? "met" : "MISSED"));
-  row("follower CPU per entry (B)", fmt("%.1f us", cpu_us_per_entry),
-      fmt("B %.2f s CPU in all", rep.follower_cpu_s));
-  row("follower peak RSS (B)", fmt("%.1f MiB", mib(rep.follower_peak_kib)),
-      fmt("%.1f MiB before the follow", mib(rep.follower_rss_kib)));
-  row("sender CPU per entry (A)", fmt("%.1f us", writer_cpu_us_per_entry),
-      fmt("A %.2f s CPU in all", rep.writer_cpu_s));
+  if (replicating) {
+    std::fprintf(stderr, "\nreplication of %s documents (%.1f payload bytes each), B follows A\n",
+                 grouped(opt.n).c_str(), payload_per_entry);
+    row("figure", "measured", "target / baseline");
+    row("converged", rep.converged ? "yes, " + fmt("%.2f s", rep.converge_s)
+                                   : "NO (" + grouped(rep.writes_seen) + " writes)",
+        "first writes on B after " + fmt("%.3f s", rep.first_entry_s));
+    row("entries/s", fmt("%.0f", entries_per_s),
+        std::string(">= 50,000: ") + (meets_rate ? "met" : "MISSED"));
+    row("local write ceiling (A, offline)", fmt("%.0f writes/s", local_writes_per_s),
+        fmt("%.2f s for N", data->write_s));
+    row("raw loopback TCP, same bytes", fmt("%.1f ms", tcp_s * 1e3),
+        fmt("%.0f MiB/s; ", static_cast<double>(wire) / tcp_s / 1048576.0) +
+            fmt("replication took %.0fx longer", rep.converge_s / tcp_s));
+    row("wire bytes (B in + out)", grouped(rep.bytes_in) + " + " + grouped(rep.bytes_out),
+        "A counted " + grouped(rep.sender_bytes_out) + " sent to B");
+    row("wire bytes per entry", fmt("%.1f", wire_per_entry),
+        fmt("payload %.1f", payload_per_entry));
+    row("wire / payload", fmt("%.2fx", wire_ratio),
+        std::string("<= 1.5x: ") + (meets_wire ? "met" : "MISSED"));
+    row("follower CPU per entry (B)", fmt("%.1f us", cpu_us_per_entry),
+        fmt("B %.2f s CPU in all", rep.follower_cpu_s));
+    row("follower peak RSS (B)", fmt("%.1f MiB", mib(rep.follower_peak_kib)),
+        fmt("%.1f MiB before the follow", mib(rep.follower_rss_kib)));
+    row("sender CPU per entry (A)", fmt("%.1f us", writer_cpu_us_per_entry),
+        fmt("A %.2f s CPU in all", rep.writer_cpu_s));
+  }
   if (opt.peers > 0) {
     std::fprintf(stderr, "\n%s followed identities on C (never online)\n",
                  grouped(opt.peers).c_str());
@@ -976,9 +734,9 @@ int main(int argc, char** argv) {
   }
 
   json_line j("replication", opt.seed);
-  j.flag("quick", opt.quick)
-      .num("n", opt.n)
-      .num("batch_ops", opt.batch)
+  j.flag("quick", opt.quick).num("n", opt.n);
+  if (replicating)
+    j.num("batch_ops", opt.batch)
       .num("payload_bytes", data->payload_bytes)
       .real("payload_bytes_per_entry", payload_per_entry)
       .real("local_write_s", data->write_s)
@@ -1005,8 +763,8 @@ int main(int argc, char** argv) {
       .real("sender_cpu_us_per_entry", writer_cpu_us_per_entry)
       .real("tcp_baseline_ms", tcp_s * 1e3)
       .real("tcp_baseline_mib_per_s", static_cast<double>(wire) / tcp_s / 1048576.0)
-      .num("polls", rep.polls)
-      .num("peers", opt.peers)
+      .num("polls", rep.polls);
+  j.num("peers", opt.peers)
       .num("followed", idle.followed)
       .real("follow_s", idle.follow_s)
       .real("rss_start_mib", mib(idle.rss_start_kib))

@@ -25,11 +25,18 @@
 
 #include "support/checks.hpp"
 #include "support/json_line.hpp"
+#include "support/page_cache.hpp"
 #include "support/proc.hpp"
 #include "kith/protocol/crypto.hpp"
 #include "kith/protocol/signed_write.hpp"
 #include "kith/storage/kv.hpp"
 #include "kith/storage/store.hpp"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -65,6 +72,7 @@ using namespace kith;
 using storage::store;
 using storage::write_op;
 using steady = std::chrono::steady_clock;
+using kith::bench::drop_page_cache;
 
 constexpr std::uint64_t default_seed = 20261122;
 
@@ -167,39 +175,6 @@ std::pair<std::uint64_t, std::uint64_t> dir_size(const fs::path& dir,
       ++files;
     }
   return {bytes, files};
-}
-
-/// Flushes every file under dir and asks the kernel to drop its cached
-/// pages (no root needed), so the next open reads from the disk. Returns
-/// the fraction of the dir's pages still resident afterwards (mincore).
-double drop_page_cache(const fs::path& dir) {
-  std::uint64_t pages = 0, resident = 0;
-  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  std::error_code ec;
-  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
-    if (!e.is_regular_file(ec))
-      continue;
-    int fd = ::open(e.path().c_str(), O_RDONLY);
-    if (fd < 0)
-      continue;
-    (void)::fdatasync(fd);
-    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    struct stat st {};
-    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
-      const auto len = static_cast<std::size_t>(st.st_size);
-      void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, 0);
-      if (m != MAP_FAILED) {
-        std::vector<unsigned char> vec((len + page - 1) / page);
-        if (::mincore(m, len, vec.data()) == 0)
-          for (auto b : vec)
-            resident += b & 1;
-        pages += vec.size();
-        ::munmap(m, len);
-      }
-    }
-    ::close(fd);
-  }
-  return pages == 0 ? 0.0 : static_cast<double>(resident) / static_cast<double>(pages);
 }
 
 /// A fresh directory under the system temp dir, removed at scope exit.
@@ -390,6 +365,8 @@ public:
     ++commits;
     rows += b.ops().size();
     bytes += b.bytes();
+    if (record != nullptr)
+      record->push_back(b);
     return r;
   }
   std::uint64_t memory_usage() const override { return inner_->memory_usage(); }
@@ -403,6 +380,9 @@ public:
   mutable std::uint64_t gets = 0, scans = 0;
   double commit_s = 0;
   std::uint64_t commits = 0, rows = 0, bytes = 0;
+  /// When set, a copy of every committed batch is appended here (the raw
+  /// RocksDB baseline replays them).
+  std::vector<storage::kv_batch>* record = nullptr;
 
 private:
   std::unique_ptr<kv_store> inner_;
@@ -448,6 +428,63 @@ sign_cost measure_sign(const options& opt, std::size_t leaves, int reps) {
   c.us_per_call = total / reps * 1e6;
   c.verified = protocol::check_batch(last, a.id.pub());
   return c;
+}
+
+/// The physical limit under signed_writes: the very rows a store::write
+/// run committed, written again through rocksdb::DB::Write on a fresh
+/// database opened with the options storage::open_rocksdb uses (see
+/// storage/src/kv.cpp). No signing, no store logic, no reads.
+struct raw_replay {
+  double seconds = 0;
+  std::uint64_t rows = 0, bytes = 0;
+  bool ok = false;
+};
+
+raw_replay replay_raw_rocksdb(const std::string& dir,
+                              const std::vector<storage::kv_batch>& batches, bool sync) {
+  raw_replay out;
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.paranoid_checks = true;
+  o.write_buffer_size = 16 << 20;
+  o.max_background_jobs = 2;
+  o.keep_log_file_num = 3;
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  rocksdb::DB* raw = nullptr;
+  const auto st = rocksdb::DB::Open(o, dir, &raw);
+  std::unique_ptr<rocksdb::DB> db(raw);
+  if (!st.ok()) {
+    check(false, "signed_writes: raw RocksDB open " + dir + ": " + st.ToString());
+    return out;
+  }
+  // The WriteBatches are built before the clock starts, as the ops were.
+  std::vector<rocksdb::WriteBatch> wbs(batches.size());
+  for (std::size_t i = 0; i < batches.size(); ++i)
+    for (const auto& op : batches[i].ops()) {
+      if (op.erase)
+        (void)wbs[i].Delete(op.key);
+      else
+        (void)wbs[i].Put(op.key, op.value);
+      ++out.rows;
+      out.bytes += op.key.size() + op.value.size();
+    }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  out.ok = true;
+  const auto t0 = steady::now();
+  for (auto& wb : wbs)
+    out.ok = db->Write(wo, &wb).ok() && out.ok;
+  out.seconds = seconds_since(t0);
+  // Verified: the last batch's rows read back as written.
+  if (!batches.empty())
+    for (const auto& op : batches.back().ops()) {
+      std::string v;
+      const auto g = db->Get(rocksdb::ReadOptions{}, op.key, &v);
+      out.ok = out.ok && (op.erase ? g.IsNotFound() : (g.ok() && v == op.value));
+    }
+  return out;
 }
 
 struct write_config {
@@ -525,6 +562,9 @@ void run_signed_writes(const options& opt, const sizes& sz, const temp_root& roo
     const auto feed = s->feed_topic_id();
     (void)s->clock(feed); // load the topic's state before timing
     meter->reset();
+    std::vector<storage::kv_batch> committed;
+    if (cfg.backend == "rocksdb")
+      meter->record = &committed;
 
     std::vector<double> per_call;
     per_call.reserve(cfg.calls);
@@ -556,6 +596,7 @@ void run_signed_writes(const options& opt, const sizes& sz, const temp_root& roo
     const std::uint64_t total_ops = done * cfg.batch;
     const double commit_s = meter->commit_s, read_s = meter->read_s;
     const auto kv_rows = meter->rows, kv_bytes = meter->bytes, kv_gets = meter->gets;
+    meter->record = nullptr;
 
     // Verification (untimed): the clock counts every op, the pushed
     // batches verify, a sample of keys reads back, the topic cross-checks.
@@ -608,6 +649,32 @@ void run_signed_writes(const options& opt, const sizes& sz, const temp_root& roo
       .flag("meets_50k", wps >= 50'000)
       .flag("verified", ok)
       .print();
+
+    if (cfg.backend == "rocksdb" && !committed.empty()) {
+      const std::string raw_dir = root.sub("writes-raw-" + std::to_string(ci));
+      const auto r = replay_raw_rocksdb(raw_dir, committed, cfg.sync);
+      fs::remove_all(raw_dir, ec);
+      check(r.ok, "signed_writes: raw RocksDB replay sync=" + std::string(cfg.sync ? "1" : "0") +
+                      " batch=" + std::to_string(cfg.batch));
+      const double raw_wps = ops / r.seconds;
+      std::cerr << "    raw RocksDB, the same " << committed.size() << " batches: " << raw_wps
+                << " writes/s\n";
+      json_line("signed_writes", opt.seed)
+        .str("backend", "rocksdb_raw")
+        .flag("sync", cfg.sync)
+        .str("fs", fst)
+        .num("batch", cfg.batch)
+        .num("calls", committed.size())
+        .num("writes", total_ops)
+        .real("seconds", r.seconds)
+        .real("writes_per_s", raw_wps)
+        .real("us_per_write", r.seconds / ops * 1e6)
+        .real("kv_rows_per_write", static_cast<double>(r.rows) / ops)
+        .real("kv_bytes_per_write", static_cast<double>(r.bytes) / ops)
+        .real("store_fraction_of_raw", wps / raw_wps)
+        .flag("verified", r.ok)
+        .print();
+    }
   }
 }
 
