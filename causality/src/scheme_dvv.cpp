@@ -42,10 +42,32 @@ public:
     c.discard(ctx);
     // Per-key counters: the key's own context already holds our last one.
     const dot d{id(), counter{c.context().get(id()) + 1}};
+    {
+      writer w;
+      encode(w, version_vector{{d.id, d.n.value()}});
+      last_write_ = w.take();
+    }
     c.add(d, value ? sibling::value(std::move(*value)) : sibling::tombstone());
     // The key stays stored even with only delete markers: a kept tombstone.
     note_stored(k, c.has_live_value());
     return make_push(k);
+  }
+
+  [[nodiscard]] std::string last_write() const override { return last_write_; }
+
+  /// Seen when the key's version vector covers the write's dot. The entry
+  /// stays in that vector (and a delete's tombstone stays) for good, so the
+  /// per-key metadata of a write is never gone.
+  [[nodiscard]] write_trace trace(const key_type& k, const std::string& w) const override {
+    write_trace t;
+    version_vector v;
+    if (!decode_all(w, v, limits()) || v.size() != 1)
+      return t;
+    const auto i = store_.find(k);
+    const dot d{v.entries()[0].first, counter{v.entries()[0].second}};
+    t.seen = i != store_.end() && i->second.context().covers(d);
+    t.node_meta_gone = t.seen;
+    return t;
   }
 
   [[nodiscard]] std::map<key_type, std::vector<std::string>> contents() const override {
@@ -100,6 +122,7 @@ private:
   }
 
   std::map<key_type, container> store_;
+  std::string last_write_;
 };
 
 } // namespace

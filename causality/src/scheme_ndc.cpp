@@ -47,6 +47,10 @@ public:
     if (!context.empty() && !decode_all(context, ctx))
       ctx = {}; // a context we cannot read replaces nothing
     delta d = value ? rep_.put(k, std::move(*value), ctx) : rep_.erase(k, ctx);
+    // The write's dot is the replica's own (gapless) clock base.
+    writer w;
+    encode(w, version_vector{{id(), rep_.clock().find(id())->base()}});
+    last_write_ = w.take();
     return framed(ndc_msg::push, d);
   }
 
@@ -84,6 +88,24 @@ public:
     }
   }
 
+  std::string last_write() const override { return last_write_; }
+
+  write_trace trace(const key_type& k, const std::string& w) const override {
+    write_trace t;
+    version_vector v;
+    if (!decode_all(w, v) || v.size() != 1)
+      return t;
+    const dot d{v.entries()[0].first, counter{v.entries()[0].second}};
+    // The clock covers a dot only once its effect on the key is stored.
+    t.seen = rep_.clock().contains(d);
+    if (!t.seen)
+      return t;
+    const auto i = rep_.store().find(k);
+    t.key_meta_gone = i == rep_.store().end() || i->second.context().empty();
+    t.node_meta_gone = rep_.dkm().find(d) == nullptr;
+    return t;
+  }
+
   void tick() override { rep_.restrip(); }
 
   scheme_stats stats() const override {
@@ -119,6 +141,7 @@ public:
 
 private:
   replica rep_;
+  std::string last_write_;
 };
 
 } // namespace

@@ -105,11 +105,31 @@ public:
     sibs.erase(std::remove_if(sibs.begin(), sibs.end(),
                               [&](const vv_sibling& s) { return s.vv.leq(next); }),
                sibs.end());
+    last_write_ = encoded(next);
     sibs.push_back({std::move(next),
                     value ? sibling::value(std::move(*value)) : sibling::tombstone()});
     normalise(sibs);
     note_stored(k, any_live(sibs));
     return make_push(k);
+  }
+
+  [[nodiscard]] std::string last_write() const override { return last_write_; }
+
+  /// Seen when some stored sibling's vector is at or above the write's
+  /// (dominated siblings are dropped, tombstones kept, so one always is
+  /// once seen). Per-key vectors are never stripped.
+  [[nodiscard]] write_trace trace(const key_type& k, const std::string& w) const override {
+    write_trace t;
+    version_vector v;
+    if (!decode_all(w, v, limits()) || v.empty())
+      return t;
+    const auto i = store_.find(k);
+    if (i == store_.end())
+      return t;
+    t.seen = std::any_of(i->second.begin(), i->second.end(),
+                         [&](const vv_sibling& s) { return v.leq(s.vv); });
+    t.node_meta_gone = t.seen;
+    return t;
   }
 
   [[nodiscard]] std::map<key_type, std::vector<std::string>> contents() const override {
@@ -186,6 +206,7 @@ private:
   }
 
   std::map<key_type, std::vector<vv_sibling>> store_; // siblings kept normalised
+  std::string last_write_;
 };
 
 } // namespace

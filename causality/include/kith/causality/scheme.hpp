@@ -51,6 +51,23 @@ struct scheme_stats {
   std::uint64_t data_bytes = 0;      ///< value bytes stored
 };
 
+/// What one replica holds of one write: an inspection for the experiments
+/// (sim/experiments/), which measure repair and strip latencies with it.
+struct write_trace {
+  /// The write's effect is stored here: it is held, or a write that
+  /// superseded it (or the key's context covering it) is.
+  bool seen = false;
+  /// Seen, and the key's stored causal context is empty (an absent key
+  /// counts): beyond the dot of a value still held, the key carries nothing
+  /// about its history. NDC only; always false for the baselines, whose
+  /// per-key version vector keeps an entry for every writer for good.
+  bool key_meta_gone = false;
+  /// Seen, and no per-replica index still lists the write (NDC: its dot is
+  /// pruned from the dot-key map). True once seen for the baselines, which
+  /// keep no per-write index.
+  bool node_meta_gone = false;
+};
+
 /// One replica of one replication group under some causality scheme. All
 /// messages are encoded bytes, so their sizes are what a wire would carry.
 /// Pull-based anti-entropy: A calls sync_start(), sends the message to B;
@@ -78,6 +95,15 @@ public:
 
   [[nodiscard]] virtual message sync_start() = 0;
   virtual std::optional<message> sync_step(const message& m) = 0;
+  /// Inspection (experiments and tests only). The name of the last write()
+  /// made here, opaque (an encoded version vector: the write's dot for ndc
+  /// and dvv, its whole vector for vv); empty before the first write.
+  [[nodiscard]] virtual std::string last_write() const = 0;
+  /// Inspection: what this replica holds of write `w` (a last_write() of
+  /// its origin) on key k. Costs a key lookup. A `w` that does not decode
+  /// is reported unseen.
+  [[nodiscard]] virtual write_trace trace(const key_type& k, const std::string& w) const = 0;
+
   /// Periodic maintenance (re-stripping for NDC).
   virtual void tick() = 0;
 
