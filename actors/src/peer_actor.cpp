@@ -59,8 +59,13 @@ struct peer_state {
   std::map<std::string, topic_actor> topics;
   std::map<std::string, std::uint64_t> next_round_ms;
   std::set<std::string> marks_due;
-  /// Resyncs in progress: the sender's clock at the first page.
-  std::map<std::string, std::optional<causality::node_clock>> resyncs;
+  /// Resyncs in progress: the sender's clock at the first page, and the
+  /// sender's own dots the pages carried (what it still held).
+  struct resync_state {
+    std::optional<causality::node_clock> clock;
+    std::vector<dot> held;
+  };
+  std::map<std::string, resync_state> resyncs;
 
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
@@ -319,7 +324,7 @@ void on_offer(peer_pointer self, const offer_msg& m) {
           // dot-key map, and those of writes every member had are gone.
           auto c = st.env->store->clock_copy(id);
           if (!c || c->dot_count() == 0 || resync) {
-            st.resyncs[id].reset();
+            st.resyncs[id] = {};
             send_msg(self, resync_request_msg{id, {}, 1024});
           } else {
             start_round(self, id);
@@ -365,8 +370,12 @@ void on_data(peer_pointer self, data_msg m) {
     auto it = st.resyncs.find(topic);
     if (it == st.resyncs.end())
       return fail(self, error_code::protocol, "resync data for " + topic + " we did not ask for");
-    if (!it->second)
-      it->second = m.reply.clock;
+    if (!it->second.clock)
+      it->second.clock = m.reply.clock;
+    for (const auto& e : m.reply.entries)
+      for (const auto& rec : e.records)
+        if (rec.first.id == *st.rid)
+          it->second.held.push_back(rec.first);
   }
   self->request(t, caf::infinite, apply_atom::value, std::move(m.reply),
                 caf::actor_cast<caf::actor>(self))
@@ -422,8 +431,9 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
           send_msg(self, resync_request_msg{m.topic, m.next_after, 1024});
           return;
         }
-        if (it->second && st.rid)
-          self->send(st.topics.at(m.topic), join_atom::value, *st.rid, *it->second);
+        if (it->second.clock && st.rid)
+          self->send(st.topics.at(m.topic), join_atom::value, *st.rid, *it->second.clock,
+                     std::move(it->second.held));
         st.resyncs.erase(it);
         log(self, log_level::info, "resync of " + m.topic + " complete");
         start_round(self, m.topic);

@@ -278,10 +278,17 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         out.complete = r->complete;
         return out;
       },
-      [self](join_atom, causality::replica_id sender, const causality::node_clock& c) {
+      [self](join_atom, causality::replica_id sender, const causality::node_clock& c,
+             const std::vector<causality::dot>& held) {
         auto& st = self->state;
-        if (auto s = st.env->store->join_sender_entry(st.topic, sender, c); !s)
+        if (auto s = st.env->store->join_sender_entry(st.topic, sender, c, &held); !s) {
           st.env->logf(log_level::warn, "topic " + st.topic + ": " + s.err().message);
+          return;
+        }
+        // Writes the sender no longer held may have been dropped: active
+        // keys read their state again.
+        for (const auto& [key, k] : st.keys)
+          self->send(k.handle, kupdate_atom::value, read_key_state(*st.env, st.topic, key));
       },
       [self](bundle_atom) -> api_result {
         auto& st = self->state;

@@ -451,17 +451,52 @@ status store::observe(const std::string& topic, replica_id from, const node_cloc
 }
 
 status store::join_sender_entry(const std::string& topic, replica_id sender,
-                                const node_clock& sender_clock) {
+                                const node_clock& sender_clock,
+                                const std::vector<dot>* sender_held) {
   std::lock_guard lock(mu_);
   auto ts = state(topic);
   if (!ts)
     return ts.err();
-  for (const auto& [rid, e] : sender_clock.entries())
-    if (rid == sender) {
-      commit_input in;
-      in.join_entry = std::make_pair(rid, e);
-      return commit(**ts, in);
+  for (const auto& [rid, e] : sender_clock.entries()) {
+    if (rid != sender)
+      continue;
+    commit_input in;
+    in.join_entry = std::make_pair(rid, e);
+    if (sender_held) {
+      node_clock vouched;
+      vouched.join_entry(rid, e);
+      std::set<dot> held(sender_held->begin(), sender_held->end());
+      const std::string prefix = lay::topic_prefix('c', topic);
+      bool bad = false;
+      auto st = kv_->scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
+        container c;
+        if (!decoded(v, c)) {
+          bad = true;
+          return false;
+        }
+        bool stale = false;
+        for (const auto& [d, sib] : c.dots())
+          stale = stale || (d.id == sender && vouched.contains(d) && held.count(d) == 0);
+        if (!stale)
+          return true;
+        container kept;
+        for (const auto& [d, sib] : c.dots())
+          if (!(d.id == sender && vouched.contains(d) && held.count(d) == 0))
+            kept.add(d, sib);
+        for (const auto& [id, n] : c.context().entries())
+          kept.context().raise(id, n);
+        key_type key(k.substr(prefix.size()));
+        in.before.emplace(key, std::move(c));
+        in.changes.push_back({std::move(key), std::move(kept)});
+        return true;
+      });
+      if (!st)
+        return st.err();
+      if (bad)
+        return corrupt("a stored container of " + topic);
     }
+    return commit(**ts, in);
+  }
   return ok_status();
 }
 

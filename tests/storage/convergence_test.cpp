@@ -6,6 +6,7 @@
 #include "fixture.hpp"
 
 #include "kith/causality/replica.hpp"
+#include "kith/storage/documents.hpp"
 
 using namespace kith;
 using namespace kith::storage;
@@ -138,4 +139,59 @@ TEST_CASE("random workloads on signed stores match the reference replica (rocksd
   const int cases = std::max(1, test::cases(300) / 30);
   for (int c = 0; c < cases; ++c)
     run_case(backend::rocksdb, test::base_seed() * 104729 + c, 40);
+}
+
+TEST_CASE("a complete resync from the author drops an old copy of a post the author deleted",
+          "[store][resync]") {
+  test::temp_dir dir;
+  auto ann = test::person(1), bob = test::person(2);
+  auto a = test::open_store(test::backend::memory, ann, 1, dir);
+  auto b = test::open_store(test::backend::memory, bob, 2, dir);
+  storage::documents da(*a), db(*b);
+  const auto feed = a->feed_topic_id();
+  auto kept = da.post("kept", 1000);
+  auto gone = da.post("deleted later", 1001);
+  REQUIRE(kept);
+  REQUIRE(gone);
+  // Bob got both (say from another follower), then ann deleted one and,
+  // with no other member waiting, forgot the delete at once.
+  REQUIRE(b->add_topic(*a->topic(feed)));
+  auto first = a->page(feed, "", 100);
+  REQUIRE(first);
+  REQUIRE(b->apply(first->reply));
+  REQUIRE(da.del(*gone, std::nullopt, 2000));
+  CHECK(a->superseded_count(feed) == 0);
+
+  // Bob resyncs from ann herself: every page, then her own entry vouched.
+  auto resync = [&](bool pass_held) {
+    std::vector<causality::dot> held;
+    std::string after;
+    std::optional<causality::node_clock> clock;
+    for (;;) {
+      auto p = a->page(feed, after, 1);
+      REQUIRE(p);
+      if (!clock)
+        clock = p->reply.clock;
+      REQUIRE(b->apply(p->reply));
+      for (const auto& e : p->reply.entries)
+        for (const auto& rec : e.records)
+          if (rec.first.id == a->self_id())
+            held.push_back(rec.first);
+      if (p->complete)
+        break;
+      after = p->next_after;
+    }
+    REQUIRE(b->join_sender_entry(feed, a->self_id(), *clock, pass_held ? &held : nullptr));
+  };
+  resync(false); // what a resync did before: the old copy stays
+  CHECK_FALSE(db.get(*gone, feed)->is_null());
+  resync(true); // the writes ann no longer holds are dropped
+  CHECK(db.get(*gone, feed)->is_null());
+  auto still = db.get(*kept, feed);
+  REQUIRE(still);
+  CHECK((*still)["doc"]["text"] == "kept");
+  auto tagged = b->by_author(ann.pub(), 10);
+  REQUIRE(tagged);
+  CHECK(tagged->size() == 1); // the index follows
+  REQUIRE(b->check_topic(feed));
 }

@@ -165,6 +165,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const kith::protocol::bundle>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::sync_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::node_clock)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::causality::replica_id)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::causality::dot>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::protocol::public_key)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::peer_info>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kith::actors::topic_info>)
@@ -281,8 +282,11 @@ using topic_actor = caf::typed_actor<
     caf::reacts_to<mark_atom, causality::replica_id, causality::node_clock>,
     // One page of a full-state resync (after key, max keys).
     caf::replies_to<page_atom, std::string, std::uint32_t>::with<resync_page>,
-    // End of a resync: vouch the sender's own clock entry.
-    caf::reacts_to<join_atom, causality::replica_id, causality::node_clock>,
+    // End of a complete resync: vouch the sender's own clock entry, and
+    // drop the sender's writes it covers that the resync did not carry
+    // (the sender's own dots it did carry are listed).
+    caf::reacts_to<join_atom, causality::replica_id, causality::node_clock,
+                   std::vector<causality::dot>>,
     // Export the topic as a signed bundle (binary result) / import a
     // checked bundle of this topic (entries verified as they are applied).
     caf::replies_to<bundle_atom>::with<api_result>,

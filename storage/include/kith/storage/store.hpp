@@ -162,8 +162,15 @@ public:
   /// overwritten and forgotten before we joined leave no gap. Only the
   /// sender's own writes are vouched for, and only first-hand: the caller
   /// must have authenticated `sender` as the other end of the channel.
+  /// With `sender_held` (the sender's own dots that the whole resync
+  /// carried), stored writes of the sender that its entry covers but it no
+  /// longer held are dropped: the sender overwrote or deleted them, and
+  /// the record of that may be gone from every replica that would have
+  /// told us (a follower that got an old copy elsewhere would otherwise
+  /// keep a deleted post forever).
   [[nodiscard]] status join_sender_entry(const std::string& topic, replica_id sender,
-                                         const causality::node_clock& sender_clock);
+                                         const causality::node_clock& sender_clock,
+                                         const std::vector<dot>* sender_held = nullptr);
   /// Verifies everything in a push or an answer and applies it in one
   /// atomic change. On any verification failure nothing is stored.
   [[nodiscard]] result<apply_stats> apply(const signed_reply& r);
