@@ -17,6 +17,7 @@ packages=(
   clang-14 libclang-rt-14-dev
   chromium nodejs
   python3
+  gnuplot-nox
 )
 
 missing=()

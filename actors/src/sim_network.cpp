@@ -30,10 +30,19 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         const conn_id theirs = net->next_id++;
         net->conns[mine] = sim_network::end{address, to, owner, theirs, true};
         net->conns[theirs] = sim_network::end{to, address, it->second, mine, true};
+        net->opened_end(mine, net->conns[mine]);
+        net->opened_end(theirs, net->conns[theirs]);
         auto listener = it->second;
+        // A hold either way delays the handshake until it ends.
+        auto delay = net->latency_of(address, to);
+        if (!net->holds.empty()) {
+          const auto now = static_cast<std::int64_t>(clock_ms(self->clock().now()));
+          const auto until = std::max(net->held_until(address, to, now), net->held_until(to, address, now));
+          delay += std::chrono::milliseconds(until - now);
+        }
         lock.unlock();
-        caf::delayed_anon_send(owner, net->latency_, opened_atom::value, mine, to, true, tag);
-        caf::delayed_anon_send(listener, net->latency_, opened_atom::value, theirs, address, false,
+        caf::delayed_anon_send(owner, delay, opened_atom::value, mine, to, true, tag);
+        caf::delayed_anon_send(listener, delay, opened_atom::value, theirs, address, false,
                            std::uint64_t{0});
       },
       [=](send_atom, conn_id c, const std::string& bytes) {
@@ -52,10 +61,11 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         net->mix(bytes);
         if (net->reset_probability > 0 && net->draw() < net->reset_probability) {
           ++net->reset_count;
-          it->second.open = false;
-          other->second.open = false;
+          net->close_end(it->first, it->second);
+          net->close_end(other->first, other->second);
           std::vector<std::pair<caf::actor, conn_id>> list{{it->second.owner, it->first},
                                                            {other->second.owner, other->first}};
+          net->forget(c);
           lock.unlock();
           notify_closed(list, "connection reset by the network");
           return;
@@ -64,12 +74,22 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
           other->second.held.push_back(bytes); // as a kernel buffer would
           return;
         }
-        // Latency plus jitter, never before the bytes sent earlier on this
-        // connection (a stream keeps its order).
-        std::int64_t delay = net->latency_.count();
+        // Leaves after any hold and behind the link's earlier bytes
+        // (bandwidth), then takes latency plus jitter, never arriving before
+        // the bytes sent earlier on this connection (a stream keeps its order).
+        std::int64_t leave = now;
+        if (!net->holds.empty()) {
+          net->drop_ended_holds(now);
+          leave = net->held_until(it->second.local, it->second.remote, now);
+          if (leave > now)
+            ++net->held_count;
+        }
+        if (net->default_bandwidth > 0 || !net->bandwidth.empty())
+          leave = (net->leave_us(it->second.local, it->second.remote, leave, bytes.size()) + 999) / 1000;
+        std::int64_t delay = net->latency_of(it->second.local, it->second.remote).count();
         if (net->jitter.count() > 0)
           delay += static_cast<std::int64_t>(net->draw() * static_cast<double>(net->jitter.count()));
-        const auto arrive = std::max(now + delay, other->second.deliver_after_ms);
+        const auto arrive = std::max(leave + delay, other->second.deliver_after_ms);
         other->second.deliver_after_ms = arrive;
         auto owner = other->second.owner;
         auto id = other->first;
@@ -91,24 +111,38 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         auto held = std::move(it->second.held);
         it->second.held.clear();
         auto owner = it->second.owner;
+        const auto delay = net->latency_of(it->second.local, it->second.remote);
+        net->forget(c); // if it was closed meanwhile
         lock.unlock();
         for (auto& b : held)
-          caf::delayed_anon_send(owner, net->latency_, bytes_atom::value, c, std::move(b));
+          caf::delayed_anon_send(owner, delay, bytes_atom::value, c, std::move(b));
       },
       [=](close_atom, conn_id c, const std::string& reason) {
         std::unique_lock lock(net->mu);
         auto it = net->conns.find(c);
         if (it == net->conns.end() || !it->second.open)
           return;
-        it->second.open = false;
+        net->close_end(it->first, it->second);
         auto other = net->conns.find(it->second.peer_end);
-        if (other == net->conns.end() || !other->second.open)
+        if (other == net->conns.end() || !other->second.open) {
+          net->forget(c);
           return;
-        other->second.open = false;
+        }
+        net->close_end(other->first, other->second);
         auto owner = other->second.owner;
         auto id = other->first;
+        auto delay = net->latency_of(it->second.local, it->second.remote);
+        if (!net->holds.empty()) {
+          // The close follows the bytes held before it.
+          const auto now = static_cast<std::int64_t>(clock_ms(self->clock().now()));
+          const auto until = net->held_until(it->second.local, it->second.remote, now);
+          if (until > now)
+            delay = std::chrono::milliseconds(
+                std::max(until + delay.count(), other->second.deliver_after_ms) - now);
+        }
+        net->forget(c); // it and other are gone from here on
         lock.unlock();
-        caf::delayed_anon_send(owner, net->latency_, closed_atom::value, id,
+        caf::delayed_anon_send(owner, delay, closed_atom::value, id,
                            std::string("closed by the other end: ") + reason);
       },
   };
@@ -130,7 +164,8 @@ void sim_network::unlisten(const std::string& address) {
   {
     std::lock_guard lock(mu);
     listeners.erase(address);
-    list = close_where([&](const end& e) { return e.local == address || e.remote == address; });
+    list = close_where_at({address},
+                          [&](const end& e) { return e.local == address || e.remote == address; });
   }
   notify_closed(list, "node went away");
 }
@@ -145,7 +180,7 @@ void sim_network::set_link(const std::string& a, const std::string& b, bool up) 
       return;
     }
     cut.insert(key);
-    list = close_where([&](const end& e) {
+    list = close_where_at({a, b}, [&](const end& e) {
       return (e.local == a && e.remote == b) || (e.local == b && e.remote == a);
     });
   }
@@ -167,6 +202,64 @@ void sim_network::set_faults(std::chrono::milliseconds j, double p, std::uint64_
 std::uint64_t sim_network::resets() const {
   std::lock_guard lock(const_cast<std::mutex&>(mu));
   return reset_count;
+}
+
+void sim_network::hold(std::set<std::string> from, std::set<std::string> to, std::int64_t until_ms) {
+  std::lock_guard lock(mu);
+  holds.push_back(hold_rule{std::move(from), std::move(to), until_ms});
+}
+
+std::uint64_t sim_network::partition(std::set<std::string> a, std::set<std::string> b) {
+  std::vector<std::pair<caf::actor, conn_id>> list;
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(mu);
+    id = next_partition++;
+    list = close_where([&](const end& e) {
+      return (a.count(e.local) && b.count(e.remote)) || (b.count(e.local) && a.count(e.remote));
+    });
+    partitions[id] = partition_rule{std::move(a), std::move(b)};
+  }
+  notify_closed(list, "link down (partition)");
+  return id;
+}
+
+void sim_network::heal(std::uint64_t partition_id) {
+  std::lock_guard lock(mu);
+  partitions.erase(partition_id);
+}
+
+void sim_network::set_bandwidth(const std::string& a, const std::string& b, std::uint64_t bytes_per_s) {
+  std::lock_guard lock(mu);
+  bandwidth[{std::min(a, b), std::max(a, b)}] = bytes_per_s;
+}
+
+void sim_network::set_default_bandwidth(std::uint64_t bytes_per_s) {
+  std::lock_guard lock(mu);
+  default_bandwidth = bytes_per_s;
+}
+
+void sim_network::set_latency(const std::string& a, const std::string& b, std::chrono::milliseconds l) {
+  std::lock_guard lock(mu);
+  latencies[{std::min(a, b), std::max(a, b)}] = l;
+}
+
+std::uint64_t sim_network::held_sends() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu));
+  return held_count;
+}
+
+std::uint64_t sim_network::queued_sends() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu));
+  return queued_count;
+}
+
+std::size_t sim_network::open_ends() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu));
+  std::size_t n = 0;
+  for (const auto& [address, ids] : open_by_address)
+    n += ids.size();
+  return n;
 }
 
 std::uint64_t sim_network::trace_hash() const {

@@ -5,45 +5,137 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+
+#ifndef KITH_SIM_PLOT_SCRIPT
+#define KITH_SIM_PLOT_SCRIPT "sim/plot.sh"
+#endif
+
+namespace {
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream f(path);
+  if (!f)
+    return false;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  out = ss.str();
+  return true;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::ofstream o(path);
+  o << text;
+  return static_cast<bool>(o);
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"kith-sim: the real node code, many nodes, virtual time, one seed"};
   std::string file, out_dir;
   std::optional<std::uint64_t> seed;
   std::optional<std::uint32_t> nodes;
+  std::optional<double> duration;
+  double sample_s = 10;
+  bool plots = false;
   app.add_option("scenario", file, "a scenario file (TOML); see docs/simulation.md")->required();
   app.add_option("--seed", seed, "override the scenario's seed");
   app.add_option("--nodes", nodes, "override the number of nodes");
-  app.add_option("--out", out_dir, "also write summary.json into this directory");
+  app.add_option("--duration", duration, "override duration_s (simulated seconds of workload)");
+  app.add_option("--out", out_dir,
+                 "write summary.json and series.csv (one row per --sample-s simulated seconds) here");
+  app.add_option("--sample-s", sample_s, "simulated seconds between rows of series.csv (with --out)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--plots", plots, "with --out: draw PNG plots of series.csv with gnuplot (sim/plot.sh)");
   CLI11_PARSE(app, argc, argv);
 
-  std::ifstream f(file);
-  if (!f) {
+  std::string text;
+  if (!read_file(file, text)) {
     std::cerr << "kith-sim: cannot read " << file << "\n";
     return 2;
   }
-  std::stringstream ss;
-  ss << f.rdbuf();
   std::string error;
-  auto s = kith::sim::parse_scenario(ss.str(), error);
+  auto s = kith::sim::parse_scenario(text, error);
   if (!s) {
     std::cerr << "kith-sim: " << file << ": " << error << "\n";
     return 2;
   }
   if (seed)
     s->seed = *seed;
-  if (nodes)
+  if (nodes) {
+    if (*nodes < 1 || *nodes > 100000) {
+      std::cerr << "kith-sim: --nodes must be from 1 to 100000\n";
+      return 2;
+    }
     s->nodes = *nodes;
+  }
+  if (duration) {
+    if (*duration < 0) {
+      std::cerr << "kith-sim: --duration must be 0 or more\n";
+      return 2;
+    }
+    s->duration_s = *duration;
+  }
+  if (s->churn.model == kith::sim::churn_model::kind::trace) {
+    // Relative to the scenario file's directory.
+    std::filesystem::path p(s->churn.trace_file);
+    if (p.is_relative())
+      p = std::filesystem::path(file).parent_path() / p;
+    std::string trace_text;
+    if (!read_file(p.string(), trace_text)) {
+      std::cerr << "kith-sim: " << file << ": cannot read the churn trace " << p.string() << "\n";
+      return 2;
+    }
+    auto events = kith::sim::parse_churn_trace(trace_text, error);
+    if (!events) {
+      std::cerr << "kith-sim: " << p.string() << ": " << error << "\n";
+      return 2;
+    }
+    s->churn.trace = std::move(*events);
+  }
+  if (auto e = kith::sim::check_scenario(*s)) {
+    std::cerr << "kith-sim: " << file << ": " << *e << "\n";
+    return 2;
+  }
+  if (plots && out_dir.empty()) {
+    std::cerr << "kith-sim: --plots needs --out DIR\n";
+    return 2;
+  }
+  if (plots && out_dir.find('\'') != std::string::npos) {
+    std::cerr << "kith-sim: --plots: the --out directory must not contain a quote (')\n";
+    return 2;
+  }
+  if (!out_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(out_dir, ec);
+    if (ec) {
+      std::cerr << "kith-sim: cannot create " << out_dir << ": " << ec.message() << "\n";
+      return 2;
+    }
+  }
   std::cerr << "kith-sim: seed " << s->seed << " (replay: kith-sim " << file << " --seed "
             << s->seed << ")\n";
-  auto r = kith::sim::run(*s, [](const std::string& line) { std::cerr << "kith-sim: " << line << "\n"; });
+  kith::sim::run_options options;
+  options.sample_s = out_dir.empty() ? 0 : sample_s;
+  auto r = kith::sim::run(*s, [](const std::string& line) { std::cerr << "kith-sim: " << line << "\n"; },
+                          options);
   std::cout << r.json.dump(2) << "\n";
   if (!out_dir.empty()) {
-    std::ofstream o(out_dir + "/summary.json");
-    o << r.json.dump(2) << "\n";
+    if (!write_file(out_dir + "/summary.json", r.json.dump(2) + "\n") ||
+        !write_file(out_dir + "/series.csv", r.series_csv)) {
+      std::cerr << "kith-sim: cannot write into " << out_dir << "\n";
+      return 2;
+    }
+    if (plots) {
+      const std::string cmd = std::string("sh '") + KITH_SIM_PLOT_SCRIPT + "' '" + out_dir + "'";
+      if (std::system(cmd.c_str()) != 0)
+        std::cerr << "kith-sim: plotting failed (is gnuplot installed? scripts/install-deps.sh)\n";
+    }
   }
   if (!r.converged) {
     std::cerr << "kith-sim: did not converge; replay with: kith-sim " << file << " --seed " << s->seed

@@ -13,13 +13,16 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <queue>
-#include <set>
 #include <random>
+#include <set>
+#include <sstream>
+#include <stdexcept>
 
 namespace kith::sim {
 
@@ -34,6 +37,10 @@ std::string hex64(std::uint64_t v) {
   return buf;
 }
 
+std::string address_of(const node_ref& r) {
+  return r.index == node_ref::relay ? std::string("sim:relay") : "sim:" + std::to_string(r.index);
+}
+
 /// One simulated world: the actor system on the testing scheduler, the
 /// network, the nodes.
 class world {
@@ -42,13 +49,22 @@ public:
       : s_(s), rng_(s.seed), net_(std::make_shared<actors::sim_network>(milliseconds(s.latency_ms))) {
     cfg_.set("scheduler.policy", caf::atom("testing"));
     net_->set_faults(milliseconds(s.jitter_ms), s.reset_probability, s.seed ^ 0xfa017ull);
+    if (s.bandwidth_bytes_s > 0)
+      net_->set_default_bandwidth(s.bandwidth_bytes_s);
+    for (const auto& l : s.links) {
+      if (l.latency_ms)
+        net_->set_latency(address_of(l.a), address_of(l.b), milliseconds(*l.latency_ms));
+      if (l.bandwidth_bytes_s)
+        net_->set_bandwidth(address_of(l.a), address_of(l.b), *l.bandwidth_bytes_s);
+    }
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
   }
 
   ~world() {
     for (auto& n : nodes_)
-      caf::anon_send(n.actor, actors::stop_atom::value);
+      if (!n.crashed)
+        caf::anon_send(n.actor, actors::stop_atom::value);
     if (relay_)
       caf::anon_send_exit(relay_, caf::exit_reason::user_shutdown);
     sched_->run();
@@ -58,12 +74,29 @@ public:
     std::string address;
     std::shared_ptr<actors::node_env> env;
     actors::node_actor actor;
-    bool up = true;
-    bool crashed = false;
+    bool up = true;        // its links are up (churn)
+    bool crashed = false;  // its actors are not running (crash, not joined yet, departed)
+    bool joined = true;    // false until a late node joins
+    bool departed = false; // left for good
+    bool refollow = false; // lost its store: follows (and topics) again when it restarts
+    std::uint32_t store_losses = 0;
     std::vector<std::size_t> follows;
   };
 
-  void build() {
+  std::shared_ptr<storage::store> make_store(std::size_t i, std::uint32_t losses) {
+    storage::store_options o;
+    // A store loss gives a new replica id (same identity): another nonce.
+    o.replica_nonce = s_.seed * 1'000'003u + i + 1 + losses * 0x9e3779b97f4a7c15ull;
+    o.sync = false;
+    auto st = storage::store::open(storage::make_memory_kv(), nodes_[i].env->self, o);
+    if (!st)
+      throw std::runtime_error("store: " + st.err().message);
+    return std::move(st.value());
+  }
+
+  /// Builds the relay and the nodes; nodes in `late` are created but start
+  /// only when they join().
+  void build(const std::set<std::size_t>& late) {
     std::string relay_at;
     if (s_.relay) {
       auto id = protocol::identity::from_seed(actors::seed_for(s_.seed, 5000));
@@ -74,25 +107,27 @@ public:
     }
     for (std::uint32_t i = 0; i < s_.nodes; ++i) {
       auto id = protocol::identity::from_seed(actors::seed_for(s_.seed, i));
-      storage::store_options o;
-      o.replica_nonce = s_.seed * 1'000'003u + i + 1;
-      o.sync = false;
-      auto st = storage::store::open(storage::make_memory_kv(), id, o);
-      if (!st)
-        throw std::runtime_error("store: " + st.err().message);
-      auto env = std::make_shared<actors::node_env>(actors::node_env{id, std::move(st.value()), {}, {}, {}});
+      auto env = std::make_shared<actors::node_env>(actors::node_env{id, nullptr, {}, {}, {}});
+      const std::string address = "sim:" + std::to_string(i);
+      nodes_.push_back(node{address, env, {}, true, false, true, false, false, 0, {}});
+      env->store = make_store(i, 0);
       env->rng = std::make_shared<actors::entropy>(actors::seed_for(s_.seed, 1000 + i));
       env->settings.anti_entropy = seconds(s_.anti_entropy_s);
-      const std::string address = "sim:" + std::to_string(i);
       env->transport = net_->make_transport(*sys_, address);
       if (s_.relay) {
         env->relays = {relay_at};
         env->announce = {address};
       }
-      nodes_.push_back({address, env, actors::spawn_node(*sys_, env), true, {}});
+      if (late.count(i)) {
+        nodes_.back().joined = false;
+        nodes_.back().crashed = true;
+        continue;
+      }
+      nodes_.back().actor = actors::spawn_node(*sys_, env);
       net_->listen(address, caf::actor_cast<caf::actor>(nodes_.back().actor));
     }
-    // Follows: each node follows `follows` distinct others.
+    // Follows: each node follows `follows` distinct others (a late node
+    // when it joins).
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
       std::vector<std::size_t> others;
       for (std::size_t j = 0; j < nodes_.size(); ++j)
@@ -100,13 +135,18 @@ public:
           others.push_back(j);
       std::shuffle(others.begin(), others.end(), rng_);
       others.resize(std::min<std::size_t>(others.size(), s_.follows));
-      for (auto j : others) {
-        json p{{"id", id_of(j)}};
-        if (!s_.relay)
-          p["address"] = nodes_[j].address;
-        api(i, "follow", p);
-      }
       nodes_[i].follows = std::move(others);
+      if (nodes_[i].joined)
+        follow_all(i);
+    }
+  }
+
+  void follow_all(std::size_t i) {
+    for (auto j : nodes_[i].follows) {
+      json p{{"id", id_of(j)}};
+      if (!s_.relay)
+        p["address"] = nodes_[j].address;
+      api(i, "follow", p);
     }
   }
 
@@ -133,7 +173,8 @@ public:
     const auto target = caf::actor_clock::time_point{milliseconds(t_ms)};
     for (;;) {
       sched_->run();
-      ++steps_;
+      if ((++steps_ & 4095) == 0 && on_steps)
+        on_steps(); // progress during long stretches between events
       if (clk.schedule().empty() || clk.schedule().begin()->first > target) {
         if (clk.current_time < target)
           clk.current_time = target;
@@ -166,18 +207,55 @@ public:
   /// spawns them again over the same store, as a restarted process would.
   void crash(std::size_t i) {
     auto& n = nodes_[i];
+    if (n.crashed)
+      return;
     n.crashed = true;
     net_->unlisten(n.address);
     caf::anon_send(n.actor, actors::stop_atom::value);
     sched_->run();
   }
+  /// A crash that loses the store: the node comes back with an empty store
+  /// and a new replica id, under the same identity.
+  void lose_store(std::size_t i) {
+    crash(i);
+    auto& n = nodes_[i];
+    ++n.store_losses;
+    n.env->store = make_store(i, n.store_losses);
+    n.refollow = true;
+  }
   void restart(std::size_t i) {
     auto& n = nodes_[i];
+    if (!n.crashed || n.departed || !n.joined)
+      return;
     n.crashed = false;
     n.env->relays_handle = actors::relays_actor{};
     n.actor = actors::spawn_node(*sys_, n.env);
     net_->listen(n.address, caf::actor_cast<caf::actor>(n.actor));
+    if (n.refollow) {
+      // The simulated user follows the same people again (the node does
+      // not fetch its own follows back from its followers).
+      n.refollow = false;
+      follow_all(i);
+      if (on_fresh_store)
+        on_fresh_store(i);
+    }
   }
+  /// A late node starts for the first time.
+  void join(std::size_t i) {
+    auto& n = nodes_[i];
+    if (n.joined || n.departed)
+      return;
+    n.joined = true;
+    n.refollow = true; // its follows (and topics) are set up now
+    restart(i);
+  }
+  /// A permanent departure: the node's actors stop for good.
+  void leave(std::size_t i) {
+    crash(i);
+    nodes_[i].departed = true;
+  }
+  [[nodiscard]] bool live(std::size_t i) const { return nodes_[i].joined && !nodes_[i].departed; }
+  [[nodiscard]] bool running(std::size_t i) const { return !nodes_[i].crashed; }
 
   /// A node goes off the network (all its links cut) or comes back.
   void set_up(std::size_t i, bool up) {
@@ -211,14 +289,87 @@ public:
     return out;
   }
 
-  /// Every follower holds exactly the posts its followees hold of
-  /// themselves: nothing lost, nothing deleted still there.
-  bool converged() {
-    for (std::size_t i = 0; i < nodes_.size(); ++i)
-      for (auto j : nodes_[i].follows)
-        if (subjects_of(i, j) != subjects_of(j, j))
-          return false;
+  /// Follower i holds what author j holds of itself: nothing lost, nothing
+  /// deleted still there. After j lost its store, i may also hold j's
+  /// undeleted posts from before the loss (j no longer does), nothing else.
+  bool pair_ok(std::size_t i, std::size_t j) {
+    auto have = subjects_of(i, j);
+    auto own = subjects_of(j, j);
+    if (nodes_[j].store_losses == 0)
+      return have == own;
+    for (const auto& o : own)
+      if (!have.count(o))
+        return false;
+    const auto& pre = pre_loss_[j];
+    for (const auto& h : have)
+      if (!own.count(h) && (!pre.count(h) || deleted_.count(h)))
+        return false;
     return true;
+  }
+
+  /// Follow pairs (live follower, live author) that do not hold the same.
+  std::size_t pairs_behind(std::size_t stop_after = SIZE_MAX) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < nodes_.size() && n < stop_after; ++i) {
+      if (!live(i))
+        continue;
+      for (auto j : nodes_[i].follows)
+        if (live(j) && !pair_ok(i, j) && ++n >= stop_after)
+          break;
+    }
+    return n;
+  }
+
+  bool converged() { return pairs_behind(1) == 0; }
+
+  // The key-value workload's shared topic.
+  std::string kv_topic_;
+  json kv_descriptor_;
+  std::string kv_subject(std::uint32_t k) const { return id_of(0) + "/kv/k" + std::to_string(k); }
+  [[nodiscard]] bool kv_writer(std::size_t i) const {
+    return s_.workload == scenario::workload_kind::kv && i < s_.kv.writers;
+  }
+  /// The values (siblings) replica i holds for key k.
+  std::set<std::string> kv_values(std::size_t i, std::uint32_t k) {
+    storage::documents docs(*nodes_[i].env->store);
+    std::set<std::string> out;
+    auto r = docs.get(kv_subject(k), kv_topic_);
+    if (!r || r->is_null())
+      return out;
+    const auto& c = (*r)["conflicts"];
+    if (c.contains("v"))
+      for (const auto& v : c["v"])
+        out.insert(v.is_string() ? v.get<std::string>() : v.dump());
+    else if ((*r)["doc"].contains("v"))
+      out.insert((*r)["doc"]["v"].is_string() ? (*r)["doc"]["v"].get<std::string>()
+                                              : (*r)["doc"]["v"].dump());
+    return out;
+  }
+  /// Every live writer's replica holds the same values for every key.
+  bool kv_converged() {
+    if (s_.workload != scenario::workload_kind::kv)
+      return true;
+    std::optional<std::size_t> ref;
+    for (std::size_t i = 0; i < s_.kv.writers; ++i) {
+      if (!live(i))
+        continue;
+      if (!ref) {
+        ref = i;
+        continue;
+      }
+      for (std::uint32_t k = 0; k < s_.kv.keys; ++k)
+        if (kv_values(i, k) != kv_values(*ref, k))
+          return false;
+    }
+    return true;
+  }
+
+  std::size_t kept_headers() {
+    std::size_t kept = 0;
+    for (auto& n : nodes_)
+      for (const auto& t : n.env->store->topics())
+        kept += n.env->store->superseded_count(t);
+    return kept;
   }
 
   const scenario& s_;
@@ -230,6 +381,12 @@ public:
   caf::actor relay_;
   std::vector<node> nodes_;
   std::uint64_t steps_ = 0;
+  std::function<void(std::size_t)> on_fresh_store; // set by the workload
+  std::function<void()> on_steps;                 // every 4096 steps (progress lines)
+  std::map<std::size_t, std::set<std::string>> posted_;   // author -> its posts (current store)
+  std::map<std::size_t, std::set<std::string>> pre_loss_; // author -> posts made before a store loss
+  std::set<std::string> deleted_;
+  std::map<std::size_t, std::set<std::string>> deleted_by_; // author -> its deletes (current store)
 };
 
 double draw_length(const churn_model& c, double mean, std::mt19937_64& g) {
@@ -242,18 +399,224 @@ double draw_length(const churn_model& c, double mean, std::mt19937_64& g) {
   return -mean * std::log(1.0 - x);
 }
 
-enum class ev_kind { post, down, up };
+enum class ev_kind { post, down, up, kv_op, fault_start, fault_end, join, trace };
 struct event {
   std::uint64_t at_ms;
   std::uint64_t order; // ties broken by creation order: deterministic
   ev_kind kind;
-  std::size_t node;
+  std::size_t node; // or the fault's / trace event's index
   friend bool operator>(const event& a, const event& b) {
     return a.at_ms != b.at_ms ? a.at_ms > b.at_ms : a.order > b.order;
   }
 };
 
+/// A cumulative distribution over ranks 1..n with Zipf exponent `s`.
+std::vector<double> zipf_cdf(std::size_t n, double s) {
+  std::vector<double> cdf(n);
+  double total = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    cdf[i] = (total += 1.0 / std::pow(static_cast<double>(i + 1), s));
+  for (auto& c : cdf)
+    c /= total;
+  return cdf;
+}
+
+std::size_t draw_rank(const std::vector<double>& cdf, double u) {
+  return std::min<std::size_t>(
+      static_cast<std::size_t>(std::lower_bound(cdf.begin(), cdf.end(), u) - cdf.begin()),
+      cdf.size() - 1);
+}
+
+// --- scenario parsing ---------------------------------------------------------
+
+std::optional<double> number_of(const toml::node& v) {
+  if (auto i = v.value<std::int64_t>())
+    return static_cast<double>(*i);
+  return v.value<double>();
+}
+
+/// A node reference: an index or "relay".
+std::optional<node_ref> node_of(const toml::node& v) {
+  if (auto i = v.value<std::int64_t>(); i && *i >= 0)
+    return node_ref{*i};
+  if (auto t = v.value<std::string>(); t && *t == "relay")
+    return node_ref{node_ref::relay};
+  return std::nullopt;
+}
+
+std::optional<std::vector<node_ref>> nodes_of(const toml::node& v) {
+  auto* arr = v.as_array();
+  if (!arr)
+    return std::nullopt;
+  std::vector<node_ref> out;
+  for (const auto& e : *arr) {
+    auto r = node_of(e);
+    if (!r)
+      return std::nullopt;
+    out.push_back(*r);
+  }
+  return out;
+}
+
+std::optional<fault> parse_fault(const toml::table& t, const std::string& where, std::string& error) {
+  fault f;
+  std::optional<std::string> kind_text;
+  std::vector<node_ref> nodes;
+  bool have_nodes = false, have_groups = false, have_from = false, have_links = false;
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    const std::string name = where + "." + key;
+    auto bad = [&](const std::string& want) {
+      error = "'" + name + "' must be " + want;
+      return std::nullopt;
+    };
+    if (key == "kind") {
+      kind_text = v.value<std::string>();
+      if (kind_text == "partition")
+        f.what = fault::kind::partition;
+      else if (kind_text == "oneway")
+        f.what = fault::kind::oneway;
+      else if (kind_text == "clog")
+        f.what = fault::kind::clog;
+      else
+        return bad("\"partition\", \"oneway\" or \"clog\"");
+    } else if (key == "start_s" || key == "duration_s") {
+      auto x = number_of(v);
+      if (!x || *x < 0 || (key == "duration_s" && *x <= 0))
+        return bad(key == "start_s" ? "a number of seconds, 0 or more" : "a positive number of seconds");
+      (key == "start_s" ? f.start_s : f.duration_s) = *x;
+    } else if (key == "mode") {
+      auto m = v.value<std::string>();
+      if (m == "hold")
+        f.cut = false;
+      else if (m == "cut")
+        f.cut = true;
+      else
+        return bad("\"hold\" (bytes wait; connections stay open) or \"cut\" (connections close)");
+    } else if (key == "nodes" || key == "from" || key == "to") {
+      auto list = nodes_of(v);
+      if (!list || list->empty())
+        return bad("a non-empty array of node numbers (0, 1, ...) or \"relay\"");
+      if (key == "nodes") {
+        nodes = *list;
+        have_nodes = true;
+      } else if (key == "from") {
+        f.a = *list;
+        have_from = true;
+      } else {
+        f.b = *list;
+      }
+    } else if (key == "groups") {
+      auto* arr = v.as_array();
+      if (!arr || arr->size() < 2)
+        return bad("an array of two or more arrays of nodes");
+      for (const auto& g : *arr) {
+        auto list = nodes_of(g);
+        if (!list || list->empty())
+          return bad("an array of non-empty arrays of node numbers or \"relay\"");
+        f.groups.push_back(*list);
+      }
+      have_groups = true;
+    } else if (key == "links") {
+      auto* arr = v.as_array();
+      if (!arr || arr->empty())
+        return bad("an array of [a, b] node pairs");
+      for (const auto& l : *arr) {
+        auto pair = nodes_of(l);
+        if (!pair || pair->size() != 2)
+          return bad("an array of [a, b] node pairs");
+        f.links.emplace_back((*pair)[0], (*pair)[1]);
+      }
+      have_links = true;
+    } else {
+      error = "unknown key '" + name + "'";
+      return std::nullopt;
+    }
+  }
+  if (!kind_text) {
+    error = "'" + where + ".kind' is missing: \"partition\", \"oneway\" or \"clog\"";
+    return std::nullopt;
+  }
+  switch (f.what) {
+    case fault::kind::partition:
+      if (have_nodes == have_groups) {
+        error = where + ": a partition takes either 'groups' (two or more) or 'nodes' (against the rest)";
+        return std::nullopt;
+      }
+      if (have_nodes)
+        f.groups = {nodes};
+      break;
+    case fault::kind::oneway:
+      if (!have_from) {
+        error = where + ": a oneway fault needs 'from' (and 'to', default everyone)";
+        return std::nullopt;
+      }
+      break;
+    case fault::kind::clog:
+      if (have_nodes == have_links) {
+        error = where + ": a clog takes either 'nodes' or 'links'";
+        return std::nullopt;
+      }
+      f.a = nodes;
+      break;
+  }
+  if (f.what != fault::kind::partition && t.contains("mode")) {
+    error = where + ": 'mode' is for partitions only";
+    return std::nullopt;
+  }
+  return f;
+}
+
 } // namespace
+
+std::optional<std::vector<trace_event>> parse_churn_trace(const std::string& text, std::string& error) {
+  std::vector<trace_event> out;
+  std::istringstream in(text);
+  std::string line;
+  for (std::size_t n = 1; std::getline(in, line); ++n) {
+    if (auto hash = line.find('#'); hash != std::string::npos)
+      line.erase(hash);
+    std::istringstream ls(line);
+    std::string t, node, what, extra;
+    if (!(ls >> t))
+      continue; // blank
+    auto fail = [&](const std::string& why) {
+      error = "line " + std::to_string(n) + ": " + why +
+              " (expected '<time_s> <node> up|down|crash|lose|leave|join')";
+      return std::nullopt;
+    };
+    if (!(ls >> node >> what))
+      return fail("too few fields");
+    if (ls >> extra)
+      return fail("too many fields");
+    trace_event e;
+    try {
+      std::size_t used = 0;
+      e.at_s = std::stod(t, &used);
+      if (used != t.size() || !(e.at_s >= 0) || !std::isfinite(e.at_s))
+        return fail("the time must be a number of seconds, 0 or more");
+      const auto v = std::stoll(node, &used);
+      if (used != node.size() || v < 0 || v > 1'000'000)
+        return fail("the node must be a node number");
+      e.node = static_cast<std::uint32_t>(v);
+    } catch (const std::exception&) {
+      return fail("the time and node must be numbers");
+    }
+    static const std::map<std::string, trace_event::kind> kinds{
+        {"up", trace_event::kind::up},       {"down", trace_event::kind::down},
+        {"crash", trace_event::kind::crash}, {"lose", trace_event::kind::lose},
+        {"leave", trace_event::kind::leave}, {"join", trace_event::kind::join}};
+    auto k = kinds.find(what);
+    if (k == kinds.end())
+      return fail("unknown event '" + what + "'");
+    e.what = k->second;
+    out.push_back(e);
+  }
+  // Events in time order; equal times keep the file's order.
+  std::stable_sort(out.begin(), out.end(),
+                   [](const trace_event& a, const trace_event& b) { return a.at_s < b.at_s; });
+  return out;
+}
 
 std::optional<scenario> parse_scenario(const std::string& text, std::string& error) {
   toml::table t;
@@ -270,21 +633,13 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
   };
   for (auto&& [k, v] : t) {
     const std::string key(k.str());
-    auto num = [&]() -> std::optional<double> {
-      if (auto i = v.value<std::int64_t>())
-        return static_cast<double>(*i);
-      return v.value<double>();
-    };
+    auto num = [&]() -> std::optional<double> { return number_of(v); };
     if (key == "churn") {
       if (!v.is_table())
         return bad("churn", "a table");
       for (auto&& [ck, cv] : *v.as_table()) {
         const std::string c(ck.str());
-        auto cnum = [&]() -> std::optional<double> {
-          if (auto i = cv.value<std::int64_t>())
-            return static_cast<double>(*i);
-          return cv.value<double>();
-        };
+        auto cnum = [&]() -> std::optional<double> { return number_of(cv); };
         if (c == "model") {
           auto m = cv.value<std::string>();
           if (m && *m == "none")
@@ -293,23 +648,125 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
             s.churn.model = churn_model::kind::exponential;
           else if (m && *m == "weibull")
             s.churn.model = churn_model::kind::weibull;
+          else if (m && *m == "trace")
+            s.churn.model = churn_model::kind::trace;
           else
-            return bad("churn.model", "\"none\", \"exponential\" or \"weibull\"");
-        } else if (c == "crash_fraction") {
+            return bad("churn.model", "\"none\", \"exponential\", \"weibull\" or \"trace\"");
+        } else if (c == "trace") {
+          auto f = cv.value<std::string>();
+          if (!f || f->empty())
+            return bad("churn.trace", "a file name (relative to the scenario file)");
+          s.churn.trace_file = *f;
+        } else if (c == "crash_fraction" || c == "lose_store_fraction" || c == "depart_fraction" ||
+                   c == "join_fraction") {
           auto x = cnum();
           if (!x || *x < 0 || *x > 1)
-            return bad("churn.crash_fraction", "a number from 0 to 1");
-          s.churn.crash_fraction = *x;
-        } else if (c == "mean_up_s" || c == "mean_down_s" || c == "shape") {
+            return bad("churn." + c, "a number from 0 to 1");
+          (c == "crash_fraction"        ? s.churn.crash_fraction
+           : c == "lose_store_fraction" ? s.churn.lose_store_fraction
+           : c == "depart_fraction"     ? s.churn.depart_fraction
+                                        : s.churn.join_fraction) = *x;
+        } else if (c == "mean_up_s" || c == "mean_down_s" || c == "shape" || c == "join_rate_per_s") {
           auto x = cnum();
           if (!x || *x <= 0)
             return bad("churn." + c, "a positive number");
-          (c == "mean_up_s" ? s.churn.mean_up_s : c == "mean_down_s" ? s.churn.mean_down_s : s.churn.shape) = *x;
+          (c == "mean_up_s"     ? s.churn.mean_up_s
+           : c == "mean_down_s" ? s.churn.mean_down_s
+           : c == "shape"       ? s.churn.shape
+                                : s.churn.join_rate_per_s) = *x;
         } else {
           error = "unknown key 'churn." + c + "'";
           return std::nullopt;
         }
       }
+      continue;
+    }
+    if (key == "kv") {
+      if (!v.is_table())
+        return bad("kv", "a table");
+      for (auto&& [ck, cv] : *v.as_table()) {
+        const std::string c(ck.str());
+        auto x = number_of(cv);
+        if (c == "keys" || c == "writers") {
+          if (!x || *x < 1 || *x > 100000 || *x != std::floor(*x))
+            return bad("kv." + c, "a whole number from 1 to 100000");
+          (c == "keys" ? s.kv.keys : s.kv.writers) = static_cast<std::uint32_t>(*x);
+        } else if (c == "zipf_s") {
+          if (!x || *x < 0)
+            return bad("kv.zipf_s", "a number, 0 or more (0: uniform)");
+          s.kv.zipf_s = *x;
+        } else if (c == "read_fraction" || c == "delete_fraction") {
+          if (!x || *x < 0 || *x > 1)
+            return bad("kv." + c, "a number from 0 to 1");
+          (c == "read_fraction" ? s.kv.read_fraction : s.kv.delete_fraction) = *x;
+        } else if (c == "op_interval_s") {
+          if (!x || *x <= 0)
+            return bad("kv.op_interval_s", "a positive number");
+          s.kv.op_interval_s = *x;
+        } else {
+          error = "unknown key 'kv." + c + "'";
+          return std::nullopt;
+        }
+      }
+      if (s.kv.read_fraction + s.kv.delete_fraction > 1)
+        return bad("kv.read_fraction + kv.delete_fraction", "at most 1");
+      continue;
+    }
+    if (key == "fault" || key == "link") {
+      auto* arr = v.as_array();
+      if (!arr)
+        return bad(key, std::string("an array of tables: write [[") + key + "]]");
+      for (std::size_t i = 0; i < arr->size(); ++i) {
+        const std::string where = key + "[" + std::to_string(i) + "]";
+        auto* tab = (*arr)[i].as_table();
+        if (!tab)
+          return bad(where, "a table");
+        if (key == "fault") {
+          auto f = parse_fault(*tab, where, error);
+          if (!f)
+            return std::nullopt;
+          s.faults.push_back(std::move(*f));
+          continue;
+        }
+        link_setting l;
+        bool have_nodes = false;
+        for (auto&& [lk, lv] : *tab) {
+          const std::string c(lk.str());
+          auto x = number_of(lv);
+          if (c == "nodes") {
+            auto list = nodes_of(lv);
+            if (!list || list->size() != 2)
+              return bad(where + ".nodes", "two nodes, e.g. [0, 1] or [3, \"relay\"]");
+            l.a = (*list)[0];
+            l.b = (*list)[1];
+            have_nodes = true;
+          } else if (c == "latency_ms") {
+            if (!x || *x < 0)
+              return bad(where + ".latency_ms", "a number, 0 or more");
+            l.latency_ms = static_cast<std::uint32_t>(*x);
+          } else if (c == "bandwidth_bytes_s") {
+            if (!x || *x < 1)
+              return bad(where + ".bandwidth_bytes_s", "a positive number of bytes per second");
+            l.bandwidth_bytes_s = static_cast<std::uint64_t>(*x);
+          } else {
+            error = "unknown key '" + where + "." + c + "'";
+            return std::nullopt;
+          }
+        }
+        if (!have_nodes)
+          return bad(where + ".nodes", "given: the link's two nodes");
+        s.links.push_back(l);
+      }
+      continue;
+    }
+    if (key == "workload") {
+      auto w = v.value<std::string>();
+      if (w && *w == "feed")
+        s.workload = scenario::workload_kind::feed;
+      else if (w && *w == "kv")
+        s.workload = scenario::workload_kind::kv;
+      else
+        return bad("workload", "\"feed\" or \"kv\"");
       continue;
     }
     auto x = num();
@@ -322,7 +779,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
           key == "latency_ms" || key == "settle_limit_s" || key == "jitter_ms" ||
-          key == "reset_probability" || key == "delete_fraction")
+          key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s")
         return bad(key, "a number");
       error = "unknown key '" + key + "'";
       return std::nullopt;
@@ -350,6 +807,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       s.latency_ms = static_cast<std::uint32_t>(*x);
     } else if (key == "jitter_ms") {
       s.jitter_ms = static_cast<std::uint32_t>(*x);
+    } else if (key == "bandwidth_bytes_s") {
+      if (*x < 0)
+        return bad(key, "a number of bytes per second (0: unlimited)");
+      s.bandwidth_bytes_s = static_cast<std::uint64_t>(*x);
     } else if (key == "reset_probability" || key == "delete_fraction") {
       if (*x < 0 || *x > 1)
         return bad(key, "a number from 0 to 1");
@@ -361,22 +822,197 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       return std::nullopt;
     }
   }
+  if (s.churn.model == churn_model::kind::trace && s.churn.trace_file.empty()) {
+    error = "'churn.trace' must name the trace file when churn.model = \"trace\"";
+    return std::nullopt;
+  }
+  if (s.churn.model != churn_model::kind::trace && !s.churn.trace_file.empty()) {
+    error = "'churn.trace' is only read with churn.model = \"trace\"";
+    return std::nullopt;
+  }
   return s;
 }
 
-summary run(const scenario& s, const std::function<void(const std::string&)>& progress) {
+std::optional<std::string> check_scenario(const scenario& s) {
+  auto check_ref = [&](const node_ref& r, const std::string& where) -> std::optional<std::string> {
+    if (r.index == node_ref::relay && !s.relay)
+      return where + " names the relay, but relay = false";
+    if (r.index != node_ref::relay && r.index >= static_cast<std::int64_t>(s.nodes))
+      return where + " names node " + std::to_string(r.index) + ", but there are " +
+             std::to_string(s.nodes) + " nodes (0 to " + std::to_string(s.nodes - 1) + ")";
+    return std::nullopt;
+  };
+  for (std::size_t i = 0; i < s.faults.size(); ++i) {
+    const auto& f = s.faults[i];
+    const auto where = "fault[" + std::to_string(i) + "]";
+    std::vector<node_ref> all = f.a;
+    all.insert(all.end(), f.b.begin(), f.b.end());
+    for (const auto& g : f.groups)
+      all.insert(all.end(), g.begin(), g.end());
+    for (const auto& [a, b] : f.links) {
+      all.push_back(a);
+      all.push_back(b);
+    }
+    for (const auto& r : all)
+      if (auto e = check_ref(r, where))
+        return e;
+  }
+  for (std::size_t i = 0; i < s.links.size(); ++i) {
+    const auto where = "link[" + std::to_string(i) + "]";
+    for (const auto& r : {s.links[i].a, s.links[i].b})
+      if (auto e = check_ref(r, where))
+        return e;
+  }
+  if (s.churn.model == churn_model::kind::trace) {
+    if (s.churn.trace.empty())
+      return std::string("the churn trace ") + s.churn.trace_file + " has no events";
+    for (const auto& e : s.churn.trace)
+      if (e.node >= s.nodes)
+        return "the churn trace names node " + std::to_string(e.node) + ", but there are " +
+               std::to_string(s.nodes) + " nodes";
+  }
+  if (s.workload == scenario::workload_kind::kv && s.kv.writers > s.nodes)
+    return "kv.writers (" + std::to_string(s.kv.writers) + ") is more than nodes (" +
+           std::to_string(s.nodes) + ")";
+  return std::nullopt;
+}
+
+kv_verdict check_kv_key(const std::vector<kv_record>& log,
+                        const std::vector<std::set<std::string>>& replicas) {
+  kv_verdict v;
+  std::set<std::string> anywhere;
+  for (const auto& h : replicas) {
+    anywhere.insert(h.begin(), h.end());
+    v.replicas_agree = v.replicas_agree && h == replicas.front();
+  }
+  // A record whose writer later lost it (store loss, departure) may have
+  // died before reaching anyone, unless its value is still around or
+  // another writer read it: what it replaced is then undetermined, neither
+  // required nor dead.
+  std::map<std::string, std::size_t> writer_of;
+  for (const auto& r : log)
+    if (!r.value.empty())
+      writer_of[r.value] = r.writer;
+  std::set<std::string> seen_by_others;
+  for (const auto& r : log)
+    for (const auto& x : r.read)
+      if (auto it = writer_of.find(x); it != writer_of.end() && it->second != r.writer)
+        seen_by_others.insert(x);
+  auto unsure = [&](const kv_record& r) {
+    return r.writer_lost_it &&
+           (r.value.empty() || (!anywhere.count(r.value) && !seen_by_others.count(r.value)));
+  };
+  std::set<std::string> dead, deleted, written, undetermined;
+  for (const auto& r : log) {
+    if (!r.value.empty())
+      written.insert(r.value);
+    if (unsure(r)) {
+      undetermined.insert(r.read.begin(), r.read.end());
+      continue;
+    }
+    dead.insert(r.read.begin(), r.read.end());
+    if (r.value.empty())
+      deleted.insert(r.read.begin(), r.read.end());
+  }
+  for (const auto& x : anywhere) {
+    if (!written.count(x))
+      ++v.unknown;
+    else if (deleted.count(x))
+      ++v.resurrected_deletes;
+    else if (dead.count(x))
+      ++v.overwritten_present;
+  }
+  for (const auto& r : log) {
+    if (r.value.empty() || dead.count(r.value))
+      continue;
+    if (undetermined.count(r.value)) {
+      ++v.undetermined;
+      continue;
+    }
+    const bool everywhere = std::all_of(replicas.begin(), replicas.end(),
+                                        [&](const auto& h) { return h.count(r.value) > 0; });
+    if (everywhere) {
+      ++v.live;
+      continue;
+    }
+    if (r.writer_lost_it && !anywhere.count(r.value)) {
+      ++v.lost_with_store; // it left with its writer's store
+      continue;
+    }
+    ++v.lost;
+    v.lost_values.push_back(r.value);
+  }
+  return v;
+}
+
+summary run(const scenario& s, const std::function<void(const std::string&)>& progress,
+            const run_options& options) {
+  if (auto e = check_scenario(s))
+    throw std::invalid_argument(*e);
   const auto wall0 = steady_clock::now();
   world w(s);
-  w.build();
+  // Draws of the features added after the first slice (joins, departures,
+  // store losses, the kv workload) come from their own generators, so a
+  // scenario without them keeps the draws, and the trace, it had.
+  std::mt19937_64 g2(s.seed ^ 0xc4a12eull);
+  std::mt19937_64 gkv(s.seed ^ 0x6b76ull);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+
+  std::set<std::size_t> late;
+  std::vector<std::size_t> join_order;
+  if (s.churn.model == churn_model::kind::trace) {
+    std::set<std::size_t> seen;
+    for (const auto& e : s.churn.trace) {
+      if (e.what == trace_event::kind::join && !seen.count(e.node))
+        late.insert(e.node); // its first event is a join: it starts offline
+      seen.insert(e.node);
+    }
+  } else if (s.churn.join_fraction > 0 && s.nodes > 1) {
+    std::vector<std::size_t> c;
+    for (std::size_t i = 1; i < s.nodes; ++i) // node 0 is always there (it creates the kv topic)
+      c.push_back(i);
+    std::shuffle(c.begin(), c.end(), g2);
+    c.resize(std::min<std::size_t>(
+        c.size(), static_cast<std::size_t>(std::llround(s.churn.join_fraction * s.nodes))));
+    join_order = c;
+    late.insert(c.begin(), c.end());
+  }
+  w.build(late);
   std::mt19937_64 g(s.seed ^ 0x5eedull);
 
-  // Zipf over node ranks for choosing authors.
-  std::vector<double> cdf(s.nodes);
-  double total = 0;
-  for (std::uint32_t i = 0; i < s.nodes; ++i)
-    cdf[i] = (total += 1.0 / std::pow(static_cast<double>(i + 1), s.zipf_s));
-  for (auto& c : cdf)
-    c /= total;
+  const bool kv = s.workload == scenario::workload_kind::kv;
+  if (kv) {
+    if (!s.relay) {
+      // Writers meet at the relay's rendezvous; without a relay they follow
+      // each other to be connected.
+      for (std::size_t i = 0; i < s.kv.writers; ++i)
+        for (std::size_t j = 0; j < s.kv.writers; ++j) {
+          auto& f = w.nodes_[i].follows;
+          if (i != j && std::find(f.begin(), f.end(), j) == f.end()) {
+            f.push_back(j);
+            if (w.running(i))
+              w.api(i, "follow", json{{"id", w.id_of(j)}, {"address", w.nodes_[j].address}});
+          }
+        }
+    }
+    json writers = json::array();
+    for (std::size_t i = 1; i < s.kv.writers; ++i)
+      writers.push_back(w.id_of(i));
+    auto created = json::parse(w.api(0, "topic_create", json{{"name", "kv"}, {"writers", writers}}).json);
+    w.kv_topic_ = created.at("topic").get<std::string>();
+    w.kv_descriptor_ = created.at("descriptor");
+    w.on_fresh_store = [&w](std::size_t i) {
+      if (w.kv_writer(i))
+        w.api(i, "topic_join", json{{"descriptor", w.kv_descriptor_}});
+    };
+    for (std::size_t i = 1; i < s.kv.writers; ++i)
+      if (w.running(i))
+        w.on_fresh_store(i);
+  }
+
+  // Zipf over node ranks for choosing authors; over keys for the kv workload.
+  const auto cdf = zipf_cdf(s.nodes, s.zipf_s);
+  const auto key_cdf = zipf_cdf(s.kv.keys, s.kv.zipf_s);
 
   std::priority_queue<event, std::vector<event>, std::greater<>> q;
   std::uint64_t order = 0;
@@ -387,25 +1023,236 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     std::exponential_distribution<double> e(1.0 / post_mean_ms);
     q.push({from + static_cast<std::uint64_t>(e(g)) + 1, order++, ev_kind::post, 0});
   };
-  next_post(start);
-  if (s.churn.model != churn_model::kind::none)
+  const double op_mean_ms = s.kv.op_interval_s * 1000.0 / s.kv.writers; // all writers together
+  auto next_op = [&](std::uint64_t from) {
+    std::exponential_distribution<double> e(1.0 / op_mean_ms);
+    q.push({from + static_cast<std::uint64_t>(e(gkv)) + 1, order++, ev_kind::kv_op, 0});
+  };
+  const bool random_churn = s.churn.model == churn_model::kind::exponential ||
+                            s.churn.model == churn_model::kind::weibull;
+  if (kv)
+    next_op(start);
+  else
+    next_post(start);
+  if (random_churn)
     for (std::size_t i = 0; i < s.nodes; ++i)
-      q.push({start + static_cast<std::uint64_t>(draw_length(s.churn, s.churn.mean_up_s, g) * 1000) + 1,
-              order++, ev_kind::down, i});
+      if (!late.count(i))
+        q.push({start + static_cast<std::uint64_t>(draw_length(s.churn, s.churn.mean_up_s, g) * 1000) + 1,
+                order++, ev_kind::down, i});
+  {
+    double t = 0;
+    for (auto i : join_order) {
+      t += std::exponential_distribution<double>(s.churn.join_rate_per_s)(g2);
+      q.push({start + static_cast<std::uint64_t>(t * 1000) + 1, order++, ev_kind::join, i});
+    }
+  }
+  std::uint64_t trace_ignored = 0;
+  if (s.churn.model == churn_model::kind::trace)
+    for (std::size_t k = 0; k < s.churn.trace.size(); ++k) {
+      const auto at = start + static_cast<std::uint64_t>(s.churn.trace[k].at_s * 1000);
+      if (at > end)
+        ++trace_ignored;
+      else
+        q.push({at, order++, ev_kind::trace, k});
+    }
+  for (std::size_t k = 0; k < s.faults.size(); ++k) {
+    const auto& f = s.faults[k];
+    const auto from = start + static_cast<std::uint64_t>(f.start_s * 1000);
+    if (from >= end)
+      continue;
+    q.push({from, order++, ev_kind::fault_start, k});
+    if (f.what == fault::kind::partition && f.cut)
+      q.push({std::min(end, from + static_cast<std::uint64_t>(f.duration_s * 1000)), order++,
+              ev_kind::fault_end, k});
+  }
 
-  std::uint64_t posts = 0, transitions = 0, next_report = start, deletes = 0, crashes = 0;
-  std::set<std::string> deleted;
-  const std::uint64_t report_every = std::max<std::uint64_t>(1, (end - start) / 10);
+  std::uint64_t posts = 0, transitions = 0, deletes = 0, crashes = 0, losses = 0, departures = 0,
+                joins = 0, faults_applied = 0;
+  std::uint64_t kv_reads = 0, kv_writes = 0, kv_deletes = 0, kv_empty_deletes = 0;
+  struct kv_write {
+    std::string value; // unique: "w<n>" ("" for a delete)
+    std::size_t writer;
+    std::uint64_t at_ms;
+    std::uint32_t writer_losses; // the writer's store losses before this write
+    std::vector<std::string> read; // the values it replaced (read at the writer first)
+  };
+  std::vector<std::vector<kv_write>> kv_log(s.kv.keys);
+  std::map<std::size_t, std::vector<std::uint64_t>> partitions_of_fault;
+
+  // Every address a fault may name.
+  std::set<std::string> everyone;
+  for (std::size_t i = 0; i < s.nodes; ++i)
+    everyone.insert(w.nodes_[i].address);
+  if (s.relay)
+    everyone.insert("sim:relay");
+  auto addresses = [](const std::vector<node_ref>& refs) {
+    std::set<std::string> out;
+    for (const auto& r : refs)
+      out.insert(address_of(r));
+    return out;
+  };
+  auto apply_fault = [&](std::size_t k, std::uint64_t now) {
+    const auto& f = s.faults[k];
+    const auto until = static_cast<std::int64_t>(
+        std::min<std::uint64_t>(end, start + static_cast<std::uint64_t>((f.start_s + f.duration_s) * 1000)));
+    (void)now;
+    ++faults_applied;
+    switch (f.what) {
+      case fault::kind::partition: {
+        std::vector<std::set<std::string>> groups;
+        for (const auto& gr : f.groups)
+          groups.push_back(addresses(gr));
+        if (groups.size() == 1) { // against the rest
+          std::set<std::string> rest;
+          for (const auto& a : everyone)
+            if (!groups[0].count(a))
+              rest.insert(a);
+          groups.push_back(std::move(rest));
+        }
+        for (std::size_t x = 0; x < groups.size(); ++x)
+          for (std::size_t y = x + 1; y < groups.size(); ++y) {
+            if (f.cut) {
+              partitions_of_fault[k].push_back(w.net_->partition(groups[x], groups[y]));
+            } else {
+              w.net_->hold(groups[x], groups[y], until);
+              w.net_->hold(groups[y], groups[x], until);
+            }
+          }
+        break;
+      }
+      case fault::kind::oneway:
+        w.net_->hold(addresses(f.a), addresses(f.b), until);
+        break;
+      case fault::kind::clog:
+        if (!f.a.empty())
+          w.net_->hold(addresses(f.a), {}, until);
+        for (const auto& [a, b] : f.links) {
+          w.net_->hold({address_of(a)}, {address_of(b)}, until);
+          w.net_->hold({address_of(b)}, {address_of(a)}, until);
+        }
+        break;
+    }
+  };
+  auto heal_fault = [&](std::size_t k) {
+    for (auto id : partitions_of_fault[k])
+      w.net_->heal(id);
+    partitions_of_fault.erase(k);
+  };
+
+  // The time series.
+  std::ostringstream csv;
+  const auto sample_ms = static_cast<std::uint64_t>(options.sample_s * 1000);
+  std::uint64_t next_sample = start;
+  std::uint64_t last_messages = 0, last_bytes = 0, last_sample = start;
+  auto sample = [&](std::uint64_t t) {
+    std::size_t up = 0;
+    for (std::size_t i = 0; i < w.nodes_.size(); ++i)
+      up += (w.running(i) && w.nodes_[i].up) ? 1 : 0;
+    const auto m = w.net_->sends(), b = w.net_->bytes_carried();
+    const double dt = t > last_sample ? (t - last_sample) / 1000.0 : sample_ms / 1000.0;
+    last_sample = t;
+    csv << (t - start) / 1000.0 << ',' << up << ',' << m << ',' << b << ','
+        << static_cast<double>(m - last_messages) / dt << ',' << static_cast<double>(b - last_bytes) / dt
+        << ',' << w.net_->held_sends() << ',' << w.net_->open_ends() << ',' << w.kept_headers() << ','
+        << w.pairs_behind() << ',' << posts << ',' << deletes << ',' << (kv_writes + kv_deletes) << ','
+        << (t >= end ? 1 : 0) << '\n';
+    last_messages = m;
+    last_bytes = b;
+  };
+  if (sample_ms > 0)
+    csv << "t_s,nodes_up,messages,bytes,messages_per_s,bytes_per_s,held_sends,open_connection_ends,"
+           "kept_headers,pairs_behind,posts,deletes,kv_writes,settling\n";
+  auto advance = [&](std::uint64_t t) {
+    while (sample_ms > 0 && next_sample <= t) {
+      w.advance_to(next_sample);
+      sample(next_sample);
+      next_sample += sample_ms;
+    }
+    w.advance_to(t);
+  };
+  auto last_progress = steady_clock::now();
+  std::uint64_t events = 0;
+  auto report = [&](const std::string& phase, std::uint64_t t) {
+    if (!progress || options.progress_wall_s <= 0)
+      return;
+    const auto now = steady_clock::now();
+    if (duration<double>(now - last_progress).count() < options.progress_wall_s)
+      return;
+    last_progress = now;
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%s: simulated %.0f s (workload %.0f s), %llu events, %llu messages, wall %.1f s",
+                  phase.c_str(), (t - start) / 1000.0, s.duration_s, static_cast<unsigned long long>(events),
+                  static_cast<unsigned long long>(w.net_->sends()),
+                  duration<double>(now - wall0).count());
+    progress(buf);
+  };
+
+  std::string phase = "workload";
+  w.on_steps = [&] { report(phase, w.now_ms()); };
+  auto record_post = [&](std::size_t author, const actors::api_result& r) {
+    auto j = json::parse(r.json, nullptr, false);
+    if (!j.is_discarded() && j.contains("subject") && j["subject"].is_string())
+      w.posted_[author].insert(j["subject"].get<std::string>());
+  };
+  std::uint64_t deletes_lost_with_store = 0;
+  auto note_loss = [&](std::size_t i) {
+    auto& p = w.posted_[i];
+    w.pre_loss_[i].insert(p.begin(), p.end());
+    p.clear();
+    // A delete some other node has not applied yet dies with the store:
+    // followers pull a feed from its author only, so they keep the post.
+    // It is then neither required nor a resurrection.
+    for (const auto& d : w.deleted_by_[i]) {
+      bool held = false;
+      for (std::size_t k = 0; k < w.nodes_.size() && !held; ++k) {
+        if (k == i || !w.live(k))
+          continue;
+        storage::documents docs(*w.nodes_[k].env->store);
+        auto r = docs.get(d, {});
+        held = r && !r->is_null() && r->contains("doc") && !(*r)["doc"].empty();
+      }
+      if (held) {
+        w.deleted_.erase(d);
+        w.pre_loss_[i].insert(d);
+        ++deletes_lost_with_store;
+      }
+    }
+    w.deleted_by_[i].clear();
+  };
+  auto go_down = [&](std::size_t i, trace_event::kind how) {
+    switch (how) {
+      case trace_event::kind::down:
+        w.set_up(i, false);
+        break;
+      case trace_event::kind::crash:
+        if (w.running(i))
+          ++crashes;
+        w.crash(i);
+        break;
+      case trace_event::kind::lose:
+        w.lose_store(i);
+        note_loss(i);
+        ++losses;
+        break;
+      case trace_event::kind::leave:
+        if (!w.nodes_[i].departed)
+          ++departures;
+        w.leave(i);
+        break;
+      default:
+        break;
+    }
+  };
+
   while (!q.empty() && q.top().at_ms <= end) {
     auto e = q.top();
     q.pop();
-    w.advance_to(e.at_ms);
+    advance(e.at_ms);
+    ++events;
     switch (e.kind) {
       case ev_kind::post: {
         std::uniform_real_distribution<double> u(0.0, 1.0);
-        const auto author = std::min<std::size_t>(
-            static_cast<std::size_t>(std::lower_bound(cdf.begin(), cdf.end(), u(g)) - cdf.begin()),
-            s.nodes - 1);
+        const auto author = std::min<std::size_t>(draw_rank(cdf, u(g)), s.nodes - 1);
         next_post(e.at_ms);
         if (w.nodes_[author].crashed)
           break; // a crashed process takes no writes
@@ -414,27 +1261,76 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
           if (!own.empty()) {
             auto victim = std::next(own.begin(), static_cast<std::ptrdiff_t>(g() % own.size()));
             w.api(author, "del", json{{"subject", *victim}});
-            deleted.insert(*victim);
+            w.deleted_.insert(*victim);
+            w.deleted_by_[author].insert(*victim);
             ++deletes;
           }
           break;
         }
-        w.api(author, "post", json{{"text", "post " + std::to_string(posts) + " #sim"}});
+        record_post(author, w.api(author, "post", json{{"text", "post " + std::to_string(posts) + " #sim"}}));
         ++posts;
         break;
       }
-      case ev_kind::down:
+      case ev_kind::kv_op: {
+        next_op(e.at_ms);
+        const std::size_t writer = gkv() % s.kv.writers;
+        const auto k = static_cast<std::uint32_t>(draw_rank(key_cdf, unit(gkv)));
+        const double r = unit(gkv);
+        if (!w.running(writer))
+          break;
+        const auto subject = w.kv_subject(k);
+        if (r < s.kv.read_fraction) {
+          w.api(writer, "get", json{{"subject", subject}, {"topic", w.kv_topic_}});
+          ++kv_reads;
+          break;
+        }
+        // What the write replaces: the values this replica holds now (the
+        // node reads the same context when it writes; nothing runs between).
+        auto seen = w.kv_values(writer, k);
+        kv_write rec{"", writer, e.at_ms, w.nodes_[writer].store_losses, {seen.begin(), seen.end()}};
+        if (r < s.kv.read_fraction + s.kv.delete_fraction) {
+          if (seen.empty()) {
+            ++kv_empty_deletes; // nothing to delete here
+            break;
+          }
+          auto res = w.api(writer, "del", json{{"subject", subject}, {"topic", w.kv_topic_}});
+          if (res.status != 200)
+            throw std::runtime_error("kv delete failed: " + res.json);
+          ++kv_deletes;
+        } else {
+          rec.value = "w" + std::to_string(kv_writes);
+          auto res = w.api(writer, "put",
+                           json{{"subject", subject}, {"doc", {{"v", rec.value}}}, {"topic", w.kv_topic_}});
+          if (res.status != 200)
+            throw std::runtime_error("kv write failed: " + res.json);
+          ++kv_writes;
+        }
+        kv_log[k].push_back(std::move(rec));
+        break;
+      }
+      case ev_kind::down: {
+        const auto i = e.node;
+        if (!w.live(i))
+          break;
+        if (s.churn.depart_fraction > 0 && unit(g2) < s.churn.depart_fraction) {
+          go_down(i, trace_event::kind::leave);
+          ++transitions;
+          break; // never comes back
+        }
         if (s.churn.crash_fraction > 0 &&
             std::uniform_real_distribution<double>(0.0, 1.0)(g) < s.churn.crash_fraction) {
-          w.crash(e.node);
+          w.crash(i);
           ++crashes;
+          if (s.churn.lose_store_fraction > 0 && unit(g2) < s.churn.lose_store_fraction)
+            go_down(i, trace_event::kind::lose);
         } else {
-          w.set_up(e.node, false);
+          w.set_up(i, false);
         }
         ++transitions;
         q.push({e.at_ms + static_cast<std::uint64_t>(draw_length(s.churn, s.churn.mean_down_s, g) * 1000) + 1,
-                order++, ev_kind::up, e.node});
+                order++, ev_kind::up, i});
         break;
+      }
       case ev_kind::up:
         if (w.nodes_[e.node].crashed)
           w.restart(e.node);
@@ -444,19 +1340,58 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         q.push({e.at_ms + static_cast<std::uint64_t>(draw_length(s.churn, s.churn.mean_up_s, g) * 1000) + 1,
                 order++, ev_kind::down, e.node});
         break;
+      case ev_kind::join:
+        w.join(e.node);
+        ++joins;
+        if (random_churn)
+          q.push({e.at_ms + static_cast<std::uint64_t>(draw_length(s.churn, s.churn.mean_up_s, g2) * 1000) + 1,
+                  order++, ev_kind::down, e.node});
+        break;
+      case ev_kind::trace: {
+        const auto& t = s.churn.trace[e.node];
+        const std::size_t i = t.node;
+        ++transitions;
+        switch (t.what) {
+          case trace_event::kind::join:
+            if (!w.nodes_[i].joined)
+              ++joins;
+            w.join(i);
+            break;
+          case trace_event::kind::up:
+            w.restart(i);
+            w.set_up(i, true);
+            break;
+          default:
+            go_down(i, t.what);
+        }
+        break;
+      }
+      case ev_kind::fault_start:
+        apply_fault(e.node, e.at_ms);
+        break;
+      case ev_kind::fault_end:
+        heal_fault(e.node);
+        break;
     }
-    if (progress && e.at_ms >= next_report) {
-      progress("sim " + std::to_string((e.at_ms - start) / 1000) + "/" +
-               std::to_string((end - start) / 1000) + " s, " + std::to_string(posts) + " posts, " +
-               std::to_string(w.net_->sends()) + " sends");
-      next_report += report_every;
-    }
+    report("workload", e.at_ms);
   }
-  w.advance_to(end);
+  advance(end);
 
-  // Faults stop: every node back; wait for convergence.
+  phase = "settling";
+  // Faults stop: every node that has not left comes back; wait for
+  // convergence.
   w.net_->set_faults(milliseconds(0), 0, 0);
+  for (auto& [k, ids] : partitions_of_fault)
+    for (auto id : ids)
+      w.net_->heal(id);
+  partitions_of_fault.clear();
   for (std::size_t i = 0; i < s.nodes; ++i) {
+    if (w.nodes_[i].departed)
+      continue;
+    if (!w.nodes_[i].joined) {
+      w.join(i);
+      ++joins;
+    }
     if (w.nodes_[i].crashed)
       w.restart(i);
     w.set_up(i, true);
@@ -464,30 +1399,120 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   const auto settle_end = end + static_cast<std::uint64_t>(s.settle_limit_s * 1000);
   std::optional<std::uint64_t> converged_at;
   for (auto t = end; t <= settle_end; t += 1000) {
-    w.advance_to(t);
-    if (w.converged()) {
+    advance(t);
+    if (w.converged() && w.kv_converged()) {
       converged_at = t;
       break;
     }
+    report("settling", t);
   }
+  if (sample_ms > 0 && w.now_ms() > last_sample)
+    sample(w.now_ms()); // the last, shorter interval
 
   summary out;
   out.converged = converged_at.has_value();
-  // Checker: a deleted post held anywhere is a resurrection.
+  // Checker: a deleted post held anywhere (that has not left) is a
+  // resurrection.
   std::uint64_t resurrected = 0;
   for (std::size_t i = 0; i < w.nodes_.size(); ++i) {
+    if (!w.live(i))
+      continue;
     storage::documents docs(*w.nodes_[i].env->store);
-    for (const auto& d : deleted) {
+    for (const auto& d : w.deleted_) {
       auto r = docs.get(d, {});
       if (r && !r->is_null() && r->contains("doc") && !(*r)["doc"].empty())
         ++resurrected;
     }
   }
-  out.converged = out.converged && resurrected == 0;
+  // Store losses: the lost posts that still exist at some follower, and
+  // those the author itself got back (it would need to fetch its own feed
+  // from its followers).
+  std::uint64_t pre_loss_posts = 0, pre_loss_at_followers = 0, pre_loss_back_at_author = 0;
+  for (const auto& [j, subjects] : w.pre_loss_) {
+    if (!w.live(j))
+      continue;
+    const auto own = w.subjects_of(j, j);
+    std::vector<std::set<std::string>> at;
+    for (std::size_t i = 0; i < w.nodes_.size(); ++i)
+      if (w.live(i) && i != j &&
+          std::find(w.nodes_[i].follows.begin(), w.nodes_[i].follows.end(), j) != w.nodes_[i].follows.end())
+        at.push_back(w.subjects_of(i, j));
+    for (const auto& p : subjects) {
+      if (w.deleted_.count(p))
+        continue;
+      ++pre_loss_posts;
+      pre_loss_back_at_author += own.count(p);
+      pre_loss_at_followers +=
+          std::any_of(at.begin(), at.end(), [&](const auto& set) { return set.count(p) > 0; }) ? 1 : 0;
+    }
+  }
+
+  // The kv checker against the naive model (check_kv_key).
+  json kv_json = nullptr;
+  bool kv_ok = true;
+  if (kv) {
+    kv_verdict all;
+    std::uint64_t max_siblings = 0, keys_with_siblings = 0;
+    json lost_examples = json::array();
+    std::vector<std::size_t> replicas;
+    for (std::size_t i = 0; i < s.kv.writers; ++i)
+      if (w.live(i))
+        replicas.push_back(i);
+    for (std::uint32_t k = 0; k < s.kv.keys; ++k) {
+      std::vector<std::set<std::string>> held;
+      for (auto i : replicas)
+        held.push_back(w.kv_values(i, k));
+      std::vector<kv_record> log;
+      for (const auto& rec : kv_log[k]) {
+        const auto& wn = w.nodes_[rec.writer];
+        log.push_back(kv_record{rec.value, rec.read, wn.store_losses > rec.writer_losses || wn.departed, rec.writer});
+      }
+      auto v = check_kv_key(log, held);
+      for (const auto& x : v.lost_values)
+        if (lost_examples.size() < 10)
+          lost_examples.push_back(json{{"key", k}, {"value", x}});
+      all.live += v.live;
+      all.lost += v.lost;
+      all.lost_with_store += v.lost_with_store;
+      all.undetermined += v.undetermined;
+      all.resurrected_deletes += v.resurrected_deletes;
+      all.overwritten_present += v.overwritten_present;
+      all.unknown += v.unknown;
+      all.replicas_agree = all.replicas_agree && v.replicas_agree;
+      if (!held.empty()) {
+        max_siblings = std::max<std::uint64_t>(max_siblings, held.front().size());
+        keys_with_siblings += held.front().size() > 1 ? 1 : 0;
+      }
+    }
+    kv_ok = all.ok();
+    kv_json = json{{"topic", w.kv_topic_},
+                   {"keys", s.kv.keys},
+                   {"writers", s.kv.writers},
+                   {"reads", kv_reads},
+                   {"writes", kv_writes},
+                   {"deletes", kv_deletes},
+                   {"deletes_of_empty_keys", kv_empty_deletes},
+                   {"replicas_agree", all.replicas_agree},
+                   {"live_writes", all.live},
+                   {"lost_writes", all.lost},
+                   {"lost_with_store", all.lost_with_store},
+                   {"undetermined_after_store_loss", all.undetermined},
+                   {"resurrected_deletes", all.resurrected_deletes},
+                   {"overwritten_present", all.overwritten_present},
+                   {"unknown_values", all.unknown},
+                   {"keys_with_siblings", keys_with_siblings},
+                   {"max_siblings", max_siblings},
+                   {"lost_examples", lost_examples},
+                   {"ok", kv_ok}};
+  }
+  out.converged = out.converged && resurrected == 0 && kv_ok;
+
   json lagging = json::array();
-  for (std::size_t i = 0; i < w.nodes_.size() && lagging.size() < 10; ++i)
+  for (std::size_t i = 0; i < w.nodes_.size() && lagging.size() < 10; ++i) {
+    if (!w.live(i))
+      continue;
     for (auto j : w.nodes_[i].follows)
-      if (w.posts_of(i, j) != w.posts_of(j, j)) {
+      if (w.live(j) && !w.pair_ok(i, j)) {
         auto peers = json::parse(w.api(i, "peers", json::object()).json)["peers"];
         json state = "unknown";
         for (auto& p : peers)
@@ -496,38 +1521,53 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         lagging.push_back(json{{"follower", i}, {"author", j}, {"has", w.posts_of(i, j)},
                                {"of", w.posts_of(j, j)}, {"peer", state}});
       }
-  std::size_t kept_headers = 0, topics = 0;
+  }
+  std::size_t topics = 0;
   for (auto& n : w.nodes_)
-    for (const auto& t : n.env->store->topics()) {
-      kept_headers += n.env->store->superseded_count(t);
-      ++topics;
-    }
+    topics += n.env->store->topics().size();
+  static const char* churn_names[] = {"none", "exponential", "weibull", "trace"};
   out.json = json{
       {"seed", s.seed},
       {"trace_hash", hex64(w.net_->trace_hash())},
       {"nodes", s.nodes},
       {"relay", s.relay},
       {"follows_per_node", s.follows},
-      {"churn", s.churn.model == churn_model::kind::none          ? "none"
-                : s.churn.model == churn_model::kind::exponential ? "exponential"
-                                                                  : "weibull"},
+      {"workload", kv ? "kv" : "feed"},
+      {"churn", churn_names[static_cast<int>(s.churn.model)]},
       {"churn_transitions", transitions},
       {"posts", posts},
       {"deletes", deletes},
       {"resurrected", resurrected},
       {"crashes", crashes},
+      {"store_losses", losses},
+      {"departures", departures},
+      {"joins", joins},
+      {"faults", faults_applied},
+      {"held_sends", w.net_->held_sends()},
+      {"queued_sends", w.net_->queued_sends()},
       {"connection_resets", w.net_->resets()},
       {"simulated_ms", w.now_ms() - start},
       {"scheduler_steps", w.steps_},
+      {"events", events},
       {"messages", w.net_->sends()},
       {"bytes", w.net_->bytes_carried()},
       {"converged", out.converged},
       {"convergence_ms", converged_at ? json(*converged_at - end) : json(nullptr)},
       {"topic_replicas", topics},
-      {"kept_headers", kept_headers},
+      {"kept_headers", w.kept_headers()},
       {"lagging", lagging},
       {"wall_ms", duration_cast<milliseconds>(steady_clock::now() - wall0).count()},
   };
+  if (losses > 0)
+    out.json["store_loss"] = json{{"posts_before_loss", pre_loss_posts},
+                                  {"deletes_lost_with_store", deletes_lost_with_store},
+                                  {"still_at_a_follower", pre_loss_at_followers},
+                                  {"back_at_author", pre_loss_back_at_author}};
+  if (trace_ignored > 0)
+    out.json["trace_events_after_end"] = trace_ignored;
+  if (kv)
+    out.json["kv"] = kv_json;
+  out.series_csv = csv.str();
   return out;
 }
 

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <sstream>
+
 using namespace kith::sim;
 
 namespace {
@@ -78,4 +80,307 @@ TEST_CASE("under crashes, connection resets, jitter and deletes the network conv
   CHECK(a.json["connection_resets"].get<int>() > 0);
   auto b = run(s);
   CHECK(without_wall(a.json) == without_wall(b.json));
+}
+
+namespace {
+
+/// 8 nodes without churn: a base for the network fault tests.
+scenario calm(std::uint64_t seed) {
+  scenario s;
+  s.seed = seed;
+  s.nodes = 8;
+  s.follows = 3;
+  s.duration_s = 120;
+  s.post_interval_s = 10;
+  s.settle_limit_s = 300;
+  return s;
+}
+
+std::vector<node_ref> refs(std::initializer_list<std::int64_t> list) {
+  std::vector<node_ref> out;
+  for (auto i : list)
+    out.push_back(node_ref{i});
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("a one-way partition holds sends, changes the trace, and the network converges after it "
+          "heals",
+          "[sim][faults]") {
+  const auto seed = 41;
+  INFO("seed " << seed);
+  auto base = run(calm(seed));
+  auto s = calm(seed);
+  fault f;
+  f.what = fault::kind::oneway;
+  f.start_s = 20;
+  f.duration_s = 50;
+  f.a = refs({0, 1, 2, 3});
+  f.b = refs({4, 5, 6, 7});
+  s.faults = {f};
+  auto a = run(s);
+  auto b = run(s);
+  INFO(a.json.dump(2));
+  CHECK(base.json["held_sends"] == 0);
+  CHECK(a.json["held_sends"].get<int>() > 0);
+  CHECK(a.json["faults"] == 1);
+  CHECK(a.json["trace_hash"] != base.json["trace_hash"]);
+  CHECK(a.converged);
+  CHECK(without_wall(a.json) == without_wall(b.json));
+}
+
+TEST_CASE("symmetric partitions (held or cut), clogged nodes and links and a slow link: the faults "
+          "happen and the network converges after them",
+          "[sim][faults]") {
+  const auto seed = 43;
+  INFO("seed " << seed);
+  auto s = calm(seed);
+  s.bandwidth_bytes_s = 50000;
+  link_setting slow;
+  slow.a = node_ref{0};
+  slow.b = node_ref{node_ref::relay};
+  slow.latency_ms = 150;
+  slow.bandwidth_bytes_s = 5000;
+  s.links = {slow};
+  fault hold;
+  hold.what = fault::kind::partition;
+  hold.start_s = 10;
+  hold.duration_s = 30;
+  hold.groups = {refs({0, 1, 2, 3}), refs({4, 5, 6, 7})};
+  fault cut = hold;
+  cut.cut = true;
+  cut.start_s = 50;
+  cut.groups = {refs({5, 6, node_ref::relay})}; // against the rest
+  fault clog;
+  clog.what = fault::kind::clog;
+  clog.start_s = 85;
+  clog.duration_s = 10;
+  clog.a = refs({2});
+  fault clog_link;
+  clog_link.what = fault::kind::clog;
+  clog_link.start_s = 95;
+  clog_link.duration_s = 10;
+  clog_link.links = {{node_ref{1}, node_ref{node_ref::relay}}};
+  s.faults = {hold, cut, clog, clog_link};
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.json["faults"] == 4);
+  CHECK(a.json["held_sends"].get<int>() > 0);
+  CHECK(a.json["queued_sends"].get<int>() > 0);
+  CHECK(a.converged);
+  CHECK(a.json["lagging"].empty());
+  auto b = run(s);
+  CHECK(without_wall(a.json) == without_wall(b.json));
+}
+
+TEST_CASE("late joins, permanent departures and store losses: the checker leaves departed nodes "
+          "out, and posts an author lost with its store survive at its followers",
+          "[sim][churn]") {
+  const auto seed = 4;
+  INFO("seed " << seed);
+  auto s = small(seed);
+  s.nodes = 14;
+  s.duration_s = 200;
+  s.delete_fraction = 0.1;
+  s.churn.crash_fraction = 0.5;
+  s.churn.lose_store_fraction = 0.6;
+  s.churn.depart_fraction = 0.1;
+  s.churn.join_fraction = 0.3;
+  s.churn.join_rate_per_s = 0.05;
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.converged);
+  CHECK(a.json["resurrected"] == 0);
+  CHECK(a.json["joins"].get<int>() == 4); // 30% of 14, node 0 excluded
+  CHECK(a.json["departures"].get<int>() > 0);
+  CHECK(a.json["store_losses"].get<int>() > 0);
+  REQUIRE(a.json.contains("store_loss"));
+  CHECK(a.json["store_loss"]["posts_before_loss"].get<int>() > 0);
+  CHECK(a.json["store_loss"]["still_at_a_follower"].get<int>() > 0);
+  auto b = run(s);
+  CHECK(without_wall(a.json) == without_wall(b.json));
+}
+
+TEST_CASE("a churn trace is replayed event by event", "[sim][churn]") {
+  std::string error;
+  auto trace = parse_churn_trace("# comment\n"
+                                 "5 5 join\n"
+                                 "10 1 down\n25 1 up\n"
+                                 "30 2 crash   # stays down until up\n45 2 up\n"
+                                 "50 3 lose\n70 3 up\n"
+                                 "60 4 leave\n",
+                                 error);
+  REQUIRE(trace);
+  REQUIRE(trace->size() == 8);
+  CHECK(trace->front().what == trace_event::kind::join);
+  auto s = calm(47);
+  s.nodes = 6;
+  s.duration_s = 100;
+  s.churn.model = churn_model::kind::trace;
+  s.churn.trace_file = "inline";
+  s.churn.trace = *trace;
+  REQUIRE_FALSE(check_scenario(s));
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.converged);
+  CHECK(a.json["churn_transitions"] == 8);
+  CHECK(a.json["joins"] == 1);
+  CHECK(a.json["crashes"] == 1);
+  CHECK(a.json["store_losses"] == 1);
+  CHECK(a.json["departures"] == 1);
+  auto b = run(s);
+  CHECK(without_wall(a.json) == without_wall(b.json));
+
+  CHECK_FALSE(parse_churn_trace("10 1 sleep\n", error));
+  CHECK(error.find("line 1") != std::string::npos);
+  CHECK(error.find("sleep") != std::string::npos);
+  CHECK_FALSE(parse_churn_trace("\n10 x down\n", error));
+  CHECK(error.find("line 2") != std::string::npos);
+  CHECK_FALSE(parse_churn_trace("10 1\n", error));
+  CHECK_FALSE(parse_churn_trace("-3 1 down\n", error));
+  s.churn.trace = *parse_churn_trace("10 9 down\n", error);
+  auto why = check_scenario(s);
+  REQUIRE(why);
+  CHECK(why->find("node 9") != std::string::npos);
+}
+
+TEST_CASE("the key-value workload converges to the naive model's values, keeping concurrent writes "
+          "as siblings",
+          "[sim][kv]") {
+  const auto seed = 53;
+  INFO("seed " << seed);
+  scenario s;
+  s.seed = seed;
+  s.nodes = 6;
+  s.follows = 1;
+  s.workload = scenario::workload_kind::kv;
+  s.duration_s = 150;
+  s.kv.keys = 6;
+  s.kv.writers = 5;
+  s.kv.zipf_s = 1.0;
+  s.kv.op_interval_s = 6;
+  s.settle_limit_s = 300;
+  s.churn.model = churn_model::kind::exponential;
+  s.churn.mean_up_s = 60;
+  s.churn.mean_down_s = 20;
+  s.churn.crash_fraction = 0.3;
+  // Writers on both sides keep writing the same keys until the end:
+  // concurrent writes that must all survive as siblings.
+  fault f;
+  f.what = fault::kind::partition;
+  f.start_s = 100;
+  f.duration_s = 50;
+  f.groups = {refs({0, 1}), refs({2, 3, 4, node_ref::relay})};
+  s.faults = {f};
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.converged);
+  const auto& kv = a.json["kv"];
+  CHECK(kv["ok"] == true);
+  CHECK(kv["writes"].get<int>() > 50);
+  CHECK(kv["deletes"].get<int>() > 0);
+  CHECK(kv["lost_writes"] == 0);
+  CHECK(kv["resurrected_deletes"] == 0);
+  CHECK(kv["replicas_agree"] == true);
+  CHECK(kv["keys_with_siblings"].get<int>() > 0);
+  auto b = run(s);
+  CHECK(without_wall(a.json) == without_wall(b.json));
+}
+
+TEST_CASE("the kv checker finds lost writes, resurrected deletes and overwritten values", "[sim][kv]") {
+  // w1 and w2 concurrent (neither read the other); w3 replaced w1.
+  std::vector<kv_record> log{{"w1", {}, false, 0}, {"w2", {}, false, 1}, {"w3", {"w1"}, false, 2}};
+  CHECK(check_kv_key(log, {{"w2", "w3"}, {"w2", "w3"}}).ok());
+  auto lost = check_kv_key(log, {{"w3"}, {"w3"}}); // the concurrent w2 is gone
+  CHECK_FALSE(lost.ok());
+  CHECK(lost.lost == 1);
+  CHECK(lost.lost_values == std::vector<std::string>{"w2"});
+  auto back = check_kv_key(log, {{"w1", "w2", "w3"}, {"w1", "w2", "w3"}});
+  CHECK(back.overwritten_present == 1);
+  CHECK_FALSE(back.ok());
+  auto differ = check_kv_key(log, {{"w2", "w3"}, {"w3"}});
+  CHECK_FALSE(differ.replicas_agree);
+  CHECK(differ.lost == 1);
+  // A delete of w2 and w3: nothing must remain.
+  log.push_back({"", {"w2", "w3"}, false, 0});
+  CHECK(check_kv_key(log, {{}, {}}).ok());
+  auto resurrected = check_kv_key(log, {{"w3"}, {"w3"}});
+  CHECK(resurrected.resurrected_deletes == 1);
+  CHECK_FALSE(resurrected.ok());
+  CHECK(check_kv_key(log, {{"w9"}, {"w9"}}).unknown == 1);
+  // A write whose writer lost its store before it left the node: gone
+  // everywhere is not a lost concurrent write; and a delete by a writer
+  // that lost it may not have happened.
+  std::vector<kv_record> lossy{{"w1", {}, true, 0}, {"w2", {}, false, 1}, {"", {"w2"}, true, 0}};
+  auto v = check_kv_key(lossy, {{"w2"}, {"w2"}});
+  CHECK(v.ok());
+  CHECK(v.lost_with_store == 1);
+  CHECK(v.undetermined == 1);
+}
+
+TEST_CASE("a time series sampled every 10 s leaves the trace unchanged", "[sim]") {
+  auto s = small(3);
+  run_options o;
+  o.sample_s = 10;
+  auto a = run(s, {}, o);
+  auto b = run(s);
+  CHECK(a.json["trace_hash"] == b.json["trace_hash"]);
+  std::istringstream in(a.series_csv);
+  std::string line;
+  std::getline(in, line);
+  CHECK(line.rfind("t_s,nodes_up,messages,bytes,", 0) == 0);
+  int rows = 0;
+  while (std::getline(in, line))
+    ++rows;
+  // 0, 10, ..., 120 during the workload, then the settle phase.
+  CHECK(rows >= 13);
+  CHECK(b.series_csv.empty());
+}
+
+TEST_CASE("new scenario keys are checked: faults, links, kv, churn", "[sim]") {
+  std::string error;
+  auto s = parse_scenario("workload = \"kv\"\nbandwidth_bytes_s = 1000\n"
+                          "[kv]\nkeys = 7\nwriters = 3\nzipf_s = 0.8\n"
+                          "[churn]\nmodel = \"trace\"\ntrace = \"t.txt\"\n"
+                          "[[fault]]\nkind = \"oneway\"\nstart_s = 5\nduration_s = 9\nfrom = [0]\nto = [1, \"relay\"]\n"
+                          "[[fault]]\nkind = \"partition\"\nmode = \"cut\"\ngroups = [[0], [1, 2]]\n"
+                          "[[fault]]\nkind = \"clog\"\nlinks = [[0, 1]]\n"
+                          "[[link]]\nnodes = [0, \"relay\"]\nlatency_ms = 90\n",
+                          error);
+  INFO(error);
+  REQUIRE(s);
+  CHECK(s->workload == scenario::workload_kind::kv);
+  CHECK(s->kv.keys == 7);
+  CHECK(s->bandwidth_bytes_s == 1000);
+  CHECK(s->churn.trace_file == "t.txt");
+  REQUIRE(s->faults.size() == 3);
+  CHECK(s->faults[0].b.size() == 2);
+  CHECK(s->faults[0].b[1].index == node_ref::relay);
+  CHECK(s->faults[1].cut);
+  CHECK(s->faults[2].links.size() == 1);
+  REQUIRE(s->links.size() == 1);
+  CHECK(*s->links[0].latency_ms == 90);
+
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"flood\"\n", error));
+  CHECK(error.find("fault[0].kind") != std::string::npos);
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"oneway\"\nto = [1]\n", error));
+  CHECK(error.find("from") != std::string::npos);
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"partition\"\nnodes = [1]\ngroups = [[1], [2]]\n", error));
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"clog\"\nnodes = [-1]\n", error));
+  CHECK(error.find("fault[0].nodes") != std::string::npos);
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"clog\"\nnodes = [1]\nmode = \"cut\"\n", error));
+  CHECK_FALSE(parse_scenario("[kv]\nkeys = 0\n", error));
+  CHECK(error.find("kv.keys") != std::string::npos);
+  CHECK_FALSE(parse_scenario("workload = \"bank\"\n", error));
+  CHECK_FALSE(parse_scenario("[churn]\nmodel = \"trace\"\n", error));
+  CHECK(error.find("churn.trace") != std::string::npos);
+  CHECK_FALSE(parse_scenario("[churn]\ndepart_fraction = 2\n", error));
+
+  auto bad = parse_scenario("nodes = 4\n[[fault]]\nkind = \"oneway\"\nfrom = [7]\n", error);
+  REQUIRE(bad);
+  auto why = check_scenario(*bad);
+  REQUIRE(why);
+  CHECK(why->find("node 7") != std::string::npos);
+  CHECK_THROWS_AS(run(*bad), std::invalid_argument);
 }

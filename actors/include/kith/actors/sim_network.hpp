@@ -1,15 +1,20 @@
 #pragma once
 
-// A simulated network of transports for tests (and, later, the simulator):
-// each node gets a transport actor; connections are in-process pairs with a
-// fixed latency on CAF's clock (virtual under the testing scheduler). Links
-// can be cut: a cut closes the link's connections and refuses dials, the
-// way TCP would report it.
+// A simulated network of transports for tests and the simulator: each node
+// gets a transport actor; connections are in-process pairs with a latency
+// (per link if set) on CAF's clock (virtual under the testing scheduler).
+// Links can be cut: a cut closes the link's connections and refuses dials,
+// the way TCP would report it. Faults that keep connections open hold
+// bytes instead: a hold delays every send in one direction until it ends
+// (one-way and symmetric partitions, clogging of a node or a link), and a
+// bandwidth queues a link's sends behind each other. A connection's bytes
+// always arrive in order (it is a stream).
 
 #include "kith/actors/interfaces.hpp"
 
 #include <caf/actor_system.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -41,6 +46,37 @@ public:
   void set_faults(std::chrono::milliseconds jitter, double reset_probability, std::uint64_t seed);
   /// Connections reset by the fault model so far.
   [[nodiscard]] std::uint64_t resets() const;
+
+  /// Holds every send from an address in `from` to an address in `to`
+  /// (an empty `to` means every address) made before virtual time
+  /// `until_ms`: its bytes leave at `until_ms`, then take the link's
+  /// latency and bandwidth, behind the connection's earlier bytes. Dials
+  /// between held addresses (either direction: TCP's handshake needs
+  /// both) complete only after the hold. Connections stay open. A
+  /// one-way partition is one hold; a symmetric one is two; clogging a
+  /// node is a hold of its sends to everyone. Holds may overlap; each
+  /// send takes the latest end among the holds that match it.
+  void hold(std::set<std::string> from, std::set<std::string> to, std::int64_t until_ms);
+  /// Cuts (or, with `cut` false, restores) every link between an address
+  /// of `a` and one of `b`, as one partition rule; independent of
+  /// set_link's cuts (churn), so a node coming back does not heal it.
+  /// Returns the rule's id for the restore.
+  std::uint64_t partition(std::set<std::string> a, std::set<std::string> b);
+  void heal(std::uint64_t partition_id);
+  /// Bytes per second of the link between a and b, each direction on its
+  /// own (0: unlimited, the default). A send's bytes leave after the
+  /// link's earlier sends, taking size / bandwidth.
+  void set_bandwidth(const std::string& a, const std::string& b, std::uint64_t bytes_per_s);
+  /// The bandwidth of every link without its own (0: unlimited).
+  void set_default_bandwidth(std::uint64_t bytes_per_s);
+  /// One-way latency of the link between a and b (both directions).
+  void set_latency(const std::string& a, const std::string& b, std::chrono::milliseconds l);
+  /// Sends delayed by a hold so far, and sends that waited for a link's
+  /// earlier bytes (bandwidth) so far.
+  [[nodiscard]] std::uint64_t held_sends() const;
+  [[nodiscard]] std::uint64_t queued_sends() const;
+  /// Open connections (both ends counted once each).
+  [[nodiscard]] std::size_t open_ends() const;
 
   /// Bytes carried so far (both directions, all links).
   [[nodiscard]] std::uint64_t bytes_carried() const;
@@ -95,18 +131,136 @@ public:
   }
   std::chrono::milliseconds latency_;
 
+  struct hold_rule {
+    std::set<std::string> from, to; // to empty: every address
+    std::int64_t until_ms = 0;
+  };
+  struct partition_rule {
+    std::set<std::string> a, b;
+  };
+  std::vector<hold_rule> holds;
+  std::map<std::uint64_t, partition_rule> partitions;
+  std::uint64_t next_partition = 1;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> bandwidth; // unordered pair
+  std::uint64_t default_bandwidth = 0;
+  std::map<std::pair<std::string, std::string>, std::int64_t> link_free_us; // directed
+  std::map<std::pair<std::string, std::string>, std::chrono::milliseconds> latencies; // unordered
+  std::uint64_t held_count = 0;
+  std::uint64_t queued_count = 0;
+
   [[nodiscard]] bool link_up(const std::string& a, const std::string& b) const {
-    return cut.count({std::min(a, b), std::max(a, b)}) == 0;
+    if (cut.count({std::min(a, b), std::max(a, b)}) != 0)
+      return false;
+    for (const auto& [id, p] : partitions)
+      if ((p.a.count(a) && p.b.count(b)) || (p.a.count(b) && p.b.count(a)))
+        return false;
+    return true;
   }
-  /// Closes every open connection matching pred; returns (owner, conn, reason) to notify.
+  [[nodiscard]] std::chrono::milliseconds latency_of(const std::string& a, const std::string& b) const {
+    if (latencies.empty())
+      return latency_;
+    auto it = latencies.find({std::min(a, b), std::max(a, b)});
+    return it == latencies.end() ? latency_ : it->second;
+  }
+  /// The end of the latest hold on sends from `from` to `to` that is still
+  /// running at `now_ms`, or `now_ms` when none is. Drops ended holds.
+  std::int64_t held_until(const std::string& from, const std::string& to, std::int64_t now_ms) {
+    std::int64_t until = now_ms;
+    for (const auto& h : holds)
+      if (h.until_ms > until && h.from.count(from) && (h.to.empty() || h.to.count(to)))
+        until = h.until_ms;
+    return until;
+  }
+  void drop_ended_holds(std::int64_t now_ms) {
+    holds.erase(std::remove_if(holds.begin(), holds.end(),
+                               [&](const hold_rule& h) { return h.until_ms <= now_ms; }),
+                holds.end());
+  }
+  /// When a send of `size` bytes made at `now_ms` (after holds: `leave_ms`)
+  /// has left the sender, in microseconds, given the link's bandwidth;
+  /// updates the link's queue.
+  std::int64_t leave_us(const std::string& from, const std::string& to, std::int64_t leave_ms,
+                        std::size_t size) {
+    std::uint64_t bw = default_bandwidth;
+    if (!bandwidth.empty())
+      if (auto it = bandwidth.find({std::min(from, to), std::max(from, to)}); it != bandwidth.end())
+        bw = it->second;
+    std::int64_t t = leave_ms * 1000;
+    if (bw == 0)
+      return t;
+    auto& free = link_free_us[{from, to}];
+    if (free > t) {
+      t = free;
+      ++queued_count;
+    }
+    t += static_cast<std::int64_t>((static_cast<double>(size) * 1e6) / static_cast<double>(bw));
+    free = t;
+    return t;
+  }
+  /// Open ends by their local address: closing a node's or a link's
+  /// connections looks at those only, not at every connection ever made.
+  std::map<std::string, std::set<conn_id>> open_by_address;
+  void opened_end(conn_id id, const end& e) { open_by_address[e.local].insert(id); }
+  void close_end(conn_id id, end& e) {
+    e.open = false;
+    if (auto it = open_by_address.find(e.local); it != open_by_address.end()) {
+      it->second.erase(id);
+      if (it->second.empty())
+        open_by_address.erase(it);
+    }
+  }
+  /// Drops a connection's two ends once both are closed and hold nothing,
+  /// so the table holds open connections only (a closed id is unknown).
+  void forget(conn_id id) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second.open || !it->second.held.empty())
+      return;
+    auto other = conns.find(it->second.peer_end);
+    if (other != conns.end()) {
+      if (other->second.open || !other->second.held.empty())
+        return;
+      conns.erase(other);
+    }
+    conns.erase(it);
+  }
+  /// Closes every open connection matching pred, in id order; returns
+  /// (owner, conn) to notify.
   template <class Pred>
   std::vector<std::pair<caf::actor, conn_id>> close_where(Pred pred) {
-    std::vector<std::pair<caf::actor, conn_id>> out;
+    std::vector<conn_id> ids;
     for (auto& [id, e] : conns)
-      if (e.open && pred(e)) {
-        e.open = false;
-        out.emplace_back(e.owner, id);
-      }
+      if (e.open && pred(e))
+        ids.push_back(id);
+    return close_ids(ids);
+  }
+  /// The same, looking only at the connections of these addresses.
+  template <class Pred>
+  std::vector<std::pair<caf::actor, conn_id>> close_where_at(std::initializer_list<std::string> at,
+                                                             Pred pred) {
+    std::vector<conn_id> ids;
+    for (const auto& a : at)
+      if (auto it = open_by_address.find(a); it != open_by_address.end())
+        for (auto id : it->second) {
+          auto& e = conns.at(id);
+          if (pred(e))
+            ids.push_back(id);
+          auto other = conns.find(e.peer_end);
+          if (other != conns.end() && other->second.open && pred(other->second))
+            ids.push_back(other->first);
+        }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    return close_ids(ids);
+  }
+  std::vector<std::pair<caf::actor, conn_id>> close_ids(const std::vector<conn_id>& ids) {
+    std::vector<std::pair<caf::actor, conn_id>> out;
+    for (auto id : ids) {
+      auto& e = conns.at(id);
+      close_end(id, e);
+      out.emplace_back(e.owner, id);
+    }
+    for (auto id : ids)
+      forget(id);
     return out;
   }
 };

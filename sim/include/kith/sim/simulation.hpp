@@ -6,30 +6,98 @@
 // One seed drives every random choice; the same seed and build give the
 // same trace hash. docs/simulation.md describes scenarios and outputs.
 //
-// This is the first slice of issue 6: a feed workload, on/off churn with
-// exponential or Weibull session and downtime lengths, convergence
-// checking (and checks for resurrected deletes and lost posts), jitter and
-// connection resets, crash-restart without store loss, and a JSON summary.
-// Clogging, one-way partitions, store loss, trace replay, the key-value
-// workload, CSV series and plots are not built yet.
+// Built: a feed workload and a key-value workload over a shared topic;
+// on/off churn with exponential or Weibull session and downtime lengths,
+// a join rate, permanent departures, crash-restart with and without loss
+// of the store, and replay of a churn trace file; network faults (jitter,
+// connection resets, one-way and symmetric partitions, clogging of nodes
+// and links, per-link latency and bandwidth); checkers for convergence,
+// resurrected deletes and lost concurrent writes (against a naive model);
+// a JSON summary and a CSV time series.
 
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace kith::sim {
 
+/// A node of a fault or link: its index, or the relay.
+struct node_ref {
+  static constexpr std::int64_t relay = -1;
+  std::int64_t index = 0;
+  friend bool operator==(const node_ref& a, const node_ref& b) { return a.index == b.index; }
+};
+
+/// One line of a churn trace: at `at_s`, `node` does `what`.
+struct trace_event {
+  enum class kind { up, down, crash, lose, leave, join } what = kind::up;
+  double at_s = 0;
+  std::uint32_t node = 0;
+};
+
+/// Reads a churn trace: one event per line, `<time_s> <node> <event>`,
+/// events up, down, crash, lose, leave, join; `#` starts a comment.
+/// Errors name the line.
+[[nodiscard]] std::optional<std::vector<trace_event>> parse_churn_trace(const std::string& text,
+                                                                        std::string& error);
+
 struct churn_model {
-  enum class kind { none, exponential, weibull } model = kind::none;
+  enum class kind { none, exponential, weibull, trace } model = kind::none;
   double mean_up_s = 600;   // mean session length
   double mean_down_s = 120; // mean downtime
   double shape = 0.5;       // Weibull shape k (measured P2P traces: ~0.3-0.8)
   /// Share of down periods that are process crashes (the node's actors
   /// stop and restart from its store) rather than network departures.
   double crash_fraction = 0;
+  /// Share of crashes that also lose the store: the node restarts with an
+  /// empty store and a new replica id (same identity key).
+  double lose_store_fraction = 0;
+  /// Share of down periods that never end (permanent departures).
+  double depart_fraction = 0;
+  /// Share of nodes (never node 0) that start offline and join later, one
+  /// at a time, as a Poisson process of `join_rate_per_s` joins a second.
+  double join_fraction = 0;
+  double join_rate_per_s = 0.1;
+  /// model = trace: the file (as written in the scenario) and its events.
+  std::string trace_file;
+  std::vector<trace_event> trace;
+};
+
+/// A timed network fault ([[fault]] in a scenario).
+struct fault {
+  /// partition: groups cut off from each other (hold or cut); oneway: sends
+  /// from `a` to `b` held while b to a works; clog: sends of nodes `a` (to
+  /// anyone) or of `links` (both directions) held.
+  enum class kind { partition, oneway, clog } what = kind::partition;
+  double start_s = 0;
+  double duration_s = 10;
+  bool cut = false; // partition only: close connections instead of holding bytes
+  std::vector<std::vector<node_ref>> groups; // partition: two or more
+  std::vector<node_ref> a, b;               // oneway: from, to (b empty: everyone); clog: nodes
+  std::vector<std::pair<node_ref, node_ref>> links; // clog
+};
+
+/// Per-link settings ([[link]] in a scenario).
+struct link_setting {
+  node_ref a, b;
+  std::optional<std::uint32_t> latency_ms;
+  std::optional<std::uint64_t> bandwidth_bytes_s;
+};
+
+/// The key-value workload: writers of one shared topic read, update and
+/// delete `keys` keys.
+struct kv_workload {
+  std::uint32_t keys = 20;
+  std::uint32_t writers = 5;     // nodes 0..writers-1 write the shared topic
+  double zipf_s = 0;             // key choice: Zipf with this exponent (0: uniform)
+  double read_fraction = 0.2;    // share of operations that are reads
+  double delete_fraction = 0.1;  // share that delete the key
+  double op_interval_s = 10;     // mean time between operations of one writer
 };
 
 struct scenario {
@@ -38,29 +106,82 @@ struct scenario {
   bool relay = true;              // nodes find each other through one relay
   std::uint32_t follows = 3;      // each node follows this many others (random)
   double duration_s = 120;        // workload and churn run this long
+  enum class workload_kind { feed, kv } workload = workload_kind::feed;
   double post_interval_s = 10;    // mean time between posts of one node (exponential)
   double zipf_s = 1.0;            // authors chosen by Zipf with this exponent (0: uniform)
   double delete_fraction = 0;     // share of workload events that delete one of the author's posts
+  kv_workload kv{};
   churn_model churn{};
   std::uint32_t anti_entropy_s = 10;
   std::uint32_t latency_ms = 20;
   std::uint32_t jitter_ms = 0;     // extra delay, uniform in [0, jitter) per send
   double reset_probability = 0;    // per send: the connection is reset instead
+  std::uint64_t bandwidth_bytes_s = 0; // every link, each direction (0: unlimited)
+  std::vector<link_setting> links;
+  std::vector<fault> faults;
   double settle_limit_s = 600;    // after the workload: time allowed to converge
 };
 
-/// Reads a scenario from TOML text; errors name the key.
+/// Reads a scenario from TOML text; errors name the key. A trace file is
+/// not read here (scenario.churn.trace_file; the caller loads it).
 [[nodiscard]] std::optional<scenario> parse_scenario(const std::string& toml_text,
                                                      std::string& error);
+
+/// Checks what depends on several keys (node numbers against `nodes`, a
+/// trace model with its events); nullopt when the scenario can run.
+[[nodiscard]] std::optional<std::string> check_scenario(const scenario& s);
+
+/// One write or delete of a key in the key-value workload, as the naive
+/// model sees it.
+struct kv_record {
+  std::string value;              // unique per write; empty: a delete
+  std::vector<std::string> read;  // the values the writer held: what it replaces
+  bool writer_lost_it = false;    // its writer later lost its store or left for good
+  std::size_t writer = 0;
+};
+
+/// What the naive model finds for one key. A value is dead once a later
+/// record read it; every other written value must be at every replica.
+struct kv_verdict {
+  std::uint64_t live = 0;                // written, not replaced, present everywhere
+  std::uint64_t lost = 0;                // not replaced, missing at some replica
+  std::uint64_t lost_with_store = 0;     // missing everywhere; its writer lost it
+  std::uint64_t undetermined = 0;        // replaced only by records that may have died with a store
+  std::uint64_t resurrected_deletes = 0; // deleted, yet present somewhere
+  std::uint64_t overwritten_present = 0; // overwritten, yet present somewhere
+  std::uint64_t unknown = 0;             // present, never written
+  bool replicas_agree = true;
+  std::vector<std::string> lost_values;
+  [[nodiscard]] bool ok() const {
+    return lost == 0 && resurrected_deletes == 0 && overwritten_present == 0 && unknown == 0 &&
+           replicas_agree;
+  }
+};
+
+/// Checks one key's replicas (their value sets, after convergence) against
+/// the log of its writes and deletes in the order they were made.
+[[nodiscard]] kv_verdict check_kv_key(const std::vector<kv_record>& log,
+                                      const std::vector<std::set<std::string>>& replicas);
 
 struct summary {
   nlohmann::json json; // seed, trace hash, figures (docs/simulation.md)
   bool converged = false;
+  std::string series_csv; // with run_options::sample_s > 0: one row per sample
 };
 
-/// Runs the scenario. `progress` (may be empty) is called about every
-/// simulated 10% with a line of text.
+struct run_options {
+  /// Virtual seconds between rows of the CSV time series (0: none). Each
+  /// row reads every node's store: it costs about one convergence check.
+  double sample_s = 0;
+  /// Wall seconds between progress lines (0: none).
+  double progress_wall_s = 2;
+};
+
+/// Runs the scenario (check_scenario must have passed: a bad scenario
+/// throws std::invalid_argument). `progress` (may be empty) gets a line
+/// of text every few wall seconds.
 [[nodiscard]] summary run(const scenario& s,
-                          const std::function<void(const std::string&)>& progress = {});
+                          const std::function<void(const std::string&)>& progress = {},
+                          const run_options& options = {});
 
 } // namespace kith::sim

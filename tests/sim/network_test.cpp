@@ -1,0 +1,203 @@
+// actors::sim_network's fault model on CAF's testing scheduler: holds
+// (one-way partitions, clogging), bandwidth queues and partition cuts, seen
+// by recorder actors at the two ends of a connection.
+
+#include "kith/actors/node.hpp"
+#include "kith/actors/sim_network.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/send.hpp>
+
+#include <catch2/catch.hpp>
+
+using namespace kith::actors;
+using namespace std::chrono;
+
+namespace {
+
+struct seen {
+  std::int64_t at_ms;
+  std::string what; // opened, bytes, closed, dialfail
+  conn_id c;
+  std::string data;
+};
+
+caf::behavior recorder(caf::event_based_actor* self, std::shared_ptr<std::vector<seen>> log) {
+  auto now = [self] { return static_cast<std::int64_t>(clock_ms(self->clock().now())); };
+  return {
+      [=](opened_atom, conn_id c, const std::string& addr, bool, std::uint64_t) {
+        log->push_back({now(), "opened", c, addr});
+      },
+      [=](bytes_atom, conn_id c, const std::string& b) { log->push_back({now(), "bytes", c, b}); },
+      [=](closed_atom, conn_id c, const std::string& r) { log->push_back({now(), "closed", c, r}); },
+      [=](dialfail_atom, std::uint64_t, const std::string& r) {
+        log->push_back({now(), "dialfail", 0, r});
+      },
+  };
+}
+
+/// Two addresses, "a" and "b", each with a transport and a recorder.
+struct pair_world {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  std::shared_ptr<sim_network> net = std::make_shared<sim_network>(milliseconds(10));
+  transport_actor ta, tb;
+  caf::actor ra, rb;
+  std::shared_ptr<std::vector<seen>> la = std::make_shared<std::vector<seen>>();
+  std::shared_ptr<std::vector<seen>> lb = std::make_shared<std::vector<seen>>();
+
+  pair_world() {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    // CAF's test clock starts 1 ns after its epoch: start at 0 ms sharp so
+    // the expected arrival times below are whole milliseconds.
+    sched->clock().current_time = caf::actor_clock::time_point{};
+    ta = net->make_transport(*sys, "a");
+    tb = net->make_transport(*sys, "b");
+    ra = sys->spawn(recorder, la);
+    rb = sys->spawn(recorder, lb);
+    net->listen("a", ra);
+    net->listen("b", rb);
+  }
+  ~pair_world() {
+    // A testing actor system waits for its actors at destruction: end them.
+    for (const auto& a : {ra, rb, caf::actor_cast<caf::actor>(ta), caf::actor_cast<caf::actor>(tb)})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    sched->run();
+  }
+
+  std::int64_t now() const {
+    return duration_cast<milliseconds>(sched->clock().now().time_since_epoch()).count();
+  }
+  /// Steps to each timer up to t_ms, in order.
+  void advance_to(std::int64_t t_ms) {
+    auto& clk = sched->clock();
+    const auto target = caf::actor_clock::time_point{milliseconds(t_ms)};
+    for (;;) {
+      sched->run();
+      if (clk.schedule().empty() || clk.schedule().begin()->first > target) {
+        if (clk.current_time < target)
+          clk.current_time = target;
+        sched->run();
+        return;
+      }
+      clk.trigger_timeout();
+    }
+  }
+  /// a dials b; returns (a's connection, b's connection).
+  std::pair<conn_id, conn_id> connect() {
+    caf::anon_send(ta, dial_atom::value, std::string("b"), ra, std::uint64_t{1});
+    advance_to(now() + 10);
+    REQUIRE(!la->empty());
+    REQUIRE(!lb->empty());
+    REQUIRE(la->back().what == "opened");
+    REQUIRE(lb->back().what == "opened");
+    return {la->back().c, lb->back().c};
+  }
+  static std::vector<seen> of(const std::vector<seen>& log, const std::string& what) {
+    std::vector<seen> out;
+    for (const auto& s : log)
+      if (s.what == what)
+        out.push_back(s);
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE("a one-way hold delays a's bytes to b until it ends, in order, while b's bytes reach a",
+          "[sim][network]") {
+  pair_world w;
+  auto [ca, cb] = w.connect();
+  REQUIRE(w.now() == 10);
+  w.net->hold({"a"}, {"b"}, 500);
+  caf::anon_send(w.ta, send_atom::value, ca, std::string("a1"));
+  caf::anon_send(w.ta, send_atom::value, ca, std::string("a2"));
+  caf::anon_send(w.tb, send_atom::value, cb, std::string("b1"));
+  w.advance_to(400);
+  CHECK(pair_world::of(*w.lb, "bytes").empty()); // still held
+  auto at_a = pair_world::of(*w.la, "bytes");
+  REQUIRE(at_a.size() == 1);
+  CHECK(at_a[0].data == "b1");
+  CHECK(at_a[0].at_ms == 20); // b -> a is not held
+  w.advance_to(1000);
+  auto at_b = pair_world::of(*w.lb, "bytes");
+  REQUIRE(at_b.size() == 2);
+  CHECK(at_b[0].data == "a1");
+  CHECK(at_b[1].data == "a2");
+  CHECK(at_b[0].at_ms == 510); // leaves when the hold ends, then the latency
+  CHECK(at_b[1].at_ms == 510);
+  CHECK(w.net->held_sends() == 2);
+  // After the hold: the latency only.
+  caf::anon_send(w.ta, send_atom::value, ca, std::string("a3"));
+  w.advance_to(1100);
+  at_b = pair_world::of(*w.lb, "bytes");
+  REQUIRE(at_b.size() == 3);
+  CHECK(at_b[2].at_ms == 1010);
+}
+
+TEST_CASE("a dial across a hold completes only after the hold; clogging a node holds all its sends",
+          "[sim][network]") {
+  pair_world w;
+  w.net->hold({"b"}, {}, 300); // b is clogged: even a's handshake waits for b's answer
+  caf::anon_send(w.ta, dial_atom::value, std::string("b"), w.ra, std::uint64_t{1});
+  w.advance_to(200);
+  CHECK(pair_world::of(*w.la, "opened").empty());
+  w.advance_to(400);
+  auto opened = pair_world::of(*w.la, "opened");
+  REQUIRE(opened.size() == 1);
+  CHECK(opened[0].at_ms == 310);
+}
+
+TEST_CASE("a link's bandwidth queues its sends one behind the other, each direction on its own",
+          "[sim][network]") {
+  pair_world w;
+  auto [ca, cb] = w.connect();
+  w.net->set_default_bandwidth(1000); // bytes per second
+  caf::anon_send(w.ta, send_atom::value, ca, std::string(500, 'x'));
+  caf::anon_send(w.ta, send_atom::value, ca, std::string(500, 'y'));
+  caf::anon_send(w.tb, send_atom::value, cb, std::string(100, 'z'));
+  w.advance_to(2000);
+  auto at_b = pair_world::of(*w.lb, "bytes");
+  REQUIRE(at_b.size() == 2);
+  CHECK(at_b[0].at_ms == 10 + 500 + 10);  // 500 bytes at 1000 B/s, then the latency
+  CHECK(at_b[1].at_ms == 10 + 1000 + 10); // behind the first
+  auto at_a = pair_world::of(*w.la, "bytes");
+  REQUIRE(at_a.size() == 1);
+  CHECK(at_a[0].at_ms == 10 + 100 + 10); // the other direction does not wait
+  CHECK(w.net->queued_sends() == 1);
+}
+
+TEST_CASE("a partition cut closes the link's connections and refuses dials until healed; "
+          "restoring the link (churn) does not heal it",
+          "[sim][network]") {
+  pair_world w;
+  w.connect();
+  const auto id = w.net->partition({"a"}, {"b"});
+  w.advance_to(w.now() + 5);
+  CHECK(pair_world::of(*w.la, "closed").size() == 1);
+  CHECK(pair_world::of(*w.lb, "closed").size() == 1);
+  w.net->set_link("a", "b", true);
+  caf::anon_send(w.ta, dial_atom::value, std::string("b"), w.ra, std::uint64_t{2});
+  w.advance_to(w.now() + 20);
+  CHECK(pair_world::of(*w.la, "dialfail").size() == 1);
+  w.net->heal(id);
+  caf::anon_send(w.ta, dial_atom::value, std::string("b"), w.ra, std::uint64_t{3});
+  w.advance_to(w.now() + 20);
+  CHECK(pair_world::of(*w.la, "opened").size() == 2);
+}
+
+TEST_CASE("a per-link latency replaces the default on that link only", "[sim][network]") {
+  pair_world w;
+  w.net->set_latency("a", "b", milliseconds(70));
+  caf::anon_send(w.ta, dial_atom::value, std::string("b"), w.ra, std::uint64_t{1});
+  w.advance_to(100);
+  auto opened = pair_world::of(*w.la, "opened");
+  REQUIRE(opened.size() == 1);
+  CHECK(opened[0].at_ms == 70);
+}
