@@ -253,12 +253,13 @@ struct model {
     auto i = keys.find(k);
     return i == keys.end() ? std::nullopt : std::optional<cell>(i->second);
   }
-  /// Index rows the live posts must have: one by author, one per hashtag.
+  /// Index rows the live posts must have: one by author, and two per
+  /// hashtag (by tag, and by time for trending).
   [[nodiscard]] std::size_t index_rows() const {
     std::size_t rows = 0;
     for (const auto& [k, c] : keys)
       if (k.compare(k.find('\0') + 1, std::string::npos, "text") == 0)
-        rows += 1 + storage::hashtags(c.value.substr(1, c.value.size() - 2)).size();
+        rows += 1 + 2 * storage::hashtags(c.value.substr(1, c.value.size() - 2)).size();
     return rows;
   }
 };
