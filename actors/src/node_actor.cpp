@@ -153,6 +153,10 @@ struct node_state {
   std::map<std::string, std::set<protocol::public_key>> co_followers;
   std::map<std::string, std::set<protocol::public_key>> pulling_from;
   std::uint64_t next_co_check_ms = 0;
+  /// Started with an empty own feed (a new store for an old identity, e.g.
+  /// after losing a device): the feed is fetched back from followers met
+  /// at its rendezvous.
+  bool restore_own_feed = false;
   static inline const char* name = "kith.node";
 };
 
@@ -388,10 +392,32 @@ void join_feed_rendezvous(node_pointer self, const protocol::public_key& author)
     self->send(st.env->relays_handle, meet_atom::value, feed);
 }
 
+/// Pulls `feed` from up to max_pull_from_co_followers of its co-followers.
+void pull_feed_from_co_followers(node_pointer self, const std::string& feed, const char* why) {
+  auto& st = self->state;
+  auto& pulling = st.pulling_from[feed];
+  for (const auto& pk : st.co_followers[feed]) {
+    if (pulling.size() >= max_pull_from_co_followers)
+      break;
+    if (!pulling.insert(pk).second)
+      continue;
+    st.env->logf(log_level::info, "feed " + feed.substr(0, 17) + "…: " + why +
+                                      "; pulling it from co-follower " +
+                                      protocol::to_text(pk).substr(0, 12));
+    auto p = ensure_peer(self, pk, false, {});
+    self->send(p, meet_atom::value);
+    self->send(p, pull_atom::value, feed);
+  }
+}
+
 /// For each followed author whose peer actor is not connected, pulls the
-/// author's feed from up to max_pull_from_co_followers co-followers.
+/// author's feed from up to max_pull_from_co_followers co-followers (and
+/// our own feed from its followers when restoring it).
 void pull_from_co_followers(node_pointer self) {
   auto& st = self->state;
+  if (st.restore_own_feed)
+    pull_feed_from_co_followers(self, st.env->store->feed_topic_id(),
+                                "this node's own feed is being restored");
   for (const auto& [author, addr] : st.follows) {
     const auto feed = protocol::feed_topic(author).id;
     auto cf = st.co_followers.find(feed);
@@ -401,22 +427,8 @@ void pull_from_co_followers(node_pointer self) {
       continue;
     self->request(pit->second, std::chrono::seconds(5), status_atom::value)
         .then([self, feed](const peer_info& info) {
-          auto& st = self->state;
-          if (info.state == "connected")
-            return;
-          auto& pulling = st.pulling_from[feed];
-          for (const auto& pk : st.co_followers[feed]) {
-            if (pulling.size() >= max_pull_from_co_followers)
-              break;
-            if (!pulling.insert(pk).second)
-              continue;
-            st.env->logf(log_level::info, "feed " + feed.substr(0, 17) +
-                                              "…: author out of reach; pulling it from co-follower " +
-                                              protocol::to_text(pk).substr(0, 12));
-            auto p = ensure_peer(self, pk, false, {});
-            self->send(p, meet_atom::value);
-            self->send(p, pull_atom::value, feed);
-          }
+          if (info.state != "connected")
+            pull_feed_from_co_followers(self, feed, "author out of reach");
         });
   }
 }
@@ -1007,6 +1019,12 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
       aggregator_peer(self, pk);
   for (const auto& [pk, addr] : st.follows)
     join_feed_rendezvous(self, pk);
+  if (st.env->restore_own_feed && st.env->relays_handle) {
+    st.restore_own_feed = true;
+    st.env->logf(log_level::info,
+                 "a new store for an existing identity: asking its followers for its own feed");
+    join_feed_rendezvous(self, st.env->self.pub());
+  }
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto it = st.peer_by_addr.find(dm.source);
@@ -1034,10 +1052,11 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
                                                       st.env->settings.channel);
         st.handshaking.emplace(c, pending_conn{std::move(ch), addr});
       },
-      [self](bytes_atom, conn_id c, const std::string& bytes) {
+      [self](bytes_atom, conn_id c, std::string& bytes) {
         auto& st = self->state;
         if (auto r = st.routed.find(c); r != st.routed.end()) {
-          self->send(r->second, bytes_atom::value, c, bytes);
+          // Moved, not copied: under a flood every chunk passes here.
+          self->send(r->second, bytes_atom::value, c, std::move(bytes));
           return;
         }
         auto it = st.handshaking.find(c);
@@ -1134,6 +1153,8 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           if (pk != st.env->self.pub() && protocol::feed_topic(pk).id != topic &&
               cf.size() < max_co_followers)
             cf.insert(pk);
+          if (st.restore_own_feed && topic == st.env->store->feed_topic_id())
+            pull_from_co_followers(self);
           return;
         }
         // A writer of a shared topic we hold: keep a connection to it. Others
@@ -1149,7 +1170,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
       [self](tick_atom) {
         auto& st = self->state;
         const auto now = clock_ms(self->clock().now());
-        if (!st.co_followers.empty() && now >= st.next_co_check_ms) {
+        if ((!st.co_followers.empty() || st.restore_own_feed) && now >= st.next_co_check_ms) {
           st.next_co_check_ms = now + co_check_period_ms;
           pull_from_co_followers(self);
         }

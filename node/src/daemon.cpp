@@ -298,6 +298,10 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
   }
   storage::store_options so;
   so.sync = cfg.sync_writes;
+  // `kith init` makes the identity and the store together: a missing store
+  // beside an existing identity was lost, and the node asks its followers
+  // for its feed.
+  const bool store_was_lost = !fs::exists(home.store_dir());
   auto st = storage::store::open(home.store_dir(), *id, true, so);
   // A client command that opened the store directly (no daemon answered)
   // holds it for a moment: wait for it rather than fail.
@@ -328,6 +332,11 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
   env->relays = cfg.relays;
   env->announce = cfg.announce;
   env->directory = cfg.directory;
+  env->restore_own_feed = store_was_lost;
+  if (store_was_lost)
+    logger->warn("no store in {}: starting a new one for this identity; its feed will be fetched "
+                 "back from followers met through the relays",
+                 home.store_dir());
   env->aggregate = cfg.aggregate;
   env->aggregate_max_follows = cfg.aggregate_max_follows;
   for (const auto& a : cfg.aggregators) {

@@ -221,6 +221,7 @@ public:
     auto& n = nodes_[i];
     ++n.store_losses;
     n.env->store = make_store(i, n.store_losses);
+    n.env->restore_own_feed = true;
     n.refollow = true;
   }
   void restart(std::size_t i) {

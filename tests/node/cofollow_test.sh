@@ -3,6 +3,7 @@
 # feed. When the author is offline, a new follower pulls the author's feed
 # from another follower (verified against the author's signatures, like
 # any data), and gets the author's later posts once the author is back.
+# An author that lost its store gets its feed back from its followers.
 set -u
 kith="$1"
 relay="$2"
@@ -39,6 +40,16 @@ grep -q "pulling it from co-follower" "$root/gus.log" || fail "gus's log says wh
 run_node xen
 k xen post "xen's third, back online" >/dev/null
 wait_for "gus gets xen's new post once xen is back" 30 has gus "$xen" 3
+
+# Xen loses its store (same identity key, new replica): its followers give
+# its feed back.
+stop xen
+rm -rf "$root/xen/store"
+run_node xen
+wait_for "xen gets its own posts back from its followers" 30 has xen "$xen" 3
+grep -q "asking its followers for its own feed" "$root/xen.log" || fail "xen's log says it restores its feed"
+k xen post "xen's fourth, after the restore" >/dev/null
+wait_for "followers get xen's post from its new replica" 30 has gus "$xen" 4
 
 if [ "$fails" = 0 ]; then echo "co-follower test: all checks passed"; fi
 [ "$fails" = 0 ]

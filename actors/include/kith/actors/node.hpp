@@ -96,6 +96,10 @@ struct node_env {
   /// Aggregators this node asks for mentions, replies and threads beyond
   /// whom it follows; their answers are verified item by item.
   std::vector<protocol::public_key> aggregators;
+  /// The store was created anew for an identity that already had one (a
+  /// lost device or data directory): the node fetches its own feed back
+  /// from its followers, met at the feed's rendezvous at the relays.
+  bool restore_own_feed = false;
   /// Tests only: alters answers this node gives to queries (to show that
   /// askers refuse tampered items). Never set by the daemon.
   std::function<void(protocol::query_result_msg&)> tamper_answers;
