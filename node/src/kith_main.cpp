@@ -12,6 +12,7 @@
 #include "kith/storage/documents.hpp"
 
 #include <CLI/CLI.hpp>
+#include <malloc.h>
 
 #include <chrono>
 #include <fstream>
@@ -150,6 +151,10 @@ int need_daemon() {
 } // namespace
 
 int main(int argc, char** argv) {
+  // glibc gives each thread that allocates its own arena and keeps freed
+  // memory per arena: under a flood that is most of the daemon's RSS
+  // (docs/security.md). Two arenas are plenty for its few threads.
+  mallopt(M_ARENA_MAX, 2);
   CLI::App app{"kith: your own node of a peer-to-peer social network"};
   app.require_subcommand(1);
   std::string home = node::data_dir::default_path();
