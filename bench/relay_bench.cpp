@@ -45,6 +45,7 @@
 #include "support/checks.hpp"
 #include "support/json_line.hpp"
 #include "support/proc.hpp"
+#include "support/process.hpp"
 #include "kith/protocol/channel.hpp"
 #include "kith/protocol/crypto.hpp"
 #include "kith/relay/client.hpp"
@@ -362,30 +363,7 @@ std::optional<fd_limits> raise_fd_limit(std::uint64_t need) {
 
 // --- the relay process ---------------------------------------------------------------
 
-class run_dir {
-public:
-  run_dir(const std::string& parent, bool keep) : keep_(keep) {
-    const fs::path base = parent.empty() ? fs::temp_directory_path() : fs::path(parent);
-    path_ = base / ("kith-bench-relay-" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~run_dir() {
-    if (keep_) {
-      std::cerr << "kept " << path_.string() << '\n';
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  run_dir(const run_dir&) = delete;
-  run_dir& operator=(const run_dir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
-private:
-  fs::path path_;
-  bool keep_;
-};
+using run_dir = kith::test::scratch_dir;
 
 /// `kith-relay run` on 127.0.0.1 (any free ports), output in relay.log.
 /// Killed (SIGKILL) if this program dies or forgets to stop it.
@@ -1709,7 +1687,7 @@ int main(int argc, char** argv) {
   std::cerr << "  load average (1 min) " << fmt("%.2f", load_start) << " on "
             << std::thread::hardware_concurrency() << " CPUs\n";
 
-  run_dir root(opt.dir, opt.keep);
+  run_dir root(opt.dir, "kith-bench-relay", opt.keep);
   std::ofstream(root.path() / "relay.toml") << relay_toml(opt);
   relay_proc relay(opt.relay, root.path(), opt.relay_log_level);
   if (!relay.wait_ready(15)) {

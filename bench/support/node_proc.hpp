@@ -7,6 +7,7 @@
 
 #include "checks.hpp"
 #include "proc.hpp"
+#include "support/process.hpp"
 #include "kith/node/api_client.hpp"
 #include "kith/node/data_dir.hpp"
 #include "kith/protocol/crypto.hpp"
@@ -49,24 +50,12 @@ inline std::uint64_t rss_kib(pid_t pid) { return status_kib(pid, "VmRSS"); }
 inline double mib(std::uint64_t kib) { return static_cast<double>(kib) / 1024.0; }
 
 /// Starts argv[0] with stdout and stderr appended to log (stdin from
-/// /dev/null). Returns the pid, or -1.
+/// /dev/null). Returns the pid, or -1 (said on stderr).
 inline pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args)
-    argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    std::cerr << "cannot start " << args[0] << ": " << std::strerror(rc) << '\n';
-    return -1;
-  }
+  std::string why;
+  const pid_t pid = test::spawn_logged(args, log, &why);
+  if (pid < 0)
+    std::cerr << why << '\n';
   return pid;
 }
 
@@ -273,32 +262,9 @@ private:
   double ready_s_ = 0;
 };
 
-/// The run's directory; removed at scope exit unless kept.
-class run_dir {
-public:
-  /// <parent or the system temp dir>/<prefix>-<pid>.
-  run_dir(const std::string& parent, const std::string& prefix, bool keep) : keep_(keep) {
-    const fs::path base = parent.empty() ? fs::temp_directory_path() : fs::path(parent);
-    path_ = base / (prefix + "-" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~run_dir() {
-    if (keep_) {
-      std::cerr << "kept " << path_.string() << '\n';
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  run_dir(const run_dir&) = delete;
-  run_dir& operator=(const run_dir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
-private:
-  fs::path path_;
-  bool keep_;
-};
+/// The run's directory (<parent or temp>/<prefix>-<pid>); removed at
+/// scope exit unless kept.
+using run_dir = kith::test::scratch_dir;
 
 // --- documents like a user's ---------------------------------------------------------------
 

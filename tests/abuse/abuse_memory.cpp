@@ -21,6 +21,7 @@
 // --quick (the default) is the ctest entry; --full is the long run
 // documented in docs/security.md.
 
+#include "support/process.hpp"
 #include "kith/protocol/channel.hpp"
 #include "kith/protocol/crypto.hpp"
 #include "kith/protocol/messages.hpp"
@@ -98,17 +99,7 @@ bool eventually(const std::function<bool()>& ok, std::chrono::milliseconds limit
 class child {
 public:
   child(const std::vector<std::string>& args, const std::string& log_path) : log_(log_path) {
-    std::vector<char*> argv;
-    for (const auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    if (::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0)
-      pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
+    pid_ = test::spawn_logged(args, log_path);
   }
   ~child() { stop(); }
   child(const child&) = delete;

@@ -5,6 +5,7 @@
 // for HTTP, raw bytes and a relay_client. Everything has a deadline, so a
 // broken relay fails a test instead of hanging it.
 
+#include "support/process.hpp"
 #include "kith/protocol/crypto.hpp"
 #include "kith/relay/client.hpp"
 
@@ -93,17 +94,10 @@ struct exit_status {
 class process {
 public:
   process(const std::vector<std::string>& args, const std::string& log_path) : log_(log_path) {
-    std::vector<char*> argv;
-    for (const auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    const int rc = ::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    REQUIRE(rc == 0);
+    std::string why;
+    pid_ = test::spawn_logged(args, log_path, &why);
+    INFO(why);
+    REQUIRE(pid_ > 0);
   }
   ~process() {
     if (!status_) {
