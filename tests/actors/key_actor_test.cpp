@@ -2,17 +2,7 @@
 // testing scheduler: spawned on first use, serving the key, seeing merges
 // from a peer, stopping after the idle period, respawned from the store.
 
-#include "kith/actors/node.hpp"
-#include "kith/actors/sim_network.hpp"
-#include "kith/storage/documents.hpp"
-
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <caf/event_based_actor.hpp>
-#include <caf/scheduler/test_coordinator.hpp>
-#include <caf/send.hpp>
-
-#include <catch2/catch.hpp>
+#include "world.hpp"
 
 #include <algorithm>
 #include <deque>
@@ -25,93 +15,14 @@ using nlohmann::json;
 
 namespace {
 
-/// In-process nodes over a simulated network, virtual time.
-struct key_world {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::scheduler::test_coordinator* sched = nullptr;
-  std::shared_ptr<sim_network> net = std::make_shared<sim_network>();
-  std::uint64_t seed;
-  std::vector<std::string> log;
+/// The actor tests' world, with watchers of keys and topic shortcuts.
+struct key_world : kith::actors_test::world {
+  using world::world;
   std::vector<caf::actor> watchers;
-  std::uint64_t wall_ms = 1'700'000'000'000;
-
-  struct node {
-    std::string address;
-    std::shared_ptr<node_env> env;
-    node_actor actor;
-  };
-  std::deque<node> nodes;
-
-  explicit key_world(std::uint64_t s) : seed(s) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
-  }
 
   ~key_world() {
     for (auto& w : watchers)
       caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
-    for (auto& n : nodes)
-      caf::anon_send(n.actor, stop_atom::value);
-    sched->run();
-  }
-
-  node& add(std::size_t i) {
-    auto id = protocol::identity::from_seed(seed_for(seed, i));
-    storage::store_options o;
-    o.replica_nonce = seed * 100 + i + 1;
-    o.sync = false;
-    auto st = storage::store::open(storage::make_memory_kv(), id, o);
-    REQUIRE(st);
-    auto env = std::make_shared<node_env>(node_env{id, std::move(st.value()), {}, {}, {}});
-    env->rng = std::make_shared<entropy>(seed_for(seed, 1000 + i));
-    const std::string address = "sim:" + std::to_string(i);
-    env->transport = net->make_transport(*sys, address);
-    env->log = [this, address](log_level, const std::string& line) {
-      log.push_back(address + " " + line);
-    };
-    nodes.push_back({address, env, spawn_node(*sys, env)});
-    net->listen(address, caf::actor_cast<caf::actor>(nodes.back().actor));
-    return nodes.back();
-  }
-
-  bool run_until(const std::function<bool()>& pred,
-                 std::chrono::milliseconds limit = std::chrono::minutes(5)) {
-    const auto start = sched->clock().now();
-    for (;;) {
-      sched->run();
-      if (pred())
-        return true;
-      if (sched->clock().now() - start > limit)
-        return false;
-      if (!sched->trigger_timeout())
-        return false;
-    }
-  }
-
-  std::string log_text() const {
-    std::string s;
-    for (const auto& l : log)
-      s += l + "\n";
-    return s;
-  }
-
-  /// Sends a request from a fresh actor and runs until it is answered.
-  template <class T, class Dest, class... Ts>
-  T ask(const Dest& dest, Ts... xs) {
-    auto out = std::make_shared<std::optional<T>>();
-    sys->spawn([=](caf::event_based_actor* self, int) {
-      self->request(dest, caf::infinite, xs...).then([=](const T& r) { *out = r; });
-    }, 0);
-    run_until([&] { return out->has_value(); });
-    INFO("request did not complete; log:\n" << log_text());
-    REQUIRE(out->has_value());
-    return **out;
-  }
-
-  api_result api(node& n, const std::string& op, const json& params) {
-    return ask<api_result>(n.actor, api_atom::value, op, params.dump(), std::string{}, ++wall_ms);
   }
 
   topic_actor topic_of(node& n, const std::string& topic) {
@@ -129,8 +40,6 @@ struct key_world {
     watchers.push_back(w);
     return w;
   }
-
-  std::string id_of(node& n) { return protocol::to_text(n.env->self.pub()); }
 };
 
 std::string key_of(const std::string& subject, const std::string& predicate) {
