@@ -13,6 +13,7 @@
 // both are checked against the source afterwards. Real CAF scheduler (2
 // threads), so timings are wall-clock.
 
+#include "support/proc.hpp"
 #include "kith/actors/node.hpp"
 
 #include <caf/actor_system.hpp>
@@ -41,15 +42,7 @@ using namespace kith::actors;
 namespace {
 
 /// A field of /proc/self/status in kB (VmRSS, VmHWM), 0 if unreadable.
-std::uint64_t proc_kb(const char* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const std::size_t n = std::strlen(field);
-  while (std::getline(in, line))
-    if (line.compare(0, n, field) == 0 && line.size() > n && line[n] == ':')
-      return std::strtoull(line.c_str() + n + 1, nullptr, 10);
-  return 0;
-}
+std::uint64_t proc_kb(const char* field) { return kith::bench::status_kib(::getpid(), field); }
 
 /// Resets the peak RSS (VmHWM) to the current RSS; false if the kernel
 /// does not allow it (then peaks are since the start of the process).
@@ -61,15 +54,7 @@ bool reset_peak() {
   return static_cast<bool>(f);
 }
 
-bool parse_u64(const char* s, std::uint64_t& out) {
-  char* end = nullptr;
-  errno = 0;
-  const auto v = std::strtoull(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
-    return false;
-  out = v;
-  return true;
-}
+using kith::bench::parse_u64;
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
