@@ -28,6 +28,7 @@
 #include "support/proc.hpp"
 #include "kith/node/data_dir.hpp"
 #include "kith/protocol/crypto.hpp"
+#include "kith/storage/rocksdb_options.hpp"
 #include "kith/storage/store.hpp"
 
 #include <rocksdb/db.h>
@@ -107,20 +108,9 @@ double median(std::vector<double> v) {
 
 // --- the measuring child: a fresh process opens the store ------------------------------
 
-/// The options storage::open_rocksdb uses (storage/src/kv.cpp), so the
-/// bare open reads the same files the same way.
-rocksdb::Options store_like_options() {
-  rocksdb::Options o;
-  o.create_if_missing = false;
-  o.paranoid_checks = true;
-  o.write_buffer_size = 16 << 20;
-  o.max_background_jobs = 2;
-  o.keep_log_file_num = 3;
-  rocksdb::BlockBasedTableOptions t;
-  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
-  return o;
-}
+/// The store's own options, so the bare open reads the same files the
+/// same way.
+rocksdb::Options store_like_options() { return storage::store_rocksdb_options(false); }
 
 /// `--open-only store|rocksdb HOME INDEX`: opens HOME's store, reads
 /// document INDEX (store) or the first key (rocksdb), prints

@@ -29,6 +29,7 @@
 #include "support/proc.hpp"
 #include "kith/protocol/crypto.hpp"
 #include "kith/protocol/signed_write.hpp"
+#include "kith/storage/rocksdb_options.hpp"
 #include "kith/storage/kv.hpp"
 #include "kith/storage/store.hpp"
 
@@ -443,15 +444,7 @@ struct raw_replay {
 raw_replay replay_raw_rocksdb(const std::string& dir,
                               const std::vector<storage::kv_batch>& batches, bool sync) {
   raw_replay out;
-  rocksdb::Options o;
-  o.create_if_missing = true;
-  o.paranoid_checks = true;
-  o.write_buffer_size = 16 << 20;
-  o.max_background_jobs = 2;
-  o.keep_log_file_num = 3;
-  rocksdb::BlockBasedTableOptions t;
-  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  const rocksdb::Options o = storage::store_rocksdb_options(true);
   rocksdb::DB* raw = nullptr;
   const auto st = rocksdb::DB::Open(o, dir, &raw);
   std::unique_ptr<rocksdb::DB> db(raw);

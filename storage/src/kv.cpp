@@ -1,4 +1,5 @@
 #include "kith/storage/kv.hpp"
+#include "kith/storage/rocksdb_options.hpp"
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -182,6 +183,19 @@ private:
 
 } // namespace
 
+rocksdb::Options store_rocksdb_options(bool create) {
+  rocksdb::Options o;
+  o.create_if_missing = create;
+  o.paranoid_checks = true;
+  o.write_buffer_size = 16 << 20;
+  o.max_background_jobs = 2;
+  o.keep_log_file_num = 3;
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return o;
+}
+
 result<std::unique_ptr<kv_store>> open_rocksdb(const std::string& dir, bool create) {
   // A directory with files but no CURRENT is a truncated store, not an
   // empty place to create one: creating would bury the old files.
@@ -192,17 +206,7 @@ result<std::unique_ptr<kv_store>> open_rocksdb(const std::string& dir, bool crea
                                     " is incomplete (no CURRENT file): it was truncated or "
                                     "damaged. Restore it from a backup, or move it aside to "
                                     "start this node as a new replica."};
-  rocksdb::Options o;
-  o.create_if_missing = create;
-  o.paranoid_checks = true;
-  // A personal node: small memtables, few background threads, bloom
-  // filters so point lookups of absent keys stay cheap.
-  o.write_buffer_size = 16 << 20;
-  o.max_background_jobs = 2;
-  o.keep_log_file_num = 3;
-  rocksdb::BlockBasedTableOptions t;
-  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  const rocksdb::Options o = store_rocksdb_options(create);
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, dir, &raw);
   std::unique_ptr<rocksdb::DB> db(raw);
