@@ -12,10 +12,7 @@ relay="$2"
 root="$(mktemp -d)"
 . "$(dirname "$0")/net_lib.sh"
 
-"$relay" run --data-dir "$root/relay" --listen 127.0.0.1:0 --http 127.0.0.1:0 >>"$root/relay.log" 2>&1 &
-pids+=("$!")
-wait_for "the relay starts" 10 test -s "$root/relay/relay.addr"
-relay_at="$(cat "$root/relay/relay.addr")#$(cat "$root/relay/relay.id")"
+start_relay
 for n in agg ann sam; do k "$n" init >/dev/null 2>&1 || fail "init $n"; done
 agg="$(k agg id)"; ann="$(k ann id)"; sam="$(k sam id)"
 run_node() { # run_node <name> <extra options...>

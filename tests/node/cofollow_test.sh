@@ -10,10 +10,7 @@ relay="$2"
 root="$(mktemp -d)"
 . "$(dirname "$0")/net_lib.sh"
 
-"$relay" run --data-dir "$root/relay" --listen 127.0.0.1:0 --http 127.0.0.1:0 >>"$root/relay.log" 2>&1 &
-pids+=("$!")
-wait_for "the relay starts" 10 test -s "$root/relay/relay.addr"
-relay_at="$(cat "$root/relay/relay.addr")#$(cat "$root/relay/relay.id")"
+start_relay
 run_node() { # run_node <name>
   local n="$1"
   rm -f "$root/$n/api.addr"

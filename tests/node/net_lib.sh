@@ -45,3 +45,10 @@ wait_for() { # wait_for <description> <seconds> <command...>: until the command 
   done
 }
 has() { [ "$(count_posts "$1" "$2")" = "$3" ]; }
+start_relay() { # start_relay [listen]: runs $relay on loopback; sets pid_relay and relay_at
+  "$relay" run --data-dir "$root/relay" --listen "${1:-127.0.0.1:0}" --http 127.0.0.1:0 \
+    >>"$root/relay.log" 2>&1 &
+  pid_relay=$!; pids+=("$!")
+  wait_for "the relay starts" 10 test -s "$root/relay/relay.addr" || return 1
+  relay_at="$(cat "$root/relay/relay.addr")#$(cat "$root/relay/relay.id")"
+}

@@ -13,12 +13,6 @@ relay="$2"
 root="$(mktemp -d)"
 . "$(dirname "$0")/net_lib.sh"
 
-start_relay() { # start_relay [listen]
-  "$relay" run --data-dir "$root/relay" --listen "${1:-127.0.0.1:0}" --http 127.0.0.1:0 \
-    >>"$root/relay.log" 2>&1 &
-  pid_relay=$!; pids+=("$!")
-  wait_for "the relay starts" 10 test -s "$root/relay/relay.addr"
-}
 start_with_relay() { # start_with_relay <name> <listen>
   local n="$1"
   rm -f "$root/$n/api.addr"
