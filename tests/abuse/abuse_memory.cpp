@@ -21,6 +21,7 @@
 // --quick (the default) is the ctest entry; --full is the long run
 // documented in docs/security.md.
 
+#include "support/proc.hpp"
 #include "support/process.hpp"
 #include "kith/protocol/channel.hpp"
 #include "kith/protocol/crypto.hpp"
@@ -131,15 +132,7 @@ private:
   std::string log_;
 };
 
-/// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM); 0 if unreadable.
-std::uint64_t status_kib(pid_t pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(field + ":", 0) == 0)
-      return std::strtoull(line.c_str() + field.size() + 1, nullptr, 10);
-  return 0;
-}
+using bench::status_kib; // a field of /proc/<pid>/status in KiB
 
 /// Samples the RSS of some processes every 10 ms on its own thread and
 /// keeps the peak since the last reset.
