@@ -141,6 +141,7 @@ struct node_state {
   std::map<conn_id, pending_conn> handshaking;
   std::map<conn_id, peer_actor> routed;
   std::map<protocol::public_key, std::string> follows; // id -> address
+  std::uint64_t inbound_refused = 0;
   /// Aggregator mode: identities followed because they were met in the
   /// public directory (not follow documents).
   std::set<protocol::public_key> crawled;
@@ -1044,6 +1045,18 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
         auto& st = self->state;
         if (outbound) {
           self->send(st.env->transport_for(c), close_atom::value, c, std::string("not dialled by this actor"));
+          return;
+        }
+        // Each inbound connection may cost a resync page in flight: their
+        // number bounds the memory many sessions can take.
+        if (st.handshaking.size() + st.routed.size() >= st.env->settings.max_inbound_connections) {
+          if (st.inbound_refused++ % 100 == 0)
+            st.env->logf(log_level::warn,
+                         "refusing inbound connections from " + addr + " and others: " +
+                             std::to_string(st.env->settings.max_inbound_connections) +
+                             " are open (sync_settings::max_inbound_connections)");
+          self->send(st.env->transport_for(c), close_atom::value, c,
+                     std::string("too many connections"));
           return;
         }
         auto ch = std::make_shared<protocol::channel>(st.env->self, protocol::channel::role::responder,

@@ -433,3 +433,33 @@ TEST_CASE("a stranger's mention and reply reach a node through an aggregator, ve
   CHECK(q["error"] == "this node is not an aggregator");
   CHECK(q["posts"].empty());
 }
+
+TEST_CASE("inbound connections beyond the limit are refused while the others keep syncing",
+          "[actors][abuse]") {
+  const std::uint64_t seed = 73;
+  INFO("seed " << seed);
+  world w(seed);
+  auto& a = w.add(0);
+  a.env->settings.max_inbound_connections = 2;
+  auto& b = w.add(1);
+  auto& c = w.add(2);
+  auto& d = w.add(3);
+  w.api_json(a, "post", {{"text", "hello"}});
+  for (auto* n : {&b, &c})
+    w.api_json(*n, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1 && w.feed_size(c, w.id_of(a)) == 1; },
+                      std::chrono::seconds(20)));
+  w.api_json(d, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  w.run_until([] { return false; }, std::chrono::seconds(30));
+  CHECK(w.feed_size(d, w.id_of(a)) == 0); // refused, again and again
+  auto peers = w.api_json(a, "peers")["peers"];
+  std::size_t connected = 0;
+  for (const auto& p : peers)
+    connected += p["state"] == "connected" ? 1 : 0;
+  CHECK(connected == 2);
+  w.api_json(a, "post", {{"text", "still serving"}});
+  CHECK(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 2; }, std::chrono::seconds(10)));
+  // Room again: d gets in on its next redial.
+  a.env->settings.max_inbound_connections = 3;
+  CHECK(w.run_until([&] { return w.feed_size(d, w.id_of(a)) == 2; }, std::chrono::minutes(3)));
+}

@@ -50,6 +50,9 @@ struct sync_settings {
   /// A key actor stops after this long without a request (reads, writes,
   /// watches; a watched key stays active). Its state stays in the store.
   std::chrono::milliseconds key_idle{30'000};
+  /// Inbound connections (handshaking or established) at once; more are
+  /// closed at once. Bounds what many sessions cost (docs/security.md).
+  std::size_t max_inbound_connections = 256;
   protocol::channel_limits channel{};
   protocol::message_limits messages{};
 };
