@@ -390,15 +390,6 @@ public:
   std::map<std::size_t, std::set<std::string>> deleted_by_; // author -> its deletes (current store)
 };
 
-double draw_length(const churn_model& c, double mean, std::mt19937_64& g) {
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  const double x = u(g);
-  if (c.model == churn_model::kind::weibull) {
-    const double scale = mean / std::tgamma(1.0 + 1.0 / c.shape);
-    return scale * std::pow(-std::log(1.0 - x), 1.0 / c.shape);
-  }
-  return -mean * std::log(1.0 - x);
-}
 
 enum class ev_kind { post, down, up, kv_op, fault_start, fault_end, join, trace };
 struct event {
@@ -570,6 +561,25 @@ std::optional<fault> parse_fault(const toml::table& t, const std::string& where,
 
 } // namespace
 
+double draw_length(const churn_model& c, double mean, std::mt19937_64& g) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const double x = u(g);
+  if (c.model == churn_model::kind::weibull) {
+    const double scale = mean / std::tgamma(1.0 + 1.0 / c.shape);
+    return scale * std::pow(-std::log(1.0 - x), 1.0 / c.shape);
+  }
+  if (c.model == churn_model::kind::lognormal) {
+    // exp(N(mu, sigma)) has mean exp(mu + sigma^2 / 2): pick mu for `mean`.
+    // A standard normal from two uniforms (Box-Muller), so the draw is the
+    // same on every standard library.
+    const double y = u(g);
+    const double z = std::sqrt(-2.0 * std::log(1.0 - x)) * std::cos(2.0 * M_PI * y);
+    const double mu = std::log(mean) - c.sigma * c.sigma / 2.0;
+    return std::exp(mu + c.sigma * z);
+  }
+  return -mean * std::log(1.0 - x);
+}
+
 std::optional<std::vector<trace_event>> parse_churn_trace(const std::string& text, std::string& error) {
   std::vector<trace_event> out;
   std::istringstream in(text);
@@ -651,8 +661,11 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
             s.churn.model = churn_model::kind::weibull;
           else if (m && *m == "trace")
             s.churn.model = churn_model::kind::trace;
+          else if (m && *m == "lognormal")
+            s.churn.model = churn_model::kind::lognormal;
           else
-            return bad("churn.model", "\"none\", \"exponential\", \"weibull\" or \"trace\"");
+            return bad("churn.model",
+                       "\"none\", \"exponential\", \"weibull\", \"lognormal\" or \"trace\"");
         } else if (c == "trace") {
           auto f = cv.value<std::string>();
           if (!f || f->empty())
@@ -667,13 +680,15 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
            : c == "lose_store_fraction" ? s.churn.lose_store_fraction
            : c == "depart_fraction"     ? s.churn.depart_fraction
                                         : s.churn.join_fraction) = *x;
-        } else if (c == "mean_up_s" || c == "mean_down_s" || c == "shape" || c == "join_rate_per_s") {
+        } else if (c == "mean_up_s" || c == "mean_down_s" || c == "shape" || c == "sigma" ||
+                   c == "join_rate_per_s") {
           auto x = cnum();
           if (!x || *x <= 0)
             return bad("churn." + c, "a positive number");
           (c == "mean_up_s"     ? s.churn.mean_up_s
            : c == "mean_down_s" ? s.churn.mean_down_s
            : c == "shape"       ? s.churn.shape
+           : c == "sigma"       ? s.churn.sigma
                                 : s.churn.join_rate_per_s) = *x;
         } else {
           error = "unknown key 'churn." + c + "'";
@@ -1030,7 +1045,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     q.push({from + static_cast<std::uint64_t>(e(gkv)) + 1, order++, ev_kind::kv_op, 0});
   };
   const bool random_churn = s.churn.model == churn_model::kind::exponential ||
-                            s.churn.model == churn_model::kind::weibull;
+                            s.churn.model == churn_model::kind::weibull ||
+                            s.churn.model == churn_model::kind::lognormal;
   if (kv)
     next_op(start);
   else
@@ -1526,7 +1542,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   std::size_t topics = 0;
   for (auto& n : w.nodes_)
     topics += n.env->store->topics().size();
-  static const char* churn_names[] = {"none", "exponential", "weibull", "trace"};
+  static const char* churn_names[] = {"none", "exponential", "weibull", "trace", "lognormal"};
   out.json = json{
       {"seed", s.seed},
       {"trace_hash", hex64(w.net_->trace_hash())},

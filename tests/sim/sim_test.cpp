@@ -2,7 +2,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <random>
 #include <sstream>
+#include <vector>
 
 using namespace kith::sim;
 
@@ -383,4 +387,56 @@ TEST_CASE("new scenario keys are checked: faults, links, kv, churn", "[sim]") {
   REQUIRE(why);
   CHECK(why->find("node 7") != std::string::npos);
   CHECK_THROWS_AS(run(*bad), std::invalid_argument);
+}
+
+TEST_CASE("session lengths follow the chosen distribution with the chosen mean", "[sim]") {
+  std::string error;
+  auto s = parse_scenario("[churn]\nmodel = \"lognormal\"\nsigma = 1.4\n", error);
+  INFO(error);
+  REQUIRE(s);
+  REQUIRE(s->churn.model == churn_model::kind::lognormal);
+  CHECK(s->churn.sigma == Approx(1.4));
+  CHECK_FALSE(parse_scenario("[churn]\nsigma = -1\n", error));
+  CHECK(error.find("churn.sigma") != std::string::npos);
+
+  const double mean = 120;
+  for (auto kind : {churn_model::kind::exponential, churn_model::kind::weibull,
+                    churn_model::kind::lognormal}) {
+    churn_model c;
+    c.model = kind;
+    c.shape = 0.5;
+    c.sigma = 1.4;
+    std::mt19937_64 g(20261122);
+    std::vector<double> xs;
+    for (int i = 0; i < 400000; ++i)
+      xs.push_back(draw_length(c, mean, g));
+    double sum = 0;
+    for (double x : xs)
+      sum += x;
+    std::nth_element(xs.begin(), xs.begin() + xs.size() / 2, xs.end());
+    const double median = xs[xs.size() / 2];
+    CAPTURE(static_cast<int>(kind), sum / xs.size(), median);
+    CHECK(sum / xs.size() == Approx(mean).epsilon(0.05));
+    // The medians tell the shapes apart: mean * ln 2 (exponential),
+    // scale * (ln 2)^(1/k) (Weibull), exp(mu) (log-normal).
+    const double expected_median =
+        kind == churn_model::kind::exponential ? mean * std::log(2.0)
+        : kind == churn_model::kind::weibull
+            ? mean / std::tgamma(1.0 + 1.0 / c.shape) * std::pow(std::log(2.0), 1.0 / c.shape)
+            : std::exp(std::log(mean) - c.sigma * c.sigma / 2.0);
+    CHECK(median == Approx(expected_median).epsilon(0.03));
+  }
+}
+
+TEST_CASE("under log-normal churn the network converges, the same seed twice", "[sim]") {
+  auto s = small(31);
+  s.churn.model = churn_model::kind::lognormal;
+  s.churn.sigma = 1.2;
+  auto a = run(s);
+  auto b = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.json["converged"] == true);
+  CHECK(a.json["churn"] == "lognormal");
+  CHECK(a.json["churn_transitions"].get<int>() > 0);
+  CHECK(a.json["trace_hash"] == b.json["trace_hash"]);
 }

@@ -19,6 +19,7 @@
 #include <functional>
 #include <optional>
 #include <set>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -46,11 +47,18 @@ struct trace_event {
 [[nodiscard]] std::optional<std::vector<trace_event>> parse_churn_trace(const std::string& text,
                                                                         std::string& error);
 
+struct churn_model;
+
+/// One session or downtime length (seconds) with the given mean, drawn
+/// from the model's distribution with `g` (deterministic for a seed).
+[[nodiscard]] double draw_length(const churn_model& c, double mean, std::mt19937_64& g);
+
 struct churn_model {
-  enum class kind { none, exponential, weibull, trace } model = kind::none;
+  enum class kind { none, exponential, weibull, trace, lognormal } model = kind::none;
   double mean_up_s = 600;   // mean session length
   double mean_down_s = 120; // mean downtime
   double shape = 0.5;       // Weibull shape k (measured P2P traces: ~0.3-0.8)
+  double sigma = 1.4;       // log-normal sigma (measured P2P traces: ~1.0-1.8)
   /// Share of down periods that are process crashes (the node's actors
   /// stop and restart from its store) rather than network departures.
   double crash_fraction = 0;
