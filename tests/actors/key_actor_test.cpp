@@ -34,9 +34,11 @@ struct key_world : kith::actors_test::world {
 
   /// An actor recording every change event of the keys it watches.
   caf::actor watcher(std::shared_ptr<std::vector<key_state>> events) {
-    auto w = sys->spawn([events](caf::event_based_actor*) -> caf::behavior {
+    // The unused int: CAF 0.17 dereferences an empty argument tuple when a
+    // function actor takes no arguments (UBSan reports it).
+    auto w = sys->spawn([events](caf::event_based_actor*, int) -> caf::behavior {
       return {[events](kchange_atom, const key_state& s) { events->push_back(s); }};
-    });
+    }, 0);
     watchers.push_back(w);
     return w;
   }
