@@ -1070,8 +1070,9 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
         if (auto r = st.routed.find(c); r != st.routed.end()) {
           // Moved, not copied: under a flood every chunk passes here.
           self->send(r->second, bytes_atom::value, c, std::move(bytes));
-          return;
+          return; // the peer actor acknowledges them
         }
+        self->send(st.env->transport_for(c), consumed_atom::value, c, std::uint64_t{bytes.size()});
         auto it = st.handshaking.find(c);
         if (it == st.handshaking.end())
           return;
@@ -1098,6 +1099,11 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           st.routed.emplace(c, peer);
           self->send(peer, adopt_atom::value, c, std::move(h));
         }
+      },
+      [self](written_atom, conn_id c, std::uint64_t n) {
+        auto& st = self->state;
+        if (auto r = st.routed.find(c); r != st.routed.end())
+          self->send(r->second, written_atom::value, c, n);
       },
       [self](closed_atom, conn_id c, const std::string& reason) {
         auto& st = self->state;

@@ -12,8 +12,10 @@
 #include <caf/send.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <set>
+#include <variant>
 
 namespace kith::actors::detail {
 
@@ -76,6 +78,17 @@ struct peer_state {
   bool read_paused = false;
   std::uint64_t read_pauses = 0;
   std::uint64_t conn_gen = 0;        // bumped per connection: stale replies ignored
+  // Answers and resync pages being built for the peer: at most
+  // max_building at once, later requests wait here in order, so a peer
+  // that asks many times over without reading holds a few pages in our
+  // memory, not one per request.
+  std::size_t building = 0;
+  std::deque<std::variant<sync_request_msg, resync_request_msg>> build_queue;
+  // Bytes sent to the transport that it has not reported written (only
+  // when it reports writes, and not on circuits), and when that last
+  // went down (or up from 0).
+  std::uint64_t unsent = 0;
+  std::uint64_t write_progress_ms = 0;
   std::size_t current_frame_bytes = 0;
   bool ticking = false;
   // Queries we asked the peer (an aggregator), by id, with their deadline.
@@ -113,12 +126,32 @@ void emit_state(peer_pointer self, const std::string& state) {
   self->state.env->emit(nlohmann::json{{"type", "peer"}, {"id", self->state.id}, {"state", state}});
 }
 
+constexpr std::size_t max_building = 4;
+// Every topic of one subscribe (protocol limit 4096) may ask at once.
+constexpr std::size_t max_build_queue = 4096;
+
+bool tracks_writes(const peer_state& st) {
+  return st.env->transport_reports_writes && (st.conn & circuit_conn_bit) == 0;
+}
+
+/// Whether another answer may be built now: few in the works, and the
+/// peer has taken most of what we sent.
+bool may_build(const peer_state& st) {
+  return st.building < max_building &&
+         (!tracks_writes(st) || st.unsent <= st.env->settings.max_unsent_bytes);
+}
+
 void send_raw(peer_pointer self, std::string bytes) {
   auto& st = self->state;
   if (bytes.empty() || st.conn == 0)
     return;
   st.bytes_out += bytes.size();
   st.last_tx_ms = now_ms(self);
+  if (tracks_writes(st)) {
+    if (st.unsent == 0)
+      st.write_progress_ms = st.last_tx_ms;
+    st.unsent += bytes.size();
+  }
   self->send(st.env->transport_for(st.conn), send_atom::value, st.conn, std::move(bytes));
 }
 
@@ -192,6 +225,9 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   st.applying_bytes = 0;
   st.read_paused = false;
   ++st.conn_gen;
+  st.building = 0;
+  st.build_queue.clear();
+  st.unsent = 0;
   st.offered.clear();
   st.marks_due.clear();
   st.resyncs.clear();
@@ -333,18 +369,86 @@ void on_offer(peer_pointer self, const offer_msg& m) {
   }
 }
 
-void on_sync_request(peer_pointer self, sync_request_msg m) {
+/// Answers a sync request; calls `done` once the answer is sent or
+/// given up.
+template <class Done>
+void answer_sync(peer_pointer self, sync_request_msg m, Done done) {
   const std::string topic = m.topic; // m moves into the callback below
-  with_topic(self, topic, [self, m = std::move(m)](topic_actor t) {
+  with_topic(self, topic, [self, m = std::move(m), done](topic_actor t) {
     auto& st = self->state;
     if (!st.rid)
-      return;
-    if (!t)
-      return send_msg(self, error_msg{error_code::unknown_topic, "no topic " + m.topic});
+      return done();
+    if (!t) {
+      send_msg(self, error_msg{error_code::unknown_topic, "no topic " + m.topic});
+      return done();
+    }
     causality::sync_request req{*st.rid, m.clock};
     self->request(t, caf::infinite, answer_atom::value, std::move(req))
-        .then([self](const signed_reply& r) { send_data(self, data_kind::answer, r); });
+        .then(
+            [self, done](const signed_reply& r) {
+              send_data(self, data_kind::answer, r);
+              done();
+            },
+            [done](caf::error&) { done(); });
   });
+}
+
+/// Sends one resync page; calls `done` once it is sent or given up.
+template <class Done>
+void answer_resync(peer_pointer self, resync_request_msg m, Done done) {
+  const std::string topic = m.topic;
+  with_topic(self, topic, [self, m = std::move(m), done](topic_actor t) {
+    if (!t) {
+      send_msg(self, error_msg{error_code::unknown_topic, "no topic " + m.topic});
+      return done();
+    }
+    self->request(t, caf::infinite, page_atom::value, m.after_key, m.max_entries)
+        .then(
+            [self, topic = m.topic, done](const resync_page& p) {
+              send_data(self, data_kind::resync, p.reply);
+              send_msg(self, resync_done_msg{topic, p.next_after, p.complete});
+              done();
+            },
+            [done](caf::error&) { done(); });
+  });
+}
+
+void build_answer(peer_pointer self, std::variant<sync_request_msg, resync_request_msg> job);
+
+/// Starts waiting answers while may_build allows.
+void build_waiting(peer_pointer self) {
+  auto& st = self->state;
+  while (!st.build_queue.empty() && may_build(st)) {
+    auto next = std::move(st.build_queue.front());
+    st.build_queue.pop_front();
+    build_answer(self, std::move(next));
+  }
+}
+
+void answer_built(peer_pointer self, std::uint64_t gen) {
+  auto& st = self->state;
+  if (gen != st.conn_gen)
+    return; // the connection it was for is gone (its counts were reset)
+  --st.building;
+  build_waiting(self);
+}
+
+void build_answer(peer_pointer self, std::variant<sync_request_msg, resync_request_msg> job) {
+  auto& st = self->state;
+  if (!may_build(st)) {
+    if (st.build_queue.size() >= max_build_queue)
+      return fail(self, error_code::protocol,
+                  "more than " + std::to_string(max_build_queue) +
+                      " sync and resync requests wait for answers");
+    st.build_queue.push_back(std::move(job));
+    return;
+  }
+  ++st.building;
+  auto done = [self, gen = st.conn_gen] { answer_built(self, gen); };
+  if (auto* sync = std::get_if<sync_request_msg>(&job))
+    answer_sync(self, std::move(*sync), done);
+  else
+    answer_resync(self, std::move(std::get<resync_request_msg>(job)), done);
 }
 
 void on_data(peer_pointer self, data_msg m) {
@@ -397,19 +501,6 @@ void on_data(peer_pointer self, data_msg m) {
         if (r.new_dots > 0)
           self->state.marks_due.insert(topic);
       });
-}
-
-void on_resync_request(peer_pointer self, resync_request_msg m) {
-  const std::string topic = m.topic;
-  with_topic(self, topic, [self, m = std::move(m)](topic_actor t) {
-    if (!t)
-      return send_msg(self, error_msg{error_code::unknown_topic, "no topic " + m.topic});
-    self->request(t, caf::infinite, page_atom::value, m.after_key, m.max_entries)
-        .then([self, topic = m.topic](const resync_page& p) {
-          send_data(self, data_kind::resync, p.reply);
-          send_msg(self, resync_done_msg{topic, p.next_after, p.complete});
-        });
-  });
 }
 
 void on_resync_done(peer_pointer self, const resync_done_msg& m) {
@@ -508,7 +599,7 @@ void on_frame(peer_pointer self, const std::string& frame) {
         } else if constexpr (std::is_same_v<T, offer_msg>) {
           on_offer(self, msg);
         } else if constexpr (std::is_same_v<T, sync_request_msg>) {
-          on_sync_request(self, std::move(msg));
+          build_answer(self, std::move(msg));
         } else if constexpr (std::is_same_v<T, data_msg>) {
           on_data(self, std::move(msg));
         } else if constexpr (std::is_same_v<T, watermark_msg>) {
@@ -521,7 +612,7 @@ void on_frame(peer_pointer self, const std::string& frame) {
           log(self, log_level::warn, "peer closed with error: " + msg.reason);
           drop_connection(self, "peer reported: " + msg.reason, true);
         } else if constexpr (std::is_same_v<T, resync_request_msg>) {
-          on_resync_request(self, std::move(msg));
+          build_answer(self, std::move(msg));
         } else if constexpr (std::is_same_v<T, resync_done_msg>) {
           on_resync_done(self, msg);
         } else if constexpr (std::is_same_v<T, query_msg>) {
@@ -613,6 +704,12 @@ void on_tick(peer_pointer self) {
     if (now - st.last_rx_ms > static_cast<std::uint64_t>(s.peer_timeout.count()))
       return drop_connection(self, "peer silent for " + std::to_string((now - st.last_rx_ms) / 1000) + " s",
                              true);
+    if (st.unsent > 0 && now - st.write_progress_ms > static_cast<std::uint64_t>(s.write_stall.count())) {
+      const auto why = "peer is not reading: " + std::to_string(st.unsent) + " bytes unsent, none taken for " +
+                       std::to_string((now - st.write_progress_ms) / 1000) + " s";
+      self->send(st.env->transport_for(st.conn), close_atom::value, st.conn, why, true); // reset
+      return drop_connection(self, why, false);
+    }
     if (now - st.last_tx_ms >= static_cast<std::uint64_t>(s.keepalive.count()))
       send_msg(self, keepalive_msg{st.env->rng->next_u64(), false});
     for (const auto& t : st.offered)
@@ -690,11 +787,21 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
       },
       [self](bytes_atom, conn_id c, const std::string& bytes) {
         auto& st = self->state;
+        // Acknowledged once handled (or dropped): the transport reads on.
+        self->send(st.env->transport_for(c), consumed_atom::value, c, std::uint64_t{bytes.size()});
         if (c != st.conn || !st.ch)
           return;
         st.bytes_in += bytes.size();
         st.last_rx_ms = now_ms(self);
         handle_output(self, st.ch->receive(bytes));
+      },
+      [self](written_atom, conn_id c, std::uint64_t n) {
+        auto& st = self->state;
+        if (c != st.conn || !tracks_writes(st))
+          return;
+        st.unsent -= std::min(n, st.unsent);
+        st.write_progress_ms = now_ms(self);
+        build_waiting(self);
       },
       [self](closed_atom, conn_id c, const std::string& reason) {
         if (c == self->state.conn)

@@ -49,7 +49,9 @@ caf::behavior relay_host_impl(host_pointer self, transport_actor transport,
       },
       [self](bytes_atom, conn_id c, const std::string& bytes) {
         run(self, self->state.core->received(c, bytes, now(self)));
+        self->send(self->state.transport, consumed_atom::value, c, std::uint64_t{bytes.size()});
       },
+      [](written_atom, conn_id, std::uint64_t) {},
       [self](closed_atom, conn_id c, const std::string&) {
         run(self, self->state.core->closed(c, now(self)));
       },

@@ -43,7 +43,15 @@ struct relay_session {
   std::string last_error;
   std::map<std::uint64_t, caf::actor> lookups_waiting; // req -> who asked
   std::map<std::uint64_t, conn_id> circuits_waiting;   // open_circuit req -> local conn
+  /// Circuit bytes passed to peer actors and not yet acknowledged by them.
+  /// Above max_circuit_unhandled, the relay connection's own bytes are
+  /// not acknowledged to the transport (ack_owed), which stops reading it:
+  /// a fast circuit then waits in the kernel, not in a mailbox.
+  std::uint64_t circuit_unhandled = 0;
+  std::uint64_t ack_owed = 0;
 };
+
+constexpr std::uint64_t max_circuit_unhandled = 1u << 20;
 
 /// One relayed connection, as a connection of this transport.
 struct circuit {
@@ -54,6 +62,7 @@ struct circuit {
   protocol::public_key peer;
   bool outbound = true;
   std::vector<std::size_t> tried; // relays that refused (outbound)
+  std::uint64_t unhandled = 0;    // its share of the relay's circuit_unhandled
 };
 
 struct relays_state {
@@ -99,6 +108,12 @@ using circuit_iter = std::map<conn_id, circuit>::iterator;
 
 /// Removes a circuit from both tables; returns the next one.
 circuit_iter forget(relays_state& st, circuit_iter it) {
+  // Its owner's late acknowledgements find no circuit: take its share now
+  // (release_owed runs at the next acknowledgement or tick).
+  if (it->second.relay < st.relays.size()) {
+    auto& r = st.relays[it->second.relay];
+    r.circuit_unhandled -= std::min(it->second.unhandled, r.circuit_unhandled);
+  }
   if (it->second.id != 0)
     st.by_circuit.erase({it->second.relay, it->second.id});
   return st.circuits.erase(it);
@@ -190,6 +205,8 @@ void session_down(relays_pointer self, std::size_t i, const std::string& why,
   r.last_error = why;
   r.lookups_waiting.clear(); // the asker looks up again later
   r.circuits_waiting.clear();
+  r.circuit_unhandled = 0;
+  r.ack_owed = 0;
   drop_circuits_of(self, i, why);
   if (was_up)
     log(self, log_level::warn, r, "session ended: " + why);
@@ -199,6 +216,29 @@ void session_down(relays_pointer self, std::size_t i, const std::string& why,
     return;
   }
   r.next_dial_ms = now_ms(self) + backoff_ms(*st.env, ++r.failures);
+}
+
+/// Closes a circuit of ours (its owner asked).
+void close_circuit(relays_pointer self, conn_id c, const std::string& reason) {
+  auto& st = self->state;
+  auto it = st.circuits.find(c);
+  if (it == st.circuits.end())
+    return;
+  auto& r = st.relays[it->second.relay];
+  if (r.client && it->second.id != 0) {
+    (void)r.client->close_circuit(it->second.id, reason);
+    flush(self, r);
+  }
+  forget(st, it);
+}
+
+/// Acknowledges the relay connection's withheld bytes once its circuits'
+/// owners have caught up (the transport then reads it again).
+void release_owed(relays_pointer self, relay_session& r) {
+  if (r.ack_owed == 0 || r.conn == 0 || r.circuit_unhandled > max_circuit_unhandled / 2)
+    return;
+  self->send(self->state.env->transport, consumed_atom::value, r.conn, r.ack_owed);
+  r.ack_owed = 0;
 }
 
 /// Sends every event of one relay's output where it belongs.
@@ -274,8 +314,11 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
                        std::string(circuit_address_prefix) + protocol::to_text(e.peer), true,
                        it->second.tag);
           } else if constexpr (std::is_same_v<T, relay::circuit_data>) {
-            if (auto it = find_circuit(st, i, e.circuit); it != st.circuits.end())
+            if (auto it = find_circuit(st, i, e.circuit); it != st.circuits.end()) {
+              r.circuit_unhandled += e.bytes.size();
+              it->second.unhandled += e.bytes.size();
               caf::anon_send(it->second.owner, bytes_atom::value, it->first, std::move(e.bytes));
+            }
           } else if constexpr (std::is_same_v<T, relay::circuit_closed>) {
             if (auto it = find_circuit(st, i, e.circuit); it != st.circuits.end()) {
               caf::anon_send(it->second.owner, closed_atom::value, it->first,
@@ -376,9 +419,16 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
       },
       [self](bytes_atom, conn_id c, const std::string& bytes) {
         auto& st = self->state;
-        if (auto i = relay_of_conn(st, c); i && st.relays[*i].client)
+        auto i = relay_of_conn(st, c);
+        if (i && st.relays[*i].client)
           handle(self, *i, st.relays[*i].client->receive(bytes, unix_ms(self)));
+        if (i && st.relays[*i].conn == c && st.relays[*i].circuit_unhandled > max_circuit_unhandled) {
+          st.relays[*i].ack_owed += bytes.size();
+          return;
+        }
+        self->send(st.env->transport, consumed_atom::value, c, std::uint64_t{bytes.size()});
       },
+      [](written_atom, conn_id, std::uint64_t) {}, // relay sessions are small and paced
       [self](closed_atom, conn_id c, const std::string& reason) {
         auto& st = self->state;
         if (auto i = relay_of_conn(st, c)) {
@@ -429,22 +479,25 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
         }
         flush(self, r);
       },
-      [self](close_atom, conn_id c, const std::string& reason) {
-        auto& st = self->state;
-        auto it = st.circuits.find(c);
-        if (it == st.circuits.end())
-          return;
-        auto& r = st.relays[it->second.relay];
-        if (r.client && it->second.id != 0) {
-          (void)r.client->close_circuit(it->second.id, reason);
-          flush(self, r);
-        }
-        forget(st, it);
-      },
-      // TODO(perf): read backpressure for circuits (the relay's own byte
-      // and queue limits bound them today).
+      [self](close_atom, conn_id c, const std::string& reason) { close_circuit(self, c, reason); },
+      // A circuit has no reset: the relay closes it for both ends.
+      [self](close_atom, conn_id c, const std::string& reason, bool) { close_circuit(self, c, reason); },
+      // A paused circuit is not held apart from the others: the relay
+      // connection it shares stops being read once circuit_unhandled is
+      // over its limit (the consumed handler below).
       [](pause_atom, conn_id) {},
       [](resume_atom, conn_id) {},
+      [self](consumed_atom, conn_id c, std::uint64_t n) {
+        auto& st = self->state;
+        auto it = st.circuits.find(c);
+        if (it == st.circuits.end() || it->second.relay >= st.relays.size())
+          return;
+        auto& r = st.relays[it->second.relay];
+        n = std::min(n, it->second.unhandled);
+        it->second.unhandled -= n;
+        r.circuit_unhandled -= std::min(n, r.circuit_unhandled);
+        release_owed(self, r);
+      },
       // --- discovery --------------------------------------------------------------------
       [self](lookup_atom, const protocol::public_key& pk, const caf::actor& reply_to) {
         auto& st = self->state;
@@ -487,6 +540,7 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
         const auto now = now_ms(self);
         for (std::size_t i = 0; i < st.relays.size(); ++i) {
           auto& r = st.relays[i];
+          release_owed(self, r);
           if (r.client)
             handle(self, i, r.client->tick(unix_ms(self)));
           else if (!r.dialing && now >= r.next_dial_ms)

@@ -17,6 +17,35 @@ void notify_closed(const std::vector<std::pair<caf::actor, conn_id>>& list, cons
 
 transport_actor::behavior_type sim_transport(transport_actor::pointer self,
                                              std::shared_ptr<sim_network> net, std::string address) {
+  // A close and a reset look the same to the other end here.
+  auto close_conn = [=](conn_id c, const std::string& reason) {
+        std::unique_lock lock(net->mu);
+        auto it = net->conns.find(c);
+        if (it == net->conns.end() || !it->second.open)
+          return;
+        net->close_end(it->first, it->second);
+        auto other = net->conns.find(it->second.peer_end);
+        if (other == net->conns.end() || !other->second.open) {
+          net->forget(c);
+          return;
+        }
+        net->close_end(other->first, other->second);
+        auto owner = other->second.owner;
+        auto id = other->first;
+        auto delay = net->latency_of(it->second.local, it->second.remote);
+        if (!net->holds.empty()) {
+          // The close follows the bytes held before it.
+          const auto now = static_cast<std::int64_t>(clock_ms(self->clock().now()));
+          const auto until = net->held_until(it->second.local, it->second.remote, now);
+          if (until > now)
+            delay = std::chrono::milliseconds(
+                std::max(until + delay.count(), other->second.deliver_after_ms) - now);
+        }
+        net->forget(c); // it and other are gone from here on
+        lock.unlock();
+        caf::delayed_anon_send(owner, delay, closed_atom::value, id,
+                           std::string("closed by the other end: ") + reason);
+      };
   return {
       [=](dial_atom, const std::string& to, const caf::actor& owner, std::uint64_t tag) {
         std::unique_lock lock(net->mu);
@@ -117,34 +146,11 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         for (auto& b : held)
           caf::delayed_anon_send(owner, delay, bytes_atom::value, c, std::move(b));
       },
-      [=](close_atom, conn_id c, const std::string& reason) {
-        std::unique_lock lock(net->mu);
-        auto it = net->conns.find(c);
-        if (it == net->conns.end() || !it->second.open)
-          return;
-        net->close_end(it->first, it->second);
-        auto other = net->conns.find(it->second.peer_end);
-        if (other == net->conns.end() || !other->second.open) {
-          net->forget(c);
-          return;
-        }
-        net->close_end(other->first, other->second);
-        auto owner = other->second.owner;
-        auto id = other->first;
-        auto delay = net->latency_of(it->second.local, it->second.remote);
-        if (!net->holds.empty()) {
-          // The close follows the bytes held before it.
-          const auto now = static_cast<std::int64_t>(clock_ms(self->clock().now()));
-          const auto until = net->held_until(it->second.local, it->second.remote, now);
-          if (until > now)
-            delay = std::chrono::milliseconds(
-                std::max(until + delay.count(), other->second.deliver_after_ms) - now);
-        }
-        net->forget(c); // it and other are gone from here on
-        lock.unlock();
-        caf::delayed_anon_send(owner, delay, closed_atom::value, id,
-                           std::string("closed by the other end: ") + reason);
-      },
+      // Each simulated send arrives as one message; there is no read
+      // buffer to hold back, so acknowledgements change nothing here.
+      [](consumed_atom, conn_id, std::uint64_t) {},
+      [=](close_atom, conn_id c, const std::string& reason) { close_conn(c, reason); },
+      [=](close_atom, conn_id c, const std::string& reason, bool) { close_conn(c, reason); },
   };
 }
 

@@ -8,6 +8,7 @@
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 
@@ -49,6 +50,8 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
     bool writing = false;
     bool reading = false; // a read is outstanding
     bool paused = false;  // the owner asked to stop reading (backpressure)
+    std::size_t undelivered = 0; // read and sent to the owner, not yet acknowledged
+    std::size_t unreported = 0;  // written to the kernel, not yet reported to the owner
     std::string buf;
     explicit conn(tcp::socket s) : sock(std::move(s)) {}
   };
@@ -59,6 +62,7 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
   caf::actor listener_owner;
   std::map<conn_id, std::shared_ptr<conn>> conns;
   conn_id next_id = 1;
+  std::size_t pending_total = 0; // unsent bytes of every connection
   bool down = false;
 
   impl(asio::io_context& i, tcp_options o) : io(i), opts(o) {}
@@ -71,14 +75,25 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
     return ep.address().to_string() + ":" + std::to_string(ep.port());
   }
 
-  void drop(conn_id id, const std::string& reason, bool notify) {
+  /// `reset`: close with a TCP reset instead of a graceful close, for a
+  /// peer that does not read: the kernel then frees the bytes queued to it
+  /// at once instead of probing a zero window for minutes.
+  void drop(conn_id id, const std::string& reason, bool notify, bool reset = false) {
     auto it = conns.find(id);
     if (it == conns.end())
       return;
     auto c = it->second;
     conns.erase(it);
+    pending_total -= c->pending;
+    c->pending = 0;
+    // Free the queue now (the closed socket sends nothing more), all but a
+    // buffer a write in flight still points into.
+    c->out.erase(c->out.begin() + (c->writing && !c->out.empty() ? 1 : 0), c->out.end());
     boost::system::error_code ec;
-    c->sock.shutdown(tcp::socket::shutdown_both, ec);
+    if (reset)
+      c->sock.set_option(asio::socket_base::linger(true, 0), ec);
+    else
+      c->sock.shutdown(tcp::socket::shutdown_both, ec);
     c->sock.close(ec);
     if (notify)
       caf::anon_send(c->owner, actors::closed_atom::value, id, reason);
@@ -97,13 +112,19 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
                                            true);
                                 return;
                               }
+                              c->undelivered += n;
                               caf::anon_send(c->owner, actors::bytes_atom::value, id, c->buf.substr(0, n));
-                              if (c->paused) {
-                                c->reading = false; // resume() reads again
-                                return;
-                              }
-                              self->read(id, c);
+                              c->reading = false;
+                              self->read_if_allowed(id, c, self->opts.max_undelivered);
                             });
+  }
+
+  /// Reads again unless the owner paused the connection or more than
+  /// `limit` bytes are still unacknowledged (resume() and consumed() read
+  /// again once the reason is gone).
+  void read_if_allowed(conn_id id, const std::shared_ptr<conn>& c, std::size_t limit) {
+    if (!c->reading && !c->paused && c->undelivered <= limit)
+      read(id, c);
   }
 
   void write_next(conn_id id, std::shared_ptr<conn> c) {
@@ -119,8 +140,17 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
                           self->drop(id, "write failed: " + ec.message(), true);
                           return;
                         }
-                        c->pending -= c->out.front().size();
+                        const auto n = c->out.front().size();
+                        c->pending -= n;
+                        self->pending_total -= n;
                         c->out.pop_front();
+                        // Reported in steps, and whenever the queue runs dry.
+                        c->unreported += n;
+                        if (c->unreported >= self->opts.read_chunk || c->out.empty()) {
+                          caf::anon_send(c->owner, actors::written_atom::value, id,
+                                         std::uint64_t{c->unreported});
+                          c->unreported = 0;
+                        }
                         self->write_next(id, c);
                       });
   }
@@ -189,12 +219,22 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
       return;
     auto c = it->second;
     c->pending += bytes.size();
+    pending_total += bytes.size();
+    c->out.push_back(std::move(bytes));
     if (c->pending > opts.max_pending_write) {
-      drop(id, "peer is not reading (" + std::to_string(c->pending) + " bytes unsent)", true);
+      drop(id, "peer is not reading (" + std::to_string(c->pending) + " bytes unsent)", true, true);
       return;
     }
-    c->out.push_back(std::move(bytes));
     write_next(id, c);
+    while (pending_total > opts.max_pending_total && !conns.empty()) {
+      auto most = std::max_element(conns.begin(), conns.end(), [](const auto& a, const auto& b) {
+        return a.second->pending < b.second->pending;
+      });
+      drop(most->first,
+           "slowest reader while " + std::to_string(pending_total) + " bytes are unsent in all (" +
+               std::to_string(most->second->pending) + " to this peer)",
+           true, true);
+    }
   }
 
   void pause(conn_id id) {
@@ -208,8 +248,18 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
       return;
     auto c = it->second;
     c->paused = false;
-    if (!c->reading)
-      read(id, c);
+    read_if_allowed(id, c, opts.max_undelivered);
+  }
+
+  void consumed(conn_id id, std::uint64_t n) {
+    auto it = conns.find(id);
+    if (it == conns.end())
+      return;
+    auto c = it->second;
+    c->undelivered -= std::min<std::size_t>(c->undelivered, n);
+    // Half the limit: one read per acknowledgement would otherwise follow
+    // every chunk once the window is full.
+    read_if_allowed(id, c, opts.max_undelivered / 2);
   }
 
   void close_all() {
@@ -240,8 +290,14 @@ actors::transport_actor::behavior_type bridge(actors::transport_actor::pointer,
       [im](actors::close_atom, conn_id id, const std::string& reason) {
         asio::post(im->io, [im, id, reason] { im->drop(id, reason, false); });
       },
+      [im](actors::close_atom, conn_id id, const std::string& reason, bool reset) {
+        asio::post(im->io, [im, id, reason, reset] { im->drop(id, reason, false, reset); });
+      },
       [im](actors::pause_atom, conn_id id) { asio::post(im->io, [im, id] { im->pause(id); }); },
       [im](actors::resume_atom, conn_id id) { asio::post(im->io, [im, id] { im->resume(id); }); },
+      [im](actors::consumed_atom, conn_id id, std::uint64_t n) {
+        asio::post(im->io, [im, id, n] { im->consumed(id, n); });
+      },
   };
 }
 

@@ -922,18 +922,21 @@ namespace {
 
 /// Every stored key of `topic` whose row lies in [from, to), at most
 /// max_keys, appended to `out` with all their writes and the batches and
-/// bindings that prove them. Returns whether the range was exhausted;
-/// `last_key` is the last key read.
+/// bindings that prove them; a key that would start after max_bytes of
+/// keys and values is left for the next page (the first always fits).
+/// Returns whether the range was exhausted; `last_key` is the last key read.
 result<bool> collect_proven(const kv_store& kv, const std::string& topic, const std::string& from,
                             const std::string& to, std::size_t max_keys, signed_reply& out,
-                            std::string& last_key) {
+                            std::string& last_key,
+                            std::size_t max_bytes = std::numeric_limits<std::size_t>::max()) {
   const std::size_t skip = lay::topic_prefix('c', topic).size();
   proof_collector proofs(kv, topic);
   bool complete = true;
   bool bad = false;
   status inner = ok_status();
+  std::size_t bytes = 0;
   auto st = kv.scan(from, to, [&](std::string_view k, std::string_view v) {
-    if (out.entries.size() >= max_keys) {
+    if (out.entries.size() >= max_keys || bytes >= max_bytes) {
       complete = false;
       return false;
     }
@@ -950,7 +953,9 @@ result<bool> collect_proven(const kv_store& kv, const std::string& topic, const 
         return false;
       }
       se.records.emplace_back(d, sib.bytes);
+      bytes += sib.bytes.size();
     }
+    bytes += se.key.size();
     last_key = se.key;
     if (!se.records.empty())
       out.entries.push_back(std::move(se));
@@ -970,7 +975,7 @@ result<bool> collect_proven(const kv_store& kv, const std::string& topic, const 
 } // namespace
 
 result<store::page_result> store::page(const std::string& topic, const std::string& after_key,
-                                      std::size_t max_keys) {
+                                      std::size_t max_keys, std::size_t max_bytes) {
   std::lock_guard lock(mu_);
   auto tsr = state(topic);
   if (!tsr)
@@ -983,7 +988,7 @@ result<store::page_result> store::page(const std::string& topic, const std::stri
   if (!after_key.empty())
     from.push_back('\0'); // the first key after after_key
   auto done = collect_proven(*kv_, topic, from, prefix_end(lay::topic_prefix('c', topic)),
-                             max_keys, out.reply, out.next_after);
+                             max_keys, out.reply, out.next_after, max_bytes);
   if (!done)
     return done.err();
   out.complete = *done;

@@ -8,6 +8,8 @@
 //   oversized documents over the API limits (body, one value)
 //   nested    deeply nested JSON bodies
 //   relay     relay clients flooding lookups
+//   nonreader peers that ask B for its feed many times over and never read
+//             a byte of the answers
 // After (and for sessions: during) each abuse an honest client must still
 // be served: a put and a get on B, and a new post of B reaching C; for the
 // relay, an announce and a lookup. Each bound is a budget over the RSS
@@ -444,6 +446,9 @@ struct settings {
   // relay
   std::size_t relay_flooders = 8;
   std::size_t relay_lookups = 3000;
+  // nonreader
+  std::size_t nonreaders = 4;
+  std::size_t nonreader_requests = 150;
   std::string only; // comma-separated phases; empty: all
 };
 
@@ -504,6 +509,7 @@ public:
     oversized();
     nested();
     relay_flood();
+    nonreaders();
 
     sampler_.reset();
     std::printf("\n| abuse | process | idle RSS MiB | RSS before MiB | peak RSS MiB | bound MiB | others served | note |\n"
@@ -941,6 +947,91 @@ private:
     add_row("relay clients flooding lookups", false, 64u << 10, found && cut == fl.size(), buf);
   }
 
+  // (f) Peers that never read. Each completes the handshake, subscribes
+  // to B's feed, then asks for a full resync of it many times over (tens
+  // of MiB of answers) and stops reading. B must build answers only as
+  // the peer takes them, reset each one once it has taken nothing for
+  // write_stall (20 s), stay within its bound, and keep serving.
+  void nonreaders() {
+    if (!begin("nonreader"))
+      return;
+    const std::string feed = "feed/" + b_.id;
+    struct slow {
+      std::unique_ptr<peer_conn> c;
+      bool hello = false, asked = false;
+    };
+    std::vector<slow> all;
+    for (std::size_t i = 0; i < s_.nonreaders; ++i) {
+      slow x{std::make_unique<peer_conn>(b_.peer, protocol::identity::from_seed(seed_bytes(rng_)),
+                                         seed_bytes(rng_))};
+      // A small receive buffer: B's answers back up in B, not in our kernel.
+      const int small = 16 << 10;
+      ::setsockopt(x.c->fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+      all.push_back(std::move(x));
+    }
+    const auto t0 = clock_type::now();
+    std::size_t asked = 0;
+    // Read only until the offer arrives (the handshake needs it), then
+    // send every request and never read again.
+    eventually([&] {
+      asked = 0;
+      for (auto& x : all) {
+        auto& c = *x.c;
+        if (!x.asked && c.open()) {
+          if (c.established() && !x.hello) {
+            c.send(protocol::hello_msg{protocol::protocol_version,
+                                       protocol::bind_replica(c.self(), rng_() | 1), "kith-abuse-nonreader"});
+            c.send(protocol::subscribe_msg{{feed}});
+            x.hello = true;
+          }
+          for (auto& m : c.pump()) {
+            if (std::holds_alternative<protocol::offer_msg>(m) && !x.asked) {
+              for (std::size_t k = 0; k < s_.nonreader_requests; ++k)
+                c.send(protocol::resync_request_msg{feed, {}, 1024});
+              x.asked = true;
+            }
+          }
+        }
+        if (x.asked)
+          (void)c.pump(false); // write only
+        asked += x.asked ? 1 : 0;
+      }
+      return asked == all.size();
+    }, 20s);
+    // B resets a connection it drops: our side's TCP state turns CLOSE
+    // although we never read.
+    auto reset = [](int fd) {
+      tcp_info ti{};
+      socklen_t len = sizeof ti;
+      return ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE;
+    };
+    std::size_t closed = 0;
+    eventually([&] {
+      closed = 0;
+      for (auto& x : all) {
+        if (x.c->queued() > 0)
+          (void)x.c->pump(false);
+        closed += reset(x.c->fd()) ? 1 : 0;
+      }
+      return closed == all.size();
+    }, 30s);
+    const auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+    const bool served = served_node("nonreader");
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "%zu peers each asked for B's %zu-post feed %zu times and never read; %zu asked, "
+                  "%zu reset by B within %.1f s",
+                  all.size(), s_.feed_posts, s_.nonreader_requests, asked, closed, secs);
+    if (closed < all.size())
+      last_why_ = "B did not close every peer that does not read";
+    all.clear();
+    // Bound: per peer, the 4 MiB of answers B lets wait unsent
+    // (sync_settings::max_unsent_bytes) and the few pages in the works
+    // (at most 4, each under 1 MiB here); 32 MiB for the rest.
+    add_row("peers that never read their answers", true, (32u << 10) + (8u << 10) * s_.nonreaders,
+            served && closed == s_.nonreaders, buf);
+  }
+
   settings s_;
   std::mt19937_64 rng_;
   std::string root_;
@@ -983,6 +1074,8 @@ int main(int argc, char** argv) {
       flood_writes = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--only")
       s.only = next();
+    else if (a == "--nonreaders")
+      s.nonreaders = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--full")
       s.full = true;
     else if (a == "--quick")
@@ -990,7 +1083,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: kith-abuse-memory --kith PATH --relay PATH [--quick|--full] [--seed N]\n"
-                   "       [--only flood,sessions,oversized,nested,relay] [--flood-writes N]\n");
+                   "       [--only flood,sessions,oversized,nested,relay,nonreader] [--flood-writes N]\n");
       return 2;
     }
   }
@@ -1005,6 +1098,8 @@ int main(int argc, char** argv) {
     s.nest_depth = 1'000'000;
     s.relay_flooders = 15;
     s.relay_lookups = 20'000;
+    if (s.nonreaders == 4)
+      s.nonreaders = 32;
   }
   if (flood_writes > 0)
     s.flood_writes = flood_writes;

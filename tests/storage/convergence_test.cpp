@@ -195,3 +195,52 @@ TEST_CASE("a complete resync from the author drops an old copy of a post the aut
   CHECK(tagged->size() == 1); // the index follows
   REQUIRE(b->check_topic(feed));
 }
+
+TEST_CASE("resync pages stop at their byte budget and together carry every key", "[store][resync]") {
+  test::temp_dir dir;
+  auto ann = test::person(1), bob = test::person(2);
+  auto a = test::open_store(test::backend::memory, ann, 1, dir);
+  auto b = test::open_store(test::backend::memory, bob, 2, dir);
+  storage::documents da(*a), db(*b);
+  const auto feed = a->feed_topic_id();
+  const std::string big(100'000, 'x');
+  std::vector<std::string> posts;
+  for (int i = 0; i < 25; ++i) {
+    auto p = da.post(std::to_string(i) + big, 1000 + i);
+    REQUIRE(p);
+    posts.push_back(*p);
+  }
+  REQUIRE(b->add_topic(*a->topic(feed)));
+  // Every post's record is over 100 kB: a 1 MB budget takes about ten.
+  std::string after;
+  std::size_t pages = 0, keys = 0;
+  for (;;) {
+    auto p = a->page(feed, after, 1000, 1'000'000);
+    REQUIRE(p);
+    ++pages;
+    keys += p->reply.entries.size();
+    std::size_t bytes = 0;
+    for (const auto& e : p->reply.entries)
+      for (const auto& rec : e.records)
+        bytes += rec.second.size();
+    CHECK(p->reply.entries.size() >= 1);
+    CHECK(bytes < 1'000'000 + 2 * big.size()); // at most one key past the budget
+    REQUIRE(b->apply(p->reply));
+    if (p->complete)
+      break;
+    after = p->next_after;
+    REQUIRE(pages < 100);
+  }
+  CHECK(pages >= 3);
+  CHECK(keys >= posts.size());
+  for (const auto& id : posts) {
+    auto got = db.get(id, feed);
+    REQUIRE(got);
+    CHECK_FALSE(got->is_null());
+  }
+  // A single key over the budget still makes progress.
+  auto one = a->page(feed, "", 1000, 1);
+  REQUIRE(one);
+  CHECK(one->reply.entries.size() == 1);
+  CHECK_FALSE(one->complete);
+}

@@ -71,6 +71,8 @@ using found_atom = caf::atom_constant<caf::atom("found")>;
 using meet_atom = caf::atom_constant<caf::atom("meet")>;
 using pause_atom = caf::atom_constant<caf::atom("pause")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using consumed_atom = caf::atom_constant<caf::atom("consumed")>;
+using written_atom = caf::atom_constant<caf::atom("written")>;
 using query_atom = caf::atom_constant<caf::atom("query")>;
 
 // --- message types (local only: never serialized by CAF) -----------------------
@@ -257,12 +259,25 @@ namespace kith::actors {
 /// pause/resume: the owner stops and restarts reads of a connection (read
 /// backpressure: a peer that sends faster than its data is applied waits
 /// in its own kernel buffers, not in our memory).
+/// consumed: every actor that receives (bytes_atom, c, b) sends
+/// (consumed_atom, c, b.size()) to the connection's transport once it has
+/// handled them. The transport keeps at most a fixed number of bytes per
+/// connection delivered but not yet handled, so a fast sender cannot fill
+/// a slow actor's mailbox while a pause is on its way. An owner that never
+/// acknowledges stalls its connection's reads, never anything else.
+/// A transport may also report to the owner (written_atom, conn_id, n):
+/// n more bytes of the connection reached the kernel (see
+/// node_env::transport_reports_writes).
 using transport_actor = caf::typed_actor<
     caf::reacts_to<dial_atom, std::string, caf::actor, std::uint64_t>,
     caf::reacts_to<send_atom, conn_id, std::string>,
     caf::reacts_to<close_atom, conn_id, std::string>,
+    // reset = true: abort (a TCP reset) rather than close gracefully, for a
+    // peer that does not read (the kernel drops what is queued to it).
+    caf::reacts_to<close_atom, conn_id, std::string, bool>,
     caf::reacts_to<pause_atom, conn_id>,
-    caf::reacts_to<resume_atom, conn_id>>;
+    caf::reacts_to<resume_atom, conn_id>,
+    caf::reacts_to<consumed_atom, conn_id, std::uint64_t>>;
 
 /// One topic: the single writer of its rows in the store.
 using topic_actor = caf::typed_actor<
@@ -320,6 +335,7 @@ namespace kith::actors {
 using peer_actor = caf::typed_actor<
     caf::reacts_to<opened_atom, conn_id, std::string, bool, std::uint64_t>,
     caf::reacts_to<bytes_atom, conn_id, std::string>,
+    caf::reacts_to<written_atom, conn_id, std::uint64_t>,
     caf::reacts_to<closed_atom, conn_id, std::string>,
     caf::reacts_to<dialfail_atom, std::uint64_t, std::string>,
     caf::reacts_to<adopt_atom, conn_id, channel_handoff>,
@@ -350,13 +366,16 @@ using peer_actor = caf::typed_actor<
 using relays_actor = caf::typed_actor<
     caf::reacts_to<opened_atom, conn_id, std::string, bool, std::uint64_t>,
     caf::reacts_to<bytes_atom, conn_id, std::string>,
+    caf::reacts_to<written_atom, conn_id, std::uint64_t>,
     caf::reacts_to<closed_atom, conn_id, std::string>,
     caf::reacts_to<dialfail_atom, std::uint64_t, std::string>,
     caf::reacts_to<dial_atom, std::string, caf::actor, std::uint64_t>,
     caf::reacts_to<send_atom, conn_id, std::string>,
     caf::reacts_to<close_atom, conn_id, std::string>,
+    caf::reacts_to<close_atom, conn_id, std::string, bool>,
     caf::reacts_to<pause_atom, conn_id>,
     caf::reacts_to<resume_atom, conn_id>,
+    caf::reacts_to<consumed_atom, conn_id, std::uint64_t>,
     // Look an identity up on every relay; the addresses of its verified
     // record go to `reply_to` as (found_atom, std::vector<std::string>).
     caf::reacts_to<lookup_atom, protocol::public_key, caf::actor>,
@@ -374,6 +393,7 @@ using relays_actor = caf::typed_actor<
 using node_actor = caf::typed_actor<
     caf::reacts_to<opened_atom, conn_id, std::string, bool, std::uint64_t>,
     caf::reacts_to<bytes_atom, conn_id, std::string>,
+    caf::reacts_to<written_atom, conn_id, std::uint64_t>,
     caf::reacts_to<closed_atom, conn_id, std::string>,
     caf::reacts_to<dialfail_atom, std::uint64_t, std::string>,
     // op, JSON params, raw body, wall-clock ms of the call.

@@ -44,6 +44,12 @@ struct sync_settings {
   std::chrono::milliseconds backoff_max{60'000};
   std::chrono::milliseconds watermark_delay{1000}; // coalesce watermark reports
   std::size_t max_part_bytes = 1u << 20;           // split answers into parts
+  /// With a transport that reports writes: answers and resync pages for a
+  /// peer wait while this many bytes sent to it have not reached the
+  /// kernel, and a peer that takes none of them for write_stall is
+  /// dropped (it does not read).
+  std::size_t max_unsent_bytes = 4u << 20;
+  std::chrono::milliseconds write_stall{20'000};
   /// Received data waiting to be applied, per peer; above it the peer's
   /// connection stops being read until half of it is applied.
   std::size_t max_applying_bytes = 16u << 20;
@@ -86,6 +92,12 @@ struct node_env {
   /// system clock; tests and the simulator leave it empty and the actor
   /// clock (virtual there) is used.
   std::function<std::uint64_t()> unix_ms;
+  /// The transport reports bytes written to the kernel as (written_atom,
+  /// conn, n) to a connection's owner (tcp_transport does). Peer actors
+  /// then hold back answers while a peer has not taken the last ones
+  /// (sync_settings::max_unsent_bytes). The simulated network delivers a
+  /// send at once and reports nothing.
+  bool transport_reports_writes = false;
   /// Join the public directory rendezvous at the relays (join only, no
   /// watching), so aggregators can find and follow this node. The daemon
   /// turns it on by default ([node] directory); tests and the simulator

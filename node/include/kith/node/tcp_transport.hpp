@@ -20,9 +20,17 @@ namespace kith::node {
 
 struct tcp_options {
   /// Close a connection whose unsent bytes exceed this (a peer that does
-  /// not read).
-  std::size_t max_pending_write = 64u << 20;
+  /// not read). Above a resync page (4 MiB at most) with pushes behind it.
+  std::size_t max_pending_write = 16u << 20;
+  /// Unsent bytes of all connections together: past this, the connection
+  /// holding the most is closed, so many slow readers cannot add up.
+  std::size_t max_pending_total = 128u << 20;
   std::size_t read_chunk = 64u << 10;
+  /// Stop reading a connection while this many bytes read from it wait in
+  /// (or are being handled by) its owner's mailbox; read again once the
+  /// owner's consumed acknowledgements bring it under half. Bounds what a
+  /// fast sender can make us hold before the owner's own pause arrives.
+  std::size_t max_undelivered = 1u << 20;
 };
 
 class tcp_transport {

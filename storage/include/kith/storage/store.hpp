@@ -140,17 +140,20 @@ public:
   [[nodiscard]] result<signed_reply> answer(const std::string& topic,
                                             const causality::sync_request& req);
   /// One page of a full-state resync: every stored key of the topic after
-  /// after_key (exclusive; "" = from the start), at most max_keys, with
-  /// all their writes and the batches and bindings that prove them. A new
-  /// or returning replica applies pages in order and resumes from
+  /// after_key (exclusive; "" = from the start), at most max_keys and,
+  /// past the first key, at most max_bytes of keys and values, with all
+  /// their writes and the batches and bindings that prove them. A new or
+  /// returning replica applies pages in order and resumes from
   /// next_after; each page verifies on its own.
   struct page_result {
     signed_reply reply;
     std::string next_after;
     bool complete = false;
   };
+  static constexpr std::size_t default_page_bytes = 4u << 20;
   [[nodiscard]] result<page_result> page(const std::string& topic, const std::string& after_key,
-                                         std::size_t max_keys);
+                                         std::size_t max_keys,
+                                         std::size_t max_bytes = default_page_bytes);
   /// Every stored key of the topic starting with `prefix` (at most
   /// max_keys) with the batches and bindings that prove its writes, so the
   /// result verifies on its own (protocol::verify_standalone): what an
