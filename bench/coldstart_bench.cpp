@@ -31,6 +31,8 @@
 #include "kith/storage/rocksdb_options.hpp"
 #include "kith/storage/store.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
@@ -85,18 +87,35 @@ struct options {
   std::string log_level = "info";
 };
 
-void usage(std::ostream& o) {
-  o << "usage: kith-bench-coldstart [options]\n"
-       "  --quick          N = 20000, 2 rounds (a smoke run)\n"
-       "  --n N            documents in the node's feed (default 1000000)\n"
-       "  --batch B        ops per signed store::write while filling it (default 1000)\n"
-       "  --rounds R       measurements of each kind; medians are printed (default 5)\n"
-       "  --kith PATH      the kith program (default " KITH_BENCH_KITH_PATH ")\n"
-       "  --dir DIR        where the run's directory is made (default: system temp dir)\n"
-       "  --keep           keep the data directory and the daemon's log\n"
-       "  --seed S         seeds the document texts and the probed key (default 20261122)\n"
-       "  --log-level L    the daemon's log level (default info)\n"
-       "  --warm-only      do not drop the store's files from the page cache\n";
+/// Fills opt from argv (--quick shrinks the sizes not given). Returns the
+/// exit status when the program should stop: 0 after --help, 2 on a bad
+/// argument (CLI11 has said what was wrong).
+std::optional<int> read_options(int argc, char** argv, options& opt) {
+  CLI::App app{"kith-bench-coldstart: `kith run` on a large store until its API answers, "
+               "beside opening the same store in a fresh process (docs/benchmarks.md)"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--quick", opt.quick, "N = 20000, 2 rounds (a smoke run)");
+  auto* n = add_u64_option(app, "--n N", opt.n, 1, 9'999'999,
+                           "documents in the node's feed (default 1000000)");
+  add_u64_option(app, "--batch B", opt.batch, 1, 4096,
+                 "ops per signed store::write while filling it (default 1000)");
+  auto* rounds = add_u64_option(app, "--rounds R", opt.rounds, 1, 100,
+                                "measurements of each kind; medians are printed (default 5)");
+  add_text_option(app, "--kith PATH", opt.kith,
+                  "the kith program (default " KITH_BENCH_KITH_PATH ")");
+  add_text_option(app, "--dir DIR", opt.dir,
+                  "where the run's directory is made (default: system temp dir)");
+  app.add_flag("--keep", opt.keep, "keep the data directory and the daemon's log");
+  add_u64_option(app, "--seed S", opt.seed, 0, UINT64_MAX,
+                 "seeds the document texts and the probed key (default 20261122)");
+  add_text_option(app, "--log-level L", opt.log_level, "the daemon's log level (default info)");
+  app.add_flag("--warm-only", opt.warm_only,
+               "do not drop the store's files from the page cache");
+  if (auto stop = parse_command_line<CLI::ParseError>(app, argc, argv))
+    return stop;
+  quick_value(opt.quick, n, opt.n, 20'000);
+  quick_value(opt.quick, rounds, opt.rounds, 2);
+  return std::nullopt;
 }
 
 double median(std::vector<double> v) {
@@ -352,63 +371,8 @@ int main(int argc, char** argv) {
     return open_only_main(argv[2], argv[3], idx);
   }
   options opt;
-  bool n_set = false, rounds_set = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool has_value = i + 1 < argc;
-    std::uint64_t v = 0;
-    auto need_u64 = [&](std::uint64_t lo, std::uint64_t hi) {
-      if (!has_value || !parse_u64(argv[++i], v) || v < lo || v > hi) {
-        std::cerr << a << " needs a number from " << lo << " to " << hi << '\n';
-        return false;
-      }
-      return true;
-    };
-    if (a == "--quick") {
-      opt.quick = true;
-    } else if (a == "--keep") {
-      opt.keep = true;
-    } else if (a == "--warm-only") {
-      opt.warm_only = true;
-    } else if (a == "--n") {
-      if (!need_u64(1, 9'999'999))
-        return 2;
-      opt.n = v;
-      n_set = true;
-    } else if (a == "--batch") {
-      if (!need_u64(1, 4096))
-        return 2;
-      opt.batch = v;
-    } else if (a == "--rounds") {
-      if (!need_u64(1, 100))
-        return 2;
-      opt.rounds = v;
-      rounds_set = true;
-    } else if (a == "--seed") {
-      if (!need_u64(0, UINT64_MAX))
-        return 2;
-      opt.seed = v;
-    } else if (a == "--kith" && has_value) {
-      opt.kith = argv[++i];
-    } else if (a == "--dir" && has_value) {
-      opt.dir = argv[++i];
-    } else if (a == "--log-level" && has_value) {
-      opt.log_level = argv[++i];
-    } else if (a == "--help" || a == "-h") {
-      usage(std::cout);
-      return 0;
-    } else {
-      std::cerr << "unknown argument: " << a << '\n';
-      usage(std::cerr);
-      return 2;
-    }
-  }
-  if (opt.quick) {
-    if (!n_set)
-      opt.n = 20'000;
-    if (!rounds_set)
-      opt.rounds = 2;
-  }
+  if (const auto stop = read_options(argc, argv, opt))
+    return *stop;
   if (::access(opt.kith.c_str(), X_OK) != 0) {
     std::cerr << "cannot run " << opt.kith << " (build the kith target, or pass --kith)\n";
     return 2;

@@ -52,6 +52,8 @@
 #include "kith/relay/messages.hpp"
 #include "kith/relay/record.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -92,11 +94,14 @@
 
 namespace {
 
+using kith::bench::add_positive_option;
+using kith::bench::add_text_option;
+using kith::bench::add_u64_option;
 using kith::bench::cpu_seconds;
+using kith::bench::parse_command_line;
+using kith::bench::quick_value;
 using kith::bench::fmt;
 using kith::bench::grouped;
-using kith::bench::parse_double;
-using kith::bench::parse_u64;
 using kith::bench::sleep_s;
 using kith::bench::status_kib;
 
@@ -122,6 +127,7 @@ constexpr std::uint64_t record_ttl_ms = 3'600'000; // no renewals during a run
 
 // --- command line ------------------------------------------------------------------
 
+// Filled from argv by read_options (just before main).
 struct options {
   bool quick = false;
   bool keep = false;
@@ -141,28 +147,6 @@ struct options {
   std::string dir;
   double timeout_s = 180;
 };
-
-void usage(std::ostream& o) {
-  o << "usage: kith-bench-relay [options]\n"
-       "  --quick              500 peers, 2 s of lookups, 20 MB circuit (a smoke run; the ctest)\n"
-       "  --peers N            registered peers to hold (default 20000)\n"
-       "  --lookup-clients K   clients pipelining lookups (default 64)\n"
-       "  --seconds T          lookup measurement time (default 10; pings get T/2)\n"
-       "  --mb M               MB (10^6 bytes) pushed through the circuit (default 200)\n"
-       "  --relay PATH         kith-relay program (default ../relay/kith-relay from this program)\n"
-       "  --peer-procs P       processes holding the peers (default 2; each has its own fd limit)\n"
-       "  --threads W          threads running the lookup clients (default 2)\n"
-       "  --window L           lookups in flight per lookup client (default 32)\n"
-       "  --connect-window C   handshakes in flight per peer process (default 256)\n"
-       "  --verify-every V     check the signature of one lookup answer in V (default 32; 1 = all)\n"
-       "  --seed S             seeds identities, lookup targets and payload (default 20261122)\n"
-       "  --relay-log-level L  the relay's log level (default info)\n"
-       "  --dir DIR            where the run's directory is made (default: system temp dir)\n"
-       "  --keep               keep the run's directory (relay.toml, relay.log)\n"
-       "  --past-fd-limit      try all N peers even when the relay's open-file limit cannot\n"
-       "                       hold them (shows what the relay does when out of descriptors)\n"
-       "  --timeout-s S        give up on a phase after S seconds (default 180)\n";
-}
 
 
 
@@ -1559,95 +1543,61 @@ std::string default_relay_path() {
   return (self.parent_path() / ".." / "relay" / "kith-relay").lexically_normal().string();
 }
 
+/// Fills opt from argv (--quick shrinks the sizes not given). Returns the
+/// exit status when the program should stop: 0 after --help, 2 on a bad
+/// argument (CLI11 has said what was wrong).
+std::optional<int> read_options(int argc, char** argv, options& opt) {
+  CLI::App app{"kith-bench-relay: one kith-relay on loopback under many clients: registered "
+               "peers, RSS per peer, lookups/s, circuit MB/s (docs/benchmarks.md)"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--quick", opt.quick,
+               "500 peers, 2 s of lookups, 20 MB circuit (a smoke run; the ctest)");
+  auto* peers = add_u64_option(app, "--peers N", opt.peers, 1, 1'000'000,
+                               "registered peers to hold (default 20000)");
+  add_u64_option(app, "--lookup-clients K", opt.lookup_clients, 1, 10'000,
+                 "clients pipelining lookups (default 64)");
+  auto* seconds = add_positive_option(app, "--seconds T", opt.seconds,
+                                      "lookup measurement time (default 10; pings get T/2)");
+  auto* mb = add_u64_option(app, "--mb M", opt.mb, 1, 100'000,
+                            "MB (10^6 bytes) pushed through the circuit (default 200)");
+  add_text_option(app, "--relay PATH", opt.relay,
+                  "kith-relay program (default ../relay/kith-relay from this program)");
+  add_u64_option(app, "--peer-procs P", opt.peer_procs, 1, max_peer_procs,
+                 "processes holding the peers (default 2; each has its own fd limit)");
+  add_u64_option(app, "--threads W", opt.threads, 1, 64,
+                 "threads running the lookup clients (default 2)");
+  add_u64_option(app, "--window L", opt.window, 1, 4096,
+                 "lookups in flight per lookup client (default 32)");
+  add_u64_option(app, "--connect-window C", opt.connect_window, 1, 100'000,
+                 "handshakes in flight per peer process (default 256)");
+  add_u64_option(app, "--verify-every V", opt.verify_every, 1, 1'000'000,
+                 "check the signature of one lookup answer in V (default 32; 1 = all)");
+  add_u64_option(app, "--seed S", opt.seed, 0, UINT64_MAX,
+                 "seeds identities, lookup targets and payload (default 20261122)");
+  add_text_option(app, "--relay-log-level L", opt.relay_log_level,
+                  "the relay's log level (default info)");
+  add_text_option(app, "--dir DIR", opt.dir,
+                  "where the run's directory is made (default: system temp dir)");
+  app.add_flag("--keep", opt.keep, "keep the run's directory (relay.toml, relay.log)");
+  app.add_flag("--past-fd-limit", opt.past_fd_limit,
+               "try all N peers even when the relay's open-file limit cannot hold them (shows "
+               "what the relay does when out of descriptors)");
+  add_positive_option(app, "--timeout-s S", opt.timeout_s,
+                      "give up on a phase after S seconds (default 180)");
+  if (auto stop = parse_command_line<CLI::ParseError>(app, argc, argv))
+    return stop;
+  quick_value(opt.quick, peers, opt.peers, 500);
+  quick_value(opt.quick, seconds, opt.seconds, 2);
+  quick_value(opt.quick, mb, opt.mb, 20);
+  return std::nullopt;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
   options opt;
-  bool peers_set = false, seconds_set = false, mb_set = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool has_value = i + 1 < argc;
-    std::uint64_t v = 0;
-    auto need_u64 = [&](std::uint64_t lo, std::uint64_t hi) {
-      if (!has_value || !parse_u64(argv[++i], v) || v < lo || v > hi) {
-        std::cerr << a << " needs a number from " << lo << " to " << hi << '\n';
-        return false;
-      }
-      return true;
-    };
-    if (a == "--quick") {
-      opt.quick = true;
-    } else if (a == "--keep") {
-      opt.keep = true;
-    } else if (a == "--past-fd-limit") {
-      opt.past_fd_limit = true;
-    } else if (a == "--peers") {
-      if (!need_u64(1, 1'000'000))
-        return 2;
-      opt.peers = v;
-      peers_set = true;
-    } else if (a == "--lookup-clients") {
-      if (!need_u64(1, 10'000))
-        return 2;
-      opt.lookup_clients = v;
-    } else if (a == "--mb") {
-      if (!need_u64(1, 100'000))
-        return 2;
-      opt.mb = v;
-      mb_set = true;
-    } else if (a == "--peer-procs") {
-      if (!need_u64(1, max_peer_procs))
-        return 2;
-      opt.peer_procs = v;
-    } else if (a == "--threads") {
-      if (!need_u64(1, 64))
-        return 2;
-      opt.threads = v;
-    } else if (a == "--window") {
-      if (!need_u64(1, 4096))
-        return 2;
-      opt.window = v;
-    } else if (a == "--connect-window") {
-      if (!need_u64(1, 100'000))
-        return 2;
-      opt.connect_window = v;
-    } else if (a == "--verify-every") {
-      if (!need_u64(1, 1'000'000))
-        return 2;
-      opt.verify_every = v;
-    } else if (a == "--seed") {
-      if (!need_u64(0, UINT64_MAX))
-        return 2;
-      opt.seed = v;
-    } else if ((a == "--seconds" || a == "--timeout-s") && has_value) {
-      if (!parse_double(argv[++i], a == "--seconds" ? opt.seconds : opt.timeout_s)) {
-        std::cerr << a << " needs a positive number of seconds\n";
-        return 2;
-      }
-      seconds_set = seconds_set || a == "--seconds";
-    } else if (a == "--relay" && has_value) {
-      opt.relay = argv[++i];
-    } else if (a == "--relay-log-level" && has_value) {
-      opt.relay_log_level = argv[++i];
-    } else if (a == "--dir" && has_value) {
-      opt.dir = argv[++i];
-    } else if (a == "--help" || a == "-h") {
-      usage(std::cout);
-      return 0;
-    } else {
-      std::cerr << "unknown argument: " << a << '\n';
-      usage(std::cerr);
-      return 2;
-    }
-  }
-  if (opt.quick) {
-    if (!peers_set)
-      opt.peers = 500;
-    if (!seconds_set)
-      opt.seconds = 2;
-    if (!mb_set)
-      opt.mb = 20;
-  }
+  if (const auto stop = read_options(argc, argv, opt))
+    return *stop;
   if (opt.relay.empty())
     opt.relay = default_relay_path();
   if (::access(opt.relay.c_str(), X_OK) != 0) {

@@ -31,6 +31,7 @@
 #include "kith/protocol/crypto.hpp"
 #include "kith/storage/store.hpp"
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
@@ -68,11 +69,14 @@
 
 namespace {
 
+using kith::bench::add_positive_option;
+using kith::bench::add_text_option;
+using kith::bench::add_u64_option;
 using kith::bench::cpu_seconds;
+using kith::bench::parse_command_line;
+using kith::bench::quick_value;
 using kith::bench::fmt;
 using kith::bench::grouped;
-using kith::bench::parse_double;
-using kith::bench::parse_u64;
 using kith::bench::sleep_s;
 using kith::bench::status_kib;
 
@@ -118,21 +122,42 @@ struct options {
   double timeout_s = 600.0;
 };
 
-void usage(std::ostream& o) {
-  o << "usage: kith-bench-replication [options]\n"
-       "  --quick            N = 5000, peers = 500 (a smoke run; also the ctest)\n"
-       "  --n N              documents in the followed feed (default 100000; 0 skips replication)\n"
-       "  --peers P          identities the third node follows (default 10000)\n"
-       "  --batch B          ops per signed store::write on the writer (default 1000)\n"
-       "  --kith PATH        the kith program (default " KITH_BENCH_KITH_PATH ")\n"
-       "  --dir DIR          where the run's directory is made (default: system temp dir)\n"
-       "  --port-base P      peer ports P, P+1, P+2 (default: free ports from the OS)\n"
-       "  --keep             keep the data directories and daemon logs\n"
-       "  --seed S           seeds the document texts and the followed ids (default 20261122)\n"
-       "  --log-level L      the daemons' log level (default info)\n"
-       "  --anti-entropy S   passed to `kith run` (default: the daemon's own)\n"
-       "  --idle-s S         idle time before the last RSS reading (default 3)\n"
-       "  --timeout-s S      give up on convergence after S seconds (default 600)\n";
+/// Fills opt from argv (--quick shrinks the sizes not given). Returns the
+/// exit status when the program should stop: 0 after --help, 2 on a bad
+/// argument (CLI11 has said what was wrong).
+std::optional<int> read_options(int argc, char** argv, options& opt) {
+  CLI::App app{"kith-bench-replication: two `kith run` daemons over loopback, a new follower "
+               "pulls the feed; then a node following ids that never come online "
+               "(docs/benchmarks.md)"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--quick", opt.quick, "N = 5000, peers = 500 (a smoke run; also the ctest)");
+  auto* n = add_u64_option(app, "--n N", opt.n, 0, 9'999'999,
+                           "documents in the followed feed (default 100000; 0 skips replication)");
+  auto* peers = add_u64_option(app, "--peers P", opt.peers, 0, 1'000'000,
+                               "identities the third node follows (default 10000)");
+  add_u64_option(app, "--batch B", opt.batch, 1, 100'000,
+                 "ops per signed store::write on the writer (default 1000)");
+  add_text_option(app, "--kith PATH", opt.kith,
+                  "the kith program (default " KITH_BENCH_KITH_PATH ")");
+  add_text_option(app, "--dir DIR", opt.dir,
+                  "where the run's directory is made (default: system temp dir)");
+  add_u64_option(app, "--port-base P", opt.port_base, 1024, 65533,
+                 "peer ports P, P+1, P+2 (default: free ports from the OS)");
+  app.add_flag("--keep", opt.keep, "keep the data directories and daemon logs");
+  add_u64_option(app, "--seed S", opt.seed, 0, UINT64_MAX,
+                 "seeds the document texts and the followed ids (default 20261122)");
+  add_text_option(app, "--log-level L", opt.log_level, "the daemons' log level (default info)");
+  add_u64_option(app, "--anti-entropy S", opt.anti_entropy_s, 1, 86400,
+                 "passed to `kith run` (default: the daemon's own)");
+  add_positive_option(app, "--idle-s S", opt.idle_s,
+                      "idle time before the last RSS reading (default 3)");
+  add_positive_option(app, "--timeout-s S", opt.timeout_s,
+                      "give up on convergence after S seconds (default 600)");
+  if (auto stop = parse_command_line<CLI::ParseError>(app, argc, argv))
+    return stop;
+  quick_value(opt.quick, n, opt.n, 5000);
+  quick_value(opt.quick, peers, opt.peers, 500);
+  return std::nullopt;
 }
 
 
@@ -515,74 +540,8 @@ void row(const std::string& what, const std::string& measured, const std::string
 
 int main(int argc, char** argv) {
   options opt;
-  bool n_set = false, peers_set = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool has_value = i + 1 < argc;
-    std::uint64_t v = 0;
-    auto need_u64 = [&](std::uint64_t lo, std::uint64_t hi) {
-      if (!has_value || !parse_u64(argv[++i], v) || v < lo || v > hi) {
-        std::cerr << a << " needs a number from " << lo << " to " << hi << '\n';
-        return false;
-      }
-      return true;
-    };
-    if (a == "--quick") {
-      opt.quick = true;
-    } else if (a == "--keep") {
-      opt.keep = true;
-    } else if (a == "--n") {
-      if (!need_u64(0, 9'999'999))
-        return 2;
-      opt.n = v;
-      n_set = true;
-    } else if (a == "--batch") {
-      if (!need_u64(1, 100'000))
-        return 2;
-      opt.batch = v;
-    } else if (a == "--peers") {
-      if (!need_u64(0, 1'000'000))
-        return 2;
-      opt.peers = v;
-      peers_set = true;
-    } else if (a == "--seed") {
-      if (!need_u64(0, UINT64_MAX))
-        return 2;
-      opt.seed = v;
-    } else if (a == "--port-base") {
-      if (!need_u64(1024, 65533))
-        return 2;
-      opt.port_base = static_cast<std::uint16_t>(v);
-    } else if (a == "--anti-entropy") {
-      if (!need_u64(1, 86400))
-        return 2;
-      opt.anti_entropy_s = static_cast<std::uint32_t>(v);
-    } else if ((a == "--idle-s" || a == "--timeout-s") && has_value) {
-      if (!parse_double(argv[++i], a == "--idle-s" ? opt.idle_s : opt.timeout_s)) {
-        std::cerr << a << " needs a positive number of seconds\n";
-        return 2;
-      }
-    } else if (a == "--kith" && has_value) {
-      opt.kith = argv[++i];
-    } else if (a == "--dir" && has_value) {
-      opt.dir = argv[++i];
-    } else if (a == "--log-level" && has_value) {
-      opt.log_level = argv[++i];
-    } else if (a == "--help" || a == "-h") {
-      usage(std::cout);
-      return 0;
-    } else {
-      std::cerr << "unknown argument: " << a << '\n';
-      usage(std::cerr);
-      return 2;
-    }
-  }
-  if (opt.quick) {
-    if (!n_set)
-      opt.n = 5000;
-    if (!peers_set)
-      opt.peers = 500;
-  }
+  if (const auto stop = read_options(argc, argv, opt))
+    return *stop;
   if (opt.n == 0 && opt.peers == 0) {
     std::cerr << "--n 0 and --peers 0 leave nothing to measure\n";
     return 2;

@@ -9,10 +9,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include <sys/types.h>
 #include <unistd.h>
@@ -38,6 +41,111 @@ inline bool parse_double(const char* s, double& out) {
     return false;
   out = v;
   return true;
+}
+
+// --- command lines (CLI11) ------------------------------------------------------------
+//
+// The benchmarks that take many options read them with CLI11, as the kith and
+// kith-relay programs do, through these helpers: every bench reads a number
+// the same way (parse_u64, parse_double), says the same thing about a bad one,
+// exits with the same status and applies --quick the same way. They are
+// templates on CLI11's types (the bench includes <CLI/CLI.hpp> and links
+// CLI11::CLI11) only so that this header, which programs without CLI11
+// include too, need not include it.
+
+/// Splits "--peers N" into the option's name and the placeholder its help
+/// shows ("--peers", "N"); a name alone gets "" (CLI11's own).
+inline std::pair<std::string, std::string> option_and_placeholder(const std::string& spec) {
+  const auto space = spec.find(' ');
+  if (space == std::string::npos)
+    return {spec, ""};
+  return {spec.substr(0, space), spec.substr(space + 1)};
+}
+
+/// Adds `spec` ("--name TEXT") to app: any text, into out. Returns the
+/// CLI::Option*.
+template <class App>
+auto* add_text_option(App& app, const std::string& spec, std::string& out,
+                      const std::string& help) {
+  const auto [name, placeholder] = option_and_placeholder(spec);
+  auto* option = app.add_option(name, out, help);
+  if (!placeholder.empty())
+    option->type_name(placeholder);
+  return option;
+}
+
+/// Adds `spec` ("--name N") to app: a whole decimal number from lo to hi, into
+/// out. CLI11 would read "010" as octal and "-1" as 2^64 - 1; the value is
+/// checked with parse_u64 and handed to CLI11 in plain decimal instead.
+/// Returns the CLI::Option*.
+template <class App, class T>
+auto* add_u64_option(App& app, const std::string& spec, T& out, std::uint64_t lo,
+                     std::uint64_t hi, const std::string& help) {
+  static_assert(std::is_unsigned_v<T>, "add_u64_option reads unsigned numbers");
+  const auto [name, placeholder] = option_and_placeholder(spec);
+  const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
+  const bool whole_range = lo == 0 && hi == std::numeric_limits<std::uint64_t>::max();
+  auto* option = app.add_option(name, out, help);
+  if (!placeholder.empty())
+    option->type_name(placeholder);
+  // CLI11 runs transforms before checks, whichever is added first.
+  return option
+      ->transform(
+          [](std::string text) {
+            std::uint64_t v = 0;
+            return parse_u64(text.c_str(), v) ? std::to_string(v) : text;
+          },
+          "")
+      ->check(
+          [lo, hi](const std::string& text) {
+            std::uint64_t v = 0;
+            if (!parse_u64(text.c_str(), v) || v < lo || v > hi)
+              return "needs a whole number from " + std::to_string(lo) + " to " +
+                     std::to_string(hi) + ", not '" + text + "'";
+            return std::string();
+          },
+          whole_range ? "" : range);
+}
+
+/// Adds `spec` ("--name S") to app: a positive number (parse_double), into
+/// out. Returns the CLI::Option*.
+template <class App>
+auto* add_positive_option(App& app, const std::string& spec, double& out,
+                          const std::string& help) {
+  const auto [name, placeholder] = option_and_placeholder(spec);
+  auto* option = app.add_option(name, out, help);
+  if (!placeholder.empty())
+    option->type_name(placeholder);
+  return option->check(
+      [](const std::string& text) {
+        double v = 0;
+        if (!parse_double(text.c_str(), v))
+          return "needs a positive number, not '" + text + "'";
+        return std::string();
+      },
+      "positive");
+}
+
+/// Parses argv with app (a CLI::App holding the options above). Returns
+/// nullopt to go on, else the exit status: 0 after --help, 2 on a bad
+/// argument (app.exit has said what was wrong), as kith-relay does.
+/// ParseError is CLI::ParseError, named by the caller (see above).
+template <class ParseError, class App>
+[[nodiscard]] std::optional<int> parse_command_line(App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  return std::nullopt;
+}
+
+/// Under --quick (a smoke run), an option the command line did not give
+/// (option: its CLI::Option*) takes its quick value instead of its default.
+template <class Option, class T, class U>
+void quick_value(bool quick, const Option* option, T& value, U small) {
+  if (quick && option->count() == 0)
+    value = static_cast<T>(small);
 }
 
 inline void sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }

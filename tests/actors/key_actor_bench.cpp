@@ -186,6 +186,51 @@ void stop(caf::actor_system&, target& t) {
   caf::anon_send(t.node, stop_atom::value);
 }
 
+/// What one repair path left: its target (still running; stop it when done
+/// with it) and what the run saw.
+struct repair_result {
+  target tgt;
+  std::size_t failed = 0;     // apply requests that failed
+  bool same = false;          // the target's store reads back as the source's
+  std::size_t key_actors = 0; // alive after the repair
+};
+
+/// Applies `repair` to a fresh target (store n, named label) through its
+/// topic actor as `atom` messages (apply_atom: batched; kapply_atom: one
+/// key's actor each) of split_reply parts of at most part_bytes (0: the
+/// node's max_part_bytes), `window` in flight, and prints the phase's line;
+/// `via(parts, part_bytes)` says which path it took.
+template <class Atom, class Via>
+repair_result apply_repair(caf::actor_system& sys, std::uint64_t seed, std::uint64_t n,
+                           const protocol::topic_descriptor& topic, const std::string& label,
+                           const protocol::signed_reply& repair, std::size_t part_bytes,
+                           Atom atom, std::size_t window, const std::string& want, Via via) {
+  repair_result r;
+  r.tgt = open_target(sys, seed, n, topic, label);
+  if (part_bytes == 0)
+    part_bytes = r.tgt.env->settings.max_part_bytes;
+  const auto parts = protocol::split_reply(repair, part_bytes);
+  const bool peak_ok = reset_peak();
+  const auto rss0 = proc_kb("VmRSS");
+  std::string err;
+  const auto t = std::chrono::steady_clock::now();
+  r.failed = pipeline<apply_result>(
+      sys, r.tgt.topic, parts.size(), window,
+      [&](std::size_t i) { return std::make_tuple(atom, parts[i], caf::actor{}); }, err);
+  const double secs = seconds_since(t);
+  r.key_actors = status_of(sys, r.tgt.topic).key_actors;
+  r.same = digest(*r.tgt.env->store, topic.id) == want;
+  std::printf("[%s] repair through %s: %.2f s, %.0f entries/s, peak RSS %llu MB (%s; %llu MB "
+              "before), key actors alive %zu, failures %zu%s%s, store %s the source\n",
+              label.c_str(), via(parts.size(), part_bytes).c_str(), secs,
+              repair.entries.size() / secs,
+              static_cast<unsigned long long>(proc_kb("VmHWM") / 1024),
+              peak_ok ? "reset before the phase" : "since process start",
+              static_cast<unsigned long long>(rss0 / 1024), r.key_actors, r.failed,
+              err.empty() ? "" : ": ", err.c_str(), r.same ? "matches" : "DOES NOT match");
+  return r;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -311,30 +356,13 @@ int main(int argc, char** argv) {
   // 1. Batched: parts of at most max_part_bytes, as a peer actor applies
   // an answer.
   if (phase == "batched") {
-    auto tgt = open_target(sys, seed, 1, topic, "batched");
-    const auto parts = protocol::split_reply(*repair, tgt.env->settings.max_part_bytes);
-    const bool peak_ok = reset_peak();
-    const auto rss0 = proc_kb("VmRSS");
-    std::string err;
-    auto t = std::chrono::steady_clock::now();
-    auto failed = pipeline<apply_result>(sys, tgt.topic, parts.size(), window,
-                                         [&](std::size_t i) {
-                                           return std::make_tuple(apply_atom::value, parts[i],
-                                                                  caf::actor{});
-                                         },
-                                         err);
-    const double secs = seconds_since(t);
-    const auto info = status_of(sys, tgt.topic);
-    const bool same = digest(*tgt.env->store, topic.id) == want;
-    std::printf("[batched] repair through the topic actor (%zu parts of <= %zu bytes): %.2f s, %.0f entries/s, "
-                "peak RSS %llu MB (%s; %llu MB before), key actors alive %zu, failures %zu%s%s, "
-                "store %s the source\n",
-                parts.size(), tgt.env->settings.max_part_bytes, secs, keys / secs,
-                static_cast<unsigned long long>(proc_kb("VmHWM") / 1024),
-                peak_ok ? "reset before the phase" : "since process start",
-                static_cast<unsigned long long>(rss0 / 1024), info.key_actors, failed,
-                err.empty() ? "" : ": ", err.c_str(), same ? "matches" : "DOES NOT match");
-    if (failed || !same)
+    auto run = apply_repair(sys, seed, 1, topic, "batched", *repair, 0, apply_atom::value, window,
+                            want, [](std::size_t parts, std::size_t bytes) {
+                              return "the topic actor (" + std::to_string(parts) +
+                                     " parts of <= " + std::to_string(bytes) + " bytes)";
+                            });
+    auto& tgt = run.tgt;
+    if (run.failed || !run.same)
       status = 1;
 
     // 3. Idle memory of K active key actors on this store (every key read
@@ -346,7 +374,7 @@ int main(int argc, char** argv) {
       ks.push_back(repair->entries[i].key);
     malloc_trim(0);
     const auto before = proc_kb("VmRSS");
-    t = std::chrono::steady_clock::now();
+    const auto t = std::chrono::steady_clock::now();
     std::size_t read_failures = 0;
     {
       // kget answers a key_state; adapt it to the pipeline's ok/reason.
@@ -384,32 +412,14 @@ int main(int argc, char** argv) {
 
   // 2. Per key: one message per key, through each key's actor.
   if (phase == "perkey") {
-    auto tgt = open_target(sys, seed, 2, topic, "perkey");
-    const auto parts = protocol::split_reply(*repair, 1); // one entry each, in order
-    const bool peak_ok = reset_peak();
-    const auto rss0 = proc_kb("VmRSS");
-    std::string err;
-    auto t = std::chrono::steady_clock::now();
-    auto failed = pipeline<apply_result>(sys, tgt.topic, parts.size(), window,
-                                         [&](std::size_t i) {
-                                           return std::make_tuple(kapply_atom::value, parts[i],
-                                                                  caf::actor{});
-                                         },
-                                         err);
-    const double secs = seconds_since(t);
-    const auto info = status_of(sys, tgt.topic);
-    const bool same = digest(*tgt.env->store, topic.id) == want;
-    std::printf("[perkey] repair through key actors (%zu one-key messages): %.2f s, %.0f entries/s, peak RSS "
-                "%llu MB (%s; %llu MB before), key actors alive %zu, failures %zu%s%s, store %s "
-                "the source\n",
-                parts.size(), secs, keys / secs,
-                static_cast<unsigned long long>(proc_kb("VmHWM") / 1024),
-                peak_ok ? "reset before the phase" : "since process start",
-                static_cast<unsigned long long>(rss0 / 1024), info.key_actors, failed,
-                err.empty() ? "" : ": ", err.c_str(), same ? "matches" : "DOES NOT match");
-    if (failed || !same || info.key_actors != keys)
+    // Parts of at most 1 byte: one entry each, in order.
+    auto run = apply_repair(sys, seed, 2, topic, "perkey", *repair, 1, kapply_atom::value, window,
+                            want, [](std::size_t parts, std::size_t) {
+                              return "key actors (" + std::to_string(parts) + " one-key messages)";
+                            });
+    if (run.failed || !run.same || run.key_actors != keys)
       status = 1;
-    stop(sys, tgt);
+    stop(sys, run.tgt);
   }
 
   // Let the nodes (and with them the topic and key actors) stop before

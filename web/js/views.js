@@ -88,6 +88,20 @@ function pager(list, fetchPage) {
   };
 }
 
+/** Loads the first page of a paged list (feed, one person's statuses) into
+ *  `list` and hands its size and cursor to the pager `more`; a failure
+ *  shows in the view's element `el`. */
+async function loadFirstPage(list, more, fetchPage, el) {
+  try {
+    const r = await fetchPage({ limit: PAGE });
+    const posts = r.posts || [];
+    posts.forEach((p) => list.upsert(p));
+    more.reset(posts.length, r.next || null);
+  } catch (e) {
+    el.append(errorBox(e));
+  }
+}
+
 // --- feed ------------------------------------------------------------------
 
 export function feedView() {
@@ -99,15 +113,7 @@ export function feedView() {
     h('p', { class: 'muted' }, 'Your statuses and those of the people you follow, newest first. New ones appear as they arrive.'),
     compose({ onPosted: (r) => showPosted(r, list) }),
     list.el, more.el);
-  const load = async () => {
-    try {
-      const r = await fetchPage({ limit: PAGE });
-      (r.posts || []).forEach((p) => list.upsert(p));
-      more.reset((r.posts || []).length, r.next || null);
-    } catch (e) {
-      el.append(errorBox(e));
-    }
-  };
+  const load = () => loadFirstPage(list, more, fetchPage, el);
   load();
   return {
     el, title: 'Feed',
@@ -331,15 +337,7 @@ export function userView(id) {
       id === state.me ? h('p', {}, h('a', { href: '#/profile' }, 'Edit your profile'))
         : followButton(id, state.followed.has(id), renderHead)));
   };
-  const load = async () => {
-    try {
-      const r = await fetchPage({ limit: PAGE });
-      (r.posts || []).forEach((p) => list.upsert(p));
-      more.reset((r.posts || []).length, r.next || null);
-    } catch (e) {
-      el.append(errorBox(e));
-    }
-  };
+  const load = () => loadFirstPage(list, more, fetchPage, el);
   renderHead();
   load();
   return {
