@@ -62,7 +62,7 @@ struct peer_state {
   std::map<std::string, std::uint64_t> next_round_ms;
   std::set<std::string> marks_due;
   /// Resyncs in progress: the sender's clock at the first page, and the
-  /// sender's own dots the pages carried (what it still held).
+  /// dots the pages carried (what the sender still held).
   struct resync_state {
     std::optional<causality::node_clock> clock;
     std::vector<dot> held;
@@ -478,8 +478,7 @@ void on_data(peer_pointer self, data_msg m) {
       it->second.clock = m.reply.clock;
     for (const auto& e : m.reply.entries)
       for (const auto& rec : e.records)
-        if (rec.first.id == *st.rid)
-          it->second.held.push_back(rec.first);
+        it->second.held.push_back(rec.first);
   }
   self->request(t, caf::infinite, apply_atom::value, std::move(m.reply),
                 caf::actor_cast<caf::actor>(self))

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 namespace kith::actors::detail {
@@ -40,10 +41,138 @@ struct topic_state {
   /// Actors of the active keys; inactive keys have no entry and cost nothing.
   std::unordered_map<std::string, key_entry> keys;
   std::uint64_t key_activations = 0;
+  /// When each member was last heard from, in ms of the actor clock: its
+  /// subscribe, requests, reports and data, or the end of its
+  /// subscription. A member first seen by the periodic check counts from
+  /// then (a restart gives every member a full period).
+  std::map<causality::replica_id, std::uint64_t> heard_ms;
+  /// Members asked to do a full resync whose resync is not confirmed yet,
+  /// with our own clock base when they (re)joined. Until one of their
+  /// clock reports covers that base, a new subscribe asks for the resync
+  /// again: an interrupted resync leaves gaps that anti-entropy cannot
+  /// fill (what was pruned while they were away is no longer named).
+  std::map<causality::replica_id, std::uint64_t> resyncing;
+  /// Replicas this actor retired (a later subscribe counts as a return).
+  std::set<causality::replica_id> retired;
   static inline const char* name = "kith.topic";
 };
 
 using topic_pointer = topic_actor::stateful_pointer<topic_state>;
+
+/// The periodic membership check. A private message of the topic actor to
+/// itself, not part of the topic's protocol (topic_actor's interface): it
+/// arrives through the default handler.
+using retire_tick_atom = caf::atom_constant<caf::atom("rtick")>;
+
+std::uint64_t now_ms(topic_pointer self) {
+  return clock_ms(self->clock().now());
+}
+
+/// Records that a replica spoke about this topic now.
+void heard(topic_pointer self, causality::replica_id rid) {
+  if (rid != self->state.env->store->self_id())
+    self->state.heard_ms[rid] = now_ms(self);
+}
+
+/// Our own clock base in this topic: what a complete resync from us
+/// vouches for (the receiver joins our own entry at its end).
+std::uint64_t own_base(const topic_state& st) {
+  auto c = st.env->store->clock_copy(st.topic);
+  return c ? c->base(st.env->store->self_id()) : 0;
+}
+
+/// A replica's own report of its clock (a sync request or a watermark
+/// report). It confirms a member's resync once it covers our writes up to
+/// the base we had when the member joined: the member then holds, or saw
+/// superseded, everything we pruned while it was away.
+void reported(topic_pointer self, causality::replica_id rid, const causality::node_clock& c) {
+  heard(self, rid);
+  auto& st = self->state;
+  auto i = st.resyncing.find(rid);
+  if (i != st.resyncing.end() && c.base(st.env->store->self_id()) >= i->second)
+    st.resyncing.erase(i);
+}
+
+/// Retires the members silent for settings.retire_after that are not
+/// subscribed now, in one store commit, which also prunes what only they
+/// held back. Never retires this replica. Retiring only removes them from
+/// the watermark: their clock entries stay (close_retired is for ids whose
+/// store is gone for good; a silent peer may come back with writes we have
+/// not seen, and those must still be accepted).
+///
+/// Feed topics only. A returning member's full resync drops the stale
+/// copies it holds of the sender's own writes (store::join_sender_entry
+/// trusts a sender first-hand only); in a feed every write is the
+/// author's, so a resync from the author (or anti-entropy with an author
+/// that kept the records for it) removes every deleted or overwritten post.
+/// In a topic with several writers, a stale copy of a third writer's value
+/// whose supersession record was pruned here survives a resync from us.
+/// TODO(design): retire in shared topics once a resync can justify drops
+/// of third-party writes (a state summary signed by the writers,
+/// docs/architecture.md "Topic membership"); the kv workload of kith-sim
+/// with retire_after_s set shows the failure (overwritten values back).
+void retire_silent(topic_pointer self) {
+  auto& st = self->state;
+  const auto after = static_cast<std::uint64_t>(st.env->settings.retire_after.count());
+  auto desc = st.env->store->topic(st.topic);
+  if (!desc || desc->kind != protocol::topic_kind::feed || after == 0)
+    return;
+  auto members = st.env->store->members(st.topic);
+  if (!members)
+    return;
+  const auto now = now_ms(self);
+  const auto me = st.env->store->self_id();
+  std::set<causality::replica_id> subscribed;
+  for (const auto& [addr, sub] : st.subscribers)
+    subscribed.insert(sub.second);
+  std::vector<causality::replica_id> keep, gone;
+  for (auto rid : *members) {
+    if (rid == me)
+      continue; // store::set_members adds it back
+    if (subscribed.count(rid) != 0) {
+      keep.push_back(rid);
+      continue;
+    }
+    auto [it, first] = st.heard_ms.emplace(rid, now);
+    if (!first && now - it->second >= after)
+      gone.push_back(rid);
+    else
+      keep.push_back(rid);
+  }
+  // Forget what we heard from replicas that are not members.
+  for (auto i = st.heard_ms.begin(); i != st.heard_ms.end();)
+    i = std::find(members->begin(), members->end(), i->first) == members->end()
+            ? st.heard_ms.erase(i)
+            : std::next(i);
+  if (gone.empty())
+    return;
+  if (auto s = st.env->store->set_members(st.topic, keep); !s) {
+    st.env->logf(log_level::warn, "topic " + st.topic + ": retiring members: " + s.err().message);
+    return;
+  }
+  for (auto rid : gone) {
+    st.heard_ms.erase(rid);
+    st.resyncing.erase(rid);
+    st.retired.insert(rid);
+  }
+  if (auto& c = st.env->settings.counters)
+    c->retirements += gone.size();
+  st.env->logf(log_level::info, "topic " + st.topic + ": retired " + std::to_string(gone.size()) +
+                                    " member(s) silent for " + std::to_string(after / 1000) +
+                                    " s; they resync in full if they come back");
+}
+
+/// Arms the next membership check: a quarter of the retirement period
+/// (at least a second), so a member is retired 1 to 1.25 periods after it
+/// fell silent.
+void schedule_retire_check(topic_pointer self) {
+  const auto after = self->state.env->settings.retire_after;
+  auto desc = self->state.env->store->topic(self->state.topic);
+  if (after.count() <= 0 || !desc || desc->kind != protocol::topic_kind::feed)
+    return; // retire_silent says why feeds only
+  const auto period = std::max<std::chrono::milliseconds>(after / 4, std::chrono::seconds(1));
+  caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), period, retire_tick_atom::value);
+}
 
 /// Change events for the API stream: one per changed key.
 void emit_changes(const node_env& env, const protocol::signed_reply& r, const char* origin) {
@@ -195,7 +324,23 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
   self->state.env = std::move(env);
   self->state.topic = std::move(topic);
   self->state.node = std::move(node);
-  self->set_down_handler([self](caf::down_msg& dm) { self->state.subscribers.erase(dm.source); });
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& subs = self->state.subscribers;
+    if (auto i = subs.find(dm.source); i != subs.end()) {
+      heard(self, i->second.second); // connected until now
+      subs.erase(i);
+    }
+  });
+  self->set_default_handler(
+      [self](caf::scheduled_actor* ptr, caf::message_view& x) -> caf::result<caf::message> {
+        if (x.content().match_elements<retire_tick_atom>()) {
+          retire_silent(self);
+          schedule_retire_check(self);
+          return caf::message{};
+        }
+        return caf::print_and_drop(ptr, x);
+      });
+  schedule_retire_check(self);
   return {
       [self](doc_atom, const std::string& op, const std::string& params,
              std::uint64_t time_ms) -> api_result {
@@ -213,6 +358,7 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         }
       },
       [self](answer_atom, const causality::sync_request& req) -> caf::result<protocol::signed_reply> {
+        reported(self, req.from, req.clock);
         auto r = self->state.env->store->answer(self->state.topic, req);
         if (!r) {
           self->state.env->logf(log_level::warn,
@@ -234,6 +380,7 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         return std::move(*r);
       },
       [self](apply_atom, const protocol::signed_reply& r, const caf::actor& from) -> apply_result {
+        heard(self, r.from);
         return apply_reply(self, r, from, caf::actor_addr{});
       },
       [self](subscribe_atom, const caf::actor& peer, causality::replica_id rid) -> bool {
@@ -241,23 +388,39 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         if (st.subscribers.count(peer.address()) == 0)
           self->monitor(peer);
         st.subscribers[peer.address()] = {peer, rid};
-        // Pruning waits for subscribed replicas: they are members.
-        // TODO(design): retire members silent for a long period (issue 6
-        // measures the trade-off); today a member stays until unfollowed.
+        heard(self, rid);
+        // Pruning waits for subscribed replicas: they are members, until
+        // silent for settings.retire_after (retire_silent). A replica
+        // that is not a member (new, or retired) must do a full resync:
+        // what we pruned meanwhile no longer reaches it by anti-entropy.
         auto members = st.env->store->members(st.topic);
         if (members && std::find(members->begin(), members->end(), rid) == members->end()) {
           members->push_back(rid);
           if (auto s = st.env->store->set_members(st.topic, *members); !s)
             st.env->logf(log_level::warn, "topic " + st.topic + ": " + s.err().message);
+          st.resyncing[rid] = own_base(st);
+          if (auto& c = st.env->settings.counters)
+            ++(st.retired.count(rid) != 0 ? c->returning_members : c->new_members);
+          return true;
+        }
+        if (members && st.resyncing.count(rid) != 0) {
+          // Asked before, not confirmed since: the resync may have been cut.
+          if (auto& c = st.env->settings.counters)
+            ++c->repeated_resyncs;
           return true;
         }
         return false;
       },
       [self](unsub_atom, const caf::actor& peer) {
-        self->state.subscribers.erase(peer.address());
+        auto& subs = self->state.subscribers;
+        if (auto i = subs.find(peer.address()); i != subs.end()) {
+          heard(self, i->second.second); // subscribed until now
+          subs.erase(i);
+        }
         self->demonitor(peer);
       },
       [self](mark_atom, causality::replica_id rid, const causality::node_clock& c) {
+        reported(self, rid, c);
         if (auto s = self->state.env->store->observe(self->state.topic, rid, c); !s)
           self->state.env->logf(log_level::warn, "topic " + self->state.topic + ": " + s.err().message);
       },
@@ -276,11 +439,20 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         out.reply = std::move(r->reply);
         out.next_after = std::move(r->next_after);
         out.complete = r->complete;
+        if (auto& c = st.env->settings.counters) {
+          // What the page costs on the wire (before the channel's framing).
+          ++c->resync_pages;
+          c->resyncs_completed += out.complete ? 1 : 0;
+          c->resync_bytes +=
+              protocol::encode_message(protocol::data_msg{protocol::data_kind::resync, true, out.reply})
+                  .size();
+        }
         return out;
       },
       [self](join_atom, causality::replica_id sender, const causality::node_clock& c,
              const std::vector<causality::dot>& held) {
         auto& st = self->state;
+        heard(self, sender);
         if (auto s = st.env->store->join_sender_entry(st.topic, sender, c, &held); !s) {
           st.env->logf(log_level::warn, "topic " + st.topic + ": " + s.err().message);
           return;
@@ -414,6 +586,7 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         auto& st = self->state;
         key_commit out;
         const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+        heard(self, r.from);
         out.merge = apply_reply(self, r, from, sender);
         if (!r.entries.empty())
           out.state = read_key_state(*st.env, st.topic, r.entries.front().key);

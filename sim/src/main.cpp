@@ -51,6 +51,10 @@ int main(int argc, char** argv) {
                  "write summary.json and series.csv (one row per --sample-s simulated seconds) here");
   app.add_option("--sample-s", sample_s, "simulated seconds between rows of series.csv (with --out)")
       ->check(CLI::PositiveNumber);
+  std::optional<double> checkpoint_s;
+  app.add_option("--checkpoint-s", checkpoint_s,
+                 "override checkpoint_s (simulated seconds between invariant checks; 0: none)")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--plots", plots, "with --out: draw PNG plots of series.csv with gnuplot (sim/plot.sh)");
   CLI11_PARSE(app, argc, argv);
 
@@ -74,6 +78,8 @@ int main(int argc, char** argv) {
     }
     s->nodes = *nodes;
   }
+  if (checkpoint_s)
+    s->checkpoint_s = *checkpoint_s;
   if (duration) {
     if (*duration < 0) {
       std::cerr << "kith-sim: --duration must be 0 or more\n";
@@ -118,8 +124,17 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::cerr << "kith-sim: seed " << s->seed << " (replay: kith-sim " << file << " --seed "
-            << s->seed << ")\n";
+  // The command that replays this run: the seed and every override given.
+  std::ostringstream replay_cmd;
+  replay_cmd << "kith-sim " << file << " --seed " << s->seed;
+  if (nodes)
+    replay_cmd << " --nodes " << *nodes;
+  if (duration)
+    replay_cmd << " --duration " << *duration;
+  if (checkpoint_s)
+    replay_cmd << " --checkpoint-s " << *checkpoint_s;
+  const std::string replay = replay_cmd.str();
+  std::cerr << "kith-sim: seed " << s->seed << " (replay: " << replay << ")\n";
   kith::sim::run_options options;
   options.sample_s = out_dir.empty() ? 0 : sample_s;
   auto r = kith::sim::run(*s, [](const std::string& line) { std::cerr << "kith-sim: " << line << "\n"; },
@@ -127,7 +142,8 @@ int main(int argc, char** argv) {
   std::cout << r.json.dump(2) << "\n";
   if (!out_dir.empty()) {
     if (!write_file(out_dir + "/summary.json", r.json.dump(2) + "\n") ||
-        !write_file(out_dir + "/series.csv", r.series_csv)) {
+        !write_file(out_dir + "/series.csv", r.series_csv) ||
+        (!r.checkpoints_csv.empty() && !write_file(out_dir + "/checkpoints.csv", r.checkpoints_csv))) {
       std::cerr << "kith-sim: cannot write into " << out_dir << "\n";
       return 2;
     }
@@ -137,10 +153,12 @@ int main(int argc, char** argv) {
         std::cerr << "kith-sim: plotting failed (is gnuplot installed? scripts/install-deps.sh)\n";
     }
   }
+  if (!r.checkpoints_ok)
+    std::cerr << "kith-sim: seed " << s->seed << ": an invariant failed at a checkpoint "
+              << r.checkpoint_failure << "; replay with: " << replay << "\n";
   if (!r.converged) {
-    std::cerr << "kith-sim: did not converge; replay with: kith-sim " << file << " --seed " << s->seed
-              << "\n";
+    std::cerr << "kith-sim: seed " << s->seed << ": did not converge; replay with: " << replay << "\n";
     return 1;
   }
-  return 0;
+  return r.checkpoints_ok ? 0 : 1;
 }

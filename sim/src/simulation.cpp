@@ -37,8 +37,13 @@ std::string hex64(std::uint64_t v) {
   return buf;
 }
 
+/// Relay 0 is "sim:relay" (as when there was only one), relay k "sim:relay<k>".
+std::string relay_address(std::size_t k) {
+  return k == 0 ? std::string("sim:relay") : "sim:relay" + std::to_string(k);
+}
+
 std::string address_of(const node_ref& r) {
-  return r.index == node_ref::relay ? std::string("sim:relay") : "sim:" + std::to_string(r.index);
+  return r.is_relay() ? relay_address(r.relay_index()) : "sim:" + std::to_string(r.index);
 }
 
 /// One simulated world: the actor system on the testing scheduler, the
@@ -65,9 +70,12 @@ public:
     for (auto& n : nodes_)
       if (!n.crashed)
         caf::anon_send(n.actor, actors::stop_atom::value);
-    if (relay_)
-      caf::anon_send_exit(relay_, caf::exit_reason::user_shutdown);
+    for (auto& r : relays_)
+      if (r.actor)
+        caf::anon_send_exit(r.actor, caf::exit_reason::user_shutdown);
     sched_->run();
+    for (auto& n : nodes_)
+      n.env->log = nullptr; // it points into this world
   }
 
   struct node {
@@ -81,6 +89,21 @@ public:
     bool refollow = false; // lost its store: follows (and topics) again when it restarts
     std::uint32_t store_losses = 0;
     std::vector<std::size_t> follows;
+    /// Crashed by a rare-path fault (crash_during_sync), to restart by the
+    /// fault's own timer; cleared when churn or the settle phase takes over.
+    bool fault_down = false;
+  };
+
+  /// One relay process. A crash closes its connections and loses its state
+  /// (registrations, rendezvous, circuits); a restart spawns a fresh core
+  /// under the same identity on the same address.
+  struct relay_proc {
+    std::string address;
+    protocol::identity id;
+    actors::transport_actor transport;
+    caf::actor actor; // empty while down
+    std::uint32_t incarnation = 0;
+    std::uint64_t down_since_ms = 0;
   };
 
   std::shared_ptr<storage::store> make_store(std::size_t i, std::uint32_t losses) {
@@ -97,13 +120,18 @@ public:
   /// Builds the relay and the nodes; nodes in `late` are created but start
   /// only when they join().
   void build(const std::set<std::size_t>& late) {
-    std::string relay_at;
-    if (s_.relay) {
-      auto id = protocol::identity::from_seed(actors::seed_for(s_.seed, 5000));
-      relay_ = actors::spawn_relay_host(*sys_, net_->make_transport(*sys_, "sim:relay"), id,
-                                        actors::seed_for(s_.seed, 5001), relay_options());
-      net_->listen("sim:relay", relay_);
-      relay_at = "sim:relay#" + protocol::to_text(id.pub());
+    // Relay 0 keeps the seeds it had when there was only one relay.
+    std::vector<std::string> relay_at;
+    for (std::size_t k = 0; k < relay_count(s_); ++k) {
+      relay_proc r{relay_address(k),
+                   protocol::identity::from_seed(relay_seed(k, 0)),
+                   net_->make_transport(*sys_, relay_address(k)),
+                   {},
+                   0,
+                   0};
+      relays_.push_back(std::move(r));
+      start_relay(k);
+      relay_at.push_back(relays_[k].address + "#" + protocol::to_text(relays_[k].id.pub()));
     }
     for (std::uint32_t i = 0; i < s_.nodes; ++i) {
       auto id = protocol::identity::from_seed(actors::seed_for(s_.seed, i));
@@ -112,10 +140,18 @@ public:
       nodes_.push_back(node{address, env, {}, true, false, true, false, false, 0, {}});
       env->store = make_store(i, 0);
       env->rng = std::make_shared<actors::entropy>(actors::seed_for(s_.seed, 1000 + i));
+      by_short_id_[protocol::to_text(id.pub()).substr(0, 12)] = i;
+      if (watch_sync_)
+        env->log = [this, i](actors::log_level, const std::string& line) { note_log(i, line); };
       env->settings.anti_entropy = seconds(s_.anti_entropy_s);
+      if (s_.retire_after_s)
+        env->settings.retire_after = milliseconds(static_cast<std::int64_t>(*s_.retire_after_s * 1000));
+      env->settings.counters = counters_;
       env->transport = net_->make_transport(*sys_, address);
       if (s_.relay) {
-        env->relays = {relay_at};
+        // Node i uses relays i, i+1, ... (mod the number of relays).
+        for (std::size_t j = 0; j < relays_per_node(s_); ++j)
+          env->relays.push_back(relay_at[(i + j) % relay_at.size()]);
         env->announce = {address};
       }
       if (late.count(i)) {
@@ -161,6 +197,63 @@ public:
 
   std::string id_of(std::size_t i) const { return protocol::to_text(nodes_[i].env->self.pub()); }
 
+  /// A peer actor of node i logs "peer <first 12 characters of the id>:
+  /// data (answer) for <topic>: ..." when a reply to one of its sync
+  /// requests arrives: an anti-entropy answer or a resync page (pushes log
+  /// "data (push)"). That line is the simulator's view of a sync in flight.
+  void note_log(std::size_t i, const std::string& line) {
+    static const std::string head = "peer ", mid = ": data (answer) for ";
+    if (line.size() > 17 + mid.size() && line.compare(0, head.size(), head) == 0 &&
+        line.compare(17, mid.size(), mid) == 0)
+      replies_seen_.emplace_back(i, line.substr(5, 12));
+  }
+
+  /// Relay k's identity (n = 0) and the channel seed of its n-th process
+  /// (n >= 1). Relay 0's first process keeps the seeds of the single relay
+  /// (5000, 5001: the same traces); the others come from a stream of their
+  /// own, apart from the nodes' seeds.
+  protocol::key_seed relay_seed(std::size_t k, std::uint64_t n) const {
+    if (k == 0 && n <= 1)
+      return actors::seed_for(s_.seed, 5000 + n);
+    return actors::seed_for(s_.seed ^ 0x7e1a75eedull, (k << 20) | n);
+  }
+
+  /// Spawns relay k's process (its first start or a restart).
+  void start_relay(std::size_t k) {
+    auto& r = relays_[k];
+    const auto seed = relay_seed(k, 1 + r.incarnation);
+    ++r.incarnation;
+    r.actor = actors::spawn_relay_host(*sys_, r.transport, r.id, seed, relay_options());
+    net_->listen(r.address, r.actor);
+  }
+  [[nodiscard]] bool relay_running(std::size_t k) const { return static_cast<bool>(relays_[k].actor); }
+  /// Relay k's process dies: its connections close at once (the nodes see
+  /// it as a reset) and its state is gone.
+  void crash_relay(std::size_t k) {
+    auto& r = relays_[k];
+    if (!r.actor)
+      return;
+    net_->unlisten(r.address);
+    caf::anon_send_exit(r.actor, caf::exit_reason::kill);
+    r.actor = caf::actor{};
+    r.down_since_ms = now_ms();
+    sched_->run();
+  }
+  /// Relay k comes back; returns how long it was down (ms), 0 if it was up.
+  std::uint64_t restart_relay(std::size_t k) {
+    if (relays_[k].actor)
+      return 0;
+    const auto down = now_ms() - relays_[k].down_since_ms;
+    start_relay(k);
+    return down;
+  }
+  [[nodiscard]] std::size_t relays_up() const {
+    std::size_t n = 0;
+    for (const auto& r : relays_)
+      n += r.actor ? 1 : 0;
+    return n;
+  }
+
   std::uint64_t now_ms() const {
     return static_cast<std::uint64_t>(
         duration_cast<milliseconds>(sched_->clock().now().time_since_epoch()).count());
@@ -168,17 +261,40 @@ public:
 
   /// Runs everything up to virtual time `t_ms`, stepping to each timer in
   /// order (never jumping over one: docs/simulation.md).
+  ///
+  /// Between two deliveries (after each timer's cascade of messages has
+  /// run) it calls after_run, which may act on what it observed (crash a
+  /// node in the middle of a sync); the simulator's own timed actions
+  /// (timed_) run in time order with the actors' timers, before a timer
+  /// due at the same time. With neither, the steps are those of a plain
+  /// advance.
   void advance_to(std::uint64_t t_ms) {
     auto& clk = sched_->clock();
     const auto target = caf::actor_clock::time_point{milliseconds(t_ms)};
     for (;;) {
       sched_->run();
+      if (after_run)
+        after_run();
       if ((++steps_ & 4095) == 0 && on_steps)
         on_steps(); // progress during long stretches between events
-      if (clk.schedule().empty() || clk.schedule().begin()->first > target) {
+      const bool timer_due = !clk.schedule().empty() && clk.schedule().begin()->first <= target;
+      if (!timed_.empty() && timed_.begin()->first <= t_ms) {
+        const auto at = caf::actor_clock::time_point{milliseconds(timed_.begin()->first)};
+        if (!timer_due || at <= clk.schedule().begin()->first) {
+          if (clk.current_time < at)
+            clk.current_time = at;
+          auto action = std::move(timed_.begin()->second);
+          timed_.erase(timed_.begin());
+          action();
+          continue;
+        }
+      }
+      if (!timer_due) {
         if (clk.current_time < target)
           clk.current_time = target;
         sched_->run();
+        if (after_run)
+          after_run();
         return;
       }
       clk.trigger_timeout();
@@ -266,8 +382,8 @@ public:
     for (std::size_t j = 0; j < nodes_.size(); ++j)
       if (j != i && nodes_[j].up)
         net_->set_link(nodes_[i].address, nodes_[j].address, up);
-    if (s_.relay)
-      net_->set_link(nodes_[i].address, "sim:relay", up);
+    for (const auto& r : relays_)
+      net_->set_link(nodes_[i].address, r.address, up);
     // A node coming back must not see links to nodes that are still down.
     if (up)
       for (std::size_t j = 0; j < nodes_.size(); ++j)
@@ -365,6 +481,35 @@ public:
     return true;
   }
 
+  /// Causality metadata every node holds, over all its topics.
+  struct metadata_totals {
+    std::size_t dot_map_entries = 0; // dots some member may still ask for
+    std::size_t members = 0;         // watermark columns (self included)
+  };
+  metadata_totals metadata() {
+    metadata_totals m;
+    for (auto& n : nodes_)
+      for (const auto& t : n.env->store->topics())
+        if (auto x = n.env->store->metadata(t)) {
+          m.dot_map_entries += x->dot_map_entries;
+          m.members += x->members;
+        }
+    return m;
+  }
+  /// Kept delete and overwrite records (write headers) by (topic, dot):
+  /// the first and last sample at which some node held it.
+  std::map<std::pair<std::string, causality::dot>, std::pair<std::uint64_t, std::uint64_t>> kept_seen_;
+  void note_kept(std::uint64_t t) {
+    for (auto& n : nodes_)
+      for (const auto& topic : n.env->store->topics())
+        for (auto d : n.env->store->kept_dots(topic)) {
+          auto [it, fresh] = kept_seen_.try_emplace({topic, d}, t, t);
+          it->second.second = t;
+        }
+  }
+  std::shared_ptr<actors::membership_counters> counters_ =
+      std::make_shared<actors::membership_counters>();
+
   std::size_t kept_headers() {
     std::size_t kept = 0;
     for (auto& n : nodes_)
@@ -379,11 +524,21 @@ public:
   std::unique_ptr<caf::actor_system> sys_;
   caf::scheduler::test_coordinator* sched_ = nullptr;
   std::shared_ptr<actors::sim_network> net_;
-  caf::actor relay_;
+  std::vector<relay_proc> relays_;
   std::vector<node> nodes_;
   std::uint64_t steps_ = 0;
   std::function<void(std::size_t)> on_fresh_store; // set by the workload
   std::function<void()> on_steps;                 // every 4096 steps (progress lines)
+  /// Called by advance_to between deliveries (set by rare-path faults).
+  std::function<void()> after_run;
+  /// The simulator's own actions at virtual times (ms), run by advance_to
+  /// in order (equal times in insertion order).
+  std::multimap<std::uint64_t, std::function<void()>> timed_;
+  /// Sync replies seen (from the nodes' log lines) and not yet acted on:
+  /// (receiver, the sender's short id as logged).
+  bool watch_sync_ = false;
+  std::vector<std::pair<std::size_t, std::string>> replies_seen_;
+  std::map<std::string, std::size_t> by_short_id_; // the first 12 characters of an id -> node
   std::map<std::size_t, std::set<std::string>> posted_;   // author -> its posts (current store)
   std::map<std::size_t, std::set<std::string>> pre_loss_; // author -> posts made before a store loss
   std::set<std::string> deleted_;
@@ -391,7 +546,7 @@ public:
 };
 
 
-enum class ev_kind { post, down, up, kv_op, fault_start, fault_end, join, trace };
+enum class ev_kind { post, down, up, kv_op, fault_start, fault_end, join, trace, relay_down, relay_up };
 struct event {
   std::uint64_t at_ms;
   std::uint64_t order; // ties broken by creation order: deterministic
@@ -427,13 +582,20 @@ std::optional<double> number_of(const toml::node& v) {
   return v.value<double>();
 }
 
-/// A node reference: an index or "relay".
+/// A node reference: an index, "relay" (relay 0) or "relay<k>".
 std::optional<node_ref> node_of(const toml::node& v) {
   if (auto i = v.value<std::int64_t>(); i && *i >= 0)
     return node_ref{*i};
-  if (auto t = v.value<std::string>(); t && *t == "relay")
+  auto t = v.value<std::string>();
+  if (!t || t->rfind("relay", 0) != 0)
+    return std::nullopt;
+  if (*t == "relay")
     return node_ref{node_ref::relay};
-  return std::nullopt;
+  const auto digits = t->substr(5);
+  if (digits.empty() || digits.size() > 4 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return node_ref::relay_n(static_cast<std::size_t>(std::stoul(digits)));
 }
 
 std::optional<std::vector<node_ref>> nodes_of(const toml::node& v) {
@@ -450,6 +612,9 @@ std::optional<std::vector<node_ref>> nodes_of(const toml::node& v) {
   return out;
 }
 
+const std::string fault_kinds_text =
+    "\"partition\", \"oneway\", \"clog\", \"relay\", \"crash_during_sync\" or \"late_reply\"";
+
 std::optional<fault> parse_fault(const toml::table& t, const std::string& where, std::string& error) {
   fault f;
   std::optional<std::string> kind_text;
@@ -464,19 +629,47 @@ std::optional<fault> parse_fault(const toml::table& t, const std::string& where,
     };
     if (key == "kind") {
       kind_text = v.value<std::string>();
-      if (kind_text == "partition")
-        f.what = fault::kind::partition;
-      else if (kind_text == "oneway")
-        f.what = fault::kind::oneway;
-      else if (kind_text == "clog")
-        f.what = fault::kind::clog;
-      else
-        return bad("\"partition\", \"oneway\" or \"clog\"");
+      static const std::map<std::string, fault::kind> kinds{
+          {"partition", fault::kind::partition},
+          {"oneway", fault::kind::oneway},
+          {"clog", fault::kind::clog},
+          {"relay", fault::kind::relay},
+          {"crash_during_sync", fault::kind::crash_during_sync},
+          {"late_reply", fault::kind::late_reply}};
+      auto k = kind_text ? kinds.find(*kind_text) : kinds.end();
+      if (k == kinds.end())
+        return bad(fault_kinds_text);
+      f.what = k->second;
     } else if (key == "start_s" || key == "duration_s") {
       auto x = number_of(v);
-      if (!x || *x < 0 || (key == "duration_s" && *x <= 0))
+      if (!x || *x < 0)
         return bad(key == "start_s" ? "a number of seconds, 0 or more" : "a positive number of seconds");
       (key == "start_s" ? f.start_s : f.duration_s) = *x;
+    } else if (key == "probability") {
+      auto x = number_of(v);
+      if (!x || *x < 0 || *x > 1)
+        return bad("a number from 0 to 1");
+      f.probability = *x;
+    } else if (key == "max_count") {
+      auto x = number_of(v);
+      if (!x || *x < 0 || *x > 1e9 || *x != std::floor(*x))
+        return bad("a whole number, 0 or more (0: no limit)");
+      f.max_count = static_cast<std::uint32_t>(*x);
+    } else if (key == "down_s" || key == "hold_s") {
+      auto x = number_of(v);
+      if (!x || *x < 0 || (key == "hold_s" && *x < 2))
+        return bad(key == "down_s" ? "a number of seconds, 0 or more" : "at least 2 seconds");
+      (key == "down_s" ? f.down_s : f.hold_s) = *x;
+    } else if (key == "side") {
+      auto m = v.value<std::string>();
+      if (m != "receiver" && m != "sender")
+        return bad("\"receiver\" (the node that got the reply) or \"sender\" (the peer that sent it)");
+      f.crash_sender = *m == "sender";
+    } else if (key == "held") {
+      auto m = v.value<std::string>();
+      if (m != "replies" && m != "requests")
+        return bad("\"replies\" (the replier's sends) or \"requests\" (the requester's sends)");
+      f.hold_requests = *m == "requests";
     } else if (key == "mode") {
       auto m = v.value<std::string>();
       if (m == "hold")
@@ -526,7 +719,29 @@ std::optional<fault> parse_fault(const toml::table& t, const std::string& where,
     }
   }
   if (!kind_text) {
-    error = "'" + where + ".kind' is missing: \"partition\", \"oneway\" or \"clog\"";
+    error = "'" + where + ".kind' is missing: " + fault_kinds_text;
+    return std::nullopt;
+  }
+  if (f.what != fault::kind::relay && f.duration_s <= 0) {
+    error = "'" + where + ".duration_s' must be a positive number of seconds";
+    return std::nullopt;
+  }
+  const bool rare = f.what == fault::kind::crash_during_sync || f.what == fault::kind::late_reply;
+  for (const char* k : {"probability", "max_count"})
+    if (!rare && t.contains(k)) {
+      error = where + ": '" + k + "' is for crash_during_sync and late_reply faults only";
+      return std::nullopt;
+    }
+  if (f.what != fault::kind::crash_during_sync && (t.contains("down_s") || t.contains("side"))) {
+    error = where + ": 'down_s' and 'side' are for crash_during_sync faults only";
+    return std::nullopt;
+  }
+  if (f.what != fault::kind::late_reply && (t.contains("hold_s") || t.contains("held"))) {
+    error = where + ": 'hold_s' and 'held' are for late_reply faults only";
+    return std::nullopt;
+  }
+  if ((f.what == fault::kind::relay || rare) && (have_groups || have_from || have_links || t.contains("to"))) {
+    error = where + ": a " + *kind_text + " fault takes only 'nodes' (and its own keys)";
     return std::nullopt;
   }
   switch (f.what) {
@@ -550,6 +765,23 @@ std::optional<fault> parse_fault(const toml::table& t, const std::string& where,
         return std::nullopt;
       }
       f.a = nodes;
+      break;
+    case fault::kind::relay:
+      f.a = have_nodes ? nodes : std::vector<node_ref>{node_ref{node_ref::relay}};
+      for (const auto& r : f.a)
+        if (!r.is_relay()) {
+          error = where + ": a relay fault's 'nodes' must be relays (\"relay\", \"relay1\", ...)";
+          return std::nullopt;
+        }
+      break;
+    case fault::kind::crash_during_sync:
+    case fault::kind::late_reply:
+      f.a = nodes; // empty: every node
+      for (const auto& r : f.a)
+        if (r.is_relay()) {
+          error = where + ": a " + *kind_text + " fault's 'nodes' must be nodes, not relays";
+          return std::nullopt;
+        }
       break;
   }
   if (f.what != fault::kind::partition && t.contains("mode")) {
@@ -775,6 +1007,56 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       }
       continue;
     }
+    if (key == "relay_churn") {
+      if (!v.is_table())
+        return bad("relay_churn", "a table");
+      for (auto&& [ck, cv] : *v.as_table()) {
+        const std::string c(ck.str());
+        auto x = number_of(cv);
+        if (c == "model") {
+          static const std::map<std::string, churn_model::kind> models{
+              {"none", churn_model::kind::none},
+              {"exponential", churn_model::kind::exponential},
+              {"weibull", churn_model::kind::weibull},
+              {"lognormal", churn_model::kind::lognormal}};
+          auto m = cv.value<std::string>();
+          auto it = m ? models.find(*m) : models.end();
+          if (it == models.end())
+            return bad("relay_churn.model", "\"none\", \"exponential\", \"weibull\" or \"lognormal\"");
+          s.relay_churn.model = it->second;
+        } else if (c == "mean_up_s" || c == "mean_down_s" || c == "shape" || c == "sigma") {
+          if (!x || *x <= 0)
+            return bad("relay_churn." + c, "a positive number");
+          (c == "mean_up_s"     ? s.relay_churn.mean_up_s
+           : c == "mean_down_s" ? s.relay_churn.mean_down_s
+           : c == "shape"       ? s.relay_churn.shape
+                                : s.relay_churn.sigma) = *x;
+        } else {
+          error = "unknown key 'relay_churn." + c + "'";
+          return std::nullopt;
+        }
+      }
+      continue;
+    }
+    if (key == "relays" || key == "relays_per_node" || key == "checkpoint_s" ||
+        key == "max_kept_headers" || key == "max_dot_keys") {
+      auto x = num();
+      if (key == "relays" || key == "relays_per_node") {
+        if (!x || *x < 0 || *x > 64 || *x != std::floor(*x))
+          return bad(key, key == "relays" ? "a whole number from 0 to 64 (0: no relay)"
+                                          : "a whole number from 0 to 64 (0: a majority of the relays)");
+        (key == "relays" ? s.relays : s.relays_per_node) = static_cast<std::uint32_t>(*x);
+      } else if (key == "checkpoint_s") {
+        if (!x || *x < 0)
+          return bad(key, "a number of seconds, 0 or more (0: no checkpoints)");
+        s.checkpoint_s = *x;
+      } else {
+        if (!x || *x < 0 || *x != std::floor(*x))
+          return bad(key, "a whole number, 0 or more (0: no limit)");
+        (key == "max_kept_headers" ? s.max_kept_headers : s.max_dot_keys) = static_cast<std::uint64_t>(*x);
+      }
+      continue;
+    }
     if (key == "workload") {
       auto w = v.value<std::string>();
       if (w && *w == "feed")
@@ -794,7 +1076,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
     } else if (!x) {
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
-          key == "latency_ms" || key == "settle_limit_s" || key == "jitter_ms" ||
+          key == "latency_ms" || key == "settle_limit_s" || key == "retire_after_s" || key == "jitter_ms" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s")
         return bad(key, "a number");
       error = "unknown key '" + key + "'";
@@ -833,6 +1115,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       (key == "reset_probability" ? s.reset_probability : s.delete_fraction) = *x;
     } else if (key == "settle_limit_s") {
       s.settle_limit_s = *x;
+    } else if (key == "retire_after_s") {
+      if (*x < 0)
+        return bad(key, "seconds of silence before a topic member is retired (0: never)");
+      s.retire_after_s = *x;
     } else {
       error = "unknown key '" + key + "'";
       return std::nullopt;
@@ -846,14 +1132,20 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
     error = "'churn.trace' is only read with churn.model = \"trace\"";
     return std::nullopt;
   }
+  if (t.contains("relays") && s.relays == 0)
+    s.relay = false; // relays = 0: no relay
   return s;
 }
 
 std::optional<std::string> check_scenario(const scenario& s) {
   auto check_ref = [&](const node_ref& r, const std::string& where) -> std::optional<std::string> {
-    if (r.index == node_ref::relay && !s.relay)
+    if (r.is_relay() && !s.relay)
       return where + " names the relay, but relay = false";
-    if (r.index != node_ref::relay && r.index >= static_cast<std::int64_t>(s.nodes))
+    if (r.is_relay() && r.relay_index() >= relay_count(s))
+      return where + " names relay " + std::to_string(r.relay_index()) + ", but there are " +
+             std::to_string(relay_count(s)) + " relays (\"relay\" or \"relay0\" to \"relay" +
+             std::to_string(relay_count(s) - 1) + "\")";
+    if (!r.is_relay() && r.index >= static_cast<std::int64_t>(s.nodes))
       return where + " names node " + std::to_string(r.index) + ", but there are " +
              std::to_string(s.nodes) + " nodes (0 to " + std::to_string(s.nodes - 1) + ")";
     return std::nullopt;
@@ -887,9 +1179,54 @@ std::optional<std::string> check_scenario(const scenario& s) {
         return "the churn trace names node " + std::to_string(e.node) + ", but there are " +
                std::to_string(s.nodes) + " nodes";
   }
+  if (s.relay && s.relays_per_node > relay_count(s))
+    return "relays_per_node (" + std::to_string(s.relays_per_node) + ") is more than relays (" +
+           std::to_string(relay_count(s)) + ")";
+  if (s.relay && 2 * relays_per_node(s) <= relay_count(s))
+    return "relays_per_node (" + std::to_string(relays_per_node(s)) + ") must be more than half of relays (" +
+           std::to_string(relay_count(s)) + "), so that every two nodes share a relay";
+  if (!s.relay && s.relay_churn.model != churn_model::kind::none)
+    return "relay_churn needs relays (relay = false)";
+  if (s.relay_churn.model == churn_model::kind::trace)
+    return "relay_churn.model must be none, exponential, weibull or lognormal";
   if (s.workload == scenario::workload_kind::kv && s.kv.writers > s.nodes)
     return "kv.writers (" + std::to_string(s.kv.writers) + ") is more than nodes (" +
            std::to_string(s.nodes) + ")";
+  return std::nullopt;
+}
+
+void delete_watch::applied(std::size_t node, const std::string& subject) {
+  state_[{node, subject}] = seen::applied;
+}
+
+bool delete_watch::observe(std::size_t node, const std::string& subject, bool held) {
+  auto it = state_.find({node, subject});
+  if (held) {
+    if (it != state_.end() && it->second == seen::applied)
+      return true;
+    state_[{node, subject}] = seen::held_after_delete;
+  } else if (it != state_.end()) {
+    it->second = seen::applied;
+  }
+  return false;
+}
+
+void delete_watch::forget(std::size_t node) {
+  for (auto it = state_.begin(); it != state_.end();)
+    it = it->first.first == node ? state_.erase(it) : std::next(it);
+}
+
+std::size_t delete_watch::applied_count() const {
+  return static_cast<std::size_t>(std::count_if(
+      state_.begin(), state_.end(), [](const auto& x) { return x.second == seen::applied; }));
+}
+
+std::optional<causality::dot> clock_regression(const causality::node_clock& before,
+                                               const causality::node_clock& now,
+                                               const std::set<causality::replica_id>& live_ids) {
+  for (const auto& d : before.missing_from(now))
+    if (now.find(d.id) || live_ids.count(d.id))
+      return d;
   return std::nullopt;
 }
 
@@ -993,6 +1330,10 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     join_order = c;
     late.insert(c.begin(), c.end());
   }
+  // Rare-path faults act on sync replies seen in the nodes' log lines.
+  w.watch_sync_ = std::any_of(s.faults.begin(), s.faults.end(), [](const fault& f) {
+    return f.what == fault::kind::crash_during_sync || f.what == fault::kind::late_reply;
+  });
   w.build(late);
   std::mt19937_64 g(s.seed ^ 0x5eedull);
 
@@ -1078,10 +1419,18 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     if (from >= end)
       continue;
     q.push({from, order++, ev_kind::fault_start, k});
-    if (f.what == fault::kind::partition && f.cut)
+    if ((f.what == fault::kind::partition && f.cut) || f.what == fault::kind::relay)
       q.push({std::min(end, from + static_cast<std::uint64_t>(f.duration_s * 1000)), order++,
               ev_kind::fault_end, k});
   }
+  // Relays that fail on their own: one up/down process per relay, drawn
+  // from a generator of its own (other draws, and traces without it, stay).
+  std::mt19937_64 grelay(s.seed ^ 0x2e1a7ull);
+  const bool relay_churn = s.relay_churn.model != churn_model::kind::none;
+  if (relay_churn)
+    for (std::size_t k = 0; k < w.relays_.size(); ++k)
+      q.push({start + static_cast<std::uint64_t>(draw_length(s.relay_churn, s.relay_churn.mean_up_s, grelay) * 1000) + 1,
+              order++, ev_kind::relay_down, k});
 
   std::uint64_t posts = 0, transitions = 0, deletes = 0, crashes = 0, losses = 0, departures = 0,
                 joins = 0, faults_applied = 0;
@@ -1096,12 +1445,29 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   std::vector<std::vector<kv_write>> kv_log(s.kv.keys);
   std::map<std::size_t, std::vector<std::uint64_t>> partitions_of_fault;
 
+  // A relay is down while a relay fault or its churn holds it down; it
+  // crashes when the first hold starts and restarts when the last ends.
+  std::vector<std::uint32_t> relay_holds(w.relays_.size(), 0);
+  std::uint64_t relay_failures = 0, relay_restarts = 0, relay_downtime_ms = 0;
+  auto relay_hold = [&](std::size_t k) {
+    if (relay_holds[k]++ == 0 && w.relay_running(k)) {
+      w.crash_relay(k);
+      ++relay_failures;
+    }
+  };
+  auto relay_release = [&](std::size_t k) {
+    if (relay_holds[k] == 0 || --relay_holds[k] > 0)
+      return;
+    relay_downtime_ms += w.restart_relay(k);
+    ++relay_restarts;
+  };
+
   // Every address a fault may name.
   std::set<std::string> everyone;
   for (std::size_t i = 0; i < s.nodes; ++i)
     everyone.insert(w.nodes_[i].address);
-  if (s.relay)
-    everyone.insert("sim:relay");
+  for (const auto& r : w.relays_)
+    everyone.insert(r.address);
   auto addresses = [](const std::vector<node_ref>& refs) {
     std::set<std::string> out;
     for (const auto& r : refs)
@@ -1148,13 +1514,111 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
           w.net_->hold({address_of(b)}, {address_of(a)}, until);
         }
         break;
+      case fault::kind::relay:
+        for (const auto& r : f.a)
+          relay_hold(r.relay_index());
+        break;
+      case fault::kind::crash_during_sync:
+      case fault::kind::late_reply:
+        break; // they act on sync replies inside their window (after_run below)
     }
   };
   auto heal_fault = [&](std::size_t k) {
+    if (s.faults[k].what == fault::kind::relay)
+      for (const auto& r : s.faults[k].a)
+        relay_release(r.relay_index());
     for (auto id : partitions_of_fault[k])
       w.net_->heal(id);
     partitions_of_fault.erase(k);
   };
+
+  // Rare-path faults: they act on the sync replies the nodes log, between
+  // two deliveries, while their window is open (never after the workload).
+  std::mt19937_64 grare(s.seed ^ 0x5a7e1ull);
+  std::uint64_t sync_replies_seen = 0, sync_crashes = 0, late_replies = 0, late_after_close = 0;
+  std::vector<std::uint32_t> rare_count(s.faults.size(), 0);
+  std::set<std::pair<std::size_t, std::size_t>> late_pairs; // held now (smaller node first)
+  auto reachable = [&](std::size_t i) {
+    return w.live(i) && w.running(i) && w.nodes_[i].up && !w.nodes_[i].fault_down;
+  };
+  auto on_sync_reply = [&](std::size_t x, const std::string& peer) {
+    const auto now = w.now_ms();
+    auto it = w.by_short_id_.find(peer);
+    if (now >= end || it == w.by_short_id_.end())
+      return;
+    const std::size_t y = it->second; // x asked y; y replied
+    ++sync_replies_seen;
+    for (std::size_t k = 0; k < s.faults.size(); ++k) {
+      const auto& f = s.faults[k];
+      if (f.what != fault::kind::crash_during_sync && f.what != fault::kind::late_reply)
+        continue;
+      const auto from = start + static_cast<std::uint64_t>(f.start_s * 1000);
+      const auto until = std::min(end, from + static_cast<std::uint64_t>(f.duration_s * 1000));
+      if (now < from || now >= until || (f.max_count > 0 && rare_count[k] >= f.max_count))
+        continue;
+      if (!f.a.empty() && std::none_of(f.a.begin(), f.a.end(), [&](const node_ref& r) {
+            return r.index == static_cast<std::int64_t>(x);
+          }))
+        continue;
+      if (!reachable(x) || !reachable(y))
+        continue;
+      if (f.what == fault::kind::late_reply &&
+          (late_pairs.count({std::min(x, y), std::max(x, y)}) ||
+           now + static_cast<std::uint64_t>(f.hold_s * 1000) > end))
+        continue; // one at a time per pair, and over before the workload ends
+      if (std::uniform_real_distribution<double>(0.0, 1.0)(grare) >= f.probability)
+        continue;
+      ++rare_count[k];
+      if (f.what == fault::kind::crash_during_sync) {
+        // The rest of the round (the next part, page or resync end) is
+        // still on its way: the node dies with the sync half done.
+        const auto victim = f.crash_sender ? y : x;
+        w.crash(victim);
+        w.nodes_[victim].fault_down = true;
+        ++sync_crashes;
+        w.timed_.emplace(now + static_cast<std::uint64_t>(f.down_s * 1000), [&w, victim] {
+          if (!w.nodes_[victim].fault_down)
+            return; // churn or the settle phase took over
+          w.nodes_[victim].fault_down = false;
+          w.restart(victim);
+        });
+        return; // one fault per reply
+      }
+      // late_reply: hold one direction between x and y, then reset their
+      // connections while the held bytes are still on the way.
+      const auto held_from = f.hold_requests ? x : y, held_to = f.hold_requests ? y : x;
+      const auto hold_until = now + static_cast<std::uint64_t>(f.hold_s * 1000);
+      w.net_->hold({w.nodes_[held_from].address}, {w.nodes_[held_to].address},
+                   static_cast<std::int64_t>(hold_until));
+      late_pairs.insert({std::min(x, y), std::max(x, y)});
+      ++late_replies;
+      w.timed_.emplace(hold_until - 1000, [&, x, y, held_from, held_to] {
+        const auto& from_addr = w.nodes_[held_from].address;
+        const auto& to_addr = w.nodes_[held_to].address;
+        {
+          // Open connections whose bytes toward held_to arrive after now:
+          // they will arrive after the reset.
+          std::lock_guard lock(w.net_->mu);
+          const auto t = static_cast<std::int64_t>(w.now_ms());
+          for (const auto& [id, e] : w.net_->conns)
+            if (e.open && e.local == to_addr && e.remote == from_addr && e.deliver_after_ms > t)
+              ++late_after_close;
+        }
+        w.net_->heal(w.net_->partition({from_addr}, {to_addr}));
+        late_pairs.erase({std::min(x, y), std::max(x, y)});
+      });
+      return;
+    }
+  };
+  if (w.watch_sync_)
+    w.after_run = [&] {
+      while (!w.replies_seen_.empty()) {
+        auto seen = std::move(w.replies_seen_);
+        w.replies_seen_.clear();
+        for (const auto& [x, peer] : seen)
+          on_sync_reply(x, peer);
+      }
+    };
 
   // The time series.
   std::ostringstream csv;
@@ -1172,18 +1636,181 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         << static_cast<double>(m - last_messages) / dt << ',' << static_cast<double>(b - last_bytes) / dt
         << ',' << w.net_->held_sends() << ',' << w.net_->open_ends() << ',' << w.kept_headers() << ','
         << w.pairs_behind() << ',' << posts << ',' << deletes << ',' << (kv_writes + kv_deletes) << ','
-        << (t >= end ? 1 : 0) << '\n';
+        << (t >= end ? 1 : 0);
+    {
+      // Membership and metadata (retirement): appended columns.
+      const auto meta = w.metadata();
+      const auto& c = *w.counters_;
+      w.note_kept(t);
+      csv << ',' << meta.dot_map_entries << ',' << meta.members << ',' << c.retirements << ','
+          << (c.new_members + c.returning_members + c.repeated_resyncs) << ',' << c.resync_bytes;
+    }
+    csv << '\n';
     last_messages = m;
     last_bytes = b;
   };
   if (sample_ms > 0)
     csv << "t_s,nodes_up,messages,bytes,messages_per_s,bytes_per_s,held_sends,open_connection_ends,"
-           "kept_headers,pairs_behind,posts,deletes,kv_writes,settling\n";
+           "kept_headers,pairs_behind,posts,deletes,kv_writes,settling,"
+           "dot_map_entries,members,retirements,resyncs,resync_bytes\n";
+
+  // Checkpoints: invariants that must hold at all times, checked every
+  // checkpoint_s of virtual time through the workload and the settle phase
+  // (docs/simulation.md). Like sampling, they only read the stores.
+  const auto check_ms = static_cast<std::uint64_t>(s.checkpoint_s * 1000);
+  std::uint64_t next_check = start + check_ms, last_check = start;
+  std::ostringstream ck_csv;
+  if (check_ms > 0)
+    ck_csv << "t_s,settling,nodes_checked,topics_checked,max_kept_headers,max_dot_keys,kept_headers,"
+              "dot_keys,deletes_tracked,resurrected,unknown_writes,clock_regressions,over_limit,ok\n";
+  struct {
+    std::uint64_t count = 0, failed = 0, resurrected = 0, unknown = 0, regressions = 0, over_limit = 0;
+    std::uint64_t max_kept = 0, max_dot_keys = 0;
+    std::uint64_t deletes_watched = 0, clocks_watched = 0; // at the last checkpoint
+    std::string first_failure;
+  } ck;
+  delete_watch del_seen;
+  std::map<std::pair<std::size_t, std::string>, causality::node_clock> last_clock; // (node, topic)
+  std::vector<std::uint32_t> ck_losses(s.nodes, 0);
+  auto checkpoint = [&](std::uint64_t t) {
+    last_check = t;
+    ++ck.count;
+    std::uint64_t nodes_checked = 0, topics_checked = 0, max_kept = 0, max_dkm = 0, kept_total = 0,
+                  dkm_total = 0, resurrected = 0, unknown = 0, regressions = 0, over = 0;
+    std::string failure;
+    auto fail = [&](std::size_t i, const std::string& what) {
+      if (failure.empty())
+        failure = "node " + std::to_string(i) + ": " + what;
+    };
+    auto short_topic = [](const std::string& topic) { return topic.substr(0, 17); };
+    std::set<causality::replica_id> current_ids;
+    for (const auto& n : w.nodes_)
+      current_ids.insert(n.env->store->self_id());
+    std::set<std::string> kv_written;
+    for (const auto& key_log : kv_log)
+      for (const auto& rec : key_log)
+        if (!rec.value.empty())
+          kv_written.insert(rec.value);
+    for (std::size_t i = 0; i < w.nodes_.size(); ++i) {
+      if (!w.live(i))
+        continue;
+      auto& n = w.nodes_[i];
+      if (ck_losses[i] != n.store_losses) { // a new store: its history starts again
+        ck_losses[i] = n.store_losses;
+        del_seen.forget(i);
+        for (auto it = last_clock.begin(); it != last_clock.end();)
+          it = it->first.first == i ? last_clock.erase(it) : std::next(it);
+      }
+      ++nodes_checked;
+      for (const auto& topic : n.env->store->topics()) {
+        ++topics_checked;
+        const std::uint64_t kept = n.env->store->superseded_count(topic);
+        const auto sizes = n.env->store->metadata(topic);
+        const std::uint64_t dkm = sizes ? sizes->dot_map_entries : 0;
+        auto clock = n.env->store->clock_copy(topic);
+        const std::uint64_t dots = clock ? clock->dot_count() : 0;
+        kept_total += kept;
+        dkm_total += dkm;
+        max_kept = std::max(max_kept, kept);
+        max_dkm = std::max(max_dkm, dkm);
+        // A replica keeps headers and dot-key rows only of dots it has seen.
+        if (kept > dots || dkm > dots) {
+          ++over;
+          fail(i, "topic " + short_topic(topic) + ": " + std::to_string(kept) + " kept headers and " +
+                      std::to_string(dkm) + " dot-key rows, but only " + std::to_string(dots) + " dots seen");
+        }
+        if ((s.max_kept_headers > 0 && kept > s.max_kept_headers) ||
+            (s.max_dot_keys > 0 && dkm > s.max_dot_keys)) {
+          ++over;
+          fail(i, "topic " + short_topic(topic) + ": " + std::to_string(kept) + " kept headers, " +
+                      std::to_string(dkm) + " dot-key rows (limits " + std::to_string(s.max_kept_headers) +
+                      ", " + std::to_string(s.max_dot_keys) + ")");
+        }
+        if (!clock)
+          continue;
+        auto& last = last_clock[{i, topic}];
+        if (auto d = clock_regression(last, *clock, current_ids)) {
+          ++regressions;
+          fail(i, "topic " + short_topic(topic) + ": its clock went backwards (it no longer has dot " +
+                      std::to_string(d->id.value()) + ":" + std::to_string(d->n.value()) + ")");
+        }
+        last = std::move(*clock);
+      }
+      // No deleted post comes back to a node that has applied its delete.
+      storage::documents docs(*n.env->store);
+      for (const auto& d : w.deleted_) {
+        auto r = docs.get(d, {});
+        const bool held = r && !r->is_null() && r->contains("doc") && !(*r)["doc"].empty();
+        if (del_seen.observe(i, d, held)) {
+          ++resurrected;
+          fail(i, "deleted post " + d + " is back after the node applied the delete");
+        }
+      }
+      // Nothing held that the model says was never written.
+      std::vector<std::size_t> authors = n.follows;
+      authors.push_back(i);
+      for (auto j : authors) {
+        auto made = [&](const std::map<std::size_t, std::set<std::string>>& by_author,
+                        const std::string& p) {
+          auto it = by_author.find(j);
+          return it != by_author.end() && it->second.count(p) > 0;
+        };
+        for (const auto& p : w.subjects_of(i, j))
+          if (!made(w.posted_, p) && !made(w.pre_loss_, p)) {
+            ++unknown;
+            fail(i, "holds post " + p + " of node " + std::to_string(j) + ", which no one wrote");
+          }
+      }
+      if (w.kv_writer(i))
+        for (std::uint32_t k = 0; k < s.kv.keys; ++k)
+          for (const auto& v : w.kv_values(i, k))
+            if (!kv_written.count(v)) {
+              ++unknown;
+              fail(i, "holds value " + v + " of kv key " + std::to_string(k) + ", which no one wrote");
+            }
+    }
+    ck.max_kept = std::max(ck.max_kept, max_kept);
+    ck.max_dot_keys = std::max(ck.max_dot_keys, max_dkm);
+    ck.deletes_watched = del_seen.applied_count();
+    ck.clocks_watched = last_clock.size();
+    ck.resurrected += resurrected;
+    ck.unknown += unknown;
+    ck.regressions += regressions;
+    ck.over_limit += over;
+    ck_csv << (t - start) / 1000.0 << ',' << (t >= end ? 1 : 0) << ',' << nodes_checked << ','
+           << topics_checked << ',' << max_kept << ',' << max_dkm << ',' << kept_total << ',' << dkm_total
+           << ',' << w.deleted_.size() << ',' << resurrected << ',' << unknown << ',' << regressions << ','
+           << over << ',' << (failure.empty() ? 1 : 0) << '\n';
+    if (failure.empty())
+      return;
+    ++ck.failed;
+    char at[32];
+    std::snprintf(at, sizeof at, "%.3f", (t - start) / 1000.0);
+    if (ck.first_failure.empty()) {
+      ck.first_failure = std::string("at ") + at + " s: " + failure;
+      if (progress)
+        progress("checkpoint " + ck.first_failure + " (seed " + std::to_string(s.seed) + ")");
+    }
+  };
+
+  // Advances to t, stopping on the way for samples and checkpoints. Without
+  // checkpoints, the steps are those of sampling alone.
   auto advance = [&](std::uint64_t t) {
-    while (sample_ms > 0 && next_sample <= t) {
-      w.advance_to(next_sample);
-      sample(next_sample);
-      next_sample += sample_ms;
+    for (;;) {
+      const bool sample_due = sample_ms > 0 && next_sample <= t;
+      const bool check_due = check_ms > 0 && next_check <= t;
+      if (!sample_due && !check_due)
+        break;
+      const auto step = std::min(sample_due ? next_sample : t, check_due ? next_check : t);
+      w.advance_to(step);
+      if (sample_due && next_sample == step) {
+        sample(step);
+        next_sample += sample_ms;
+      }
+      if (check_due && next_check == step) {
+        checkpoint(step);
+        next_check += check_ms;
+      }
     }
     w.advance_to(t);
   };
@@ -1280,6 +1907,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
             w.api(author, "del", json{{"subject", *victim}});
             w.deleted_.insert(*victim);
             w.deleted_by_[author].insert(*victim);
+            del_seen.applied(author, *victim);
             ++deletes;
           }
           break;
@@ -1329,6 +1957,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         const auto i = e.node;
         if (!w.live(i))
           break;
+        w.nodes_[i].fault_down = false; // a sync crash's restart waits for this churn's up
         if (s.churn.depart_fraction > 0 && unit(g2) < s.churn.depart_fraction) {
           go_down(i, trace_event::kind::leave);
           ++transitions;
@@ -1351,8 +1980,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       case ev_kind::up:
         if (w.nodes_[e.node].crashed)
           w.restart(e.node);
-        else
-          w.set_up(e.node, true);
+        w.set_up(e.node, true); // (a no-op after a restart unless a fault also cut its links)
         ++transitions;
         q.push({e.at_ms + static_cast<std::uint64_t>(draw_length(s.churn, s.churn.mean_up_s, g) * 1000) + 1,
                 order++, ev_kind::down, e.node});
@@ -1367,6 +1995,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       case ev_kind::trace: {
         const auto& t = s.churn.trace[e.node];
         const std::size_t i = t.node;
+        w.nodes_[i].fault_down = false; // the trace decides from here on
         ++transitions;
         switch (t.what) {
           case trace_event::kind::join:
@@ -1389,10 +2018,27 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       case ev_kind::fault_end:
         heal_fault(e.node);
         break;
+      case ev_kind::relay_down:
+        relay_hold(e.node);
+        q.push({e.at_ms + static_cast<std::uint64_t>(draw_length(s.relay_churn, s.relay_churn.mean_down_s, grelay) * 1000) + 1,
+                order++, ev_kind::relay_up, e.node});
+        break;
+      case ev_kind::relay_up:
+        relay_release(e.node);
+        q.push({e.at_ms + static_cast<std::uint64_t>(draw_length(s.relay_churn, s.relay_churn.mean_up_s, grelay) * 1000) + 1,
+                order++, ev_kind::relay_down, e.node});
+        break;
     }
     report("workload", e.at_ms);
   }
   advance(end);
+  // Metadata held when the churn stops (retirement's effect shows here).
+  const json metadata_at_churn_end = [&] {
+    const auto m = w.metadata();
+    return json{{"kept_headers", w.kept_headers()},
+                {"dot_map_entries", m.dot_map_entries},
+                {"watermark_members", m.members}};
+  }();
 
   phase = "settling";
   // Faults stop: every node that has not left comes back; wait for
@@ -1402,7 +2048,13 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     for (auto id : ids)
       w.net_->heal(id);
   partitions_of_fault.clear();
+  for (std::size_t k = 0; k < w.relays_.size(); ++k)
+    if (relay_holds[k] > 0) {
+      relay_holds[k] = 1;
+      relay_release(k);
+    }
   for (std::size_t i = 0; i < s.nodes; ++i) {
+    w.nodes_[i].fault_down = false;
     if (w.nodes_[i].departed)
       continue;
     if (!w.nodes_[i].joined) {
@@ -1425,20 +2077,31 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   }
   if (sample_ms > 0 && w.now_ms() > last_sample)
     sample(w.now_ms()); // the last, shorter interval
+  if (check_ms > 0 && w.now_ms() > last_check)
+    checkpoint(w.now_ms()); // the state the final checkers see
 
   summary out;
   out.converged = converged_at.has_value();
   // Checker: a deleted post held anywhere (that has not left) is a
   // resurrection.
   std::uint64_t resurrected = 0;
+  // ... of those, posts whose author left for good: no one can vouch for
+  // the delete any more (docs/architecture.md, "Topic membership").
+  std::uint64_t resurrected_departed = 0;
+  std::set<std::string> departed_ids;
+  for (std::size_t i = 0; i < w.nodes_.size(); ++i)
+    if (w.nodes_[i].departed)
+      departed_ids.insert(w.id_of(i));
   for (std::size_t i = 0; i < w.nodes_.size(); ++i) {
     if (!w.live(i))
       continue;
     storage::documents docs(*w.nodes_[i].env->store);
     for (const auto& d : w.deleted_) {
       auto r = docs.get(d, {});
-      if (r && !r->is_null() && r->contains("doc") && !(*r)["doc"].empty())
+      if (r && !r->is_null() && r->contains("doc") && !(*r)["doc"].empty()) {
         ++resurrected;
+        resurrected_departed += departed_ids.count(d.substr(0, d.find('/')));
+      }
     }
   }
   // Store losses: the lost posts that still exist at some follower, and
@@ -1471,6 +2134,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     kv_verdict all;
     std::uint64_t max_siblings = 0, keys_with_siblings = 0;
     json lost_examples = json::array();
+    json disagreements = json::array();
     std::vector<std::size_t> replicas;
     for (std::size_t i = 0; i < s.kv.writers; ++i)
       if (w.live(i))
@@ -1488,6 +2152,20 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       for (const auto& x : v.lost_values)
         if (lost_examples.size() < 10)
           lost_examples.push_back(json{{"key", k}, {"value", x}});
+      if (!v.ok() && disagreements.size() < 5) {
+        // What each replica holds of a key that fails, and the key's log.
+        json at = json::object();
+        for (std::size_t r = 0; r < replicas.size(); ++r)
+          at[std::to_string(replicas[r])] = held[r];
+        json writes = json::array();
+        for (const auto& rec : kv_log[k])
+          writes.push_back(json{{"value", rec.value.empty() ? json(nullptr) : json(rec.value)},
+                                {"writer", rec.writer},
+                                {"at_s", (rec.at_ms - start) / 1000.0},
+                                {"read", rec.read},
+                                {"writer_lost_it_since", w.nodes_[rec.writer].store_losses > rec.writer_losses}});
+        disagreements.push_back(json{{"key", k}, {"replicas", at}, {"log", writes}});
+      }
       all.live += v.live;
       all.lost += v.lost;
       all.lost_with_store += v.lost_with_store;
@@ -1520,6 +2198,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                    {"keys_with_siblings", keys_with_siblings},
                    {"max_siblings", max_siblings},
                    {"lost_examples", lost_examples},
+                   {"failing_keys", disagreements},
                    {"ok", kv_ok}};
   }
   out.converged = out.converged && resurrected == 0 && kv_ok;
@@ -1584,6 +2263,115 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     out.json["trace_events_after_end"] = trace_ignored;
   if (kv)
     out.json["kv"] = kv_json;
+  {
+    // Retirement's trade-off: what it prunes against the resyncs it costs.
+    const auto& c = *w.counters_;
+    const auto m = w.metadata();
+    json lifetimes = nullptr;
+    if (!w.kept_seen_.empty()) {
+      // Kept records per (topic, dot), from the first to the last sample at
+      // which any node held one (sample granularity); those still held at
+      // the last sample are counted apart, by their age so far.
+      std::vector<double> pruned;
+      std::uint64_t still = 0;
+      double oldest_held = 0;
+      for (const auto& [k, v] : w.kept_seen_) {
+        const double life = (v.second - v.first) / 1000.0;
+        if (v.second == last_sample) {
+          ++still;
+          oldest_held = std::max(oldest_held, life);
+        } else {
+          pruned.push_back(life);
+        }
+      }
+      std::sort(pruned.begin(), pruned.end());
+      auto pct = [&](double q) {
+        return pruned.empty() ? json(nullptr)
+                              : json(pruned[static_cast<std::size_t>(q * (pruned.size() - 1))]);
+      };
+      double sum = 0;
+      for (auto x : pruned)
+        sum += x;
+      lifetimes = json{{"records", w.kept_seen_.size()},
+                       {"pruned", pruned.size()},
+                       {"still_held", still},
+                       {"oldest_still_held_s", oldest_held},
+                       {"mean_s", pruned.empty() ? json(nullptr) : json(sum / pruned.size())},
+                       {"p50_s", pct(0.5)},
+                       {"p90_s", pct(0.9)},
+                       {"max_s", pct(1.0)}};
+    }
+    out.json["membership"] = json{
+        {"retire_after_s", s.retire_after_s ? json(*s.retire_after_s) : json("node default")},
+        {"retirements", c.retirements.load()},
+        {"resyncs_new_members", c.new_members.load()},
+        {"resyncs_returning_members", c.returning_members.load()},
+        {"resyncs_repeated", c.repeated_resyncs.load()},
+        {"resync_pages", c.resync_pages.load()},
+        {"resyncs_completed", c.resyncs_completed.load()},
+        {"resync_bytes", c.resync_bytes.load()},
+        {"bytes_per_node", s.nodes > 0 ? w.net_->bytes_carried() / s.nodes : 0},
+        {"resurrected_of_departed_authors", resurrected_departed},
+        {"at_churn_end", metadata_at_churn_end},
+        {"at_end", json{{"kept_headers", w.kept_headers()},
+                        {"dot_map_entries", m.dot_map_entries},
+                        {"watermark_members", m.members}}},
+        {"kept_record_lifetime", lifetimes}};
+  }
+  // Relays, rare-path faults and checkpoints (after the trace hash is read:
+  // the status requests below send nothing on the network anyway).
+  out.json["relays"] = relay_count(s);
+  out.json["relay_failures"] = relay_failures;
+  const bool relay_faults = relay_churn || std::any_of(s.faults.begin(), s.faults.end(), [](const fault& f) {
+    return f.what == fault::kind::relay;
+  });
+  if (relay_count(s) > 1 || relay_faults) {
+    // Sessions of running nodes with their relays now: after the relays
+    // came back, the nodes found them again.
+    std::uint64_t sessions = 0, connected = 0;
+    for (std::size_t i = 0; i < w.nodes_.size(); ++i) {
+      if (!w.live(i) || !w.running(i))
+        continue;
+      auto r = json::parse(w.api(i, "relays", json::object()).json, nullptr, false);
+      if (r.is_discarded() || !r.contains("relays"))
+        continue;
+      for (const auto& x : r["relays"]) {
+        ++sessions;
+        connected += x.value("state", std::string{}) == "connected" ? 1 : 0;
+      }
+    }
+    out.json["relay_faults"] = json{{"relays", relay_count(s)},
+                             {"relays_per_node", relays_per_node(s)},
+                             {"failures", relay_failures},
+                             {"restarts", relay_restarts},
+                             {"downtime_ms", relay_downtime_ms},
+                             {"sessions_at_end", sessions},
+                             {"sessions_connected_at_end", connected}};
+  }
+  if (w.watch_sync_)
+    out.json["rare_faults"] = json{{"sync_replies_seen", sync_replies_seen},
+                                   {"sync_crashes", sync_crashes},
+                                   {"late_replies", late_replies},
+                                   {"late_deliveries_after_close", late_after_close}};
+  if (check_ms > 0) {
+    out.checkpoints_ok = ck.failed == 0;
+    out.checkpoint_failure = ck.first_failure;
+    out.checkpoints_csv = ck_csv.str();
+    out.json["checkpoints"] = json{{"interval_s", s.checkpoint_s},
+                                   {"count", ck.count},
+                                   {"failed", ck.failed},
+                                   {"ok", ck.failed == 0},
+                                   {"first_failure", ck.first_failure.empty() ? json(nullptr)
+                                                                              : json(ck.first_failure)},
+                                   {"resurrected", ck.resurrected},
+                                   {"unknown_writes", ck.unknown},
+                                   {"clock_regressions", ck.regressions},
+                                   {"over_limit", ck.over_limit},
+                                   {"max_kept_headers_per_topic", ck.max_kept},
+                                   {"max_dot_keys_per_topic", ck.max_dot_keys},
+                                   {"deletes_watched", ck.deletes_watched},
+                                   {"clocks_watched", ck.clocks_watched}};
+  }
   out.series_csv = csv.str();
   return out;
 }

@@ -40,14 +40,13 @@ result<bundle_stats> import_bundle(store& s, const protocol::bundle& b) {
     out.new_dots += r->new_dots;
   }
   if (!b.pages.empty() && b.exporter.rid != s.self_id()) {
-    // The bundle is the exporter's whole state, signed: its own writes it
-    // no longer held when exporting are obsolete here too.
+    // The bundle is the exporter's whole state, signed: its author's
+    // writes it no longer held when exporting are obsolete here too.
     std::vector<dot> held;
     for (const auto& page : b.pages)
       for (const auto& e : page.entries)
         for (const auto& [d, body] : e.records)
-          if (d.id == b.exporter.rid)
-            held.push_back(d);
+          held.push_back(d);
     if (auto st = s.join_sender_entry(b.topic.id, b.exporter.rid, b.pages.front().clock, &held);
         !st)
       return st.err();

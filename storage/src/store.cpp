@@ -454,50 +454,121 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
                                 const node_clock& sender_clock,
                                 const std::vector<dot>* sender_held) {
   std::lock_guard lock(mu_);
-  auto ts = state(topic);
-  if (!ts)
-    return ts.err();
-  for (const auto& [rid, e] : sender_clock.entries()) {
-    if (rid != sender)
-      continue;
-    commit_input in;
-    in.join_entry = std::make_pair(rid, e);
-    if (sender_held) {
-      node_clock vouched;
-      vouched.join_entry(rid, e);
-      std::set<dot> held(sender_held->begin(), sender_held->end());
-      const std::string prefix = lay::topic_prefix('c', topic);
-      bool bad = false;
-      auto st = kv_->scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
-        container c;
-        if (!decoded(v, c)) {
-          bad = true;
-          return false;
-        }
-        bool stale = false;
-        for (const auto& [d, sib] : c.dots())
-          stale = stale || (d.id == sender && vouched.contains(d) && held.count(d) == 0);
-        if (!stale)
-          return true;
-        container kept;
-        for (const auto& [d, sib] : c.dots())
-          if (!(d.id == sender && vouched.contains(d) && held.count(d) == 0))
-            kept.add(d, sib);
-        for (const auto& [id, n] : c.context().entries())
-          kept.context().raise(id, n);
-        key_type key(k.substr(prefix.size()));
-        in.before.emplace(key, std::move(c));
-        in.changes.push_back({std::move(key), std::move(kept)});
-        return true;
-      });
-      if (!st)
-        return st.err();
-      if (bad)
-        return corrupt("a stored container of " + topic);
-    }
-    return commit(**ts, in);
+  auto tsr = state(topic);
+  if (!tsr)
+    return tsr.err();
+  topic_state& ts = **tsr;
+  const causality::clock_entry* e = sender_clock.find(sender);
+  if (!e)
+    return ok_status();
+  commit_input in;
+  // Does the entry name dots we have not seen? Those are the sender's
+  // writes the resync did not carry: overwritten or deleted there, their
+  // records possibly pruned everywhere.
+  const causality::clock_entry mine =
+      ts.clock.find(sender) ? *ts.clock.find(sender) : causality::clock_entry{};
+  causality::clock_entry joined = mine;
+  joined.join(*e);
+  const bool adds_dots = joined != mine;
+  if (!sender_held) {
+    in.join_entry = std::make_pair(sender, *e);
+    return commit(ts, in);
   }
-  return ok_status();
+  // Whose writes the sender vouches for: its author's, under any replica
+  // id (an author that lost its store writes on under a new id and
+  // deletes posts of the old one). Bindings are proven when stored.
+  std::map<replica_id, std::optional<protocol::public_key>> author_cache;
+  auto author_of = [&](replica_id rid) -> result<std::optional<protocol::public_key>> {
+    if (auto i = author_cache.find(rid); i != author_cache.end())
+      return i->second;
+    auto rb = kv_->get(lay::binding_row(rid));
+    if (!rb)
+      return rb.err();
+    std::optional<protocol::public_key> a;
+    replica_binding b;
+    if (*rb && decoded(**rb, b) && b.rid == rid)
+      a = b.author;
+    author_cache.emplace(rid, a);
+    return a;
+  };
+  auto sender_author = author_of(sender);
+  if (!sender_author)
+    return sender_author.err();
+  std::set<dot> held(sender_held->begin(), sender_held->end());
+  const std::string prefix = lay::topic_prefix('c', topic);
+  bool bad = false;
+  bool unexplained = false;
+  status inner = ok_status();
+  // What the resync says of a stored write we hold: nothing (the sender
+  // holds it, or has not seen it), or that the sender saw it and no
+  // longer holds it, so it was overwritten or deleted there.
+  enum class verdict { none, dropped_by_author, dropped_by_other };
+  auto judge = [&](dot d) -> result<verdict> {
+    if (held.count(d) != 0 || !sender_clock.contains(d))
+      return verdict::none;
+    if (d.id == sender)
+      return verdict::dropped_by_author;
+    if (!*sender_author)
+      return verdict::dropped_by_other;
+    auto a = author_of(d.id);
+    if (!a)
+      return a.err();
+    return *a && **a == **sender_author ? verdict::dropped_by_author : verdict::dropped_by_other;
+  };
+  auto st = kv_->scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
+    container c;
+    if (!decoded(v, c)) {
+      bad = true;
+      return false;
+    }
+    // The author's own word drops its writes; a third party's write the
+    // sender dropped is left to anti-entropy (see below).
+    container kept;
+    bool stale = false;
+    for (const auto& [d, sib] : c.dots()) {
+      auto j = judge(d);
+      if (!j) {
+        inner = j.err();
+        return false;
+      }
+      if (*j == verdict::dropped_by_author) {
+        stale = true;
+        continue;
+      }
+      unexplained = unexplained || *j == verdict::dropped_by_other;
+      kept.add(d, sib);
+    }
+    if (!stale)
+      return true;
+    for (const auto& [id, n] : c.context().entries())
+      kept.context().raise(id, n);
+    key_type key(k.substr(prefix.size()));
+    in.before.emplace(key, std::move(c));
+    in.changes.push_back({std::move(key), std::move(kept)});
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (!inner)
+    return inner.err();
+  if (bad)
+    return corrupt("a stored container of " + topic);
+  // The entry may cover writes of the sender we never received (the
+  // resync carries what it holds, not what it overwrote). Their effects
+  // are unknown here: a write the sender overwrote may itself have
+  // overwritten a third party's value we still hold. If we hold such a
+  // value (the sender saw it and dropped it for a reason we do not know),
+  // the entry is not joined: our clock then still misses those writes,
+  // so the members that have them keep their records for us and
+  // anti-entropy delivers them with their contexts. Joining would make
+  // the clock claim them, and everyone would prune the only records that
+  // can remove the value. The gap costs a later resync at most (the
+  // sender asks again until our reports cover its writes).
+  if (!(unexplained && adds_dots))
+    in.join_entry = std::make_pair(sender, *e);
+  if (in.changes.empty() && !in.join_entry)
+    return ok_status();
+  return commit(ts, in);
 }
 
 std::optional<node_clock> store::clock_copy(const std::string& topic) {
@@ -992,6 +1063,11 @@ result<store::page_result> store::page(const std::string& topic, const std::stri
   if (!done)
     return done.err();
   out.complete = *done;
+  // Our own binding always travels: the end of the resync recognises our
+  // author's writes under other replica ids by it (join_sender_entry).
+  if (std::none_of(out.reply.bindings.begin(), out.reply.bindings.end(),
+                   [&](const replica_binding& b) { return b.rid == binding_.rid; }))
+    out.reply.bindings.push_back(binding_);
   return out;
 }
 
@@ -1441,6 +1517,31 @@ status store::check_topic(const std::string& topic) {
   if (unstripped != ts.unstripped.size())
     return error{errc::corrupt, "the unstripped-key set of " + topic + " is out of date"};
   return ok_status();
+}
+
+std::vector<dot> store::kept_dots(const std::string& topic) {
+  std::lock_guard lock(mu_);
+  std::vector<dot> out;
+  const std::string p = lay::topic_prefix('s', topic);
+  (void) kv_->scan(p, prefix_end(p), [&](std::string_view k, std::string_view) {
+    if (k.size() == p.size() + 16)
+      out.push_back(dot{replica_id{lay::get_be64(k, p.size())},
+                        causality::counter{lay::get_be64(k, p.size() + 8)}});
+    return true;
+  });
+  return out;
+}
+
+std::optional<store::metadata_sizes> store::metadata(const std::string& topic) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return std::nullopt;
+  metadata_sizes m;
+  m.members = (*ts)->marks.members().size();
+  m.dot_map_entries = (*ts)->dkm.size();
+  m.unstripped_keys = (*ts)->unstripped.size();
+  return m;
 }
 
 std::size_t store::superseded_count(const std::string& topic) {

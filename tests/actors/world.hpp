@@ -66,6 +66,9 @@ struct world {
     return address + "#" + protocol::to_text(id.pub());
   }
   std::vector<caf::actor> relays;
+  /// Called on each new node's environment before its actors start (to
+  /// change its sync settings).
+  std::function<void(node_env&)> configure;
 
   /// A node with identity number i, its store in memory. With relays it
   /// announces its address there (when it listens) and finds peers there.
@@ -84,6 +87,8 @@ struct world {
       log.push_back(address + " " + line);
     };
     env->relays = std::move(use_relays);
+    if (configure)
+      configure(*env);
     if (listens && !env->relays.empty())
       env->announce = {address};
     nodes.push_back({address, env, spawn_node(*sys, env)});

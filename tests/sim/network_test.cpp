@@ -141,7 +141,7 @@ TEST_CASE("a one-way hold delays a's bytes to b until it ends, in order, while b
   CHECK(at_b[2].at_ms == 1010);
 }
 
-TEST_CASE("a dial across a hold completes only after the hold; clogging a node holds all its sends",
+TEST_CASE("a dial across a hold completes only after the hold, and clogging a node holds all its sends",
           "[sim][network]") {
   pair_world w;
   w.net->hold({"b"}, {}, 300); // b is clogged: even a's handshake waits for b's answer
@@ -173,7 +173,7 @@ TEST_CASE("a link's bandwidth queues its sends one behind the other, each direct
   CHECK(w.net->queued_sends() == 1);
 }
 
-TEST_CASE("a partition cut closes the link's connections and refuses dials until healed; "
+TEST_CASE("a partition cut closes the link's connections and refuses dials until healed, and "
           "restoring the link (churn) does not heal it",
           "[sim][network]") {
   pair_world w;

@@ -42,7 +42,7 @@ TEST_CASE("a simulated network under churn converges once the churn stops", "[si
   CHECK(r.json["lagging"].empty());
 }
 
-TEST_CASE("the same seed gives the same trace hash and summary; another seed another trace",
+TEST_CASE("the same seed gives the same trace hash and summary, another seed another trace",
           "[sim]") {
   auto a = run(small(11));
   auto b = run(small(11));

@@ -34,6 +34,20 @@ private:
   std::atomic<std::uint64_t> counter_{0};
 };
 
+/// Counts of membership changes and resyncs served, added to by the topic
+/// actors of every node that shares it (atomics: the daemon's scheduler
+/// runs actors on several threads). For measurements: the simulator
+/// attaches one; the daemon leaves sync_settings::counters empty.
+struct membership_counters {
+  std::atomic<std::uint64_t> retirements{0};        // members retired after silence
+  std::atomic<std::uint64_t> new_members{0};        // first subscribe: full resync asked
+  std::atomic<std::uint64_t> returning_members{0};  // ... of a replica this actor had retired
+  std::atomic<std::uint64_t> repeated_resyncs{0};   // a member whose resync was unconfirmed, again
+  std::atomic<std::uint64_t> resync_pages{0};       // resync pages served
+  std::atomic<std::uint64_t> resyncs_completed{0};  // last pages served
+  std::atomic<std::uint64_t> resync_bytes{0};       // encoded data messages of those pages
+};
+
 /// Timing and limits of the sync protocol (defaults for a personal node).
 struct sync_settings {
   std::chrono::milliseconds tick{1000};            // peer housekeeping period
@@ -59,6 +73,19 @@ struct sync_settings {
   /// Inbound connections (handshaking or established) at once; more are
   /// closed at once. Bounds what many sessions cost (docs/security.md).
   std::size_t max_inbound_connections = 256;
+  /// A topic member (a replica that subscribed to one of our topics)
+  /// silent this long, and not subscribed now, is retired from the
+  /// topic's watermark: pruning of the dot-key map and of kept delete and
+  /// overwrite records stops waiting for it. If it comes back it is a new
+  /// member and does a full resync. 0: never retire. A week: a device
+  /// offline over a long weekend still catches up by anti-entropy, and a
+  /// peer that left for good holds metadata back for at most that long
+  /// (docs/architecture.md, "Topic membership"; docs/experiments.md
+  /// measures the trade-off). Silence is measured on the actor clock from
+  /// the topic actor's start: a restart gives every member a full period.
+  std::chrono::milliseconds retire_after{std::chrono::hours(24 * 7)};
+  /// Optional counters of retirements and resyncs served (see above).
+  std::shared_ptr<membership_counters> counters;
   protocol::channel_limits channel{};
   protocol::message_limits messages{};
 };

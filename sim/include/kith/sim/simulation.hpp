@@ -11,26 +11,40 @@
 // a join rate, permanent departures, crash-restart with and without loss
 // of the store, and replay of a churn trace file; network faults (jitter,
 // connection resets, one-way and symmetric partitions, clogging of nodes
-// and links, per-link latency and bandwidth); checkers for convergence,
-// resurrected deletes and lost concurrent writes (against a naive model);
-// a JSON summary and a CSV time series.
+// and links, per-link latency and bandwidth); several relays that crash
+// and restart (scheduled or from a churn model); rare-path faults (a crash
+// in the middle of a sync, replies arriving after a disconnect); checkers
+// for convergence, resurrected deletes and lost concurrent writes (against
+// a naive model), and invariants checked at checkpoints during the run;
+// a JSON summary and CSV time series.
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "kith/causality/node_clock.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace kith::sim {
 
-/// A node of a fault or link: its index, or the relay.
+/// A node of a fault or link: its index, or a relay. Relay k is index
+/// -1 - k ("relay" and "relay0" are relay 0, "relay1" relay 1, ...).
 struct node_ref {
   static constexpr std::int64_t relay = -1;
   std::int64_t index = 0;
+  [[nodiscard]] static node_ref relay_n(std::size_t k) {
+    return node_ref{-1 - static_cast<std::int64_t>(k)};
+  }
+  [[nodiscard]] bool is_relay() const { return index < 0; }
+  /// Which relay (is_relay() only).
+  [[nodiscard]] std::size_t relay_index() const { return static_cast<std::size_t>(-1 - index); }
   friend bool operator==(const node_ref& a, const node_ref& b) { return a.index == b.index; }
 };
 
@@ -81,13 +95,39 @@ struct fault {
   /// partition: groups cut off from each other (hold or cut); oneway: sends
   /// from `a` to `b` held while b to a works; clog: sends of nodes `a` (to
   /// anyone) or of `links` (both directions) held.
-  enum class kind { partition, oneway, clog } what = kind::partition;
+  ///
+  /// relay: the relays in `a` crash at start_s (every connection to them
+  /// closes, their state is lost) and restart duration_s later (0: at
+  /// once), under the same identity.
+  ///
+  /// Rare-path faults, decided when a node receives a sync reply (an
+  /// anti-entropy answer or a resync page) inside the window, with
+  /// `probability`, at most `max_count` times (0: no limit), for nodes in
+  /// `a` (empty: every node):
+  /// crash_during_sync: the receiver (or, with crash_sender, the peer that
+  /// sent the reply) crashes right after that reply is applied, before the
+  /// next delivery (the rest of the round, the next resync page or its
+  /// end), and restarts down_s later.
+  /// late_reply: the replier's sends to the receiver (with
+  /// hold_requests, the receiver's sends to the replier) are held for
+  /// hold_s, and the connection between them is reset 1 s before the hold
+  /// ends: what was sent meanwhile (the next rounds' replies, or requests)
+  /// arrives after the disconnect, at a peer actor that has dropped the
+  /// connection or ended.
+  enum class kind { partition, oneway, clog, relay, crash_during_sync, late_reply } what =
+      kind::partition;
   double start_s = 0;
   double duration_s = 10;
   bool cut = false; // partition only: close connections instead of holding bytes
   std::vector<std::vector<node_ref>> groups; // partition: two or more
   std::vector<node_ref> a, b;               // oneway: from, to (b empty: everyone); clog: nodes
   std::vector<std::pair<node_ref, node_ref>> links; // clog
+  double probability = 1.0;    // rare-path faults: per observed sync reply
+  std::uint32_t max_count = 0; // rare-path faults: at most this many (0: no limit)
+  double down_s = 5;           // crash_during_sync: restart after this long
+  bool crash_sender = false;   // crash_during_sync: crash the replier instead of the receiver
+  double hold_s = 25;          // late_reply: how long the sends are held
+  bool hold_requests = false;  // late_reply: hold the receiver's sends instead of the replier's
 };
 
 /// Per-link settings ([[link]] in a scenario).
@@ -128,7 +168,38 @@ struct scenario {
   std::vector<link_setting> links;
   std::vector<fault> faults;
   double settle_limit_s = 600;    // after the workload: time allowed to converge
+  /// Topic members silent this long are retired from the watermark
+  /// (actors::sync_settings::retire_after); 0: never. Unset: the node's
+  /// default (a week: never within a simulated run).
+  std::optional<double> retire_after_s;
+  /// With relay: how many relays (addresses sim:relay, sim:relay1, ...),
+  /// and how many of them each node uses: node i uses relays i, i+1, ...
+  /// (mod relays). 0: a majority (relays / 2 + 1), so every two nodes
+  /// share one.
+  std::uint32_t relays = 1;
+  std::uint32_t relays_per_node = 0;
+  /// Relays that fail on their own: up and down periods drawn from this
+  /// model (none, exponential, weibull, lognormal; mean_up_s,
+  /// mean_down_s, shape, sigma), one process per relay.
+  churn_model relay_churn{};
+  /// Virtual seconds between checkpoints (0: none): invariants that must
+  /// hold at all times are checked during the run (docs/simulation.md).
+  double checkpoint_s = 0;
+  /// Checkpoint limits per topic replica (0: no limit): kept headers and
+  /// dot-key map entries.
+  std::uint64_t max_kept_headers = 0;
+  std::uint64_t max_dot_keys = 0;
 };
+
+/// The nodes' relays in a scenario: 0 without relay.
+[[nodiscard]] inline std::uint32_t relay_count(const scenario& s) {
+  return s.relay ? std::max<std::uint32_t>(s.relays, 1) : 0;
+}
+/// How many relays each node uses.
+[[nodiscard]] inline std::uint32_t relays_per_node(const scenario& s) {
+  const auto n = relay_count(s);
+  return s.relays_per_node == 0 ? std::min(n, n / 2 + 1) : std::min(n, s.relays_per_node);
+}
 
 /// Reads a scenario from TOML text; errors name the key. A trace file is
 /// not read here (scenario.churn.trace_file; the caller loads it).
@@ -171,10 +242,44 @@ struct kv_verdict {
 [[nodiscard]] kv_verdict check_kv_key(const std::vector<kv_record>& log,
                                       const std::vector<std::set<std::string>>& replicas);
 
+/// The checkpoints' resurrection check. A node that has applied the
+/// delete of a post (it is the author, or it was seen holding the post
+/// after the delete and later not) must never hold it again; a node that
+/// never had it may still receive an old copy before the delete.
+class delete_watch {
+public:
+  /// The author applied its own delete.
+  void applied(std::size_t node, const std::string& subject);
+  /// One checkpoint's look at a deleted post on a node; true when the node
+  /// holds it again after having applied the delete.
+  [[nodiscard]] bool observe(std::size_t node, const std::string& subject, bool held);
+  /// The node's store was replaced (store loss): it starts over.
+  void forget(std::size_t node);
+  /// (node, post) pairs known to have applied the delete.
+  [[nodiscard]] std::size_t applied_count() const;
+
+private:
+  enum class seen { held_after_delete, applied };
+  std::map<std::pair<std::size_t, std::string>, seen> state_;
+};
+
+/// The checkpoints' clock check: the first dot of `before` that `now` no
+/// longer has, ignoring entries dropped whole for replica ids not in
+/// `live_ids` (a retired id's entry, closed). nullopt: no regression.
+[[nodiscard]] std::optional<causality::dot>
+clock_regression(const causality::node_clock& before, const causality::node_clock& now,
+                 const std::set<causality::replica_id>& live_ids);
+
 struct summary {
   nlohmann::json json; // seed, trace hash, figures (docs/simulation.md)
   bool converged = false;
   std::string series_csv; // with run_options::sample_s > 0: one row per sample
+  /// With checkpoint_s > 0: every checkpoint held its invariants;
+  /// otherwise the first failure (time, node, what) is in
+  /// checkpoint_failure, and checkpoints_csv has one row per checkpoint.
+  bool checkpoints_ok = true;
+  std::string checkpoint_failure;
+  std::string checkpoints_csv;
 };
 
 struct run_options {

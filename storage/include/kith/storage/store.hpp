@@ -165,12 +165,18 @@ public:
   /// overwritten and forgotten before we joined leave no gap. Only the
   /// sender's own writes are vouched for, and only first-hand: the caller
   /// must have authenticated `sender` as the other end of the channel.
-  /// With `sender_held` (the sender's own dots that the whole resync
-  /// carried), stored writes of the sender that its entry covers but it no
-  /// longer held are dropped: the sender overwrote or deleted them, and
-  /// the record of that may be gone from every replica that would have
-  /// told us (a follower that got an old copy elsewhere would otherwise
-  /// keep a deleted post forever).
+  /// With `sender_held` (every dot the whole resync carried), stored
+  /// writes of the sender's author, under any replica id whose binding we
+  /// hold, that the sender's clock covers but the resync did not carry are
+  /// dropped: the author overwrote or deleted them, and the record of that
+  /// may be gone from every replica that would have told us (a follower
+  /// that got an old copy elsewhere would otherwise keep a deleted post
+  /// forever; an author that lost its store deletes old posts under its
+  /// new id). If we hold a third party's write that the sender's clock
+  /// covers and the resync did not carry, the entry is not joined while
+  /// it would add dots we have not seen: one of them may be the write that
+  /// replaced that value, and claiming it without its effect would keep
+  /// the value for ever (anti-entropy delivers it instead).
   [[nodiscard]] status join_sender_entry(const std::string& topic, replica_id sender,
                                          const causality::node_clock& sender_clock,
                                          const std::vector<dot>* sender_held = nullptr);
@@ -223,6 +229,17 @@ public:
   [[nodiscard]] status observe(const std::string& topic, replica_id from,
                                const causality::node_clock& c);
   [[nodiscard]] std::size_t superseded_count(const std::string& topic);
+  /// The dots whose write headers are kept (overwritten or deleted writes
+  /// that some member may not have seen yet), in order. A scan of their
+  /// rows: for measurements and tests.
+  [[nodiscard]] std::vector<dot> kept_dots(const std::string& topic);
+  /// Sizes of a topic's causality metadata held in memory.
+  struct metadata_sizes {
+    std::size_t members = 0;         // watermark members, self included
+    std::size_t dot_map_entries = 0; // dots not yet known to every member
+    std::size_t unstripped_keys = 0; // keys whose stored context is not empty
+  };
+  [[nodiscard]] std::optional<metadata_sizes> metadata(const std::string& topic);
   [[nodiscard]] std::uint64_t memory_usage() const { return kv_->memory_usage(); }
 
   struct topic_state;

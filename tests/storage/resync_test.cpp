@@ -1,0 +1,148 @@
+// The end of a full resync (store::join_sender_entry): what the sender's
+// own clock entry may vouch for, and what it must not claim. Both cases
+// were found by the simulator with store losses
+// (sim/scenarios/repro-store-loss-resurrect.toml and
+// repro-late-reply-store-loss.toml, seed 1).
+
+#include "fixture.hpp"
+
+#include "kith/storage/documents.hpp"
+
+using namespace kith;
+using namespace kith::storage;
+using kith::test::backend;
+using kith::test::values_of;
+
+namespace {
+
+/// Every page of `from`'s topic applied at `to`, then the sender's entry
+/// joined, as the peer actor does: the clock of the first page and every
+/// dot the pages carried.
+void resync(store& to, store& from, const std::string& topic) {
+  std::vector<causality::dot> held;
+  std::optional<causality::node_clock> clock;
+  std::string after;
+  for (;;) {
+    auto p = from.page(topic, after, 1);
+    REQUIRE(p);
+    if (!clock)
+      clock = p->reply.clock;
+    auto applied = to.apply(p->reply);
+    INFO((applied ? std::string() : applied.err().message));
+    REQUIRE(applied);
+    for (const auto& e : p->reply.entries)
+      for (const auto& rec : e.records)
+        held.push_back(rec.first);
+    if (p->complete)
+      break;
+    after = p->next_after;
+  }
+  REQUIRE(to.join_sender_entry(topic, from.self_id(), *clock, &held));
+}
+
+write_op put(std::string k, std::string v, version_vector ctx = {}) {
+  return {std::move(k), std::move(v), std::move(ctx)};
+}
+
+} // namespace
+
+TEST_CASE("a resync from an author that lost its store drops posts it deleted under its new id",
+          "[store][resync]") {
+  test::temp_dir dir;
+  auto ann = test::person(1), bob = test::person(2);
+  auto old_ann = test::open_store(backend::memory, ann, 1, dir);
+  auto b = test::open_store(backend::memory, bob, 2, dir);
+  const auto feed = old_ann->feed_topic_id();
+  storage::documents d_old(*old_ann), db(*b);
+  auto kept = d_old.post("kept", 1000);
+  auto gone = d_old.post("deleted after the store loss", 1001);
+  REQUIRE(kept);
+  REQUIRE(gone);
+  REQUIRE(b->add_topic(*old_ann->topic(feed)));
+  resync(*b, *old_ann, feed);
+  REQUIRE_FALSE(db.get(*gone, feed)->is_null());
+
+  // Ann loses her store: a new replica id, the same identity. She fetches
+  // her feed back from Bob, then deletes a post her old replica wrote.
+  auto ann2 = test::open_store(backend::memory, ann, 3, dir);
+  REQUIRE(ann2->self_id() != old_ann->self_id());
+  resync(*ann2, *b, feed);
+  storage::documents d_new(*ann2);
+  REQUIRE_FALSE(d_new.get(*gone, feed)->is_null());
+  REQUIRE(d_new.del(*gone, std::nullopt, 2000));
+  // No other member waits for the delete: its record is gone at once.
+  CHECK(ann2->superseded_count(feed) == 0);
+
+  // Bob resyncs from her new replica. Her entry covers the delete, which
+  // Bob never received; she vouches first-hand for her own writes, under
+  // any of her replica ids, so the post she no longer holds goes.
+  resync(*b, *ann2, feed);
+  CHECK(db.get(*gone, feed)->is_null());
+  auto still = db.get(*kept, feed);
+  REQUIRE(still);
+  CHECK((*still)["doc"]["text"] == "kept");
+  auto tagged = b->by_author(ann.pub(), 10);
+  REQUIRE(tagged);
+  CHECK(tagged->size() == 1);
+  REQUIRE(b->check_topic(feed));
+}
+
+TEST_CASE("a resync does not make the clock claim an overwrite whose effect it did not carry",
+          "[store][resync]") {
+  // Ann holds Bob's value w158. Cat overwrites it (w176, having read it)
+  // and overwrites her own value again (w179); Cat has no other member,
+  // so she forgets w176 at once. Bob got both writes and keeps the record
+  // of w176 for Ann, a member of his replica. Ann then resyncs from Cat:
+  // the pages carry w179, whose context names w176 only, and Cat's clock
+  // entry covers w176. Joined, that entry would let Ann's clock claim
+  // w176 without its effect (w158 removed): Ann would report it, Bob
+  // would prune its record, and w158 would stay at Ann for ever.
+  test::temp_dir dir;
+  auto ann = test::person(11), bob = test::person(12), cat = test::person(13);
+  auto topic = protocol::make_topic(ann, protocol::topic_kind::shared, "kv",
+                                    {ann.pub(), bob.pub(), cat.pub()}, 7);
+  auto a = test::open_store(backend::memory, ann, 11, dir);
+  auto b = test::open_store(backend::memory, bob, 12, dir);
+  auto c = test::open_store(backend::memory, cat, 13, dir);
+  for (auto* s : {a.get(), b.get(), c.get()})
+    REQUIRE(s->add_topic(topic));
+  REQUIRE(a->set_members(topic.id, {b->self_id(), c->self_id()}));
+  REQUIRE(b->set_members(topic.id, {a->self_id(), c->self_id()}));
+  const std::string k = test::doc_key(ann, "kv/k2", "v");
+
+  auto w158 = b->write(topic.id, {put(k, "\"w158\"")}, 1000);
+  REQUIRE(w158);
+  REQUIRE(a->apply(*w158));
+  REQUIRE(c->apply(*w158));
+  auto read = c->read(topic.id, k);
+  REQUIRE(read);
+  auto w176 = c->write(topic.id, {put(k, "\"w176\"", read->context)}, 2000);
+  REQUIRE(w176);
+  REQUIRE(b->apply(*w176));
+  read = c->read(topic.id, k);
+  REQUIRE(read);
+  auto w179 = c->write(topic.id, {put(k, "\"w179\"", read->context)}, 3000);
+  REQUIRE(w179);
+  REQUIRE(b->apply(*w179));
+  const causality::dot overwrite{c->self_id(), causality::counter{1}};
+  CHECK(c->superseded_count(topic.id) == 0); // Cat forgot w176
+  CHECK(b->superseded_count(topic.id) >= 1); // Bob keeps it for Ann
+  CHECK(values_of(*b, topic.id, k) == std::vector<std::string>{"\"w179\""});
+
+  resync(*a, *c, topic.id);
+  // Cat cannot vouch for Bob's value: it stays for now, and Ann's clock
+  // does not claim the overwrite she has not seen.
+  CHECK(values_of(*a, topic.id, k) == std::vector<std::string>{"\"w158\"", "\"w179\""});
+  CHECK_FALSE(a->clock(topic.id)->contains(overwrite));
+
+  // Anti-entropy with Bob brings the overwrite's record and its effect.
+  test::pull(*a, *b, topic.id);
+  CHECK(values_of(*a, topic.id, k) == std::vector<std::string>{"\"w179\""});
+  CHECK(a->clock(topic.id)->contains(overwrite));
+  REQUIRE(a->check_topic(topic.id));
+
+  // Once nothing is left unexplained, a later resync joins Cat's entry.
+  resync(*a, *c, topic.id);
+  CHECK(*a->clock(topic.id)->find(c->self_id()) == *c->clock(topic.id)->find(c->self_id()));
+  CHECK(values_of(*a, topic.id, k) == std::vector<std::string>{"\"w179\""});
+}
