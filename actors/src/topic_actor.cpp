@@ -59,11 +59,6 @@ struct topic_state {
 
 using topic_pointer = topic_actor::stateful_pointer<topic_state>;
 
-/// The periodic membership check. A private message of the topic actor to
-/// itself, not part of the topic's protocol (topic_actor's interface): it
-/// arrives through the default handler.
-using retire_tick_atom = caf::atom_constant<caf::atom("rtick")>;
-
 std::uint64_t now_ms(topic_pointer self) {
   return clock_ms(self->clock().now());
 }
@@ -171,7 +166,7 @@ void schedule_retire_check(topic_pointer self) {
   if (after.count() <= 0 || !desc || desc->kind != protocol::topic_kind::feed)
     return; // retire_silent says why feeds only
   const auto period = std::max<std::chrono::milliseconds>(after / 4, std::chrono::seconds(1));
-  caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), period, retire_tick_atom::value);
+  self->delayed_send(self, period, tick_atom::value);
 }
 
 /// Change events for the API stream: one per changed key.
@@ -331,17 +326,12 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
       subs.erase(i);
     }
   });
-  self->set_default_handler(
-      [self](caf::scheduled_actor* ptr, caf::message_view& x) -> caf::result<caf::message> {
-        if (x.content().match_elements<retire_tick_atom>()) {
-          retire_silent(self);
-          schedule_retire_check(self);
-          return caf::message{};
-        }
-        return caf::print_and_drop(ptr, x);
-      });
   schedule_retire_check(self);
   return {
+      [self](tick_atom) {
+        retire_silent(self);
+        schedule_retire_check(self);
+      },
       [self](doc_atom, const std::string& op, const std::string& params,
              std::uint64_t time_ms) -> api_result {
         json p = json::parse(params, nullptr, false);

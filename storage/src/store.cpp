@@ -50,6 +50,19 @@ error corrupt(const std::string& what) {
                                 "or resync the topic from peers)"};
 }
 
+/// The outcome of a scan whose callback stops on an error of its own
+/// (`inner`) or on a row that does not decode (`bad`, about `what`): the
+/// scan's error first, then the callback's, then the damage.
+status scan_outcome(const status& scan, const status& inner, bool bad, const std::string& what) {
+  if (!scan)
+    return scan;
+  if (!inner)
+    return inner;
+  if (bad)
+    return corrupt(what);
+  return ok_status();
+}
+
 template <class T>
 std::string encoded(const T& x) {
   causality::writer w;
@@ -547,12 +560,8 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
     in.changes.push_back({std::move(key), std::move(kept)});
     return true;
   });
-  if (!st)
-    return st.err();
-  if (!inner)
-    return inner.err();
-  if (bad)
-    return corrupt("a stored container of " + topic);
+  if (auto done = scan_outcome(st, inner, bad, "a stored container of " + topic); !done)
+    return done.err();
   // The entry may cover writes of the sender we never received (the
   // resync carries what it holds, not what it overwrote). Their effects
   // are unknown here: a write the sender overwrote may itself have
@@ -1032,12 +1041,8 @@ result<bool> collect_proven(const kv_store& kv, const std::string& topic, const 
       out.entries.push_back(std::move(se));
     return true;
   });
-  if (!st)
-    return st.err();
-  if (!inner)
-    return inner.err();
-  if (bad)
-    return corrupt("a stored value in " + topic);
+  if (auto done = scan_outcome(st, inner, bad, "a stored value in " + topic); !done)
+    return done.err();
   out.batches = std::move(proofs.batches_);
   out.bindings = std::move(proofs.bindings_);
   return complete;

@@ -319,7 +319,9 @@ using topic_actor = caf::typed_actor<
     // from); ask to stop (key, requests seen).
     caf::replies_to<kcommit_atom, storage::write_op, std::uint64_t>::with<key_commit>,
     caf::replies_to<kcommit_atom, protocol::signed_reply, caf::actor>::with<key_commit>,
-    caf::reacts_to<kidle_atom, std::string, std::uint64_t>>;
+    caf::reacts_to<kidle_atom, std::string, std::uint64_t>,
+    // Its own timer: retire members silent for sync_settings::retire_after.
+    caf::reacts_to<tick_atom>>;
 
 } // namespace kith::actors
 
