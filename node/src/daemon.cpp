@@ -248,6 +248,11 @@ storage::result<daemon_config> load_config(const data_dir& home) {
         if (!x || *x < 1 || *x > 86400)
           return bad("sync.anti_entropy_seconds", "an integer from 1 to 86400");
         c.anti_entropy_s = static_cast<std::uint32_t>(*x);
+      } else if (key == "retire_after_seconds") {
+        auto x = v.value<std::int64_t>();
+        if (!x || *x < 0 || *x > 366 * 86400)
+          return bad("sync.retire_after_seconds", "an integer from 0 (never) to 31622400 (a year)");
+        c.retire_after_s = static_cast<std::uint32_t>(*x);
       } else {
         return storage::error{storage::errc::invalid, path + ": unknown key 'sync." + key + "'"};
       }
@@ -329,6 +334,7 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
   env->transport_reports_writes = true;
   env->rng = std::make_shared<actors::entropy>(seed);
   env->settings.anti_entropy = std::chrono::seconds(cfg.anti_entropy_s);
+  env->settings.retire_after = std::chrono::seconds(cfg.retire_after_s);
   env->addresses = load_addresses(home);
   env->relays = cfg.relays;
   env->announce = cfg.announce;

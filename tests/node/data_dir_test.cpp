@@ -1,3 +1,4 @@
+#include "kith/node/daemon.hpp"
 #include "kith/node/data_dir.hpp"
 #include "kith/storage/store.hpp"
 
@@ -5,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 
 using namespace kith;
@@ -77,5 +79,35 @@ TEST_CASE("a node that loses its store comes back with a new replica id", "[node
     REQUIRE(s);
     CHECK((*s)->self_id() != before);
     CHECK((*s)->binding().author == me.pub());
+  }
+}
+
+TEST_CASE("config.toml sets the retirement period, and a bad one is refused naming the key", "[node]") {
+  test::temp_dir tmp;
+  node::data_dir dir(tmp.sub("home"));
+  std::filesystem::create_directories(dir.path());
+  auto write = [&](const std::string& text) { std::ofstream(dir.path() + "/config.toml") << text; };
+
+  auto defaults = node::load_config(dir);
+  REQUIRE(defaults);
+  CHECK(defaults->retire_after_s == 7 * 24 * 3600);
+
+  write("[sync]\nretire_after_seconds = 0\n");
+  auto never = node::load_config(dir);
+  REQUIRE(never);
+  CHECK(never->retire_after_s == 0);
+
+  write("[sync]\nretire_after_seconds = 3600\nanti_entropy_seconds = 10\n");
+  auto hour = node::load_config(dir);
+  REQUIRE(hour);
+  CHECK(hour->retire_after_s == 3600);
+  CHECK(hour->anti_entropy_s == 10);
+
+  for (const char* bad : {"-1", "40000000", "\"a week\""}) {
+    write(std::string("[sync]\nretire_after_seconds = ") + bad + "\n");
+    auto c = node::load_config(dir);
+    REQUIRE_FALSE(c);
+    CHECK(c.err().message.find("sync.retire_after_seconds") != std::string::npos);
+    CHECK(c.err().message.find("config.toml") != std::string::npos);
   }
 }

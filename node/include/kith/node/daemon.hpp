@@ -23,6 +23,9 @@ struct daemon_config {
   /// listen address when it is a specific host; none when not listening.
   std::vector<std::string> announce;
   std::uint32_t anti_entropy_s = 30;
+  /// Feed members silent this long leave the watermark ([sync]
+  /// retire_after_seconds; 0: never). Default: sync_settings' (7 days).
+  std::uint32_t retire_after_s = 7 * 24 * 3600;
   bool sync_writes = true;                // fsync every commit
   /// The web UI's files, served on the API port (docs/web.md). Unset: the
   /// directory found by default_web_dir(); "": no web UI.
