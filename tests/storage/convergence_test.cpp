@@ -191,13 +191,7 @@ TEST_CASE_METHOD(author_and_follower,
   resync(false); // what a resync did before: the old copy stays
   CHECK_FALSE(db.get(*gone, feed)->is_null());
   resync(true); // the writes ann no longer holds are dropped
-  CHECK(db.get(*gone, feed)->is_null());
-  auto still = db.get(*kept, feed);
-  REQUIRE(still);
-  CHECK((*still)["doc"]["text"] == "kept");
-  auto tagged = b->by_author(ann.pub(), 10);
-  REQUIRE(tagged);
-  CHECK(tagged->size() == 1); // the index follows
+  test::check_only_kept(*b, db, feed, *gone, *kept, ann);
   REQUIRE(b->check_topic(feed));
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "kith/storage/documents.hpp"
 #include "kith/storage/store.hpp"
 
 #include "support/seed.hpp"
@@ -96,6 +97,21 @@ inline std::vector<std::string> values_of(storage::store& s, const std::string& 
     out.push_back(sib.value);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+/// After a resync that must drop an author's deleted post: `gone` is
+/// gone, `kept` (text "kept") is still there, and the author index lists
+/// only it.
+inline void check_only_kept(storage::store& s, storage::documents& docs, const std::string& topic,
+                            const std::string& gone, const std::string& kept,
+                            const protocol::identity& author) {
+  CHECK(docs.get(gone, topic)->is_null());
+  auto still = docs.get(kept, topic);
+  REQUIRE(still);
+  CHECK((*still)["doc"]["text"] == "kept");
+  auto tagged = s.by_author(author.pub(), 10);
+  REQUIRE(tagged);
+  CHECK(tagged->size() == 1); // the index follows
 }
 
 } // namespace kith::test
