@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint-s", checkpoint_s,
                  "override checkpoint_s (simulated seconds between invariant checks; 0: none)")
       ->check(CLI::NonNegativeNumber);
+  bool no_memo = false;
+  app.add_flag("--no-verify-memo", no_memo,
+               "check every signature at every receiving node (verify_memo = false)");
   app.add_flag("--plots", plots, "with --out: draw PNG plots of series.csv with gnuplot (sim/plot.sh)");
   CLI11_PARSE(app, argc, argv);
 
@@ -80,6 +83,8 @@ int main(int argc, char** argv) {
   }
   if (checkpoint_s)
     s->checkpoint_s = *checkpoint_s;
+  if (no_memo)
+    s->verify_memo = false;
   if (duration) {
     if (*duration < 0) {
       std::cerr << "kith-sim: --duration must be 0 or more\n";
@@ -133,6 +138,8 @@ int main(int argc, char** argv) {
     replay_cmd << " --duration " << *duration;
   if (checkpoint_s)
     replay_cmd << " --checkpoint-s " << *checkpoint_s;
+  if (no_memo)
+    replay_cmd << " --no-verify-memo";
   const std::string replay = replay_cmd.str();
   std::cerr << "kith-sim: seed " << s->seed << " (replay: " << replay << ")\n";
   kith::sim::run_options options;

@@ -1068,11 +1068,11 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       continue;
     }
     auto x = num();
-    if (key == "relay") {
-      auto b = v.value<bool>();
+    if (key == "relay" || key == "verify_memo") {
+      auto b = v.is_boolean() ? v.value<bool>() : std::nullopt;
       if (!b)
         return bad(key, "true or false");
-      s.relay = *b;
+      (key == "relay" ? s.relay : s.verify_memo) = *b;
     } else if (!x) {
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
@@ -1303,6 +1303,15 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   if (auto e = check_scenario(s))
     throw std::invalid_argument(*e);
   const auto wall0 = steady_clock::now();
+  // Installed before the world is built and removed when run returns,
+  // whichever way (the memo is process-wide state).
+  protocol::verify_memo memo;
+  struct memo_scope {
+    explicit memo_scope(protocol::verify_memo* m) { protocol::use_verify_memo(m); }
+    ~memo_scope() { protocol::use_verify_memo(nullptr); }
+    memo_scope(const memo_scope&) = delete;
+    memo_scope& operator=(const memo_scope&) = delete;
+  } memo_in_use(s.verify_memo ? &memo : nullptr);
   world w(s);
   // Draws of the features added after the first slice (joins, departures,
   // store losses, the kv workload) come from their own generators, so a
@@ -2254,6 +2263,14 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       {"lagging", lagging},
       {"wall_ms", duration_cast<milliseconds>(steady_clock::now() - wall0).count()},
   };
+  {
+    const auto f = memo.figures();
+    out.json["verify_memo"] = json{{"on", s.verify_memo},
+                                   {"hits", f.hits},
+                                   {"misses", f.misses},
+                                   {"clears", f.clears},
+                                   {"entries", f.entries}};
+  }
   if (losses > 0)
     out.json["store_loss"] = json{{"posts_before_loss", pre_loss_posts},
                                   {"deletes_lost_with_store", deletes_lost_with_store},

@@ -176,3 +176,41 @@ TEST_CASE("signed structures reject truncated and garbage encodings", "[identity
   CHECK_FALSE(decode(r, out));
   CHECK_FALSE(decode_body("\x05garbage"));
 }
+
+TEST_CASE("a verify memo answers good signatures once checked and never passes a forged one",
+          "[identity]") {
+  auto a = identity::from_seed(seed_of(40));
+  auto c = identity::from_seed(seed_of(41));
+  auto sig = a.sign("batch");
+  auto forged = sig;
+  forged.bytes[5] ^= 1;
+  verify_memo memo(3);
+  use_verify_memo(&memo);
+  CHECK(verify(a.pub(), "batch", sig));
+  CHECK(memo.figures().misses == 1);
+  CHECK(verify(a.pub(), "batch", sig));
+  CHECK(memo.figures().hits == 1);
+  // Any byte of key, message or signature changed: checked again, refused,
+  // and not remembered (refused twice, two more misses).
+  for (int round = 0; round < 2; ++round) {
+    CHECK_FALSE(verify(a.pub(), "batcH", sig));
+    CHECK_FALSE(verify(c.pub(), "batch", sig));
+    CHECK_FALSE(verify(a.pub(), "batch", forged));
+  }
+  CHECK(memo.figures().misses == 7);
+  CHECK(memo.figures().hits == 1);
+  CHECK(memo.figures().entries == 1);
+  // Full: it forgets everything and goes on answering correctly.
+  for (int n = 0; n < 4; ++n) {
+    const std::string msg = "m" + std::to_string(n);
+    CHECK(verify(a.pub(), msg, a.sign(msg)));
+  }
+  CHECK(memo.figures().clears == 1);
+  CHECK(memo.figures().entries == 2);
+  CHECK(verify(a.pub(), "batch", sig));
+  CHECK(memo.figures().hits == 1); // forgotten: a miss again
+  use_verify_memo(nullptr);
+  CHECK(verify(a.pub(), "batch", sig));
+  CHECK_FALSE(verify(a.pub(), "batch", forged));
+  CHECK(memo.figures().misses == 12);
+}

@@ -342,6 +342,31 @@ TEST_CASE("a time series sampled every 10 s leaves the trace unchanged", "[sim]"
   CHECK(b.series_csv.empty());
 }
 
+TEST_CASE("the verify memo saves signature checks and changes nothing else", "[sim]") {
+  auto s = small(5);
+  auto with = run(s);
+  s.verify_memo = false;
+  auto without = run(s);
+  INFO(with.json["verify_memo"].dump());
+  CHECK(with.json["trace_hash"] == without.json["trace_hash"]);
+  CHECK(with.json["messages"] == without.json["messages"]);
+  CHECK(with.json["converged"] == without.json["converged"]);
+  CHECK(with.json["verify_memo"]["on"] == true);
+  CHECK(without.json["verify_memo"]["on"] == false);
+  // The same batches reach several followers: most checks are repeats.
+  const auto hits = with.json["verify_memo"]["hits"].get<std::uint64_t>();
+  const auto misses = with.json["verify_memo"]["misses"].get<std::uint64_t>();
+  CHECK(misses > 0);
+  CHECK(hits > misses);
+  CHECK(without.json["verify_memo"]["hits"] == 0);
+  std::string error;
+  auto off = parse_scenario("verify_memo = false\n", error);
+  REQUIRE(off);
+  CHECK_FALSE(off->verify_memo);
+  CHECK_FALSE(parse_scenario("verify_memo = 1\n", error));
+  CHECK(error == "'verify_memo' must be true or false");
+}
+
 TEST_CASE("new scenario keys are checked: faults, links, kv, churn", "[sim]") {
   std::string error;
   auto s = parse_scenario("workload = \"kv\"\nbandwidth_bytes_s = 1000\n"
