@@ -456,8 +456,11 @@ void on_data(peer_pointer self, data_msg m) {
   if (!st.rid || m.reply.from != *st.rid)
     return fail(self, error_code::protocol, "data claims to come from another replica");
   log(self, log_level::debug,
-      std::string("data (") + (m.kind == data_kind::push ? "push" : "answer") + ") for " +
-          m.reply.topic + ": " + std::to_string(m.reply.entries.size()) + " keys");
+      std::string("data (") +
+          (m.kind == data_kind::push ? "push" : m.kind == data_kind::answer ? "answer" : "resync") +
+          ") for " + m.reply.topic + ": " + std::to_string(m.reply.entries.size()) + " keys");
+  if (m.kind != data_kind::push)
+    st.env->note({node_observation::kind::sync_reply, st.id, m.reply.topic});
   if (st.offered.count(m.reply.topic) == 0)
     return fail(self, error_code::protocol, "data for topic " + m.reply.topic + " we did not ask for");
   auto t = st.topics.at(m.reply.topic);

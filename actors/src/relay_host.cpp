@@ -55,6 +55,12 @@ caf::behavior relay_host_impl(host_pointer self, transport_actor transport,
       [self](closed_atom, conn_id c, const std::string&) {
         run(self, self->state.core->closed(c, now(self)));
       },
+      [self](restart_atom, std::uint64_t spread_ms) {
+        run(self, self->state.core->begin_restart(now(self), spread_ms));
+      },
+      [self](stop_atom, const std::string& reason) {
+        run(self, self->state.core->shutdown(reason));
+      },
       [self](tick_atom) {
         run(self, self->state.core->tick(now(self)));
         self->delayed_send(self, self->state.opts.tick, tick_atom::value);

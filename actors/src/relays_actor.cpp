@@ -350,6 +350,7 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
           } else if constexpr (std::is_same_v<T, relay::reconnect>) {
             log(self, log_level::info, r,
                 "relay restarting; reconnecting in " + std::to_string(e.after_ms) + " ms");
+            st.env->note({node_observation::kind::relay_restart, r.address, {}, e.after_ms});
             session_down(self, i, "relay restarting", std::max<std::uint64_t>(e.after_ms, 1));
           } else if constexpr (std::is_same_v<T, relay::goodbye>) {
             session_down(self, i, "relay said goodbye: " + e.reason);

@@ -176,6 +176,11 @@ void sim_network::unlisten(const std::string& address) {
   notify_closed(list, "node went away");
 }
 
+void sim_network::stop_accepting(const std::string& address) {
+  std::lock_guard lock(mu);
+  listeners.erase(address);
+}
+
 void sim_network::set_link(const std::string& a, const std::string& b, bool up) {
   std::vector<std::pair<caf::actor, conn_id>> list;
   {

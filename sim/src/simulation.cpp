@@ -75,7 +75,7 @@ public:
         caf::anon_send_exit(r.actor, caf::exit_reason::user_shutdown);
     sched_->run();
     for (auto& n : nodes_)
-      n.env->log = nullptr; // it points into this world
+      n.env->observe = nullptr; // it points into this world
   }
 
   struct node {
@@ -104,6 +104,7 @@ public:
     caf::actor actor; // empty while down
     std::uint32_t incarnation = 0;
     std::uint64_t down_since_ms = 0;
+    bool draining = false; // graceful restart begun: not accepting, goodbye pending
   };
 
   std::shared_ptr<storage::store> make_store(std::size_t i, std::uint32_t losses) {
@@ -140,9 +141,8 @@ public:
       nodes_.push_back(node{address, env, {}, true, false, true, false, false, 0, {}});
       env->store = make_store(i, 0);
       env->rng = std::make_shared<actors::entropy>(actors::seed_for(s_.seed, 1000 + i));
-      by_short_id_[protocol::to_text(id.pub()).substr(0, 12)] = i;
-      if (watch_sync_)
-        env->log = [this, i](actors::log_level, const std::string& line) { note_log(i, line); };
+      by_id_[protocol::to_text(id.pub())] = i;
+      env->observe = [this, i](const actors::node_observation& o) { observe(i, o); };
       env->settings.anti_entropy = seconds(s_.anti_entropy_s);
       if (s_.retire_after_s)
         env->settings.retire_after = milliseconds(static_cast<std::int64_t>(*s_.retire_after_s * 1000));
@@ -197,15 +197,17 @@ public:
 
   std::string id_of(std::size_t i) const { return protocol::to_text(nodes_[i].env->self.pub()); }
 
-  /// A peer actor of node i logs "peer <first 12 characters of the id>:
-  /// data (answer) for <topic>: ..." when a reply to one of its sync
-  /// requests arrives: an anti-entropy answer or a resync page (pushes log
-  /// "data (push)"). That line is the simulator's view of a sync in flight.
-  void note_log(std::size_t i, const std::string& line) {
-    static const std::string head = "peer ", mid = ": data (answer) for ";
-    if (line.size() > 17 + mid.size() && line.compare(0, head.size(), head) == 0 &&
-        line.compare(17, mid.size(), mid) == 0)
-      replies_seen_.emplace_back(i, line.substr(5, 12));
+  /// Node i's protocol events (node_env::observe): a peer actor reports a
+  /// reply to one of its sync requests (an anti-entropy answer or a resync
+  /// page, not a push) as it arrives, the simulator's view of a sync in
+  /// flight; the relays actor reports a relay's "restarting, come back
+  /// in after_ms".
+  void observe(std::size_t i, const actors::node_observation& o) {
+    using kind = actors::node_observation::kind;
+    if (o.what == kind::sync_reply && watch_sync_)
+      replies_seen_.emplace_back(i, o.peer);
+    else if (o.what == kind::relay_restart)
+      restart_notices_.push_back(o.after_ms);
   }
 
   /// Relay k's identity (n = 0) and the channel seed of its n-th process
@@ -233,14 +235,45 @@ public:
     auto& r = relays_[k];
     if (!r.actor)
       return;
+    if (r.draining) {
+      stop_draining_relay(k);
+      return;
+    }
     net_->unlisten(r.address);
     caf::anon_send_exit(r.actor, caf::exit_reason::kill);
     r.actor = caf::actor{};
     r.down_since_ms = now_ms();
     sched_->run();
   }
+  /// Relay k begins a graceful restart: it stops accepting and tells its
+  /// clients to come back within spread_ms; stop_draining_relay ends it.
+  void begin_relay_restart(std::size_t k, std::uint64_t spread_ms) {
+    auto& r = relays_[k];
+    if (!r.actor || r.draining)
+      return;
+    net_->stop_accepting(r.address);
+    caf::anon_send(r.actor, actors::restart_atom::value, spread_ms);
+    r.draining = true;
+    r.down_since_ms = now_ms();
+    sched_->run();
+  }
+  /// The end of a graceful restart: goodbye to every client still there,
+  /// their connections closed, then the process stops.
+  void stop_draining_relay(std::size_t k) {
+    auto& r = relays_[k];
+    if (!r.actor || !r.draining)
+      return;
+    caf::anon_send(r.actor, actors::stop_atom::value, std::string("the relay is restarting"));
+    sched_->run();
+    net_->unlisten(r.address); // what the goodbye did not close
+    caf::anon_send_exit(r.actor, caf::exit_reason::user_shutdown);
+    r.actor = caf::actor{};
+    r.draining = false;
+    sched_->run();
+  }
   /// Relay k comes back; returns how long it was down (ms), 0 if it was up.
   std::uint64_t restart_relay(std::size_t k) {
+    stop_draining_relay(k); // a restart that ends before its drain did
     if (relays_[k].actor)
       return 0;
     const auto down = now_ms() - relays_[k].down_since_ms;
@@ -534,11 +567,13 @@ public:
   /// The simulator's own actions at virtual times (ms), run by advance_to
   /// in order (equal times in insertion order).
   std::multimap<std::uint64_t, std::function<void()>> timed_;
-  /// Sync replies seen (from the nodes' log lines) and not yet acted on:
-  /// (receiver, the sender's short id as logged).
+  /// Sync replies seen and not yet acted on: (receiver, the sender's
+  /// identity text).
   bool watch_sync_ = false;
   std::vector<std::pair<std::size_t, std::string>> replies_seen_;
-  std::map<std::string, std::size_t> by_short_id_; // the first 12 characters of an id -> node
+  std::map<std::string, std::size_t> by_id_; // identity text -> node
+  /// after_ms of every "relay restarting, come back then" a node received.
+  std::vector<std::uint64_t> restart_notices_;
   std::map<std::size_t, std::set<std::string>> posted_;   // author -> its posts (current store)
   std::map<std::size_t, std::set<std::string>> pre_loss_; // author -> posts made before a store loss
   std::set<std::string> deleted_;
@@ -670,6 +705,16 @@ std::optional<fault> parse_fault(const toml::table& t, const std::string& where,
       if (m != "replies" && m != "requests")
         return bad("\"replies\" (the replier's sends) or \"requests\" (the requester's sends)");
       f.hold_requests = *m == "requests";
+    } else if (key == "graceful") {
+      auto b = v.is_boolean() ? v.value<bool>() : std::nullopt;
+      if (!b)
+        return bad("true or false");
+      f.graceful = *b;
+    } else if (key == "spread_s" || key == "drain_s") {
+      auto x = number_of(v);
+      if (!x || *x < 0 || *x > 86400)
+        return bad("a number of seconds from 0 to 86400");
+      (key == "spread_s" ? f.spread_s : f.drain_s) = *x;
     } else if (key == "mode") {
       auto m = v.value<std::string>();
       if (m == "hold")
@@ -734,6 +779,20 @@ std::optional<fault> parse_fault(const toml::table& t, const std::string& where,
     }
   if (f.what != fault::kind::crash_during_sync && (t.contains("down_s") || t.contains("side"))) {
     error = where + ": 'down_s' and 'side' are for crash_during_sync faults only";
+    return std::nullopt;
+  }
+  if ((f.what != fault::kind::relay || !f.graceful) &&
+      (t.contains("spread_s") || t.contains("drain_s"))) {
+    error = where + ": 'spread_s' and 'drain_s' are for relay faults with graceful = true";
+    return std::nullopt;
+  }
+  if (f.what != fault::kind::relay && t.contains("graceful")) {
+    error = where + ": 'graceful' is for relay faults only";
+    return std::nullopt;
+  }
+  if (f.graceful && f.drain_s > f.duration_s) {
+    error = where + ": 'drain_s' must not be longer than 'duration_s' (the new process starts "
+                    "duration_s after the restart begins)";
     return std::nullopt;
   }
   if (f.what != fault::kind::late_reply && (t.contains("hold_s") || t.contains("held"))) {
@@ -1339,7 +1398,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     join_order = c;
     late.insert(c.begin(), c.end());
   }
-  // Rare-path faults act on sync replies seen in the nodes' log lines.
+  // Rare-path faults act on the sync replies the nodes report.
   w.watch_sync_ = std::any_of(s.faults.begin(), s.faults.end(), [](const fault& f) {
     return f.what == fault::kind::crash_during_sync || f.what == fault::kind::late_reply;
   });
@@ -1464,6 +1523,20 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       ++relay_failures;
     }
   };
+  std::uint64_t relay_graceful = 0;
+  // A graceful restart is a hold too: the relay stops accepting now and
+  // goes down after its drain, unless something else holds it down already.
+  auto relay_hold_graceful = [&](std::size_t k, const fault& f) {
+    if (relay_holds[k]++ == 0 && w.relay_running(k)) {
+      w.begin_relay_restart(k, static_cast<std::uint64_t>(f.spread_s * 1000));
+      ++relay_graceful;
+      const auto incarnation = w.relays_[k].incarnation;
+      w.timed_.emplace(w.now_ms() + static_cast<std::uint64_t>(f.drain_s * 1000), [&w, k, incarnation] {
+        if (w.relays_[k].incarnation == incarnation)
+          w.stop_draining_relay(k);
+      });
+    }
+  };
   auto relay_release = [&](std::size_t k) {
     if (relay_holds[k] == 0 || --relay_holds[k] > 0)
       return;
@@ -1524,8 +1597,12 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         }
         break;
       case fault::kind::relay:
-        for (const auto& r : f.a)
-          relay_hold(r.relay_index());
+        for (const auto& r : f.a) {
+          if (f.graceful)
+            relay_hold_graceful(r.relay_index(), f);
+          else
+            relay_hold(r.relay_index());
+        }
         break;
       case fault::kind::crash_during_sync:
       case fault::kind::late_reply:
@@ -1552,8 +1629,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   };
   auto on_sync_reply = [&](std::size_t x, const std::string& peer) {
     const auto now = w.now_ms();
-    auto it = w.by_short_id_.find(peer);
-    if (now >= end || it == w.by_short_id_.end())
+    auto it = w.by_id_.find(peer);
+    if (now >= end || it == w.by_id_.end())
       return;
     const std::size_t y = it->second; // x asked y; y replied
     ++sync_replies_seen;
@@ -2362,6 +2439,13 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                              {"failures", relay_failures},
                              {"restarts", relay_restarts},
                              {"downtime_ms", relay_downtime_ms},
+                             {"graceful_restarts", relay_graceful},
+                             {"restart_notices", w.restart_notices_.size()},
+                             {"restart_notice_max_ms",
+                              w.restart_notices_.empty()
+                                  ? json(nullptr)
+                                  : json(*std::max_element(w.restart_notices_.begin(),
+                                                           w.restart_notices_.end()))},
                              {"sessions_at_end", sessions},
                              {"sessions_connected_at_end", connected}};
   }

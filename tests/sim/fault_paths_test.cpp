@@ -119,6 +119,43 @@ TEST_CASE("the only relay down for most of the workload: nodes that restart mean
   CHECK(a.json["convergence_ms"].get<std::int64_t>() > 0); // it took the relay to catch up
 }
 
+TEST_CASE("a graceful relay restart tells every registered node when to come back, within the "
+          "spread; they do, and the network converges",
+          "[sim][relay]") {
+  const auto seed = 63;
+  INFO("seed " << seed);
+  auto s = relayed(seed);
+  s.relays = 1;
+  s.checkpoint_s = 10;
+  auto f = relay_fault(60, 8, {node_ref{node_ref::relay}});
+  f.graceful = true;
+  f.spread_s = 20;
+  f.drain_s = 5;
+  s.faults = {f};
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.converged);
+  CHECK(a.checkpoints_ok);
+  CHECK(a.json["resurrected"] == 0);
+  const auto& r = a.json["relay_faults"];
+  CHECK(r["graceful_restarts"] == 1);
+  CHECK(r["failures"] == 0);
+  CHECK(r["restarts"] == 1);
+  CHECK(r["downtime_ms"] == 8'000);
+  CHECK(r["restart_notices"] == 10); // no churn: all 10 nodes were registered
+  CHECK(r["restart_notice_max_ms"].get<std::int64_t>() <= 20'000);
+  CHECK(r["sessions_connected_at_end"] == 10);
+  auto b = run(s);
+  CHECK(without_wall(a.json) == without_wall(b.json));
+  // The same fault as a crash: no one is told, and the trace differs.
+  s.faults[0].graceful = false;
+  auto c = run(s);
+  CHECK(c.converged);
+  CHECK(c.json["relay_faults"]["restart_notices"] == 0);
+  CHECK(c.json["relay_faults"]["failures"] == 1);
+  CHECK(c.json["trace_hash"] != a.json["trace_hash"]);
+}
+
 TEST_CASE("checkpoints check the invariants during the run without changing the trace, and a "
           "metadata limit that is exceeded fails one",
           "[sim][checkpoint]") {
@@ -305,6 +342,21 @@ TEST_CASE("scenario keys of relays, checkpoints and rare-path faults are checked
   CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"oneway\"\nfrom = [1]\nduration_s = 0\n", error));
   CHECK(error.find("duration_s") != std::string::npos);
   CHECK_FALSE(parse_scenario("checkpoint_s = -1\n", error));
+  auto graceful = parse_scenario("[[fault]]\nkind = \"relay\"\ngraceful = true\nduration_s = 9\n"
+                                 "spread_s = 30\ndrain_s = 9\n",
+                                 error);
+  REQUIRE(graceful);
+  CHECK(graceful->faults.at(0).graceful);
+  CHECK(graceful->faults.at(0).spread_s == Approx(30));
+  CHECK(graceful->faults.at(0).drain_s == Approx(9));
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"relay\"\nspread_s = 30\n", error));
+  CHECK(error.find("graceful = true") != std::string::npos);
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"clog\"\nnodes = [1]\ngraceful = true\n", error));
+  CHECK(error.find("relay faults only") != std::string::npos);
+  CHECK_FALSE(parse_scenario(
+      "[[fault]]\nkind = \"relay\"\ngraceful = true\nduration_s = 4\ndrain_s = 5\n", error));
+  CHECK(error.find("drain_s") != std::string::npos);
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"relay\"\ngraceful = 1\n", error));
 
   auto far = parse_scenario("relays = 2\n[[fault]]\nkind = \"relay\"\nnodes = [\"relay5\"]\n", error);
   REQUIRE(far);

@@ -92,6 +92,22 @@ struct sync_settings {
 
 /// What every actor of one node shares: immutable configuration and
 /// thread-safe services. Owned by the node actor; others hold shared_ptr.
+/// A protocol event as it happens, for the simulator's faults and checks
+/// (node_env::observe). Not a log line: its fields are the contract.
+struct node_observation {
+  enum class kind {
+    /// A sync reply (anti-entropy answer or resync page) arrived from a
+    /// peer, before it is applied: `peer` (identity text), `topic`.
+    sync_reply,
+    /// A relay said it is restarting: `peer` is the relay's address,
+    /// `after_ms` when it asked this node to come back.
+    relay_restart,
+  } what = kind::sync_reply;
+  std::string peer;
+  std::string topic;
+  std::uint64_t after_ms = 0;
+};
+
 struct node_env {
   protocol::identity self;
   std::shared_ptr<storage::store> store;
@@ -142,6 +158,10 @@ struct node_env {
   /// lost device or data directory): the node fetches its own feed back
   /// from its followers, met at the feed's rendezvous at the relays.
   bool restore_own_feed = false;
+  /// Called synchronously by the actor that sees the event (so, with
+  /// several threads, from several threads). The simulator sets it; the
+  /// daemon leaves it empty.
+  std::function<void(const node_observation&)> observe;
   /// Tests only: alters answers this node gives to queries (to show that
   /// askers refuse tampered items). Never set by the daemon.
   std::function<void(protocol::query_result_msg&)> tamper_answers;
@@ -163,6 +183,10 @@ struct node_env {
   void logf(log_level l, const std::string& line) const {
     if (log)
       log(l, line);
+  }
+  void note(const node_observation& o) const {
+    if (observe)
+      observe(o);
   }
   void emit(const nlohmann::json& ev) const {
     if (on_event)

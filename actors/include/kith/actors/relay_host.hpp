@@ -26,6 +26,13 @@ struct relay_host_options {
   std::function<std::string(const std::string&)> ip_of;
 };
 
+/// Graceful restart, as the kith-relay program does on SIGHUP:
+/// (restart_atom, spread_ms) tells every client to come back within
+/// spread_ms (relay_core::begin_restart; stop listening first), then
+/// (stop_atom, reason) says goodbye and closes every connection
+/// (relay_core::shutdown) before the actor is stopped.
+using restart_atom = caf::atom_constant<caf::atom("restart")>;
+
 /// Spawns a relay on `transport`; make it the listener of its address
 /// (sim_network::listen) so inbound connections reach it. Stops on an exit
 /// message.

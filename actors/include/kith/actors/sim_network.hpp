@@ -36,6 +36,9 @@ public:
   void listen(const std::string& address, caf::actor node);
   /// Takes a node off the network (its connections close, dials to it fail).
   void unlisten(const std::string& address);
+  /// Dials to `address` fail from now on; its open connections stay (a
+  /// server that closed its listening socket). listen() undoes it.
+  void stop_accepting(const std::string& address);
   /// Cuts or restores the link between two addresses.
   void set_link(const std::string& a, const std::string& b, bool up);
   /// Faults, drawn from `seed` (deterministic on the testing scheduler):

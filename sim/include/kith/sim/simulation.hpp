@@ -98,7 +98,10 @@ struct fault {
   ///
   /// relay: the relays in `a` crash at start_s (every connection to them
   /// closes, their state is lost) and restart duration_s later (0: at
-  /// once), under the same identity.
+  /// once), under the same identity. With `graceful`, they restart the way
+  /// kith-relay does on SIGHUP instead: stop accepting, tell each client
+  /// to come back within spread_s, serve the others for drain_s, say
+  /// goodbye and stop; the new process starts duration_s after start_s.
   ///
   /// Rare-path faults, decided when a node receives a sync reply (an
   /// anti-entropy answer or a resync page) inside the window, with
@@ -128,6 +131,9 @@ struct fault {
   bool crash_sender = false;   // crash_during_sync: crash the replier instead of the receiver
   double hold_s = 25;          // late_reply: how long the sends are held
   bool hold_requests = false;  // late_reply: hold the receiver's sends instead of the replier's
+  bool graceful = false;       // relay: a graceful restart instead of a crash
+  double spread_s = 10;        // relay, graceful: clients come back within this
+  double drain_s = 5;          // relay, graceful: serve this long before the goodbye
 };
 
 /// Per-link settings ([[link]] in a scenario).
