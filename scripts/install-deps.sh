@@ -14,6 +14,7 @@ packages=(
   libcaf-dev libsodium-dev librocksdb-dev libboost-dev
   capnproto libcapnp-dev catch2
   nlohmann-json3-dev libcli11-dev libspdlog-dev libtomlplusplus-dev
+  libjemalloc-dev
   clang-14 libclang-rt-14-dev
   chromium nodejs
   python3
