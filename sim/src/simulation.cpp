@@ -518,6 +518,7 @@ public:
   struct metadata_totals {
     std::size_t dot_map_entries = 0; // dots some member may still ask for
     std::size_t members = 0;         // watermark columns (self included)
+    std::size_t unstripped_keys = 0; // keys whose stored context is not empty
   };
   metadata_totals metadata() {
     metadata_totals m;
@@ -526,6 +527,7 @@ public:
         if (auto x = n.env->store->metadata(t)) {
           m.dot_map_entries += x->dot_map_entries;
           m.members += x->members;
+          m.unstripped_keys += x->unstripped_keys;
         }
     return m;
   }
@@ -1135,7 +1137,8 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
     } else if (!x) {
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
-          key == "latency_ms" || key == "settle_limit_s" || key == "retire_after_s" || key == "jitter_ms" ||
+          key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
+          key == "retire_after_s" || key == "jitter_ms" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s")
         return bad(key, "a number");
       error = "unknown key '" + key + "'";
@@ -1174,6 +1177,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       (key == "reset_probability" ? s.reset_probability : s.delete_fraction) = *x;
     } else if (key == "settle_limit_s") {
       s.settle_limit_s = *x;
+    } else if (key == "strip_limit_s") {
+      if (*x < 0 || *x > 86400)
+        return bad(key, "seconds from 0 to 86400 (0: do not wait for the metadata to go)");
+      s.strip_limit_s = *x;
     } else if (key == "retire_after_s") {
       if (*x < 0)
         return bad(key, "seconds of silence before a topic member is retired (0: never)");
@@ -2123,7 +2130,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     const auto m = w.metadata();
     return json{{"kept_headers", w.kept_headers()},
                 {"dot_map_entries", m.dot_map_entries},
-                {"watermark_members", m.members}};
+                {"watermark_members", m.members},
+                {"unstripped_keys", m.unstripped_keys}};
   }();
 
   phase = "settling";
@@ -2161,13 +2169,31 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     }
     report("settling", t);
   }
+  // With strip_limit_s: after convergence, anti-entropy goes on until the
+  // metadata is gone too (every stored context empty, no kept header, no
+  // dot-key map entry), as NDC promises once every member has seen
+  // every dot.
+  std::optional<std::uint64_t> stripped_at;
+  if (converged_at && s.strip_limit_s > 0) {
+    const auto strip_end = *converged_at + static_cast<std::uint64_t>(s.strip_limit_s * 1000);
+    for (auto t = *converged_at; t <= strip_end; t += 1000) {
+      if (t > *converged_at)
+        advance(t);
+      const auto m = w.metadata();
+      if (m.unstripped_keys == 0 && m.dot_map_entries == 0 && w.kept_headers() == 0) {
+        stripped_at = t;
+        break;
+      }
+      report("stripping", t);
+    }
+  }
   if (sample_ms > 0 && w.now_ms() > last_sample)
     sample(w.now_ms()); // the last, shorter interval
   if (check_ms > 0 && w.now_ms() > last_check)
     checkpoint(w.now_ms()); // the state the final checkers see
 
   summary out;
-  out.converged = converged_at.has_value();
+  out.converged = converged_at.has_value() && (s.strip_limit_s <= 0 || stripped_at.has_value());
   // Checker: a deleted post held anywhere (that has not left) is a
   // resurrection.
   std::uint64_t resurrected = 0;
@@ -2355,6 +2381,16 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                   {"back_at_author", pre_loss_back_at_author}};
   if (trace_ignored > 0)
     out.json["trace_events_after_end"] = trace_ignored;
+  if (s.strip_limit_s > 0) {
+    const auto m = w.metadata();
+    out.json["strip"] = json{
+        {"limit_s", s.strip_limit_s},
+        {"stripped", stripped_at.has_value()},
+        {"strip_ms", stripped_at && converged_at ? json(*stripped_at - *converged_at) : json(nullptr)},
+        {"unstripped_keys", m.unstripped_keys},
+        {"kept_headers", w.kept_headers()},
+        {"dot_map_entries", m.dot_map_entries}};
+  }
   if (kv)
     out.json["kv"] = kv_json;
   {
@@ -2409,7 +2445,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         {"at_churn_end", metadata_at_churn_end},
         {"at_end", json{{"kept_headers", w.kept_headers()},
                         {"dot_map_entries", m.dot_map_entries},
-                        {"watermark_members", m.members}}},
+                        {"watermark_members", m.members},
+                        {"unstripped_keys", m.unstripped_keys}}},
         {"kept_record_lifetime", lifetimes}};
   }
   // Relays, rare-path faults and checkpoints (after the trace hash is read:

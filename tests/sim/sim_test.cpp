@@ -367,6 +367,34 @@ TEST_CASE("the verify memo saves signature checks and changes nothing else", "[s
   CHECK(error == "'verify_memo' must be true or false");
 }
 
+TEST_CASE("after convergence the causality metadata goes: contexts stripped, no kept header or "
+          "dot-key entry at any node",
+          "[sim]") {
+  auto s = small(3);
+  s.delete_fraction = 0.2; // deletes leave kept headers and contexts to strip
+  s.strip_limit_s = 300;
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  REQUIRE(a.json.contains("strip"));
+  const auto& st = a.json["strip"];
+  CHECK(a.json["deletes"].get<int>() > 0);
+  // Right after the churn, metadata is held: there is something to strip.
+  const auto& churn_end = a.json["membership"]["at_churn_end"];
+  CHECK(churn_end["dot_map_entries"].get<int>() + churn_end["kept_headers"].get<int>() > 0);
+  CHECK(st["stripped"] == true);
+  CHECK(st["unstripped_keys"] == 0);
+  CHECK(st["kept_headers"] == 0);
+  CHECK(st["dot_map_entries"] == 0);
+  CHECK(a.converged);
+  // Without the key, nothing waits and no "strip" section is written.
+  s.strip_limit_s = 0;
+  auto b = run(s);
+  CHECK_FALSE(b.json.contains("strip"));
+  std::string error;
+  CHECK_FALSE(parse_scenario("strip_limit_s = -5\n", error));
+  CHECK(error.find("strip_limit_s") != std::string::npos);
+}
+
 TEST_CASE("new scenario keys are checked: faults, links, kv, churn", "[sim]") {
   std::string error;
   auto s = parse_scenario("workload = \"kv\"\nbandwidth_bytes_s = 1000\n"

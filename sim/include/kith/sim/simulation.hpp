@@ -174,6 +174,11 @@ struct scenario {
   std::vector<link_setting> links;
   std::vector<fault> faults;
   double settle_limit_s = 600;    // after the workload: time allowed to converge
+  /// After convergence: time allowed for the causality metadata to go
+  /// (stored contexts empty, no kept header or dot-key map entry at any
+  /// node); the run fails if it stays. 0: not checked. Departed members
+  /// and replica ids lost with a store hold it until they are retired.
+  double strip_limit_s = 0;
   /// Topic members silent this long are retired from the watermark
   /// (actors::sync_settings::retire_after); 0: never. Unset: the node's
   /// default (a week: never within a simulated run).
