@@ -146,8 +146,14 @@ def sim(lines, extra):
     s = lines[0] if lines else {}
     wall_s = (s.get("wall_ms") or 0) / 1e3
     per = (lambda v: v / wall_s if num(v) is not None and wall_s > 0 else None)
+    b = extra.get("baseline") or {}
+    b_wall = (b.get("wall_ms") or 0) / 1e3
+    b_rate = b.get("messages") / b_wall if num(b.get("messages")) is not None and b_wall > 0 else None
+    same = b.get("trace_hash") == s.get("trace_hash") if b else None
     out = [
-        fig("simulator: messages per wall second (%s nodes)" % s.get("nodes", "?"), per(s.get("messages")), "msgs/s"),
+        fig("simulator: messages per wall second (%s nodes)" % s.get("nodes", "?"), per(s.get("messages")), "msgs/s",
+            "every signature checked at every node (--no-verify-memo)", b_rate,
+            note=None if same is None else ("same trace hash" if same else "TRACE HASH DIFFERS from the baseline")),
         fig("simulator: scheduler steps (actor events) per wall second", per(s.get("scheduler_steps")), "steps/s",
             note="%s workload events, %s simulated messages in %.1f s" % (format(s.get("events", 0), ","), format(s.get("messages", 0), ","), wall_s)),
         fig("simulator: simulated time / wall time", (s.get("simulated_ms") or 0) / 1e3 / wall_s if wall_s else None, "x"),
@@ -266,7 +272,12 @@ def main():
                 extra["peak_rss_mib"] = int(kib) / 1024
             except (OSError, ValueError):
                 extra["peak_rss_mib"] = None
+            base, _ = read_lines(os.path.join(a.work, "sim.base.out"))
+            extra["baseline"] = base[0] if base else None
         ok = verified(name, rc, lines)
+        if name == "sim" and ok and extra.get("baseline") is not None:
+            # The memo must not change the run: same trace as the baseline.
+            ok = extra["baseline"].get("trace_hash") == lines[0].get("trace_hash")
         try:
             figures = sim(lines, extra) if name == "sim" else HEADLINES[name](lines)
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:

@@ -149,6 +149,12 @@ for w in "${SELECTED[@]}"; do
   echo "[$i/$n] $w: $cmdline" >&2
   echo "=== $w: $cmdline" >>"$LOG"
   t0=$(date +%s.%N)
+  if [ "$w" = sim ]; then
+    # Baseline in the same run: every signature checked at every node
+    # (--no-verify-memo); same trace, so the same messages.
+    echo "=== sim baseline: $cmdline --no-verify-memo" >>"$LOG"
+    "${CMD[@]}" --no-verify-memo >"$WORK/sim.base.out" 2>>"$LOG" || true
+  fi
   if [ "$w" = sim ] && [ -x /usr/bin/time ]; then
     /usr/bin/time -f '%M %e' -o "$WORK/$w.time" "${CMD[@]}" >"$WORK/$w.out" 2>>"$LOG"
   else
