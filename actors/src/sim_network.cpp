@@ -1,5 +1,7 @@
 #include "kith/actors/sim_network.hpp"
 
+#include <cmath>
+
 #include "kith/actors/node.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -117,7 +119,7 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
           leave = (net->leave_us(it->second.local, it->second.remote, leave, bytes.size()) + 999) / 1000;
         std::int64_t delay = net->latency_of(it->second.local, it->second.remote).count();
         if (net->jitter.count() > 0)
-          delay += static_cast<std::int64_t>(net->draw() * static_cast<double>(net->jitter.count()));
+          delay += net->draw_jitter_ms();
         const auto arrive = std::max(leave + delay, other->second.deliver_after_ms);
         other->second.deliver_after_ms = arrive;
         auto owner = other->second.owner;
@@ -208,6 +210,32 @@ void sim_network::set_faults(std::chrono::milliseconds j, double p, std::uint64_
   jitter = j;
   reset_probability = p;
   fault_state = seed;
+}
+
+void sim_network::set_jitter_model(jitter_kind kind, double alpha) {
+  std::lock_guard lock(mu);
+  jitter_model = kind;
+  jitter_alpha = alpha;
+}
+
+std::int64_t sim_network::draw_jitter_ms() {
+  const double mean = static_cast<double>(jitter.count());
+  const double u = draw();
+  double d = 0;
+  switch (jitter_model) {
+    case jitter_kind::uniform:
+      return static_cast<std::int64_t>(u * mean);
+    case jitter_kind::exponential:
+      d = -mean * std::log(1.0 - u);
+      break;
+    case jitter_kind::pareto: {
+      // Scale x_m so the mean is `mean`: mean = x_m * alpha / (alpha - 1).
+      const double xm = mean * (jitter_alpha - 1.0) / jitter_alpha;
+      d = xm / std::pow(1.0 - u, 1.0 / jitter_alpha);
+      break;
+    }
+  }
+  return static_cast<std::int64_t>(std::min(d, 60'000.0));
 }
 
 std::uint64_t sim_network::resets() const {

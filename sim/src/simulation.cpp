@@ -54,6 +54,10 @@ public:
       : s_(s), rng_(s.seed), net_(std::make_shared<actors::sim_network>(milliseconds(s.latency_ms))) {
     cfg_.set("scheduler.policy", caf::atom("testing"));
     net_->set_faults(milliseconds(s.jitter_ms), s.reset_probability, s.seed ^ 0xfa017ull);
+    net_->set_jitter_model(s.jitter_model == "exponential" ? actors::sim_network::jitter_kind::exponential
+                           : s.jitter_model == "pareto"    ? actors::sim_network::jitter_kind::pareto
+                                                           : actors::sim_network::jitter_kind::uniform,
+                           s.jitter_alpha);
     if (s.bandwidth_bytes_s > 0)
       net_->set_default_bandwidth(s.bandwidth_bytes_s);
     for (const auto& l : s.links) {
@@ -1129,6 +1133,13 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       continue;
     }
     auto x = num();
+    if (key == "jitter_model") {
+      auto m = v.value<std::string>();
+      if (!m || (*m != "uniform" && *m != "exponential" && *m != "pareto"))
+        return bad(key, "\"uniform\", \"exponential\" or \"pareto\"");
+      s.jitter_model = *m;
+      continue;
+    }
     if (key == "relay" || key == "verify_memo") {
       auto b = v.is_boolean() ? v.value<bool>() : std::nullopt;
       if (!b)
@@ -1139,7 +1150,8 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
           key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
           key == "retire_after_s" || key == "jitter_ms" ||
-          key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s")
+          key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s" ||
+          key == "jitter_alpha")
         return bad(key, "a number");
       error = "unknown key '" + key + "'";
       return std::nullopt;
@@ -1167,6 +1179,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       s.latency_ms = static_cast<std::uint32_t>(*x);
     } else if (key == "jitter_ms") {
       s.jitter_ms = static_cast<std::uint32_t>(*x);
+    } else if (key == "jitter_alpha") {
+      if (*x <= 1 || *x > 100)
+        return bad(key, "a Pareto tail index above 1 (and at most 100)");
+      s.jitter_alpha = *x;
     } else if (key == "bandwidth_bytes_s") {
       if (*x < 0)
         return bad(key, "a number of bytes per second (0: unlimited)");

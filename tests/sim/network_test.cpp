@@ -13,6 +13,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 using namespace kith::actors;
 using namespace std::chrono;
 
@@ -200,4 +202,43 @@ TEST_CASE("a per-link latency replaces the default on that link only", "[sim][ne
   auto opened = pair_world::of(*w.la, "opened");
   REQUIRE(opened.size() == 1);
   CHECK(opened[0].at_ms == 70);
+}
+
+TEST_CASE("send jitter follows the chosen distribution with the chosen mean, from the seed",
+          "[sim][network]") {
+  const std::uint64_t seed = 17;
+  INFO("seed " << seed);
+  auto sample = [&](sim_network::jitter_kind k, double alpha) {
+    sim_network net(milliseconds(10));
+    net.set_faults(milliseconds(50), 0, seed);
+    net.set_jitter_model(k, alpha);
+    std::vector<std::int64_t> xs;
+    for (int i = 0; i < 40000; ++i)
+      xs.push_back(net.draw_jitter_ms());
+    return xs;
+  };
+  auto mean = [](const std::vector<std::int64_t>& xs) {
+    double s = 0;
+    for (auto x : xs)
+      s += static_cast<double>(x);
+    return s / static_cast<double>(xs.size());
+  };
+  auto uni = sample(sim_network::jitter_kind::uniform, 1.5);
+  CHECK(*std::min_element(uni.begin(), uni.end()) >= 0);
+  CHECK(*std::max_element(uni.begin(), uni.end()) < 50);
+  CHECK(mean(uni) == Approx(24.5).margin(1.0)); // whole ms in [0, 50)
+  auto ex = sample(sim_network::jitter_kind::exponential, 1.5);
+  CHECK(mean(ex) == Approx(49.5).epsilon(0.05)); // truncated to whole ms
+  CHECK(*std::max_element(ex.begin(), ex.end()) > 300); // a tail uniform never has
+  auto par = sample(sim_network::jitter_kind::pareto, 2.5);
+  CHECK(*std::min_element(par.begin(), par.end()) >= 29); // x_m = 50 * 1.5 / 2.5 = 30
+  CHECK(mean(par) == Approx(49.5).epsilon(0.1));
+  // A heavier tail than the exponential's at the same mean: beyond 10x
+  // the mean, (30/500)^2.5 = 0.09% of sends against exp(-10) = 0.005%.
+  auto beyond = [](const std::vector<std::int64_t>& xs, std::int64_t t) {
+    return std::count_if(xs.begin(), xs.end(), [t](std::int64_t x) { return x > t; });
+  };
+  CHECK(beyond(par, 500) > beyond(ex, 500));
+  // The same seed gives the same draws.
+  CHECK(sample(sim_network::jitter_kind::pareto, 2.5) == par);
 }

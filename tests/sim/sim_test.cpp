@@ -395,6 +395,30 @@ TEST_CASE("after convergence the causality metadata goes: contexts stripped, no 
   CHECK(error.find("strip_limit_s") != std::string::npos);
 }
 
+TEST_CASE("under heavy-tailed (Pareto) send jitter the network converges, the same seed twice",
+          "[sim]") {
+  auto s = small(6);
+  s.jitter_ms = 40;
+  s.jitter_model = "pareto";
+  s.jitter_alpha = 1.5;
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.converged);
+  auto b = run(s);
+  CHECK(a.json["trace_hash"] == b.json["trace_hash"]);
+  s.jitter_model = "uniform";
+  CHECK(run(s).json["trace_hash"] != a.json["trace_hash"]);
+  std::string error;
+  auto p = parse_scenario("jitter_ms = 30\njitter_model = \"exponential\"\njitter_alpha = 2\n", error);
+  REQUIRE(p);
+  CHECK(p->jitter_model == "exponential");
+  CHECK(p->jitter_alpha == Approx(2));
+  CHECK_FALSE(parse_scenario("jitter_model = \"normal\"\n", error));
+  CHECK(error.find("jitter_model") != std::string::npos);
+  CHECK_FALSE(parse_scenario("jitter_alpha = 1\n", error));
+  CHECK(error.find("jitter_alpha") != std::string::npos);
+}
+
 TEST_CASE("new scenario keys are checked: faults, links, kv, churn", "[sim]") {
   std::string error;
   auto s = parse_scenario("workload = \"kv\"\nbandwidth_bytes_s = 1000\n"

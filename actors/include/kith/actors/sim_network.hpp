@@ -47,6 +47,13 @@ public:
   /// `reset_probability` the connection is reset instead (both ends see it
   /// close), which is how loss shows on a stream transport.
   void set_faults(std::chrono::milliseconds jitter, double reset_probability, std::uint64_t seed);
+  /// The distribution of the extra delay per send (set_faults' jitter):
+  /// uniform in [0, jitter) (the default), exponential with mean jitter,
+  /// or Pareto with mean jitter and tail index `alpha` (> 1; heavy tails
+  /// as measured on wide-area paths). Exponential and Pareto draws are
+  /// capped at 60 s: a longer delay is a partition, not jitter.
+  enum class jitter_kind { uniform, exponential, pareto };
+  void set_jitter_model(jitter_kind kind, double alpha = 1.5);
   /// Connections reset by the fault model so far.
   [[nodiscard]] std::uint64_t resets() const;
 
@@ -109,9 +116,13 @@ public:
   std::uint64_t trace = 1469598103934665603ull; // FNV-1a offset basis
   std::uint64_t send_count = 0;
   std::chrono::milliseconds jitter{0};
+  jitter_kind jitter_model = jitter_kind::uniform;
+  double jitter_alpha = 1.5;
   double reset_probability = 0;
   std::uint64_t fault_state = 0; // splitmix64 state
   std::uint64_t reset_count = 0;
+  /// One send's extra delay in ms (one draw, whatever the model).
+  std::int64_t draw_jitter_ms();
   /// The next fault draw in [0, 1).
   double draw() {
     std::uint64_t z = (fault_state += 0x9e3779b97f4a7c15ull);

@@ -168,7 +168,11 @@ struct scenario {
   churn_model churn{};
   std::uint32_t anti_entropy_s = 10;
   std::uint32_t latency_ms = 20;
-  std::uint32_t jitter_ms = 0;     // extra delay, uniform in [0, jitter) per send
+  std::uint32_t jitter_ms = 0;     // extra delay per send: uniform in [0, jitter), or the mean
+  /// The extra delay's distribution: uniform, exponential or pareto
+  /// (actors::sim_network::jitter_kind), with the Pareto tail index.
+  std::string jitter_model = "uniform";
+  double jitter_alpha = 1.5;
   double reset_probability = 0;    // per send: the connection is reset instead
   std::uint64_t bandwidth_bytes_s = 0; // every link, each direction (0: unlimited)
   std::vector<link_setting> links;
