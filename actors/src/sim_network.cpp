@@ -1,6 +1,7 @@
 #include "kith/actors/sim_network.hpp"
 
 #include <cmath>
+#include <tuple>
 
 #include "kith/actors/node.hpp"
 
@@ -198,6 +199,44 @@ void sim_network::set_link(const std::string& a, const std::string& b, bool up) 
     });
   }
   notify_closed(list, "link down");
+}
+
+void sim_network::set_node_up(const std::string& a, bool up) {
+  std::vector<std::pair<caf::actor, conn_id>> list;
+  {
+    std::lock_guard lock(mu);
+    if (up) {
+      down.erase(a);
+      return;
+    }
+    down.insert(a);
+    // In the order set_link over every other address would close them:
+    // by the other end's rank, then by id.
+    std::vector<std::tuple<std::size_t, conn_id>> ids;
+    if (auto it = open_by_address.find(a); it != open_by_address.end())
+      for (auto id : it->second) {
+        const auto& e = conns.at(id);
+        auto r = rank_of.find(e.remote);
+        const auto rank = r != rank_of.end() ? r->second : rank_of.size();
+        ids.emplace_back(rank, id);
+        if (auto other = conns.find(e.peer_end); other != conns.end() && other->second.open)
+          ids.emplace_back(rank, other->first);
+      }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    std::vector<conn_id> order;
+    for (const auto& [rank, id] : ids)
+      order.push_back(id);
+    list = close_ids(order);
+  }
+  notify_closed(list, "link down");
+}
+
+void sim_network::set_address_order(const std::vector<std::string>& addresses) {
+  std::lock_guard lock(mu);
+  rank_of.clear();
+  for (std::size_t i = 0; i < addresses.size(); ++i)
+    rank_of.emplace(addresses[i], i);
 }
 
 std::uint64_t sim_network::bytes_carried() const {

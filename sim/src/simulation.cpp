@@ -125,6 +125,16 @@ public:
   /// Builds the relay and the nodes; nodes in `late` are created but start
   /// only when they join().
   void build(const std::set<std::size_t>& late) {
+    {
+      // A node going down closes its connections in this order (the
+      // nodes by number, then the relays), as a loop over links would.
+      std::vector<std::string> order;
+      for (std::uint32_t i = 0; i < s_.nodes; ++i)
+        order.push_back("sim:" + std::to_string(i));
+      for (std::size_t k = 0; k < relay_count(s_); ++k)
+        order.push_back(relay_address(k));
+      net_->set_address_order(order);
+    }
     // Relay 0 keeps the seeds it had when there was only one relay.
     std::vector<std::string> relay_at;
     for (std::size_t k = 0; k < relay_count(s_); ++k) {
@@ -416,16 +426,7 @@ public:
     if (nodes_[i].up == up)
       return;
     nodes_[i].up = up;
-    for (std::size_t j = 0; j < nodes_.size(); ++j)
-      if (j != i && nodes_[j].up)
-        net_->set_link(nodes_[i].address, nodes_[j].address, up);
-    for (const auto& r : relays_)
-      net_->set_link(nodes_[i].address, r.address, up);
-    // A node coming back must not see links to nodes that are still down.
-    if (up)
-      for (std::size_t j = 0; j < nodes_.size(); ++j)
-        if (j != i && !nodes_[j].up)
-          net_->set_link(nodes_[i].address, nodes_[j].address, false);
+    net_->set_node_up(nodes_[i].address, up);
   }
 
   std::size_t posts_of(std::size_t holder, std::size_t author) {

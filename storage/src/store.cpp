@@ -722,10 +722,12 @@ status store::commit(topic_state& ts, commit_input& in) {
       put_container(ch.key, old_c, ch.stored, old.has_value());
       src.overlay_[ch.key] = ch.stored;
     }
-    // Contexts the grown clock now covers are stripped in the same batch.
+    // Contexts the grown clock now covers are stripped in the same batch:
+    // after fresh dots, and after a joined entry (the end of a resync),
+    // which fills the gaps of writes the pages did not carry.
     // TODO(perf): this reads every unstripped key on each commit that adds
     // dots; index the unstripped keys by the ids their contexts name.
-    if (!fresh.empty()) {
+    if (!fresh.empty() || in.join_entry) {
       for (const auto& k : std::set<key_type>(unstripped)) {
         auto cur = src.load(k);
         if (!cur)
