@@ -106,12 +106,22 @@ void reported(topic_pointer self, causality::replica_id rid, const causality::no
 /// of third-party writes (a state summary signed by the writers,
 /// docs/architecture.md "Topic membership"); the kv workload of kith-sim
 /// with retire_after_s set shows the failure (overwritten values back).
+/// The retirement period of a feed's co-followers at this node, 0 if none
+/// applies (we are the feed's author, or it is off).
+std::uint64_t co_follower_period(topic_pointer self, const protocol::topic_descriptor& desc) {
+  const auto& st = self->state;
+  if (desc.creator == st.env->self.pub())
+    return 0;
+  return static_cast<std::uint64_t>(st.env->settings.co_follower_retire_after.count());
+}
+
 void retire_silent(topic_pointer self) {
   auto& st = self->state;
   const auto after = static_cast<std::uint64_t>(st.env->settings.retire_after.count());
   auto desc = st.env->store->topic(st.topic);
   if (!desc || desc->kind != protocol::topic_kind::feed || after == 0)
     return;
+  const auto co_after = co_follower_period(self, *desc);
   auto members = st.env->store->members(st.topic);
   if (!members)
     return;
@@ -128,8 +138,14 @@ void retire_silent(topic_pointer self) {
       keep.push_back(rid);
       continue;
     }
+    auto limit = after;
+    if (co_after > 0 && co_after < after) {
+      auto a = st.env->store->author_of(rid);
+      if (a && *a != desc->creator) // unknown: not a replica that wrote the feed
+        limit = co_after;
+    }
     auto [it, first] = st.heard_ms.emplace(rid, now);
-    if (!first && now - it->second >= after)
+    if (!first && now - it->second >= limit)
       gone.push_back(rid);
     else
       keep.push_back(rid);
@@ -154,7 +170,8 @@ void retire_silent(topic_pointer self) {
     c->retirements += gone.size();
   st.env->logf(log_level::info, "topic " + st.topic + ": retired " + std::to_string(gone.size()) +
                                     " member(s) silent for " + std::to_string(after / 1000) +
-                                    " s; they resync in full if they come back");
+                                    " s (co-followers: " + std::to_string(co_after / 1000) +
+                                    " s); they resync in full if they come back");
 }
 
 /// Arms the next membership check: a quarter of the retirement period
@@ -165,7 +182,10 @@ void schedule_retire_check(topic_pointer self) {
   auto desc = self->state.env->store->topic(self->state.topic);
   if (after.count() <= 0 || !desc || desc->kind != protocol::topic_kind::feed)
     return; // retire_silent says why feeds only
-  const auto period = std::max<std::chrono::milliseconds>(after / 4, std::chrono::seconds(1));
+  auto shortest = after;
+  if (auto co = std::chrono::milliseconds(co_follower_period(self, *desc)); co.count() > 0)
+    shortest = std::min(shortest, co);
+  const auto period = std::max<std::chrono::milliseconds>(shortest / 4, std::chrono::seconds(1));
   self->delayed_send(self, period, tick_atom::value);
 }
 

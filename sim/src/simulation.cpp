@@ -160,6 +160,9 @@ public:
       env->settings.anti_entropy = seconds(s_.anti_entropy_s);
       if (s_.retire_after_s)
         env->settings.retire_after = milliseconds(static_cast<std::int64_t>(*s_.retire_after_s * 1000));
+      if (s_.co_follower_retire_after_s)
+        env->settings.co_follower_retire_after =
+            milliseconds(static_cast<std::int64_t>(*s_.co_follower_retire_after_s * 1000));
       env->settings.counters = counters_;
       env->transport = net_->make_transport(*sys_, address);
       if (s_.relay) {
@@ -1150,7 +1153,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
           key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
-          key == "retire_after_s" || key == "jitter_ms" ||
+          key == "retire_after_s" || key == "co_follower_retire_after_s" || key == "jitter_ms" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s" ||
           key == "jitter_alpha")
         return bad(key, "a number");
@@ -1198,6 +1201,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (*x < 0 || *x > 86400)
         return bad(key, "seconds from 0 to 86400 (0: do not wait for the metadata to go)");
       s.strip_limit_s = *x;
+    } else if (key == "co_follower_retire_after_s") {
+      if (*x < 0)
+        return bad(key, "seconds of silence before a co-follower member is retired (0: as retire_after_s)");
+      s.co_follower_retire_after_s = *x;
     } else if (key == "retire_after_s") {
       if (*x < 0)
         return bad(key, "seconds of silence before a topic member is retired (0: never)");
@@ -2450,6 +2457,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     }
     out.json["membership"] = json{
         {"retire_after_s", s.retire_after_s ? json(*s.retire_after_s) : json("node default")},
+        {"co_follower_retire_after_s",
+         s.co_follower_retire_after_s ? json(*s.co_follower_retire_after_s) : json("node default")},
         {"retirements", c.retirements.load()},
         {"resyncs_new_members", c.new_members.load()},
         {"resyncs_returning_members", c.returning_members.load()},

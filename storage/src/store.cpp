@@ -443,6 +443,17 @@ status store::set_members(const std::string& topic, std::vector<replica_id> memb
   return commit(**ts, in);
 }
 
+result<std::optional<protocol::public_key>> store::author_of(replica_id rid) {
+  auto rb = kv_->get(lay::binding_row(rid));
+  if (!rb)
+    return rb.err();
+  std::optional<protocol::public_key> a;
+  replica_binding b;
+  if (*rb && decoded(**rb, b) && b.rid == rid)
+    a = b.author;
+  return a;
+}
+
 result<std::vector<replica_id>> store::members(const std::string& topic) {
   std::lock_guard lock(mu_);
   auto ts = state(topic);
@@ -494,15 +505,11 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
   auto author_of = [&](replica_id rid) -> result<std::optional<protocol::public_key>> {
     if (auto i = author_cache.find(rid); i != author_cache.end())
       return i->second;
-    auto rb = kv_->get(lay::binding_row(rid));
-    if (!rb)
-      return rb.err();
-    std::optional<protocol::public_key> a;
-    replica_binding b;
-    if (*rb && decoded(**rb, b) && b.rid == rid)
-      a = b.author;
-    author_cache.emplace(rid, a);
-    return a;
+    auto a = this->author_of(rid);
+    if (!a)
+      return a.err();
+    author_cache.emplace(rid, *a);
+    return *a;
   };
   auto sender_author = author_of(sender);
   if (!sender_author)

@@ -91,17 +91,24 @@ TEST_CASE("config.toml sets the retirement period, and a bad one is refused nami
   auto defaults = node::load_config(dir);
   REQUIRE(defaults);
   CHECK(defaults->retire_after_s == 7 * 24 * 3600);
+  CHECK(defaults->co_follower_retire_after_s == 600);
 
   write("[sync]\nretire_after_seconds = 0\n");
   auto never = node::load_config(dir);
   REQUIRE(never);
   CHECK(never->retire_after_s == 0);
 
-  write("[sync]\nretire_after_seconds = 3600\nanti_entropy_seconds = 10\n");
+  write("[sync]\nretire_after_seconds = 3600\nanti_entropy_seconds = 10\n"
+        "co_follower_retire_after_seconds = 120\n");
   auto hour = node::load_config(dir);
   REQUIRE(hour);
   CHECK(hour->retire_after_s == 3600);
   CHECK(hour->anti_entropy_s == 10);
+  CHECK(hour->co_follower_retire_after_s == 120);
+  write("[sync]\nco_follower_retire_after_seconds = -5\n");
+  auto neg = node::load_config(dir);
+  REQUIRE_FALSE(neg);
+  CHECK(neg.err().message.find("sync.co_follower_retire_after_seconds") != std::string::npos);
 
   for (const char* bad : {"-1", "40000000", "\"a week\""}) {
     write(std::string("[sync]\nretire_after_seconds = ") + bad + "\n");

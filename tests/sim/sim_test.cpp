@@ -395,6 +395,40 @@ TEST_CASE("after convergence the causality metadata goes: contexts stripped, no 
   CHECK(error.find("strip_limit_s") != std::string::npos);
 }
 
+TEST_CASE("co-followers that crashed stop holding a feed's metadata once retired: it all goes "
+          "after convergence",
+          "[sim]") {
+  // faults.toml's network (crashes, resets, deletes): a node that pulled a
+  // feed from a co-follower while the author was away, then crashed, never
+  // reports to it again; only its retirement lets that feed's records go.
+  auto s = small(21);
+  s.nodes = 20;
+  s.follows = 4;
+  s.duration_s = 300;
+  s.delete_fraction = 0.2;
+  s.jitter_ms = 30;
+  s.reset_probability = 0.002;
+  s.churn.model = churn_model::kind::weibull;
+  s.churn.mean_up_s = 120;
+  s.churn.mean_down_s = 40;
+  s.churn.shape = 0.6;
+  s.churn.crash_fraction = 0.35;
+  s.strip_limit_s = 400;
+  s.co_follower_retire_after_s = 120;
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.converged);
+  CHECK(a.json["strip"]["stripped"] == true);
+  CHECK(a.json["membership"]["retirements"].get<int>() > 0);
+  CHECK(a.json["resurrected"] == 0);
+  // Without it (the whole retire_after, a week, applies) the records stay.
+  s.co_follower_retire_after_s = 0;
+  auto b = run(s);
+  CHECK(b.json["strip"]["stripped"] == false);
+  CHECK(b.json["strip"]["kept_headers"].get<int>() + b.json["strip"]["dot_map_entries"].get<int>() > 0);
+  CHECK(b.json["membership"]["retirements"] == 0);
+}
+
 TEST_CASE("under heavy-tailed (Pareto) send jitter the network converges, the same seed twice",
           "[sim]") {
   auto s = small(6);

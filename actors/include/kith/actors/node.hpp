@@ -84,6 +84,14 @@ struct sync_settings {
   /// measures the trade-off). Silence is measured on the actor clock from
   /// the topic actor's start: a restart gives every member a full period.
   std::chrono::milliseconds retire_after{std::chrono::hours(24 * 7)};
+  /// The same for members of a feed we hold but did not write (we follow
+  /// its author) that are not the author: co-followers that pulled the
+  /// feed from us while the author was unreachable. They stop reporting
+  /// once they reach the author again, and after a crash they do not even
+  /// remember having pulled from us, so the whole retire_after would hold
+  /// this feed's metadata back; if one pulls from us again it resyncs in
+  /// full. 0: only retire_after applies.
+  std::chrono::milliseconds co_follower_retire_after{std::chrono::minutes(10)};
   /// Optional counters of retirements and resyncs served (see above).
   std::shared_ptr<membership_counters> counters;
   protocol::channel_limits channel{};

@@ -187,6 +187,10 @@ struct scenario {
   /// (actors::sync_settings::retire_after); 0: never. Unset: the node's
   /// default (a week: never within a simulated run).
   std::optional<double> retire_after_s;
+  /// Co-follower members of a feed (actors::sync_settings::
+  /// co_follower_retire_after); 0: as retire_after_s. Unset: the node's
+  /// default (10 minutes).
+  std::optional<double> co_follower_retire_after_s;
   /// With relay: how many relays (addresses sim:relay, sim:relay1, ...),
   /// and how many of them each node uses: node i uses relays i, i+1, ...
   /// (mod relays). 0: a majority (relays / 2 + 1), so every two nodes

@@ -224,6 +224,9 @@ public:
   [[nodiscard]] std::optional<causality::node_clock> clock_copy(const std::string& topic);
   /// The replicas pruning waits for (self included).
   [[nodiscard]] result<std::vector<replica_id>> members(const std::string& topic);
+  /// The identity a replica id is bound to, if we hold its (verified)
+  /// binding: the replicas whose writes we hold, and our own.
+  [[nodiscard]] result<std::optional<protocol::public_key>> author_of(replica_id rid);
   /// Records a member's own report of its clock (a watermark message).
   /// Ignored for non-members.
   [[nodiscard]] status observe(const std::string& topic, replica_id from,
