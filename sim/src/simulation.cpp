@@ -1108,7 +1108,8 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       continue;
     }
     if (key == "relays" || key == "relays_per_node" || key == "checkpoint_s" ||
-        key == "max_kept_headers" || key == "max_dot_keys") {
+        key == "max_kept_headers" || key == "max_dot_keys" || key == "max_siblings_per_key" ||
+        key == "max_context_per_key") {
       auto x = num();
       if (key == "relays" || key == "relays_per_node") {
         if (!x || *x < 0 || *x > 64 || *x != std::floor(*x))
@@ -1122,7 +1123,15 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       } else {
         if (!x || *x < 0 || *x != std::floor(*x))
           return bad(key, "a whole number, 0 or more (0: no limit)");
-        (key == "max_kept_headers" ? s.max_kept_headers : s.max_dot_keys) = static_cast<std::uint64_t>(*x);
+        const auto n = static_cast<std::uint64_t>(*x);
+        if (key == "max_kept_headers")
+          s.max_kept_headers = n;
+        else if (key == "max_dot_keys")
+          s.max_dot_keys = n;
+        else if (key == "max_siblings_per_key")
+          s.max_siblings_per_key = n;
+        else
+          s.max_context_per_key = n;
       }
       continue;
     }
@@ -1779,10 +1788,11 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   std::ostringstream ck_csv;
   if (check_ms > 0)
     ck_csv << "t_s,settling,nodes_checked,topics_checked,max_kept_headers,max_dot_keys,kept_headers,"
-              "dot_keys,deletes_tracked,resurrected,unknown_writes,clock_regressions,over_limit,ok\n";
+              "dot_keys,deletes_tracked,resurrected,unknown_writes,clock_regressions,over_limit,ok,"
+              "max_siblings_per_key,max_context_per_key,store_check_failures\n";
   struct {
     std::uint64_t count = 0, failed = 0, resurrected = 0, unknown = 0, regressions = 0, over_limit = 0;
-    std::uint64_t max_kept = 0, max_dot_keys = 0;
+    std::uint64_t max_kept = 0, max_dot_keys = 0, max_siblings = 0, max_context = 0, store_failures = 0;
     std::uint64_t deletes_watched = 0, clocks_watched = 0; // at the last checkpoint
     std::string first_failure;
   } ck;
@@ -1793,7 +1803,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     last_check = t;
     ++ck.count;
     std::uint64_t nodes_checked = 0, topics_checked = 0, max_kept = 0, max_dkm = 0, kept_total = 0,
-                  dkm_total = 0, resurrected = 0, unknown = 0, regressions = 0, over = 0;
+                  dkm_total = 0, resurrected = 0, unknown = 0, regressions = 0, over = 0,
+                  max_sib = 0, max_ctx = 0, store_failures = 0;
     std::string failure;
     auto fail = [&](std::size_t i, const std::string& what) {
       if (failure.empty())
@@ -1843,6 +1854,26 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                       std::to_string(dkm) + " dot-key rows (limits " + std::to_string(s.max_kept_headers) +
                       ", " + std::to_string(s.max_dot_keys) + ")");
         }
+        // The store's own structural check: clock normalised, every
+        // stored write in the clock and matching its signed batch, the
+        // unstripped-key set exact.
+        if (auto c = n.env->store->check_topic(topic); !c) {
+          ++store_failures;
+          fail(i, "topic " + short_topic(topic) + ": store check: " + c.err().message);
+        }
+        // Per key: values held and stored context entries.
+        if (auto km = n.env->store->key_metadata(topic)) {
+          max_sib = std::max<std::uint64_t>(max_sib, km->max_siblings);
+          max_ctx = std::max<std::uint64_t>(max_ctx, km->max_context_entries);
+          if ((s.max_siblings_per_key > 0 && km->max_siblings > s.max_siblings_per_key) ||
+              (s.max_context_per_key > 0 && km->max_context_entries > s.max_context_per_key)) {
+            ++over;
+            fail(i, "topic " + short_topic(topic) + ": a key holds " + std::to_string(km->max_siblings) +
+                        " values or " + std::to_string(km->max_context_entries) +
+                        " context entries (limits " + std::to_string(s.max_siblings_per_key) + ", " +
+                        std::to_string(s.max_context_per_key) + ")");
+          }
+        }
         if (!clock)
           continue;
         auto& last = last_clock[{i, topic}];
@@ -1888,6 +1919,9 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     }
     ck.max_kept = std::max(ck.max_kept, max_kept);
     ck.max_dot_keys = std::max(ck.max_dot_keys, max_dkm);
+    ck.max_siblings = std::max(ck.max_siblings, max_sib);
+    ck.max_context = std::max(ck.max_context, max_ctx);
+    ck.store_failures += store_failures;
     ck.deletes_watched = del_seen.applied_count();
     ck.clocks_watched = last_clock.size();
     ck.resurrected += resurrected;
@@ -1897,7 +1931,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     ck_csv << (t - start) / 1000.0 << ',' << (t >= end ? 1 : 0) << ',' << nodes_checked << ','
            << topics_checked << ',' << max_kept << ',' << max_dkm << ',' << kept_total << ',' << dkm_total
            << ',' << w.deleted_.size() << ',' << resurrected << ',' << unknown << ',' << regressions << ','
-           << over << ',' << (failure.empty() ? 1 : 0) << '\n';
+           << over << ',' << (failure.empty() ? 1 : 0) << ',' << max_sib << ',' << max_ctx << ','
+           << store_failures << '\n';
     if (failure.empty())
       return;
     ++ck.failed;
@@ -2533,6 +2568,9 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                    {"over_limit", ck.over_limit},
                                    {"max_kept_headers_per_topic", ck.max_kept},
                                    {"max_dot_keys_per_topic", ck.max_dot_keys},
+                                   {"max_siblings_per_key", ck.max_siblings},
+                                   {"max_context_per_key", ck.max_context},
+                                   {"store_check_failures", ck.store_failures},
                                    {"deletes_watched", ck.deletes_watched},
                                    {"clocks_watched", ck.clocks_watched}};
   }

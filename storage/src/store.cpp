@@ -1558,6 +1558,32 @@ std::optional<store::metadata_sizes> store::metadata(const std::string& topic) {
   return m;
 }
 
+result<store::key_sizes> store::key_metadata(const std::string& topic) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return ts.err();
+  const std::string p = lay::topic_prefix('c', topic);
+  key_sizes out;
+  bool bad = false;
+  auto st = kv_->scan(p, prefix_end(p), [&](std::string_view, std::string_view v) {
+    container c;
+    if (!decoded(v, c)) {
+      bad = true;
+      return false;
+    }
+    ++out.keys;
+    out.max_siblings = std::max(out.max_siblings, c.dots().size());
+    out.max_context_entries = std::max(out.max_context_entries, c.context().size());
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (bad)
+    return error{errc::corrupt, "a stored container in " + topic + " does not decode"};
+  return out;
+}
+
 std::size_t store::superseded_count(const std::string& topic) {
   std::lock_guard lock(mu_);
   std::size_t n = 0;

@@ -198,6 +198,42 @@ TEST_CASE("checkpoints check the invariants during the run without changing the 
   CHECK(tight.checkpoint_failure.rfind("at ", 0) == 0);
 }
 
+TEST_CASE("checkpoints run the store's own check and bound the values and context held per key",
+          "[sim][checkpoint]") {
+  // Six writers of a shared topic with a partition: concurrent writes to a
+  // key are kept as siblings until a later write reads them all.
+  std::string error;
+  auto s = parse_scenario("seed = 9\nnodes = 8\nfollows = 2\nworkload = \"kv\"\nduration_s = 200\n"
+                          "jitter_ms = 20\ncheckpoint_s = 10\n"
+                          "[kv]\nkeys = 6\nwriters = 6\nop_interval_s = 5\n"
+                          "[[fault]]\nkind = \"partition\"\nstart_s = 50\nduration_s = 60\n"
+                          "groups = [[0, 1, 2], [3, 4, 5, \"relay\"]]\n",
+                          error);
+  INFO(error);
+  REQUIRE(s);
+  INFO("seed " << s->seed);
+  auto a = run(*s);
+  INFO(a.json.dump(2));
+  CHECK(a.converged);
+  CHECK(a.checkpoints_ok);
+  const auto& c = a.json["checkpoints"];
+  CHECK(c["store_check_failures"] == 0);
+  CHECK(c["max_siblings_per_key"].get<int>() >= 2); // the partition made siblings
+  CHECK(a.checkpoints_csv.find(",max_siblings_per_key,max_context_per_key,store_check_failures\n") !=
+        std::string::npos);
+  s->max_siblings_per_key = 1;
+  auto tight = run(*s);
+  CHECK(tight.json["trace_hash"] == a.json["trace_hash"]); // checks only read
+  CHECK_FALSE(tight.checkpoints_ok);
+  CHECK(tight.checkpoint_failure.find("values or") != std::string::npos);
+  CHECK_FALSE(parse_scenario("max_siblings_per_key = 1.5\n", error));
+  CHECK(error.find("max_siblings_per_key") != std::string::npos);
+  auto parsed = parse_scenario("max_siblings_per_key = 4\nmax_context_per_key = 7\n", error);
+  REQUIRE(parsed);
+  CHECK(parsed->max_siblings_per_key == 4);
+  CHECK(parsed->max_context_per_key == 7);
+}
+
 TEST_CASE("a node crashing in the middle of a sync (receiver or sender of the reply): the crashes "
           "happen, no write is lost, no delete comes back, the same seed twice",
           "[sim][rare]") {

@@ -208,6 +208,10 @@ struct scenario {
   /// dot-key map entries.
   std::uint64_t max_kept_headers = 0;
   std::uint64_t max_dot_keys = 0;
+  /// Checkpoint limits per key (0: no limit): values held for one key
+  /// (siblings) and entries of its stored context.
+  std::uint64_t max_siblings_per_key = 0;
+  std::uint64_t max_context_per_key = 0;
   /// Check each signed (key, message, signature) once per process rather
   /// than once per receiving node (protocol::verify_memo). Every verdict
   /// is the same either way, and so is the trace; only ed25519 time goes.

@@ -243,6 +243,14 @@ public:
     std::size_t unstripped_keys = 0; // keys whose stored context is not empty
   };
   [[nodiscard]] std::optional<metadata_sizes> metadata(const std::string& topic);
+  /// Per-key causality metadata, from a scan of every stored key of the
+  /// topic: for measurements and the simulator's checkpoints.
+  struct key_sizes {
+    std::size_t keys = 0;
+    std::size_t max_siblings = 0;        // values held for one key
+    std::size_t max_context_entries = 0; // entries of one key's stored context
+  };
+  [[nodiscard]] result<key_sizes> key_metadata(const std::string& topic);
   [[nodiscard]] std::uint64_t memory_usage() const { return kv_->memory_usage(); }
 
   struct topic_state;
