@@ -141,17 +141,8 @@ TEST_CASE("random workloads on signed stores match the reference replica (rocksd
     run_case(backend::rocksdb, test::base_seed() * 104729 + c, 40);
 }
 
-/// Ann, an author, and Bob, a follower, each with a signed store in memory.
-struct author_and_follower {
-  test::temp_dir dir;
-  protocol::identity ann = test::person(1), bob = test::person(2);
-  std::unique_ptr<storage::store> a = test::open_store(test::backend::memory, ann, 1, dir);
-  std::unique_ptr<storage::store> b = test::open_store(test::backend::memory, bob, 2, dir);
-  storage::documents da{*a}, db{*b};
-  const std::string feed = a->feed_topic_id();
-};
 
-TEST_CASE_METHOD(author_and_follower,
+TEST_CASE_METHOD(test::author_and_follower,
                  "a complete resync from the author drops an old copy of a post the author deleted",
                  "[store][resync]") {
   auto kept = da.post("kept", 1000);
@@ -195,7 +186,7 @@ TEST_CASE_METHOD(author_and_follower,
   REQUIRE(b->check_topic(feed));
 }
 
-TEST_CASE_METHOD(author_and_follower, "resync pages stop at their byte budget and together carry every key",
+TEST_CASE_METHOD(test::author_and_follower, "resync pages stop at their byte budget and together carry every key",
                  "[store][resync]") {
   const std::string big(100'000, 'x');
   std::vector<std::string> posts;

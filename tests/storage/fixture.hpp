@@ -114,4 +114,14 @@ inline void check_only_kept(storage::store& s, storage::documents& docs, const s
   CHECK(tagged->size() == 1); // the index follows
 }
 
+/// Ann, an author, and Bob, a follower, each with a signed store in memory.
+struct author_and_follower {
+  temp_dir dir;
+  protocol::identity ann = person(1), bob = person(2);
+  std::unique_ptr<storage::store> a = open_store(backend::memory, ann, 1, dir);
+  std::unique_ptr<storage::store> b = open_store(backend::memory, bob, 2, dir);
+  storage::documents da{*a}, db{*b};
+  const std::string feed = a->feed_topic_id();
+};
+
 } // namespace kith::test

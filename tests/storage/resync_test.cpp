@@ -141,18 +141,13 @@ TEST_CASE("a resync does not make the clock claim an overwrite whose effect it d
   CHECK(values_of(*a, topic.id, k) == std::vector<std::string>{"\"w179\""});
 }
 
-TEST_CASE("the end of a resync strips the contexts its joined clock entry now covers",
-          "[store][resync]") {
+TEST_CASE_METHOD(test::author_and_follower,
+                 "the end of a resync strips the contexts its joined clock entry now covers",
+                 "[store][resync]") {
   // Found by the simulator (strip_limit_s with retirement): keys stored
   // during a resync keep a context while the clock has the gaps of writes
   // the pages did not carry (deleted posts); the sender's entry, joined at
   // the end, fills the gaps, and nothing stripped them afterwards.
-  test::temp_dir dir;
-  auto ann = test::person(1), bob = test::person(2);
-  auto a = test::open_store(backend::memory, ann, 1, dir);
-  auto b = test::open_store(backend::memory, bob, 2, dir);
-  const auto feed = a->feed_topic_id();
-  storage::documents da(*a);
   std::vector<std::string> posts;
   for (int n = 0; n < 6; ++n) {
     auto p = da.post("post " + std::to_string(n), 1000 + n);
@@ -169,7 +164,6 @@ TEST_CASE("the end of a resync strips the contexts its joined clock entry now co
   CHECK(m->unstripped_keys == 0);
   REQUIRE(b->check_topic(feed));
   // And the contents are Ann's.
-  storage::documents db(*b);
   for (int n : {0, 3, 4, 5})
     CHECK_FALSE(db.get(posts[n], feed)->is_null());
   for (int n : {1, 2})
