@@ -119,8 +119,8 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         if (net->default_bandwidth > 0 || !net->bandwidth.empty())
           leave = (net->leave_us(it->second.local, it->second.remote, leave, bytes.size()) + 999) / 1000;
         std::int64_t delay = net->latency_of(it->second.local, it->second.remote).count();
-        if (net->jitter.count() > 0)
-          delay += net->draw_jitter_ms();
+        if (net->jitter.count() > 0 || !net->link_jitter.empty())
+          delay += net->draw_jitter_ms(it->second.local, it->second.remote);
         const auto arrive = std::max(leave + delay, other->second.deliver_after_ms);
         other->second.deliver_after_ms = arrive;
         auto owner = other->second.owner;
@@ -257,24 +257,47 @@ void sim_network::set_jitter_model(jitter_kind kind, double alpha) {
   jitter_alpha = alpha;
 }
 
-std::int64_t sim_network::draw_jitter_ms() {
-  const double mean = static_cast<double>(jitter.count());
-  const double u = draw();
+namespace {
+
+std::int64_t jitter_from(double u, double mean, sim_network::jitter_kind kind, double alpha) {
   double d = 0;
-  switch (jitter_model) {
-    case jitter_kind::uniform:
+  switch (kind) {
+    case sim_network::jitter_kind::uniform:
       return static_cast<std::int64_t>(u * mean);
-    case jitter_kind::exponential:
+    case sim_network::jitter_kind::exponential:
       d = -mean * std::log(1.0 - u);
       break;
-    case jitter_kind::pareto: {
+    case sim_network::jitter_kind::pareto: {
       // Scale x_m so the mean is `mean`: mean = x_m * alpha / (alpha - 1).
-      const double xm = mean * (jitter_alpha - 1.0) / jitter_alpha;
-      d = xm / std::pow(1.0 - u, 1.0 / jitter_alpha);
+      const double xm = mean * (alpha - 1.0) / alpha;
+      d = xm / std::pow(1.0 - u, 1.0 / alpha);
       break;
     }
   }
   return static_cast<std::int64_t>(std::min(d, 60'000.0));
+}
+
+} // namespace
+
+std::int64_t sim_network::draw_jitter_ms() {
+  return jitter_from(draw(), static_cast<double>(jitter.count()), jitter_model, jitter_alpha);
+}
+
+std::int64_t sim_network::draw_jitter_ms(const std::string& a, const std::string& b) {
+  if (!link_jitter.empty())
+    if (auto it = link_jitter.find({std::min(a, b), std::max(a, b)}); it != link_jitter.end()) {
+      const auto& j = it->second;
+      return jitter_from(draw(), static_cast<double>(j.bound.count()), j.kind, j.alpha);
+    }
+  if (jitter.count() <= 0)
+    return 0; // no draw: runs without jitter keep their stream
+  return draw_jitter_ms();
+}
+
+void sim_network::set_link_jitter(const std::string& a, const std::string& b,
+                                  std::chrono::milliseconds bound, jitter_kind kind, double alpha) {
+  std::lock_guard lock(mu);
+  link_jitter[{std::min(a, b), std::max(a, b)}] = jitter_setting{bound, kind, alpha};
 }
 
 std::uint64_t sim_network::resets() const {

@@ -46,6 +46,11 @@ std::string address_of(const node_ref& r) {
   return r.is_relay() ? relay_address(r.relay_index()) : "sim:" + std::to_string(r.index);
 }
 
+actors::sim_network::jitter_kind jitter_kind_of(const std::string& model) {
+  using kind = actors::sim_network::jitter_kind;
+  return model == "exponential" ? kind::exponential : model == "pareto" ? kind::pareto : kind::uniform;
+}
+
 /// One simulated world: the actor system on the testing scheduler, the
 /// network, the nodes.
 class world {
@@ -54,10 +59,7 @@ public:
       : s_(s), rng_(s.seed), net_(std::make_shared<actors::sim_network>(milliseconds(s.latency_ms))) {
     cfg_.set("scheduler.policy", caf::atom("testing"));
     net_->set_faults(milliseconds(s.jitter_ms), s.reset_probability, s.seed ^ 0xfa017ull);
-    net_->set_jitter_model(s.jitter_model == "exponential" ? actors::sim_network::jitter_kind::exponential
-                           : s.jitter_model == "pareto"    ? actors::sim_network::jitter_kind::pareto
-                                                           : actors::sim_network::jitter_kind::uniform,
-                           s.jitter_alpha);
+    net_->set_jitter_model(jitter_kind_of(s.jitter_model), s.jitter_alpha);
     if (s.bandwidth_bytes_s > 0)
       net_->set_default_bandwidth(s.bandwidth_bytes_s);
     for (const auto& l : s.links) {
@@ -65,6 +67,9 @@ public:
         net_->set_latency(address_of(l.a), address_of(l.b), milliseconds(*l.latency_ms));
       if (l.bandwidth_bytes_s)
         net_->set_bandwidth(address_of(l.a), address_of(l.b), *l.bandwidth_bytes_s);
+      if (l.jitter_ms)
+        net_->set_link_jitter(address_of(l.a), address_of(l.b), milliseconds(*l.jitter_ms),
+                              jitter_kind_of(l.jitter_model), l.jitter_alpha);
     }
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
@@ -1065,6 +1070,19 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
             if (!x || *x < 1)
               return bad(where + ".bandwidth_bytes_s", "a positive number of bytes per second");
             l.bandwidth_bytes_s = static_cast<std::uint64_t>(*x);
+          } else if (c == "jitter_ms") {
+            if (!x || *x < 0)
+              return bad(where + ".jitter_ms", "a number, 0 or more");
+            l.jitter_ms = static_cast<std::uint32_t>(*x);
+          } else if (c == "jitter_model") {
+            auto m = lv.value<std::string>();
+            if (!m || (*m != "uniform" && *m != "exponential" && *m != "pareto"))
+              return bad(where + ".jitter_model", "\"uniform\", \"exponential\" or \"pareto\"");
+            l.jitter_model = *m;
+          } else if (c == "jitter_alpha") {
+            if (!x || *x <= 1 || *x > 100)
+              return bad(where + ".jitter_alpha", "a Pareto tail index above 1 (and at most 100)");
+            l.jitter_alpha = *x;
           } else {
             error = "unknown key '" + where + "." + c + "'";
             return std::nullopt;
@@ -1072,6 +1090,8 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
         }
         if (!have_nodes)
           return bad(where + ".nodes", "given: the link's two nodes");
+        if (!l.jitter_ms && (tab->contains("jitter_model") || tab->contains("jitter_alpha")))
+          return bad(where + ".jitter_ms", "given with jitter_model or jitter_alpha");
         s.links.push_back(l);
       }
       continue;

@@ -241,4 +241,18 @@ TEST_CASE("send jitter follows the chosen distribution with the chosen mean, fro
   CHECK(beyond(par, 500) > beyond(ex, 500));
   // The same seed gives the same draws.
   CHECK(sample(sim_network::jitter_kind::pareto, 2.5) == par);
+
+  // One link with a distribution of its own; the others keep the default
+  // (none here).
+  sim_network net(milliseconds(10));
+  net.set_faults(milliseconds(0), 0, seed);
+  net.set_link_jitter("b", "a", milliseconds(50), sim_network::jitter_kind::exponential);
+  std::vector<std::int64_t> on_link;
+  bool others_quiet = true;
+  for (int i = 0; i < 20000; ++i) {
+    on_link.push_back(net.draw_jitter_ms("a", "b"));
+    others_quiet = others_quiet && net.draw_jitter_ms("a", "c") == 0;
+  }
+  CHECK(others_quiet);
+  CHECK(mean(on_link) == Approx(49.5).epsilon(0.05));
 }

@@ -451,6 +451,24 @@ TEST_CASE("under heavy-tailed (Pareto) send jitter the network converges, the sa
   CHECK(error.find("jitter_model") != std::string::npos);
   CHECK_FALSE(parse_scenario("jitter_alpha = 1\n", error));
   CHECK(error.find("jitter_alpha") != std::string::npos);
+
+  // One link of its own: a slow, heavy-tailed path between nodes 0 and 1.
+  auto l = parse_scenario("[[link]]\nnodes = [0, 1]\njitter_ms = 200\njitter_model = \"pareto\"\n"
+                          "jitter_alpha = 1.2\n",
+                          error);
+  INFO(error);
+  REQUIRE(l);
+  REQUIRE(l->links.size() == 1);
+  CHECK(l->links[0].jitter_ms == 200u);
+  CHECK(l->links[0].jitter_model == "pareto");
+  CHECK(l->links[0].jitter_alpha == Approx(1.2));
+  CHECK_FALSE(parse_scenario("[[link]]\nnodes = [0, 1]\njitter_model = \"pareto\"\n", error));
+  CHECK(error.find("jitter_ms") != std::string::npos);
+  auto one = small(6);
+  one.links = l->links;
+  auto c = run(one);
+  CHECK(c.converged);
+  CHECK(c.json["trace_hash"] != run(small(6)).json["trace_hash"]);
 }
 
 TEST_CASE("new scenario keys are checked: faults, links, kv, churn", "[sim]") {

@@ -63,6 +63,11 @@ public:
   /// capped at 60 s: a longer delay is a partition, not jitter.
   enum class jitter_kind { uniform, exponential, pareto };
   void set_jitter_model(jitter_kind kind, double alpha = 1.5);
+  /// The link between a and b (both directions) draws its jitter from
+  /// its own distribution instead: `jitter` is its bound (uniform) or
+  /// mean. Still one draw per send, from the same seeded stream.
+  void set_link_jitter(const std::string& a, const std::string& b, std::chrono::milliseconds jitter,
+                       jitter_kind kind, double alpha = 1.5);
   /// Connections reset by the fault model so far.
   [[nodiscard]] std::uint64_t resets() const;
 
@@ -132,8 +137,16 @@ public:
   double reset_probability = 0;
   std::uint64_t fault_state = 0; // splitmix64 state
   std::uint64_t reset_count = 0;
-  /// One send's extra delay in ms (one draw, whatever the model).
+  /// One send's extra delay in ms (one draw, whatever the model), with
+  /// the default distribution or the one of the link a-b.
   std::int64_t draw_jitter_ms();
+  std::int64_t draw_jitter_ms(const std::string& a, const std::string& b);
+  struct jitter_setting {
+    std::chrono::milliseconds bound{0};
+    jitter_kind kind = jitter_kind::uniform;
+    double alpha = 1.5;
+  };
+  std::map<std::pair<std::string, std::string>, jitter_setting> link_jitter; // unordered pair
   /// The next fault draw in [0, 1).
   double draw() {
     std::uint64_t z = (fault_state += 0x9e3779b97f4a7c15ull);

@@ -141,6 +141,11 @@ struct link_setting {
   node_ref a, b;
   std::optional<std::uint32_t> latency_ms;
   std::optional<std::uint64_t> bandwidth_bytes_s;
+  /// This link's own jitter (bound or mean, ms) and distribution; unset:
+  /// the scenario's jitter_ms / jitter_model.
+  std::optional<std::uint32_t> jitter_ms;
+  std::string jitter_model = "uniform";
+  double jitter_alpha = 1.5;
 };
 
 /// The key-value workload: writers of one shared topic read, update and
