@@ -46,9 +46,22 @@ std::string address_of(const node_ref& r) {
   return r.is_relay() ? relay_address(r.relay_index()) : "sim:" + std::to_string(r.index);
 }
 
-actors::sim_network::jitter_kind jitter_kind_of(const std::string& model) {
+/// A jitter distribution by its scenario name; nullopt for another name.
+std::optional<actors::sim_network::jitter_kind> jitter_kind_named(const std::string& model) {
   using kind = actors::sim_network::jitter_kind;
-  return model == "exponential" ? kind::exponential : model == "pareto" ? kind::pareto : kind::uniform;
+  if (model == "uniform")
+    return kind::uniform;
+  if (model == "exponential")
+    return kind::exponential;
+  if (model == "pareto")
+    return kind::pareto;
+  return std::nullopt;
+}
+const char* const jitter_models_text = "\"uniform\", \"exponential\" or \"pareto\"";
+
+/// Parsed names only reach the world (parse_scenario checks them).
+actors::sim_network::jitter_kind jitter_kind_of(const std::string& model) {
+  return jitter_kind_named(model).value_or(actors::sim_network::jitter_kind::uniform);
 }
 
 /// One simulated world: the actor system on the testing scheduler, the
@@ -1076,8 +1089,8 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
             l.jitter_ms = static_cast<std::uint32_t>(*x);
           } else if (c == "jitter_model") {
             auto m = lv.value<std::string>();
-            if (!m || (*m != "uniform" && *m != "exponential" && *m != "pareto"))
-              return bad(where + ".jitter_model", "\"uniform\", \"exponential\" or \"pareto\"");
+            if (!m || !jitter_kind_named(*m))
+              return bad(where + ".jitter_model", jitter_models_text);
             l.jitter_model = *m;
           } else if (c == "jitter_alpha") {
             if (!x || *x <= 1 || *x > 100)
@@ -1168,8 +1181,8 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
     auto x = num();
     if (key == "jitter_model") {
       auto m = v.value<std::string>();
-      if (!m || (*m != "uniform" && *m != "exponential" && *m != "pareto"))
-        return bad(key, "\"uniform\", \"exponential\" or \"pareto\"");
+      if (!m || !jitter_kind_named(*m))
+        return bad(key, jitter_models_text);
       s.jitter_model = *m;
       continue;
     }
