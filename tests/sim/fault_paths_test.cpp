@@ -36,6 +36,15 @@ scenario relayed(std::uint64_t seed) {
   return s;
 }
 
+/// Exponential churn with these means, `crash_fraction` of the down
+/// periods process crashes.
+void crash_churn(scenario& s, double mean_up_s, double mean_down_s, double crash_fraction) {
+  s.churn.model = churn_model::kind::exponential;
+  s.churn.mean_up_s = mean_up_s;
+  s.churn.mean_down_s = mean_down_s;
+  s.churn.crash_fraction = crash_fraction;
+}
+
 fault relay_fault(double start, double duration, std::vector<node_ref> relays) {
   fault f;
   f.what = fault::kind::relay;
@@ -64,10 +73,7 @@ TEST_CASE("relay crashes, scheduled and at random, under node crashes: the nodes
   auto s = relayed(seed);
   s.checkpoint_s = 10;
   // Restarted nodes must look their follows up again while relays are down.
-  s.churn.model = churn_model::kind::exponential;
-  s.churn.mean_up_s = 50;
-  s.churn.mean_down_s = 10;
-  s.churn.crash_fraction = 1.0;
+  crash_churn(s, 50, 10, 1.0);
   s.relay_churn.model = churn_model::kind::exponential;
   s.relay_churn.mean_up_s = 40;
   s.relay_churn.mean_down_s = 10;
@@ -105,10 +111,7 @@ TEST_CASE("the only relay down for most of the workload: nodes that restart mean
   INFO("seed " << seed);
   auto s = relayed(seed);
   s.relays = 1;
-  s.churn.model = churn_model::kind::exponential;
-  s.churn.mean_up_s = 40;
-  s.churn.mean_down_s = 10;
-  s.churn.crash_fraction = 1.0;
+  crash_churn(s, 40, 10, 1.0);
   s.faults = {relay_fault(30, 1000, {node_ref{node_ref::relay}})}; // until the workload ends
   auto a = run(s);
   INFO(a.json.dump(2));
@@ -163,10 +166,7 @@ TEST_CASE("checkpoints check the invariants during the run without changing the 
   INFO("seed " << seed);
   auto s = relayed(seed);
   s.relays = 1;
-  s.churn.model = churn_model::kind::exponential;
-  s.churn.mean_up_s = 50;
-  s.churn.mean_down_s = 15;
-  s.churn.crash_fraction = 0.5;
+  crash_churn(s, 50, 15, 0.5);
   s.churn.lose_store_fraction = 0.3;
   auto plain = run(s);
   s.checkpoint_s = 10;
