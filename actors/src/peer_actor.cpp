@@ -459,7 +459,7 @@ void on_data(peer_pointer self, data_msg m) {
       std::string("data (") +
           (m.kind == data_kind::push ? "push" : m.kind == data_kind::answer ? "answer" : "resync") +
           ") for " + m.reply.topic + ": " + std::to_string(m.reply.entries.size()) + " keys");
-  if (m.kind != data_kind::push)
+  if (m.kind != data_kind::push && st.env->observe) // no copies when no one observes
     st.env->note({node_observation::kind::sync_reply, st.id, m.reply.topic});
   if (st.offered.count(m.reply.topic) == 0)
     return fail(self, error_code::protocol, "data for topic " + m.reply.topic + " we did not ask for");
