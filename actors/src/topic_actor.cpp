@@ -165,6 +165,8 @@ void retire_silent(topic_pointer self) {
     st.heard_ms.erase(rid);
     st.resyncing.erase(rid);
     st.retired.insert(rid);
+    if (st.env->observe)
+      st.env->note({node_observation::kind::retired, std::to_string(rid.value()), st.topic});
   }
   if (auto& c = st.env->settings.counters)
     c->retirements += gone.size();

@@ -243,6 +243,15 @@ public:
       replies_seen_.emplace_back(i, o.peer);
     else if (o.what == kind::relay_restart)
       restart_notices_.push_back(o.after_ms);
+    else if (o.what == kind::retired && watch_sync_)
+      retired_.push_back({i, o.peer, now_ms()});
+  }
+  /// Whether node i retired replica `rid` (decimal) from one of its topics
+  /// at `since` or later.
+  bool retired_since(std::size_t i, const std::string& rid, std::uint64_t since) const {
+    return std::any_of(retired_.begin(), retired_.end(), [&](const retirement& r) {
+      return r.node == i && r.replica == rid && r.at_ms >= since;
+    });
   }
 
   /// Relay k's identity (n = 0) and the channel seed of its n-th process
@@ -600,6 +609,13 @@ public:
   bool watch_sync_ = false;
   std::vector<std::pair<std::size_t, std::string>> replies_seen_;
   std::map<std::string, std::size_t> by_id_; // identity text -> node
+  /// Retirements the nodes reported (while rare-path faults watch).
+  struct retirement {
+    std::size_t node;
+    std::string replica;
+    std::uint64_t at_ms;
+  };
+  std::vector<retirement> retired_;
   /// after_ms of every "relay restarting, come back then" a node received.
   std::vector<std::uint64_t> restart_notices_;
   std::map<std::size_t, std::set<std::string>> posted_;   // author -> its posts (current store)
@@ -723,6 +739,11 @@ std::optional<fault> parse_fault(const toml::table& t, const std::string& where,
       if (!x || *x < 0 || (key == "hold_s" && *x < 2))
         return bad(key == "down_s" ? "a number of seconds, 0 or more" : "at least 2 seconds");
       (key == "down_s" ? f.down_s : f.hold_s) = *x;
+    } else if (key == "away_s") {
+      auto x = number_of(v);
+      if (!x || *x < 0 || *x > 86400)
+        return bad("a number of seconds from 0 to 86400 (0: reset the connection instead)");
+      f.away_s = *x;
     } else if (key == "side") {
       auto m = v.value<std::string>();
       if (m != "receiver" && m != "sender")
@@ -823,8 +844,9 @@ std::optional<fault> parse_fault(const toml::table& t, const std::string& where,
                     "duration_s after the restart begins)";
     return std::nullopt;
   }
-  if (f.what != fault::kind::late_reply && (t.contains("hold_s") || t.contains("held"))) {
-    error = where + ": 'hold_s' and 'held' are for late_reply faults only";
+  if (f.what != fault::kind::late_reply &&
+      (t.contains("hold_s") || t.contains("held") || t.contains("away_s"))) {
+    error = where + ": 'hold_s', 'held' and 'away_s' are for late_reply faults only";
     return std::nullopt;
   }
   if ((f.what == fault::kind::relay || rare) && (have_groups || have_from || have_links || t.contains("to"))) {
@@ -1695,10 +1717,35 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   // two deliveries, while their window is open (never after the workload).
   std::mt19937_64 grare(s.seed ^ 0x5a7e1ull);
   std::uint64_t sync_replies_seen = 0, sync_crashes = 0, late_replies = 0, late_after_close = 0;
+  std::uint64_t late_crashes = 0, late_after_retire = 0;
   std::vector<std::uint32_t> rare_count(s.faults.size(), 0);
   std::set<std::pair<std::size_t, std::size_t>> late_pairs; // held now (smaller node first)
   auto reachable = [&](std::size_t i) {
     return w.live(i) && w.running(i) && w.nodes_[i].up && !w.nodes_[i].fault_down;
+  };
+  // A rare-path crash: node i goes down now and restarts after down_ms
+  // unless churn or the settle phase took it over meanwhile.
+  auto crash_for = [&w](std::size_t i, std::uint64_t down_ms) {
+    w.crash(i);
+    w.nodes_[i].fault_down = true;
+    w.timed_.emplace(w.now_ms() + down_ms, [&w, i] {
+      if (!w.nodes_[i].fault_down)
+        return;
+      w.nodes_[i].fault_down = false;
+      w.restart(i);
+    });
+  };
+  // Open connections from `from` to `to` with bytes still on their way.
+  auto late_bytes_between = [&w](std::size_t from, std::size_t to) {
+    const auto& from_addr = w.nodes_[from].address;
+    const auto& to_addr = w.nodes_[to].address;
+    std::lock_guard lock(w.net_->mu);
+    const auto t = static_cast<std::int64_t>(w.now_ms());
+    std::uint64_t n = 0;
+    for (const auto& [id, e] : w.net_->conns)
+      if (e.open && e.local == to_addr && e.remote == from_addr && e.deliver_after_ms > t)
+        ++n;
+    return n;
   };
   auto on_sync_reply = [&](std::size_t x, const std::string& peer) {
     const auto now = w.now_ms();
@@ -1732,15 +1779,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         // The rest of the round (the next part, page or resync end) is
         // still on its way: the node dies with the sync half done.
         const auto victim = f.crash_sender ? y : x;
-        w.crash(victim);
-        w.nodes_[victim].fault_down = true;
+        crash_for(victim, static_cast<std::uint64_t>(f.down_s * 1000));
         ++sync_crashes;
-        w.timed_.emplace(now + static_cast<std::uint64_t>(f.down_s * 1000), [&w, victim] {
-          if (!w.nodes_[victim].fault_down)
-            return; // churn or the settle phase took over
-          w.nodes_[victim].fault_down = false;
-          w.restart(victim);
-        });
         return; // one fault per reply
       }
       // late_reply: hold one direction between x and y, then reset their
@@ -1751,19 +1791,32 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                    static_cast<std::int64_t>(hold_until));
       late_pairs.insert({std::min(x, y), std::max(x, y)});
       ++late_replies;
+      if (f.away_s > 0) {
+        // The held side crashes 1 s in; held_to retires it (given a short
+        // retirement period) while its last sends are still on the way.
+        const auto rid = std::to_string(w.nodes_[held_from].env->store->self_id().value());
+        const auto away_ms = static_cast<std::uint64_t>(f.away_s * 1000);
+        w.timed_.emplace(now + 1000, [&, x, y, held_from, held_to, rid, away_ms, hold_until] {
+          late_pairs.erase({std::min(x, y), std::max(x, y)});
+          if (!reachable(held_from) || !reachable(held_to))
+            return; // churn took one of them
+          const auto pending = late_bytes_between(held_from, held_to);
+          const auto crashed_at = w.now_ms();
+          crash_for(held_from, away_ms);
+          ++late_crashes;
+          late_after_close += pending;
+          if (pending > 0)
+            w.timed_.emplace(hold_until, [&, held_to, rid, crashed_at] {
+              if (w.retired_since(held_to, rid, crashed_at))
+                ++late_after_retire;
+            });
+        });
+        return;
+      }
       w.timed_.emplace(hold_until - 1000, [&, x, y, held_from, held_to] {
-        const auto& from_addr = w.nodes_[held_from].address;
-        const auto& to_addr = w.nodes_[held_to].address;
-        {
-          // Open connections whose bytes toward held_to arrive after now:
-          // they will arrive after the reset.
-          std::lock_guard lock(w.net_->mu);
-          const auto t = static_cast<std::int64_t>(w.now_ms());
-          for (const auto& [id, e] : w.net_->conns)
-            if (e.open && e.local == to_addr && e.remote == from_addr && e.deliver_after_ms > t)
-              ++late_after_close;
-        }
-        w.net_->heal(w.net_->partition({from_addr}, {to_addr}));
+        // What is still on the way toward held_to arrives after the reset.
+        late_after_close += late_bytes_between(held_from, held_to);
+        w.net_->heal(w.net_->partition({w.nodes_[held_from].address}, {w.nodes_[held_to].address}));
         late_pairs.erase({std::min(x, y), std::max(x, y)});
       });
       return;
@@ -2584,7 +2637,9 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     out.json["rare_faults"] = json{{"sync_replies_seen", sync_replies_seen},
                                    {"sync_crashes", sync_crashes},
                                    {"late_replies", late_replies},
-                                   {"late_deliveries_after_close", late_after_close}};
+                                   {"late_deliveries_after_close", late_after_close},
+                                   {"late_crashes", late_crashes},
+                                   {"late_deliveries_after_retire", late_after_retire}};
   if (check_ms > 0) {
     out.checkpoints_ok = ck.failed == 0;
     out.checkpoint_failure = ck.first_failure;

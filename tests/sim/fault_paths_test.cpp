@@ -63,6 +63,21 @@ std::size_t csv_rows(const std::string& csv) {
   return n > 0 ? n - 1 : 0; // without the header
 }
 
+/// Ten nodes posting and deleting for 200 s, checked every 10 s: the
+/// ground for the late_reply faults.
+scenario late_reply_setup(std::uint64_t seed, std::uint32_t follows) {
+  scenario s;
+  s.seed = seed;
+  s.nodes = 10;
+  s.follows = follows;
+  s.duration_s = 200;
+  s.post_interval_s = 10;
+  s.delete_fraction = 0.2;
+  s.settle_limit_s = 600;
+  s.checkpoint_s = 10;
+  return s;
+}
+
 } // namespace
 
 TEST_CASE("relay crashes, scheduled and at random, under node crashes: the nodes reconnect and the "
@@ -286,15 +301,7 @@ TEST_CASE("replies (or requests) held past a reset of the connection arrive afte
           "[sim][rare]") {
   const auto seed = 65;
   INFO("seed " << seed);
-  scenario s;
-  s.seed = seed;
-  s.nodes = 10;
-  s.follows = 3;
-  s.duration_s = 200;
-  s.post_interval_s = 10;
-  s.delete_fraction = 0.2;
-  s.settle_limit_s = 600;
-  s.checkpoint_s = 10;
+  auto s = late_reply_setup(seed, 3);
   fault replies;
   replies.what = fault::kind::late_reply;
   replies.start_s = 10;
@@ -318,6 +325,47 @@ TEST_CASE("replies (or requests) held past a reset of the connection arrive afte
   auto b = run(s);
   CHECK(a.json["trace_hash"] == b.json["trace_hash"]);
   CHECK(without_wall(a.json) == without_wall(b.json));
+}
+
+TEST_CASE("replies held past the replier's crash arrive after the asker retired it: the "
+          "returning replica resyncs, nothing deleted comes back, the same seed twice",
+          "[sim][rare]") {
+  const auto seed = 7;
+  INFO("seed " << seed);
+  auto s = late_reply_setup(seed, 4);
+  s.retire_after_s = 10; // well under the hold: the crashed replier is retired first
+  s.co_follower_retire_after_s = 10;
+  fault late;
+  late.what = fault::kind::late_reply;
+  late.start_s = 10;
+  late.duration_s = 150;
+  late.probability = 0.05;
+  late.hold_s = 40;
+  late.away_s = 60;
+  s.faults = {late};
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  CHECK(a.converged);
+  CHECK(a.checkpoints_ok);
+  CHECK(a.json["resurrected"] == 0);
+  CHECK(a.json["deletes"].get<int>() > 0);
+  CHECK(a.json["lagging"].empty());
+  const auto& rf = a.json["rare_faults"];
+  CHECK(rf["late_crashes"].get<int>() > 3);
+  CHECK(rf["late_deliveries_after_retire"].get<int>() > 0);
+  CHECK(rf["late_deliveries_after_retire"].get<int>() <= rf["late_deliveries_after_close"].get<int>());
+  CHECK(a.json["membership"]["resyncs_returning_members"].get<int>() > 0);
+  auto b = run(s);
+  CHECK(a.json["trace_hash"] == b.json["trace_hash"]);
+  CHECK(without_wall(a.json) == without_wall(b.json));
+
+  // The same holds with a reset instead of the crash: the asker keeps the
+  // replier subscribed until the reset, so no late byte follows a retirement.
+  s.faults[0].away_s = 0;
+  auto c = run(s);
+  CHECK(c.converged);
+  CHECK(c.json["rare_faults"]["late_crashes"] == 0);
+  CHECK(c.json["rare_faults"]["late_deliveries_after_retire"] == 0);
 }
 
 TEST_CASE("scenario keys of relays, checkpoints and rare-path faults are checked", "[sim]") {
@@ -373,6 +421,13 @@ TEST_CASE("scenario keys of relays, checkpoints and rare-path faults are checked
   CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"clog\"\nnodes = [1]\nprobability = 0.5\n", error));
   CHECK(error.find("probability") != std::string::npos);
   CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"late_reply\"\ndown_s = 3\n", error));
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"late_reply\"\naway_s = -1\n", error));
+  CHECK(error.find("away_s") != std::string::npos);
+  CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"crash_during_sync\"\naway_s = 5\n", error));
+  CHECK(error.find("away_s") != std::string::npos);
+  auto away = parse_scenario("[[fault]]\nkind = \"late_reply\"\nhold_s = 40\naway_s = 60\n", error);
+  REQUIRE(away);
+  CHECK(away->faults.at(0).away_s == Approx(60));
   CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"crash_during_sync\"\nside = \"both\"\n", error));
   CHECK(error.find("side") != std::string::npos);
   CHECK_FALSE(parse_scenario("[[fault]]\nkind = \"oneway\"\nfrom = [1]\nduration_s = 0\n", error));

@@ -110,6 +110,9 @@ struct node_observation {
     /// A relay said it is restarting: `peer` is the relay's address,
     /// `after_ms` when it asked this node to come back.
     relay_restart,
+    /// A topic retired a silent member from its watermark: `peer` is the
+    /// member's replica id (decimal), `topic` the topic.
+    retired,
   } what = kind::sync_reply;
   std::string peer;
   std::string topic;

@@ -116,7 +116,11 @@ struct fault {
   /// hold_s, and the connection between them is reset 1 s before the hold
   /// ends: what was sent meanwhile (the next rounds' replies, or requests)
   /// arrives after the disconnect, at a peer actor that has dropped the
-  /// connection or ended.
+  /// connection or ended. With away_s, the side whose sends are held
+  /// crashes 1 s into the hold instead and restarts away_s later: with a
+  /// retirement period (retire_after_s, co_follower_retire_after_s) well
+  /// under hold_s, the other side retires it from its topics before the
+  /// held bytes arrive.
   enum class kind { partition, oneway, clog, relay, crash_during_sync, late_reply } what =
       kind::partition;
   double start_s = 0;
@@ -131,6 +135,7 @@ struct fault {
   bool crash_sender = false;   // crash_during_sync: crash the replier instead of the receiver
   double hold_s = 25;          // late_reply: how long the sends are held
   bool hold_requests = false;  // late_reply: hold the receiver's sends instead of the replier's
+  double away_s = 0;           // late_reply: crash the held side 1 s in, for this long (0: reset instead)
   bool graceful = false;       // relay: a graceful restart instead of a crash
   double spread_s = 10;        // relay, graceful: clients come back within this
   double drain_s = 5;          // relay, graceful: serve this long before the goodbye
