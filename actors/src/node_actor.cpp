@@ -411,9 +411,32 @@ void pull_feed_from_co_followers(node_pointer self, const std::string& feed, con
   }
 }
 
-/// For each followed author whose peer actor is not connected, pulls the
-/// author's feed from up to max_pull_from_co_followers co-followers (and
-/// our own feed from its followers when restoring it).
+/// Stops pulling `feed` from co-followers: its author is connected again
+/// and serves the feed itself. A co-follower's peer actor that has nothing
+/// else to do closes its connection and ends.
+void stop_pulling_from_co_followers(node_pointer self, const std::string& feed) {
+  auto& st = self->state;
+  auto it = st.pulling_from.find(feed);
+  if (it == st.pulling_from.end())
+    return;
+  if (it->second.empty()) {
+    st.pulling_from.erase(it);
+    return;
+  }
+  for (const auto& pk : it->second)
+    if (auto p = st.peers.find(pk); p != st.peers.end())
+      self->send(p->second, unpull_atom::value, feed);
+  st.env->logf(log_level::info, "feed " + feed.substr(0, 17) +
+                                    "…: author back in reach; stopped pulling it from " +
+                                    std::to_string(it->second.size()) + " co-follower(s)");
+  st.pulling_from.erase(it);
+}
+
+/// For each followed author: while its peer actor is out of reach (its
+/// last dial failed), pulls the author's feed from up to
+/// max_pull_from_co_followers co-followers; once it is connected again,
+/// stops those pulls. Also pulls our own feed
+/// from its followers when restoring it.
 void pull_from_co_followers(node_pointer self) {
   auto& st = self->state;
   if (st.restore_own_feed)
@@ -423,12 +446,16 @@ void pull_from_co_followers(node_pointer self) {
     const auto feed = protocol::feed_topic(author).id;
     auto cf = st.co_followers.find(feed);
     auto pit = st.peers.find(author);
-    if (cf == st.co_followers.end() || pit == st.peers.end() ||
-        st.pulling_from[feed].size() >= max_pull_from_co_followers)
+    if (cf == st.co_followers.end() || pit == st.peers.end())
       continue;
     self->request(pit->second, std::chrono::seconds(5), status_atom::value)
         .then([self, feed](const peer_info& info) {
-          if (info.state != "connected")
+          // Out of reach: its last dial failed ("backoff"). Not before the
+          // first dial has been tried (a node's start, a connection that
+          // just closed): that would pull every feed from co-followers.
+          if (info.state == "connected")
+            stop_pulling_from_co_followers(self, feed);
+          else if (info.state == "backoff")
             pull_feed_from_co_followers(self, feed, "author out of reach");
         });
   }
@@ -1038,6 +1065,10 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
       st.peers.erase(pit);
     for (auto r = st.routed.begin(); r != st.routed.end();)
       r = r->second.address() == dm.source ? st.routed.erase(r) : std::next(r);
+    // A co-follower whose actor ended (its connection closed) is no longer
+    // pulled from: the next check may pull from it, or another, again.
+    for (auto& [feed, pulling] : st.pulling_from)
+      pulling.erase(pk);
   });
   self->send(self, tick_atom::value);
   return {

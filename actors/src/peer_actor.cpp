@@ -248,6 +248,22 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
     self->quit(); // a follower's actor lives as long as its connection
 }
 
+/// Stops pulling `topic` from the peer (an unsubscribe if connected). The
+/// actor ends, its connection closed for `why`, when nothing else keeps it:
+/// not followed, no shared topic it writes, no subscription of its, no
+/// other pull.
+void stop_pulling(peer_pointer self, const std::string& topic, const std::string& why) {
+  auto& st = self->state;
+  st.pulling.erase(topic);
+  st.offered.erase(topic);
+  if (established(st))
+    send_msg(self, unsubscribe_msg{{topic}});
+  if (!st.followed && !st.member && st.serving.empty() && st.pulling.empty()) {
+    drop_connection(self, why, true);
+    self->quit();
+  }
+}
+
 /// Calls f with the actor of a held topic (asking the node once).
 template <class F>
 void with_topic(peer_pointer self, const std::string& topic, F f) {
@@ -826,6 +842,16 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
       [self](adopt_atom, conn_id c, channel_handoff& h) {
         auto& st = self->state;
         const bool on_circuit = (st.conn & circuit_conn_bit) != 0;
+        if (st.conn != 0 && !on_circuit && st.outbound && (c & circuit_conn_bit) != 0) {
+          // We dialled the peer directly while it came to us through a
+          // relay: it replaces its relayed connection with our direct one
+          // (the rule below, on its side), so we keep ours too. Choosing by
+          // identity here instead made both ends drop what the other kept,
+          // and they redialled into the same race every second.
+          self->send(st.env->transport_for(c), close_atom::value, c,
+                     std::string("duplicate connection (a direct one is up)"));
+          return;
+        }
         if (established(st) && on_circuit && (c & circuit_conn_bit) == 0) {
           // The peer reached us directly: prefer that to the relayed path.
           drop_connection(self, "replaced by a direct connection", true, false);
@@ -881,17 +907,8 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
           send_msg(self, subscribe_msg{{feed}});
       },
       [self](unfollow_atom) {
-        auto& st = self->state;
-        st.followed = false;
-        const auto feed = feed_topic(st.pk).id;
-        st.pulling.erase(feed);
-        st.offered.erase(feed);
-        if (established(st))
-          send_msg(self, unsubscribe_msg{{feed}});
-        if (st.serving.empty() && st.pulling.empty()) {
-          drop_connection(self, "unfollowed", true);
-          self->quit();
-        }
+        self->state.followed = false;
+        stop_pulling(self, feed_topic(self->state.pk).id, "unfollowed");
       },
       [self](found_atom, std::vector<std::string>& addresses) {
         auto& st = self->state;
@@ -921,6 +938,10 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
           send_msg(self, subscribe_msg{{topic}});
         if (st.asked_unheld.erase(topic) > 0 && established(st))
           on_subscribe(self, subscribe_msg{{topic}});
+      },
+      [self](unpull_atom, const std::string& topic) {
+        if (self->state.pulling.count(topic) != 0)
+          stop_pulling(self, topic, "no longer pulling from this peer");
       },
       [self](query_atom, query_msg& q) -> caf::result<query_result_msg> {
         auto& st = self->state;

@@ -175,6 +175,12 @@ public:
       env->rng = std::make_shared<actors::entropy>(actors::seed_for(s_.seed, 1000 + i));
       by_id_[protocol::to_text(id.pub())] = i;
       env->observe = [this, i](const actors::node_observation& o) { observe(i, o); };
+      // KITH_SIM_LOG set: every node's log lines on stderr, with the
+      // virtual time and node number (no effect on the trace).
+      if (std::getenv("KITH_SIM_LOG"))
+        env->log = [this, i](actors::log_level, const std::string& line) {
+          std::fprintf(stderr, "%.3f n%u %s\n", now_ms() / 1000.0, unsigned(i), line.c_str());
+        };
       env->settings.anti_entropy = seconds(s_.anti_entropy_s);
       if (s_.retire_after_s)
         env->settings.retire_after = milliseconds(static_cast<std::int64_t>(*s_.retire_after_s * 1000));
@@ -2358,6 +2364,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       if (r && !r->is_null() && r->contains("doc") && !(*r)["doc"].empty()) {
         ++resurrected;
         resurrected_departed += departed_ids.count(d.substr(0, d.find('/')));
+        if (std::getenv("KITH_SIM_LOG"))
+          std::fprintf(stderr, "kith-sim: deleted post back at node %zu: %s\n", i, d.c_str());
       }
     }
   }

@@ -2,7 +2,8 @@
 # Co-followers: followers of a feed meet at the relay's rendezvous for that
 # feed. When the author is offline, a new follower pulls the author's feed
 # from another follower (verified against the author's signatures, like
-# any data), and gets the author's later posts once the author is back.
+# any data), gets the author's later posts once the author is back, and
+# stops pulling from the other follower then.
 # An author that lost its store gets its feed back from its followers.
 set -u
 kith="$1"
@@ -37,6 +38,9 @@ grep -q "pulling it from co-follower" "$root/gus.log" || fail "gus's log says wh
 run_node xen
 k xen post "xen's third, back online" >/dev/null
 wait_for "gus gets xen's new post once xen is back" 30 has gus "$xen" 3
+# With xen back, the pull from fay stops.
+wait_for "gus stops pulling xen's feed from fay" 30 \
+  grep -q "author back in reach; stopped pulling it from" "$root/gus.log"
 
 # Xen loses its store (same identity key, new replica): its followers give
 # its feed back.

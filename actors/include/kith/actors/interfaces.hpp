@@ -66,6 +66,7 @@ using page_atom = caf::atom_constant<caf::atom("page")>;
 using join_atom = caf::atom_constant<caf::atom("join")>;
 using bundle_atom = caf::atom_constant<caf::atom("bundle")>;
 using pull_atom = caf::atom_constant<caf::atom("pull")>;
+using unpull_atom = caf::atom_constant<caf::atom("unpull")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using found_atom = caf::atom_constant<caf::atom("found")>;
 using meet_atom = caf::atom_constant<caf::atom("meet")>;
@@ -346,8 +347,11 @@ using peer_actor = caf::typed_actor<
     // Start following (dial this address; may be empty) or stop.
     caf::reacts_to<follow_atom, std::string>,
     caf::reacts_to<unfollow_atom>,
-    // Also pull this (shared) topic from the peer.
+    // Also pull this (shared) topic from the peer, or stop pulling it (the
+    // actor ends if nothing else keeps it: no follow, no shared topic, no
+    // subscription of the peer's, no other pull).
     caf::reacts_to<pull_atom, std::string>,
+    caf::reacts_to<unpull_atom, std::string>,
     // Addresses of the peer found through relays (its signed record).
     caf::reacts_to<found_atom, std::vector<std::string>>,
     // The peer writes a shared topic we hold (met at a relay's rendezvous):
