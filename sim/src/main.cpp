@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
   bool no_memo = false;
   app.add_flag("--no-verify-memo", no_memo,
                "check every signature at every receiving node (verify_memo = false)");
+  bool no_shared = false;
+  app.add_flag("--no-shared-values", no_shared,
+               "every node's store keeps its own copy of each value (shared_values = false)");
   app.add_flag("--plots", plots, "with --out: draw PNG plots of series.csv with gnuplot (sim/plot.sh)");
   CLI11_PARSE(app, argc, argv);
 
@@ -85,6 +88,8 @@ int main(int argc, char** argv) {
     s->checkpoint_s = *checkpoint_s;
   if (no_memo)
     s->verify_memo = false;
+  if (no_shared)
+    s->shared_values = false;
   if (duration) {
     if (*duration < 0) {
       std::cerr << "kith-sim: --duration must be 0 or more\n";

@@ -134,7 +134,7 @@ public:
     // A store loss gives a new replica id (same identity): another nonce.
     o.replica_nonce = s_.seed * 1'000'003u + i + 1 + losses * 0x9e3779b97f4a7c15ull;
     o.sync = false;
-    auto st = storage::store::open(storage::make_memory_kv(), nodes_[i].env->self, o);
+    auto st = storage::store::open(storage::make_memory_kv(values_), nodes_[i].env->self, o);
     if (!st)
       throw std::runtime_error("store: " + st.err().message);
     return std::move(st.value());
@@ -600,6 +600,9 @@ public:
   std::unique_ptr<caf::actor_system> sys_;
   caf::scheduler::test_coordinator* sched_ = nullptr;
   std::shared_ptr<actors::sim_network> net_;
+  /// Shared by the nodes' stores (scenario shared_values), or none.
+  std::shared_ptr<storage::value_pool> values_ =
+      s_.shared_values ? std::make_shared<storage::value_pool>() : nullptr;
   std::vector<relay_proc> relays_;
   std::vector<node> nodes_;
   std::uint64_t steps_ = 0;
@@ -1214,11 +1217,11 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       s.jitter_model = *m;
       continue;
     }
-    if (key == "relay" || key == "verify_memo") {
+    if (key == "relay" || key == "verify_memo" || key == "shared_values") {
       auto b = v.is_boolean() ? v.value<bool>() : std::nullopt;
       if (!b)
         return bad(key, "true or false");
-      (key == "relay" ? s.relay : s.verify_memo) = *b;
+      (key == "relay" ? s.relay : key == "verify_memo" ? s.verify_memo : s.shared_values) = *b;
     } else if (!x) {
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
@@ -2527,6 +2530,10 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                    {"clears", f.clears},
                                    {"entries", f.entries}};
   }
+  out.json["shared_values"] =
+      json{{"on", s.shared_values},
+           {"values", w.values_ ? w.values_->size() : 0},
+           {"bytes", w.values_ ? w.values_->bytes() : 0}};
   if (losses > 0)
     out.json["store_loss"] = json{{"posts_before_loss", pre_loss_posts},
                                   {"deletes_lost_with_store", deletes_lost_with_store},

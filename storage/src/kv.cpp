@@ -9,6 +9,8 @@
 
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <unordered_map>
 
 namespace kith::storage {
 
@@ -133,17 +135,19 @@ private:
 
 class memory_kv final : public kv_store {
 public:
+  explicit memory_kv(std::shared_ptr<value_pool> pool) : pool_(std::move(pool)) {}
+
   result<std::optional<std::string>> get(std::string_view key) const override {
-    auto i = map_.find(std::string(key));
+    auto i = map_.find(key);
     if (i == map_.end())
       return std::optional<std::string>{};
-    return std::optional<std::string>{i->second};
+    return std::optional<std::string>{*i->second};
   }
 
   status scan(std::string_view from, std::string_view to, const visitor& fn) const override {
-    auto end = to.empty() ? map_.end() : map_.lower_bound(std::string(to));
-    for (auto i = map_.lower_bound(std::string(from)); i != end; ++i)
-      if (!fn(i->first, i->second))
+    auto end = to.empty() ? map_.end() : map_.lower_bound(to);
+    for (auto i = map_.lower_bound(from); i != end; ++i)
+      if (!fn(i->first, *i->second))
         break;
     return ok_status();
   }
@@ -151,13 +155,13 @@ public:
   result<std::optional<std::pair<std::string, std::string>>>
   floor(std::string_view key, std::string_view lo) const override {
     using out = std::optional<std::pair<std::string, std::string>>;
-    auto i = map_.upper_bound(std::string(key));
+    auto i = map_.upper_bound(key);
     if (i == map_.begin())
       return out{};
     --i;
     if (i->first < lo)
       return out{};
-    return out{{i->first, i->second}};
+    return out{{i->first, *i->second}};
   }
 
   status commit(const kv_batch& b, bool) override {
@@ -165,7 +169,7 @@ public:
       if (o.erase)
         map_.erase(o.key);
       else
-        map_[o.key] = o.value;
+        map_[o.key] = value_of(o.value);
     }
     return ok_status();
   }
@@ -173,12 +177,22 @@ public:
   std::uint64_t memory_usage() const override {
     std::uint64_t n = 0;
     for (const auto& [k, v] : map_)
-      n += k.size() + v.size() + 64;
+      n += k.size() + v->size() + 64; // as if unshared
     return n;
   }
 
 private:
-  std::map<std::string, std::string, std::less<>> map_;
+  std::shared_ptr<const std::string> value_of(const std::string& v) {
+    static const auto empty = std::make_shared<const std::string>();
+    if (v.empty())
+      return empty;
+    if (pool_)
+      return pool_->intern(v);
+    return std::make_shared<const std::string>(v);
+  }
+
+  std::shared_ptr<value_pool> pool_;
+  std::map<std::string, std::shared_ptr<const std::string>, std::less<>> map_;
 };
 
 } // namespace
@@ -228,8 +242,68 @@ result<std::unique_ptr<kv_store>> open_rocksdb(const std::string& dir, bool crea
   return std::unique_ptr<kv_store>(new rocks_kv(std::move(db)));
 }
 
-std::unique_ptr<kv_store> make_memory_kv() {
-  return std::make_unique<memory_kv>();
+/// The pool's table: each shared value by its bytes (a view into the value
+/// itself). A value's deleter takes its entry out, so the table holds
+/// only live values.
+struct value_pool::impl {
+  mutable std::mutex mu;
+  std::unordered_map<std::string_view, std::weak_ptr<const std::string>> values;
+  std::uint64_t bytes = 0;
+
+  void release(const std::string* v) {
+    {
+      std::lock_guard lock(mu);
+      auto i = values.find(*v);
+      // The entry may already name a newer copy of the same bytes (made
+      // after this one's last owner let go, before this deleter ran).
+      if (i != values.end() && i->first.data() == v->data()) {
+        values.erase(i);
+        bytes -= v->size();
+      }
+    }
+    delete v;
+  }
+};
+
+/// Shorter values are copied: sharing them would not pay for the entry.
+constexpr std::size_t min_shared_value = 48;
+
+value_pool::value_pool() : impl_(std::make_shared<impl>()) {}
+value_pool::~value_pool() = default;
+
+std::shared_ptr<const std::string> value_pool::intern(std::string_view v) {
+  if (v.size() < min_shared_value)
+    return std::make_shared<const std::string>(v);
+  std::lock_guard lock(impl_->mu);
+  auto i = impl_->values.find(v);
+  if (i != impl_->values.end())
+    if (auto held = i->second.lock())
+      return held;
+  auto* copy = new std::string(v);
+  std::shared_ptr<const std::string> out(
+      copy, [owner = impl_](const std::string* p) { owner->release(p); });
+  if (i != impl_->values.end()) {
+    // An expiring copy whose deleter has not run yet: ours replaces it.
+    impl_->bytes -= i->first.size();
+    impl_->values.erase(i);
+  }
+  impl_->values.emplace(std::string_view(*copy), out);
+  impl_->bytes += copy->size();
+  return out;
+}
+
+std::size_t value_pool::size() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->values.size();
+}
+
+std::uint64_t value_pool::bytes() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->bytes;
+}
+
+std::unique_ptr<kv_store> make_memory_kv(std::shared_ptr<value_pool> pool) {
+  return std::make_unique<memory_kv>(std::move(pool));
 }
 
 } // namespace kith::storage

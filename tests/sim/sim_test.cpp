@@ -367,6 +367,28 @@ TEST_CASE("the verify memo saves signature checks and changes nothing else", "[s
   CHECK(error == "'verify_memo' must be true or false");
 }
 
+TEST_CASE("stores sharing their values change nothing but memory", "[sim]") {
+  auto s = small(5);
+  s.delete_fraction = 0.2;
+  auto shared = run(s);
+  s.shared_values = false;
+  auto own = run(s);
+  INFO(shared.json["shared_values"].dump());
+  CHECK(shared.json["trace_hash"] == own.json["trace_hash"]);
+  CHECK(shared.json["messages"] == own.json["messages"]);
+  CHECK(shared.json["converged"] == own.json["converged"]);
+  CHECK(shared.json["shared_values"]["on"] == true);
+  CHECK(shared.json["shared_values"]["values"].get<std::uint64_t>() > 0);
+  CHECK(own.json["shared_values"]["on"] == false);
+  CHECK(own.json["shared_values"]["values"] == 0);
+  std::string error;
+  auto off = parse_scenario("shared_values = false\n", error);
+  REQUIRE(off);
+  CHECK_FALSE(off->shared_values);
+  CHECK_FALSE(parse_scenario("shared_values = \"no\"\n", error));
+  CHECK(error == "'shared_values' must be true or false");
+}
+
 TEST_CASE("after convergence the causality metadata goes: contexts stripped, no kept header or "
           "dot-key entry at any node",
           "[sim]") {

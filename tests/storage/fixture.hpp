@@ -59,8 +59,11 @@ inline std::unique_ptr<storage::store> open_store(backend b, const protocol::ide
   storage::store_options o;
   o.sync = false;
   o.replica_nonce = nonce;
+  // The in-memory stores of a test share their values, as the
+  // simulator's do: the suite checks that sharing changes nothing.
+  static const auto pool = std::make_shared<storage::value_pool>();
   auto s = b == backend::memory
-               ? storage::store::open(storage::make_memory_kv(), who, o)
+               ? storage::store::open(storage::make_memory_kv(pool), who, o)
                : storage::store::open(dir.sub("n" + std::to_string(nonce)), who, true, o);
   INFO((s ? std::string() : s.err().message));
   REQUIRE(s);

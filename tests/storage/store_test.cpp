@@ -364,3 +364,52 @@ TEST_CASE("an overwrite learned second-hand removes the old value through its ke
     }
   }
 }
+
+TEST_CASE("in-memory stores sharing a value pool hold each value once and let it go with its "
+          "last holder",
+          "[store][kv]") {
+  auto pool = std::make_shared<value_pool>();
+  auto a = make_memory_kv(pool);
+  auto b = make_memory_kv(pool);
+  const std::string big(100, 'x'), other(100, 'y'), small = "tiny";
+  auto put = [](kv_store& kv, const std::string& k, const std::string& v) {
+    kv_batch batch;
+    batch.put(k, v);
+    REQUIRE(kv.commit(batch, false));
+  };
+  auto del = [](kv_store& kv, const std::string& k) {
+    kv_batch batch;
+    batch.del(k);
+    REQUIRE(kv.commit(batch, false));
+  };
+  put(*a, "k1", big);
+  put(*b, "k9", big);
+  put(*a, "k2", small);
+  CHECK(pool->size() == 1); // big once; small values are copied, not shared
+  CHECK(pool->bytes() == 100);
+  CHECK(a->get("k1").value() == big);
+  CHECK(b->get("k9").value() == big);
+  CHECK(a->get("k2").value() == small);
+
+  // Overwriting one holder's copy leaves the other's intact.
+  put(*a, "k1", other);
+  CHECK(pool->size() == 2);
+  CHECK(a->get("k1").value() == other);
+  CHECK(b->get("k9").value() == big);
+  std::vector<std::string> seen;
+  REQUIRE(b->scan("", "", [&](std::string_view k, std::string_view v) {
+    seen.push_back(std::string(k) + "=" + std::string(v.substr(0, 1)));
+    return true;
+  }));
+  CHECK(seen == std::vector<std::string>{"k9=x"});
+
+  // The last holder's delete releases the value; a later put makes it anew.
+  del(*b, "k9");
+  CHECK(pool->size() == 1);
+  CHECK(pool->bytes() == 100);
+  put(*b, "k3", big);
+  CHECK(pool->size() == 2);
+  a.reset(); // a store dropped with its values
+  CHECK(pool->size() == 1);
+  CHECK(b->get("k3").value() == big);
+}

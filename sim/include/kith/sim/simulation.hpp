@@ -226,6 +226,10 @@ struct scenario {
   /// than once per receiving node (protocol::verify_memo). Every verdict
   /// is the same either way, and so is the trace; only ed25519 time goes.
   bool verify_memo = true;
+  /// The nodes' in-memory stores hold each value (a signed batch, a key's
+  /// container) once in the process however many nodes store it
+  /// (storage::value_pool). Memory only: the trace is the same either way.
+  bool shared_values = true;
 };
 
 /// The nodes' relays in a scenario: 0 without relay.

@@ -53,8 +53,31 @@ public:
 
 /// Opens (or with create, creates) a RocksDB store in dir.
 [[nodiscard]] result<std::unique_ptr<kv_store>> open_rocksdb(const std::string& dir, bool create);
-/// An empty in-memory store.
-[[nodiscard]] std::unique_ptr<kv_store> make_memory_kv();
+/// Values shared by the in-memory stores of one process: a value put in
+/// several of them (the same signed batch, or the same key's container, at
+/// every follower of a feed) is held once. Only memory changes; each store
+/// behaves as if it held its own copy. Thread-safe.
+class value_pool {
+public:
+  value_pool();
+  ~value_pool();
+  value_pool(const value_pool&) = delete;
+  value_pool& operator=(const value_pool&) = delete;
+  /// The shared copy of v (values shorter than a few dozen bytes are not
+  /// shared: the bookkeeping would cost more than they do).
+  [[nodiscard]] std::shared_ptr<const std::string> intern(std::string_view v);
+  /// Distinct values held now, and their bytes.
+  [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] std::uint64_t bytes() const;
+
+  struct impl;
+
+private:
+  std::shared_ptr<impl> impl_; // the values' deleters hold it too
+};
+
+/// An empty in-memory store; with a pool, its values are shared through it.
+[[nodiscard]] std::unique_ptr<kv_store> make_memory_kv(std::shared_ptr<value_pool> pool = nullptr);
 
 /// The key one past every key that starts with prefix ("" if none).
 [[nodiscard]] std::string prefix_end(std::string_view prefix);
