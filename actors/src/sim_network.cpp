@@ -251,15 +251,16 @@ void sim_network::set_faults(std::chrono::milliseconds j, double p, std::uint64_
   fault_state = seed;
 }
 
-void sim_network::set_jitter_model(jitter_kind kind, double alpha) {
+void sim_network::set_jitter_model(jitter_kind kind, double shape) {
   std::lock_guard lock(mu);
   jitter_model = kind;
-  jitter_alpha = alpha;
+  jitter_shape = shape;
 }
 
 namespace {
 
-std::int64_t jitter_from(double u, double mean, sim_network::jitter_kind kind, double alpha) {
+/// One extra delay in ms from uniform draws u (and u2, log-normal only).
+std::int64_t jitter_from(double u, double u2, double mean, sim_network::jitter_kind kind, double shape) {
   double d = 0;
   switch (kind) {
     case sim_network::jitter_kind::uniform:
@@ -269,8 +270,17 @@ std::int64_t jitter_from(double u, double mean, sim_network::jitter_kind kind, d
       break;
     case sim_network::jitter_kind::pareto: {
       // Scale x_m so the mean is `mean`: mean = x_m * alpha / (alpha - 1).
-      const double xm = mean * (alpha - 1.0) / alpha;
-      d = xm / std::pow(1.0 - u, 1.0 / alpha);
+      const double xm = mean * (shape - 1.0) / shape;
+      d = xm / std::pow(1.0 - u, 1.0 / shape);
+      break;
+    }
+    case sim_network::jitter_kind::lognormal: {
+      // A standard normal from two uniforms (Box-Muller), then mu chosen
+      // so the mean is `mean`: mean = exp(mu + sigma^2 / 2).
+      if (mean <= 0)
+        return 0;
+      const double z = std::sqrt(-2.0 * std::log(1.0 - u)) * std::cos(2.0 * M_PI * u2);
+      d = std::exp(std::log(mean) - shape * shape / 2.0 + shape * z);
       break;
     }
   }
@@ -280,14 +290,20 @@ std::int64_t jitter_from(double u, double mean, sim_network::jitter_kind kind, d
 } // namespace
 
 std::int64_t sim_network::draw_jitter_ms() {
-  return jitter_from(draw(), static_cast<double>(jitter.count()), jitter_model, jitter_alpha);
+  return draw_jitter(static_cast<double>(jitter.count()), jitter_model, jitter_shape);
+}
+
+std::int64_t sim_network::draw_jitter(double mean, jitter_kind kind, double shape) {
+  const double u = draw();
+  const double u2 = kind == jitter_kind::lognormal ? draw() : 0.0;
+  return jitter_from(u, u2, mean, kind, shape);
 }
 
 std::int64_t sim_network::draw_jitter_ms(const std::string& a, const std::string& b) {
   if (!link_jitter.empty())
     if (auto it = link_jitter.find({std::min(a, b), std::max(a, b)}); it != link_jitter.end()) {
       const auto& j = it->second;
-      return jitter_from(draw(), static_cast<double>(j.bound.count()), j.kind, j.alpha);
+      return draw_jitter(static_cast<double>(j.bound.count()), j.kind, j.shape);
     }
   if (jitter.count() <= 0)
     return 0; // no draw: runs without jitter keep their stream
@@ -295,9 +311,9 @@ std::int64_t sim_network::draw_jitter_ms(const std::string& a, const std::string
 }
 
 void sim_network::set_link_jitter(const std::string& a, const std::string& b,
-                                  std::chrono::milliseconds bound, jitter_kind kind, double alpha) {
+                                  std::chrono::milliseconds bound, jitter_kind kind, double shape) {
   std::lock_guard lock(mu);
-  link_jitter[{std::min(a, b), std::max(a, b)}] = jitter_setting{bound, kind, alpha};
+  link_jitter[{std::min(a, b), std::max(a, b)}] = jitter_setting{bound, kind, shape};
 }
 
 std::uint64_t sim_network::resets() const {

@@ -55,9 +55,18 @@ std::optional<actors::sim_network::jitter_kind> jitter_kind_named(const std::str
     return kind::exponential;
   if (model == "pareto")
     return kind::pareto;
+  if (model == "lognormal")
+    return kind::lognormal;
   return std::nullopt;
 }
-const char* const jitter_models_text = "\"uniform\", \"exponential\" or \"pareto\"";
+const char* const jitter_models_text = "\"uniform\", \"exponential\", \"pareto\" or \"lognormal\"";
+
+/// The shape parameter of a jitter model: the Pareto tail index or the
+/// log-normal sigma (unused by the others).
+template <class Setting>
+double jitter_shape_of(const Setting& s) {
+  return s.jitter_model == "lognormal" ? s.jitter_sigma : s.jitter_alpha;
+}
 
 /// Parsed names only reach the world (parse_scenario checks them).
 actors::sim_network::jitter_kind jitter_kind_of(const std::string& model) {
@@ -72,7 +81,7 @@ public:
       : s_(s), rng_(s.seed), net_(std::make_shared<actors::sim_network>(milliseconds(s.latency_ms))) {
     cfg_.set("scheduler.policy", caf::atom("testing"));
     net_->set_faults(milliseconds(s.jitter_ms), s.reset_probability, s.seed ^ 0xfa017ull);
-    net_->set_jitter_model(jitter_kind_of(s.jitter_model), s.jitter_alpha);
+    net_->set_jitter_model(jitter_kind_of(s.jitter_model), jitter_shape_of(s));
     if (s.bandwidth_bytes_s > 0)
       net_->set_default_bandwidth(s.bandwidth_bytes_s);
     for (const auto& l : s.links) {
@@ -82,7 +91,7 @@ public:
         net_->set_bandwidth(address_of(l.a), address_of(l.b), *l.bandwidth_bytes_s);
       if (l.jitter_ms)
         net_->set_link_jitter(address_of(l.a), address_of(l.b), milliseconds(*l.jitter_ms),
-                              jitter_kind_of(l.jitter_model), l.jitter_alpha);
+                              jitter_kind_of(l.jitter_model), jitter_shape_of(l));
     }
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
@@ -1127,6 +1136,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
             if (!x || *x <= 1 || *x > 100)
               return bad(where + ".jitter_alpha", "a Pareto tail index above 1 (and at most 100)");
             l.jitter_alpha = *x;
+          } else if (c == "jitter_sigma") {
+            if (!x || *x <= 0 || *x > 5)
+              return bad(where + ".jitter_sigma", "a log-normal sigma above 0 (and at most 5)");
+            l.jitter_sigma = *x;
           } else {
             error = "unknown key '" + where + "." + c + "'";
             return std::nullopt;
@@ -1134,8 +1147,9 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
         }
         if (!have_nodes)
           return bad(where + ".nodes", "given: the link's two nodes");
-        if (!l.jitter_ms && (tab->contains("jitter_model") || tab->contains("jitter_alpha")))
-          return bad(where + ".jitter_ms", "given with jitter_model or jitter_alpha");
+        if (!l.jitter_ms && (tab->contains("jitter_model") || tab->contains("jitter_alpha") ||
+                             tab->contains("jitter_sigma")))
+          return bad(where + ".jitter_ms", "given with jitter_model, jitter_alpha or jitter_sigma");
         s.links.push_back(l);
       }
       continue;
@@ -1228,7 +1242,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
           key == "retire_after_s" || key == "co_follower_retire_after_s" || key == "jitter_ms" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s" ||
-          key == "jitter_alpha")
+          key == "jitter_alpha" || key == "jitter_sigma")
         return bad(key, "a number");
       error = "unknown key '" + key + "'";
       return std::nullopt;
@@ -1260,6 +1274,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (*x <= 1 || *x > 100)
         return bad(key, "a Pareto tail index above 1 (and at most 100)");
       s.jitter_alpha = *x;
+    } else if (key == "jitter_sigma") {
+      if (*x <= 0 || *x > 5)
+        return bad(key, "a log-normal sigma above 0 (and at most 5)");
+      s.jitter_sigma = *x;
     } else if (key == "bandwidth_bytes_s") {
       if (*x < 0)
         return bad(key, "a number of bytes per second (0: unlimited)");

@@ -455,7 +455,8 @@ TEST_CASE("co-followers that crashed stop holding a feed's metadata once retired
   CHECK(b.json["membership"]["retirements"] == 0);
 }
 
-TEST_CASE("under heavy-tailed (Pareto) send jitter the network converges, the same seed twice",
+TEST_CASE("under heavy-tailed (Pareto or log-normal) send jitter the network converges, the same "
+          "seed twice",
           "[sim]") {
   auto s = small(6);
   s.jitter_ms = 40;
@@ -477,6 +478,22 @@ TEST_CASE("under heavy-tailed (Pareto) send jitter the network converges, the sa
   CHECK(error.find("jitter_model") != std::string::npos);
   CHECK_FALSE(parse_scenario("jitter_alpha = 1\n", error));
   CHECK(error.find("jitter_alpha") != std::string::npos);
+  auto ln = parse_scenario("jitter_ms = 30\njitter_model = \"lognormal\"\njitter_sigma = 0.8\n", error);
+  REQUIRE(ln);
+  CHECK(ln->jitter_model == "lognormal");
+  CHECK(ln->jitter_sigma == Approx(0.8));
+  CHECK_FALSE(parse_scenario("jitter_sigma = 0\n", error));
+  CHECK(error.find("jitter_sigma") != std::string::npos);
+  // Log-normal jitter on every link: the network converges, the same seed
+  // twice.
+  auto lns = small(6);
+  lns.jitter_ms = 40;
+  lns.jitter_model = "lognormal";
+  lns.jitter_sigma = 1.2;
+  auto d = run(lns);
+  CHECK(d.converged);
+  CHECK(d.json["trace_hash"] == run(lns).json["trace_hash"]);
+  CHECK(d.json["trace_hash"] != a.json["trace_hash"]);
 
   // One link of its own: a slow, heavy-tailed path between nodes 0 and 1.
   auto l = parse_scenario("[[link]]\nnodes = [0, 1]\njitter_ms = 200\njitter_model = \"pareto\"\n"

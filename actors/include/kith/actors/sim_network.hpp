@@ -58,16 +58,19 @@ public:
   void set_faults(std::chrono::milliseconds jitter, double reset_probability, std::uint64_t seed);
   /// The distribution of the extra delay per send (set_faults' jitter):
   /// uniform in [0, jitter) (the default), exponential with mean jitter,
-  /// or Pareto with mean jitter and tail index `alpha` (> 1; heavy tails
-  /// as measured on wide-area paths). Exponential and Pareto draws are
-  /// capped at 60 s: a longer delay is a partition, not jitter.
-  enum class jitter_kind { uniform, exponential, pareto };
-  void set_jitter_model(jitter_kind kind, double alpha = 1.5);
+  /// Pareto with mean jitter and tail index `shape` (> 1; heavy tails as
+  /// measured on wide-area paths), or log-normal with mean jitter and
+  /// `shape` the sigma of the underlying normal (wide-area delays are
+  /// often fitted so). Draws other than uniform are capped at 60 s: a
+  /// longer delay is a partition, not jitter.
+  enum class jitter_kind { uniform, exponential, pareto, lognormal };
+  void set_jitter_model(jitter_kind kind, double shape = 1.5);
   /// The link between a and b (both directions) draws its jitter from
   /// its own distribution instead: `jitter` is its bound (uniform) or
-  /// mean. Still one draw per send, from the same seeded stream.
+  /// mean. From the same seeded stream: one draw per send (two for
+  /// log-normal).
   void set_link_jitter(const std::string& a, const std::string& b, std::chrono::milliseconds jitter,
-                       jitter_kind kind, double alpha = 1.5);
+                       jitter_kind kind, double shape = 1.5);
   /// Connections reset by the fault model so far.
   [[nodiscard]] std::uint64_t resets() const;
 
@@ -133,18 +136,19 @@ public:
   std::uint64_t send_count = 0;
   std::chrono::milliseconds jitter{0};
   jitter_kind jitter_model = jitter_kind::uniform;
-  double jitter_alpha = 1.5;
+  double jitter_shape = 1.5;
   double reset_probability = 0;
   std::uint64_t fault_state = 0; // splitmix64 state
   std::uint64_t reset_count = 0;
-  /// One send's extra delay in ms (one draw, whatever the model), with
+  /// One send's extra delay in ms (one draw; two for log-normal), with
   /// the default distribution or the one of the link a-b.
   std::int64_t draw_jitter_ms();
   std::int64_t draw_jitter_ms(const std::string& a, const std::string& b);
+  std::int64_t draw_jitter(double mean, jitter_kind kind, double shape);
   struct jitter_setting {
     std::chrono::milliseconds bound{0};
     jitter_kind kind = jitter_kind::uniform;
-    double alpha = 1.5;
+    double shape = 1.5;
   };
   std::map<std::pair<std::string, std::string>, jitter_setting> link_jitter; // unordered pair
   /// The next fault draw in [0, 1).

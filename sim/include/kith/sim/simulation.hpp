@@ -151,6 +151,7 @@ struct link_setting {
   std::optional<std::uint32_t> jitter_ms;
   std::string jitter_model = "uniform";
   double jitter_alpha = 1.5;
+  double jitter_sigma = 1.0; // jitter_model "lognormal": sigma of the underlying normal
 };
 
 /// The key-value workload: writers of one shared topic read, update and
@@ -179,10 +180,12 @@ struct scenario {
   std::uint32_t anti_entropy_s = 10;
   std::uint32_t latency_ms = 20;
   std::uint32_t jitter_ms = 0;     // extra delay per send: uniform in [0, jitter), or the mean
-  /// The extra delay's distribution: uniform, exponential or pareto
-  /// (actors::sim_network::jitter_kind), with the Pareto tail index.
+  /// The extra delay's distribution: uniform, exponential, pareto or
+  /// lognormal (actors::sim_network::jitter_kind), with the Pareto tail
+  /// index or the log-normal sigma.
   std::string jitter_model = "uniform";
   double jitter_alpha = 1.5;
+  double jitter_sigma = 1.0; // jitter_model "lognormal": sigma of the underlying normal
   double reset_probability = 0;    // per send: the connection is reset instead
   std::uint64_t bandwidth_bytes_s = 0; // every link, each direction (0: unlimited)
   std::vector<link_setting> links;
