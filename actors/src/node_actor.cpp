@@ -153,6 +153,9 @@ struct node_state {
   std::set<std::string> feed_rendezvous;
   std::map<std::string, std::set<protocol::public_key>> co_followers;
   std::map<std::string, std::set<protocol::public_key>> pulling_from;
+  /// Feeds whose author was not connected at the last check (every 5 s):
+  /// a second such check in a row starts the pulls from co-followers.
+  std::set<std::string> author_away;
   std::uint64_t next_co_check_ms = 0;
   /// Started with an empty own feed (a new store for an old identity, e.g.
   /// after losing a device): the feed is fetched back from followers met
@@ -405,6 +408,9 @@ void pull_feed_from_co_followers(node_pointer self, const std::string& feed, con
     st.env->logf(log_level::info, "feed " + feed.substr(0, 17) + "…: " + why +
                                       "; pulling it from co-follower " +
                                       protocol::to_text(pk).substr(0, 12));
+    // Met (kept connected, as a writer of a shared topic would be) and
+    // pulled from: after the pull stops, the connection stays for the
+    // author's next absence.
     auto p = ensure_peer(self, pk, false, {});
     self->send(p, meet_atom::value);
     self->send(p, pull_atom::value, feed);
@@ -412,8 +418,8 @@ void pull_feed_from_co_followers(node_pointer self, const std::string& feed, con
 }
 
 /// Stops pulling `feed` from co-followers: its author is connected again
-/// and serves the feed itself. A co-follower's peer actor that has nothing
-/// else to do closes its connection and ends.
+/// and serves the feed itself (they get an unsubscribe; their
+/// connections stay).
 void stop_pulling_from_co_followers(node_pointer self, const std::string& feed) {
   auto& st = self->state;
   auto it = st.pulling_from.find(feed);
@@ -432,8 +438,8 @@ void stop_pulling_from_co_followers(node_pointer self, const std::string& feed) 
   st.pulling_from.erase(it);
 }
 
-/// For each followed author: while its peer actor is out of reach (its
-/// last dial failed), pulls the author's feed from up to
+/// For each followed author: while its peer actor is out of reach (not
+/// connected at two checks in a row), pulls the author's feed from up to
 /// max_pull_from_co_followers co-followers; once it is connected again,
 /// stops those pulls. Also pulls our own feed
 /// from its followers when restoring it.
@@ -450,13 +456,18 @@ void pull_from_co_followers(node_pointer self) {
       continue;
     self->request(pit->second, std::chrono::seconds(5), status_atom::value)
         .then([self, feed](const peer_info& info) {
-          // Out of reach: its last dial failed ("backoff"). Not before the
-          // first dial has been tried (a node's start, a connection that
-          // just closed): that would pull every feed from co-followers.
-          if (info.state == "connected")
+          // Out of reach: not connected at two checks in a row (5 s
+          // apart), whatever the peer actor is doing meanwhile (dialling,
+          // backing off, flapping). One check is not enough: at a node's
+          // start, or right after a connection race, the author is about
+          // to be reached and every feed would be pulled from co-followers.
+          auto& away = self->state.author_away;
+          if (info.state == "connected") {
+            away.erase(feed);
             stop_pulling_from_co_followers(self, feed);
-          else if (info.state == "backoff")
+          } else if (!away.insert(feed).second) {
             pull_feed_from_co_followers(self, feed, "author out of reach");
+          }
         });
   }
 }
@@ -684,6 +695,8 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
       st.follows.erase(*pk);
       if (auto it = st.peers.find(*pk); it != st.peers.end())
         self->send(it->second, unfollow_atom::value);
+      stop_pulling_from_co_followers(self, protocol::feed_topic(*pk).id);
+      st.author_away.erase(protocol::feed_topic(*pk).id);
       doc_op = "del";
       params = json{{"subject", subject}};
     }

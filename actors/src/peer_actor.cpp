@@ -53,6 +53,7 @@ struct peer_state {
   std::uint64_t next_dial_ms = 0;
   std::uint64_t last_rx_ms = 0;
   std::uint64_t last_tx_ms = 0;
+  std::uint64_t established_ms = 0; // when the current connection's channel came up
 
   std::set<std::string> pulling;  // topics we want from this peer
   std::set<std::string> offered;  // ... that it offered (rounds run on these)
@@ -109,6 +110,10 @@ using peer_pointer = peer_actor::stateful_pointer<peer_state>;
 std::uint64_t now_ms(peer_pointer self) {
   return clock_ms(self->clock().now());
 }
+
+/// How recent our own direct connection must be for it to win over the
+/// peer's relayed one that arrives meanwhile (both dialled at once).
+constexpr std::uint64_t simultaneous_dial_window_ms = 5'000;
 
 bool established(const peer_state& st) {
   return st.conn != 0 && st.ch && st.ch->state() == channel_state::established;
@@ -645,6 +650,7 @@ void on_frame(peer_pointer self, const std::string& frame) {
 void on_established(peer_pointer self) {
   auto& st = self->state;
   st.failures = 0;
+  st.established_ms = now_ms(self);
   log(self, log_level::info,
       std::string("connected (") + (st.outbound ? "dialled " : "accepted from ") + st.conn_address + ")");
   emit_state(self, "connected");
@@ -842,12 +848,15 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
       [self](adopt_atom, conn_id c, channel_handoff& h) {
         auto& st = self->state;
         const bool on_circuit = (st.conn & circuit_conn_bit) != 0;
-        if (st.conn != 0 && !on_circuit && st.outbound && (c & circuit_conn_bit) != 0) {
+        if (established(st) && !on_circuit && st.outbound && (c & circuit_conn_bit) != 0 &&
+            now_ms(self) < st.established_ms + simultaneous_dial_window_ms) {
           // We dialled the peer directly while it came to us through a
-          // relay: it replaces its relayed connection with our direct one
-          // (the rule below, on its side), so we keep ours too. Choosing by
-          // identity here instead made both ends drop what the other kept,
-          // and they redialled into the same race every second.
+          // relay (both within the window): it replaces its relayed
+          // connection with our direct one (the rule below, on its side),
+          // so we keep ours too. Choosing by identity here instead made
+          // both ends drop what the other kept, and they redialled into the
+          // same race every second. An older direct connection may be dead
+          // on the peer's side: the identity rule below decides then.
           self->send(st.env->transport_for(c), close_atom::value, c,
                      std::string("duplicate connection (a direct one is up)"));
           return;

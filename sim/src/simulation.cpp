@@ -123,6 +123,7 @@ public:
     /// Crashed by a rare-path fault (crash_during_sync), to restart by the
     /// fault's own timer; cleared when churn or the settle phase takes over.
     bool fault_down = false;
+    std::uint64_t fault_crashes = 0; // numbers each rare-path crash (its restart timer's)
   };
 
   /// One relay process. A crash closes its connections and loses its state
@@ -1755,9 +1756,10 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   auto crash_for = [&w](std::size_t i, std::uint64_t down_ms) {
     w.crash(i);
     w.nodes_[i].fault_down = true;
-    w.timed_.emplace(w.now_ms() + down_ms, [&w, i] {
-      if (!w.nodes_[i].fault_down)
-        return;
+    const auto n = ++w.nodes_[i].fault_crashes;
+    w.timed_.emplace(w.now_ms() + down_ms, [&w, i, n] {
+      if (!w.nodes_[i].fault_down || w.nodes_[i].fault_crashes != n)
+        return; // churn took over, or a later crash restarts it by its own timer
       w.nodes_[i].fault_down = false;
       w.restart(i);
     });
@@ -1823,8 +1825,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         // retirement period) while its last sends are still on the way.
         const auto rid = std::to_string(w.nodes_[held_from].env->store->self_id().value());
         const auto away_ms = static_cast<std::uint64_t>(f.away_s * 1000);
-        w.timed_.emplace(now + 1000, [&, x, y, held_from, held_to, rid, away_ms, hold_until] {
-          late_pairs.erase({std::min(x, y), std::max(x, y)});
+        w.timed_.emplace(hold_until, [&, x, y] { late_pairs.erase({std::min(x, y), std::max(x, y)}); });
+        w.timed_.emplace(now + 1000, [&, held_from, held_to, rid, away_ms, hold_until] {
           if (!reachable(held_from) || !reachable(held_to))
             return; // churn took one of them
           const auto pending = late_bytes_between(held_from, held_to);
