@@ -63,6 +63,14 @@ std::size_t csv_rows(const std::string& csv) {
   return n > 0 ? n - 1 : 0; // without the header
 }
 
+/// What every fault run must end with: converged, every checkpoint held,
+/// no deleted post back.
+void check_clean(const summary& a) {
+  CHECK(a.converged);
+  CHECK(a.checkpoints_ok);
+  CHECK(a.json["resurrected"] == 0);
+}
+
 /// Ten nodes posting and deleting for 200 s, checked every 10 s: the
 /// ground for the late_reply faults.
 scenario late_reply_setup(std::uint64_t seed, std::uint32_t follows) {
@@ -97,9 +105,7 @@ TEST_CASE("relay crashes, scheduled and at random, under node crashes: the nodes
               relay_fault(100, 20, {node_ref::relay_n(0), node_ref::relay_n(1), node_ref::relay_n(2)})};
   auto a = run(s);
   INFO(a.json.dump(2));
-  CHECK(a.converged);
-  CHECK(a.checkpoints_ok);
-  CHECK(a.json["resurrected"] == 0);
+  check_clean(a);
   CHECK(a.json["relays"] == 3);
   CHECK(a.json["relay_failures"].get<int>() >= 5); // 1 + 1 + 3 scheduled, more at random
   const auto& r = a.json["relay_faults"];
@@ -152,9 +158,7 @@ TEST_CASE("a graceful relay restart tells every registered node when to come bac
   s.faults = {f};
   auto a = run(s);
   INFO(a.json.dump(2));
-  CHECK(a.converged);
-  CHECK(a.checkpoints_ok);
-  CHECK(a.json["resurrected"] == 0);
+  check_clean(a);
   const auto& r = a.json["relay_faults"];
   CHECK(r["graceful_restarts"] == 1);
   CHECK(r["failures"] == 0);
@@ -313,9 +317,7 @@ TEST_CASE("replies (or requests) held past a reset of the connection arrive afte
   s.faults = {replies, requests};
   auto a = run(s);
   INFO(a.json.dump(2));
-  CHECK(a.converged);
-  CHECK(a.checkpoints_ok);
-  CHECK(a.json["resurrected"] == 0);
+  check_clean(a);
   CHECK(a.json["deletes"].get<int>() > 0);
   CHECK(a.json["lagging"].empty()); // no follower misses a post: nothing lost
   const auto& rf = a.json["rare_faults"];
@@ -345,9 +347,7 @@ TEST_CASE("replies held past the replier's crash arrive after the asker retired 
   s.faults = {late};
   auto a = run(s);
   INFO(a.json.dump(2));
-  CHECK(a.converged);
-  CHECK(a.checkpoints_ok);
-  CHECK(a.json["resurrected"] == 0);
+  check_clean(a);
   CHECK(a.json["deletes"].get<int>() > 0);
   CHECK(a.json["lagging"].empty());
   const auto& rf = a.json["rare_faults"];
