@@ -4,6 +4,7 @@
 // fault fired (its count in the summary), that the checkers pass, and that
 // the same seed gives the same trace.
 
+#include "bases.hpp"
 #include "kith/sim/simulation.hpp"
 
 #include <catch2/catch.hpp>
@@ -14,25 +15,16 @@
 #include <vector>
 
 using namespace kith::sim;
+using kith::sim::test::feed_base;
+using kith::sim::test::without_wall;
 
 namespace {
 
-nlohmann::json without_wall(nlohmann::json j) {
-  j.erase("wall_ms");
-  return j;
-}
-
 /// 10 nodes posting and deleting, on three relays (each node on two).
 scenario relayed(std::uint64_t seed) {
-  scenario s;
-  s.seed = seed;
-  s.nodes = 10;
-  s.follows = 3;
+  auto s = feed_base(seed, 10, 3, 150, 15, 600);
   s.relays = 3;
-  s.duration_s = 150;
-  s.post_interval_s = 15;
   s.delete_fraction = 0.2;
-  s.settle_limit_s = 600;
   return s;
 }
 
@@ -63,6 +55,18 @@ std::size_t csv_rows(const std::string& csv) {
   return n > 0 ? n - 1 : 0; // without the header
 }
 
+/// A late_reply fault: in [start_s, start_s + duration_s), each sync
+/// reply holds the replier's sends for hold_s with this probability.
+fault late_reply(double start_s, double duration_s, double probability, double hold_s) {
+  fault f;
+  f.what = fault::kind::late_reply;
+  f.start_s = start_s;
+  f.duration_s = duration_s;
+  f.probability = probability;
+  f.hold_s = hold_s;
+  return f;
+}
+
 /// What every fault run must end with: converged, every checkpoint held,
 /// no deleted post back.
 void check_clean(const summary& a) {
@@ -74,14 +78,8 @@ void check_clean(const summary& a) {
 /// Ten nodes posting and deleting for 200 s, checked every 10 s: the
 /// ground for the late_reply faults.
 scenario late_reply_setup(std::uint64_t seed, std::uint32_t follows) {
-  scenario s;
-  s.seed = seed;
-  s.nodes = 10;
-  s.follows = follows;
-  s.duration_s = 200;
-  s.post_interval_s = 10;
+  auto s = feed_base(seed, 10, follows, 200, 10, 600);
   s.delete_fraction = 0.2;
-  s.settle_limit_s = 600;
   s.checkpoint_s = 10;
   return s;
 }
@@ -306,12 +304,7 @@ TEST_CASE("replies (or requests) held past a reset of the connection arrive afte
   const auto seed = 65;
   INFO("seed " << seed);
   auto s = late_reply_setup(seed, 3);
-  fault replies;
-  replies.what = fault::kind::late_reply;
-  replies.start_s = 10;
-  replies.duration_s = 190;
-  replies.probability = 0.03;
-  replies.hold_s = 25; // over two anti-entropy rounds (10 s)
+  auto replies = late_reply(10, 190, 0.03, 25); // held over two anti-entropy rounds (10 s)
   fault requests = replies;
   requests.hold_requests = true;
   s.faults = {replies, requests};
@@ -337,12 +330,7 @@ TEST_CASE("replies held past the replier's crash arrive after the asker retired 
   auto s = late_reply_setup(seed, 4);
   s.retire_after_s = 10; // well under the hold: the crashed replier is retired first
   s.co_follower_retire_after_s = 10;
-  fault late;
-  late.what = fault::kind::late_reply;
-  late.start_s = 10;
-  late.duration_s = 150;
-  late.probability = 0.05;
-  late.hold_s = 40;
+  auto late = late_reply(10, 150, 0.05, 40);
   late.away_s = 60;
   s.faults = {late};
   auto a = run(s);

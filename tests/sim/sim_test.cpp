@@ -1,3 +1,4 @@
+#include "bases.hpp"
 #include "kith/sim/simulation.hpp"
 
 #include <catch2/catch.hpp>
@@ -9,26 +10,19 @@
 #include <vector>
 
 using namespace kith::sim;
+using kith::sim::test::feed_base;
+using kith::sim::test::scenario_file;
+using kith::sim::test::without_wall;
 
 namespace {
 
+/// 8 nodes under exponential churn.
 scenario small(std::uint64_t seed) {
-  scenario s;
-  s.seed = seed;
-  s.nodes = 8;
-  s.follows = 3;
-  s.duration_s = 120;
-  s.post_interval_s = 20;
+  auto s = feed_base(seed, 8, 3, 120, 20, 300);
   s.churn.model = churn_model::kind::exponential;
   s.churn.mean_up_s = 40;
   s.churn.mean_down_s = 15;
-  s.settle_limit_s = 300;
   return s;
-}
-
-nlohmann::json without_wall(nlohmann::json j) {
-  j.erase("wall_ms");
-  return j;
 }
 
 } // namespace
@@ -90,14 +84,7 @@ namespace {
 
 /// 8 nodes without churn: a base for the network fault tests.
 scenario calm(std::uint64_t seed) {
-  scenario s;
-  s.seed = seed;
-  s.nodes = 8;
-  s.follows = 3;
-  s.duration_s = 120;
-  s.post_interval_s = 10;
-  s.settle_limit_s = 300;
-  return s;
+  return feed_base(seed, 8, 3, 120, 10, 300);
 }
 
 std::vector<node_ref> refs(std::initializer_list<std::int64_t> list) {
@@ -424,21 +411,11 @@ TEST_CASE("after convergence the causality metadata goes: contexts stripped, no 
 TEST_CASE("co-followers that crashed stop holding a feed's metadata once retired: it all goes "
           "after convergence",
           "[sim]") {
-  // faults.toml's network (crashes, resets, deletes): a node that pulled a
-  // feed from a co-follower while the author was away, then crashed, never
-  // reports to it again; only its retirement lets that feed's records go.
-  auto s = small(21);
-  s.nodes = 20;
-  s.follows = 4;
-  s.duration_s = 300;
-  s.delete_fraction = 0.2;
-  s.jitter_ms = 30;
-  s.reset_probability = 0.002;
-  s.churn.model = churn_model::kind::weibull;
-  s.churn.mean_up_s = 120;
-  s.churn.mean_down_s = 40;
-  s.churn.shape = 0.6;
-  s.churn.crash_fraction = 0.35;
+  // faults.toml (crashes, resets, deletes): a node that pulled a feed from
+  // a co-follower while the author was away, then crashed, never reports
+  // to it again; only its retirement lets that feed's records go.
+  auto s = scenario_file("faults.toml");
+  s.settle_limit_s = 300;
   s.strip_limit_s = 400;
   s.co_follower_retire_after_s = 120;
   auto a = run(s);
