@@ -106,6 +106,26 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
           other->second.held.push_back(bytes); // as a kernel buffer would
           return;
         }
+        // Tampering above the stream (set_tampering): what arrives is one
+        // run of bytes, as a stream would hand it over.
+        std::string payload = bytes;
+        auto& to = other->second;
+        if (!to.stashed.empty()) {
+          payload += to.stashed; // the kept-back send, after this one
+          to.stashed.clear();
+          to.tampered = true;
+        }
+        if (net->duplicate_probability > 0 && net->draw() < net->duplicate_probability) {
+          payload += bytes;
+          to.tampered = true;
+          ++net->tamper.duplicated;
+        }
+        if (net->reorder_probability > 0 && net->draw() < net->reorder_probability &&
+            payload.size() == bytes.size()) {
+          to.stashed = std::move(payload); // arrives after the next send
+          ++net->tamper.reordered;
+          return;
+        }
         // Leaves after any hold and behind the link's earlier bytes
         // (bandwidth), then takes latency plus jitter, never arriving before
         // the bytes sent earlier on this connection (a stream keeps its order).
@@ -127,7 +147,7 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         auto id = other->first;
         lock.unlock();
         caf::delayed_anon_send(owner, std::chrono::milliseconds(arrive - now), bytes_atom::value, id,
-                               bytes);
+                               std::move(payload));
       },
       [=](pause_atom, conn_id c) {
         std::lock_guard lock(net->mu);
@@ -314,6 +334,20 @@ void sim_network::set_link_jitter(const std::string& a, const std::string& b,
                                   std::chrono::milliseconds bound, jitter_kind kind, double shape) {
   std::lock_guard lock(mu);
   link_jitter[{std::min(a, b), std::max(a, b)}] = jitter_setting{bound, kind, shape};
+}
+
+void sim_network::set_tampering(double duplicate, double reorder) {
+  std::lock_guard lock(mu);
+  duplicate_probability = duplicate;
+  reorder_probability = reorder;
+}
+
+sim_network::tamper_figures sim_network::tampering() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu));
+  auto f = tamper;
+  for (const auto& [id, e] : conns)
+    f.open += e.open && e.tampered ? 1 : 0;
+  return f;
 }
 
 std::uint64_t sim_network::resets() const {

@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!r.checkpoints_ok)
-    std::cerr << "kith-sim: seed " << s->seed << ": an invariant failed at a checkpoint "
+    std::cerr << "kith-sim: seed " << s->seed << ": an invariant failed "
               << r.checkpoint_failure << "; replay with: " << replay << "\n";
   if (!r.converged) {
     std::cerr << "kith-sim: seed " << s->seed << ": did not converge; replay with: " << replay << "\n";

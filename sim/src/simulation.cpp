@@ -82,6 +82,7 @@ public:
     cfg_.set("scheduler.policy", caf::atom("testing"));
     net_->set_faults(milliseconds(s.jitter_ms), s.reset_probability, s.seed ^ 0xfa017ull);
     net_->set_jitter_model(jitter_kind_of(s.jitter_model), jitter_shape_of(s));
+    net_->set_tampering(s.duplicate_probability, s.reorder_probability);
     if (s.bandwidth_bytes_s > 0)
       net_->set_default_bandwidth(s.bandwidth_bytes_s);
     for (const auto& l : s.links) {
@@ -1243,6 +1244,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
           key == "retire_after_s" || key == "co_follower_retire_after_s" || key == "jitter_ms" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s" ||
+          key == "duplicate_probability" || key == "reorder_probability" ||
           key == "jitter_alpha" || key == "jitter_sigma")
         return bad(key, "a number");
       error = "unknown key '" + key + "'";
@@ -1283,10 +1285,14 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (*x < 0)
         return bad(key, "a number of bytes per second (0: unlimited)");
       s.bandwidth_bytes_s = static_cast<std::uint64_t>(*x);
-    } else if (key == "reset_probability" || key == "delete_fraction") {
+    } else if (key == "reset_probability" || key == "delete_fraction" ||
+               key == "duplicate_probability" || key == "reorder_probability") {
       if (*x < 0 || *x > 1)
         return bad(key, "a number from 0 to 1");
-      (key == "reset_probability" ? s.reset_probability : s.delete_fraction) = *x;
+      (key == "reset_probability"       ? s.reset_probability
+       : key == "duplicate_probability" ? s.duplicate_probability
+       : key == "reorder_probability"   ? s.reorder_probability
+                                        : s.delete_fraction) = *x;
     } else if (key == "settle_limit_s") {
       s.settle_limit_s = *x;
     } else if (key == "strip_limit_s") {
@@ -2675,9 +2681,24 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                    {"late_deliveries_after_close", late_after_close},
                                    {"late_crashes", late_crashes},
                                    {"late_deliveries_after_retire", late_after_retire}};
+  if (s.duplicate_probability > 0 || s.reorder_probability > 0) {
+    // Every end that received duplicated or swapped bytes must have been
+    // closed by its channel (counter nonces) by now.
+    const auto t = w.net_->tampering();
+    out.json["tampering"] = json{{"duplicated", t.duplicated},
+                                 {"reordered", t.reordered},
+                                 {"closed", t.closed},
+                                 {"still_open", t.open}};
+    if (t.open > 0) {
+      ++ck.failed;
+      if (ck.first_failure.empty())
+        ck.first_failure = "at the end: " + std::to_string(t.open) +
+                           " connection ends stayed open after receiving duplicated or swapped bytes";
+    }
+  }
+  out.checkpoints_ok = ck.failed == 0;
+  out.checkpoint_failure = ck.first_failure;
   if (check_ms > 0) {
-    out.checkpoints_ok = ck.failed == 0;
-    out.checkpoint_failure = ck.first_failure;
     out.checkpoints_csv = ck_csv.str();
     out.json["checkpoints"] = json{{"interval_s", s.checkpoint_s},
                                    {"count", ck.count},

@@ -589,3 +589,42 @@ TEST_CASE("under log-normal churn the network converges, the same seed twice", "
   CHECK(a.json["churn_transitions"].get<int>() > 0);
   CHECK(a.json["trace_hash"] == b.json["trace_hash"]);
 }
+
+TEST_CASE("frames duplicated or swapped on the wire are refused by the secure channels, which close; "
+          "the network still converges, the same seed twice",
+          "[sim][faults]") {
+  // network-faults.toml (partitions, clogging, a slow relay link) with
+  // tampering on every link, relay connections included.
+  auto s = scenario_file("network-faults.toml");
+  s.duplicate_probability = 0.002;
+  s.reorder_probability = 0.002;
+  INFO("seed " << s.seed);
+  auto a = run(s);
+  INFO(a.json.dump(2));
+  const auto& t = a.json["tampering"];
+  CHECK(t["duplicated"].get<int>() > 0);
+  CHECK(t["reordered"].get<int>() > 0);
+  CHECK(t["closed"].get<int>() > 0);
+  CHECK(t["still_open"] == 0); // no channel accepted a replayed or swapped frame
+  CHECK(a.checkpoints_ok);
+  CHECK(a.converged);
+  CHECK(a.json["resurrected"] == 0);
+  CHECK(a.json["lagging"].empty());
+  auto b = run(s);
+  CHECK(without_wall(a.json) == without_wall(b.json));
+  s.duplicate_probability = 0;
+  s.reorder_probability = 0;
+  auto plain = run(s);
+  CHECK(plain.json["trace_hash"] != a.json["trace_hash"]);
+  CHECK_FALSE(plain.json.contains("tampering"));
+
+  std::string error;
+  auto p = parse_scenario("duplicate_probability = 0.01\nreorder_probability = 0.02\n", error);
+  REQUIRE(p);
+  CHECK(p->duplicate_probability == Approx(0.01));
+  CHECK(p->reorder_probability == Approx(0.02));
+  CHECK_FALSE(parse_scenario("reorder_probability = 1.5\n", error));
+  CHECK(error.find("reorder_probability") != std::string::npos);
+  CHECK_FALSE(parse_scenario("duplicate_probability = \"often\"\n", error));
+  CHECK(error.find("duplicate_probability") != std::string::npos);
+}

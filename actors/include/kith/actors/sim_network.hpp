@@ -8,7 +8,8 @@
 // bytes instead: a hold delays every send in one direction until it ends
 // (one-way and symmetric partitions, clogging of a node or a link), and a
 // bandwidth queues a link's sends behind each other. A connection's bytes
-// always arrive in order (it is a stream).
+// arrive in order (it is a stream) unless tampering (set_tampering)
+// duplicates or swaps sends above the stream.
 
 #include "kith/actors/interfaces.hpp"
 
@@ -73,6 +74,24 @@ public:
                        jitter_kind kind, double shape = 1.5);
   /// Connections reset by the fault model so far.
   [[nodiscard]] std::uint64_t resets() const;
+  /// Frames tampered with above the stream, as a faulty or hostile
+  /// middlebox or relay would (TCP itself hides duplication and
+  /// reordering below the stream): with probability `duplicate` a send's
+  /// bytes arrive twice, and with probability `reorder` they are kept back
+  /// and arrive right after the connection's next send (swapped with it;
+  /// dropped if the connection closes first). Draws come from the fault
+  /// stream of set_faults, only while a probability is above 0. An end
+  /// that received tampered bytes is marked until its connection closes:
+  /// the secure channel must refuse them (its nonces are counters), so a
+  /// marked end that stays open is a bug the simulator reports.
+  void set_tampering(double duplicate, double reorder);
+  struct tamper_figures {
+    std::uint64_t duplicated = 0;  // sends delivered twice
+    std::uint64_t reordered = 0;   // sends swapped with the next one
+    std::uint64_t closed = 0;      // ends that received tampered bytes and closed since
+    std::uint64_t open = 0;        // ends that received tampered bytes and are still open
+  };
+  [[nodiscard]] tamper_figures tampering() const;
 
   /// Holds every send from an address in `from` to an address in `to`
   /// (an empty `to` means every address) made before virtual time
@@ -123,6 +142,8 @@ public:
     std::int64_t deliver_after_ms = 0; // arrival time of the last bytes sent here
     bool paused = false;            // the owner stopped reading
     std::vector<std::string> held;  // bytes that arrived while paused
+    std::string stashed;            // reordered bytes waiting for the next send here
+    bool tampered = false;          // received duplicated or swapped bytes (set_tampering)
   };
   std::mutex mu;
   std::map<conn_id, end> conns;
@@ -140,6 +161,9 @@ public:
   double reset_probability = 0;
   std::uint64_t fault_state = 0; // splitmix64 state
   std::uint64_t reset_count = 0;
+  double duplicate_probability = 0;
+  double reorder_probability = 0;
+  tamper_figures tamper{}; // open is computed on demand
   /// One send's extra delay in ms (one draw; two for log-normal), with
   /// the default distribution or the one of the link a-b.
   std::int64_t draw_jitter_ms();
@@ -247,6 +271,10 @@ public:
   void opened_end(conn_id id, const end& e) { open_by_address[e.local].insert(id); }
   void close_end(conn_id id, end& e) {
     e.open = false;
+    if (e.tampered) {
+      e.tampered = false;
+      ++tamper.closed;
+    }
     if (auto it = open_by_address.find(e.local); it != open_by_address.end()) {
       it->second.erase(id);
       if (it->second.empty())

@@ -187,6 +187,11 @@ struct scenario {
   double jitter_alpha = 1.5;
   double jitter_sigma = 1.0; // jitter_model "lognormal": sigma of the underlying normal
   double reset_probability = 0;    // per send: the connection is reset instead
+  /// Per send: its bytes arrive twice, or swapped with the connection's
+  /// next send (actors::sim_network::set_tampering). The channels must
+  /// refuse them and close; the run fails if a tampered connection stays open.
+  double duplicate_probability = 0;
+  double reorder_probability = 0;
   std::uint64_t bandwidth_bytes_s = 0; // every link, each direction (0: unlimited)
   std::vector<link_setting> links;
   std::vector<fault> faults;
@@ -318,9 +323,10 @@ struct summary {
   nlohmann::json json; // seed, trace hash, figures (docs/simulation.md)
   bool converged = false;
   std::string series_csv; // with run_options::sample_s > 0: one row per sample
-  /// With checkpoint_s > 0: every checkpoint held its invariants;
-  /// otherwise the first failure (time, node, what) is in
-  /// checkpoint_failure, and checkpoints_csv has one row per checkpoint.
+  /// Every checkpoint (checkpoint_s > 0) and the end-of-run checks of
+  /// tampered connections held their invariants; otherwise the first
+  /// failure (time, node, what) is in checkpoint_failure. checkpoints_csv
+  /// has one row per checkpoint.
   bool checkpoints_ok = true;
   std::string checkpoint_failure;
   std::string checkpoints_csv;
