@@ -111,6 +111,7 @@ struct Reply {
   entries @4 :List(Entry);
   batches @5 :List(Batch);
   bindings @6 :List(Binding);
+  summaries @7 :List(Data);    # writer summaries, signed_write codec encoding each
 }
 
 struct Entry {

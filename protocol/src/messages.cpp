@@ -271,6 +271,15 @@ void put(w::Reply::Builder b, const signed_reply& r) {
     for (unsigned i = 0; i < bs.size(); ++i)
       put(bs[i], r.bindings[i]);
   }
+  if (!r.summaries.empty()) {
+    auto ss = b.initSummaries(static_cast<unsigned>(r.summaries.size()));
+    for (unsigned i = 0; i < ss.size(); ++i) {
+      causality::writer cw;
+      encode(cw, r.summaries[i]);
+      const std::string bytes = cw.take();
+      ss.set(i, as_data(bytes));
+    }
+  }
 }
 
 void put(w::Message::Builder b, const message& m) {
@@ -709,6 +718,17 @@ private:
     out.bindings.reserve(bi.size());
     for (auto b : bi)
       out.bindings.push_back(binding(b));
+
+    auto su = r.getSummaries();
+    limit(su.size(), l_.max_summaries, "writer summaries", "max_summaries");
+    out.summaries.reserve(su.size());
+    for (auto d : su) {
+      causality::reader cr(std::string_view(reinterpret_cast<const char*>(d.begin()), d.size()));
+      writer_summary ws;
+      if (!decode(cr, ws, l_.sig) || cr.failed() || !cr.at_end())
+        fail("a writer summary does not decode");
+      out.summaries.push_back(std::move(ws));
+    }
     return out;
   }
 
@@ -826,6 +846,15 @@ public:
       }
     }
     emit(begin, r_.entries.size(), parts);
+    // The summaries ride on the last part, with their writers' bindings.
+    auto& last = parts.back();
+    last.summaries = r_.summaries;
+    for (const auto& su : r_.summaries)
+      for (const auto& b : r_.bindings)
+        if (b.rid == su.rid &&
+            std::none_of(last.bindings.begin(), last.bindings.end(),
+                         [&](const replica_binding& x) { return x.rid == b.rid; }))
+          last.bindings.push_back(b);
     return parts;
   }
 

@@ -236,7 +236,119 @@ bool check_batch(const signed_batch& b, const public_key& author) {
   return b.first >= 1 && !b.leaves.empty() && verify(author, batch_message(b), b.sig);
 }
 
+// --- writer summaries -----------------------------------------------------------
+
+bool writer_summary::live_at(dot d) const {
+  if (d.id != rid)
+    return false;
+  const auto n = d.n.value();
+  if (n > upto)
+    return true;
+  auto it = std::upper_bound(live.begin(), live.end(), n,
+                             [](std::uint64_t x, const auto& run) { return x < run.first; });
+  if (it == live.begin())
+    return false;
+  --it;
+  return n - it->first < it->second;
+}
+
+void writer_summary::add_live(std::uint64_t first, std::uint64_t last) {
+  // Runs are few (an append-mostly feed: one per delete): rebuild.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  out.reserve(live.size() + 1);
+  bool placed = false;
+  auto push = [&](std::uint64_t f, std::uint64_t l) { // inclusive ends
+    if (!out.empty() && out.back().first + out.back().second >= f) {
+      auto& b = out.back();
+      b.second = std::max(b.first + b.second, l + 1) - b.first;
+    } else {
+      out.emplace_back(f, l - f + 1);
+    }
+  };
+  for (const auto& [f, len] : live) {
+    if (!placed && first < f) {
+      push(first, last);
+      placed = true;
+    }
+    push(f, f + len - 1);
+  }
+  if (!placed)
+    push(first, last);
+  live = std::move(out);
+}
+
+void writer_summary::remove_live(std::uint64_t n) {
+  for (std::size_t i = 0; i < live.size(); ++i) {
+    auto [f, len] = live[i];
+    if (n < f || n >= f + len)
+      continue;
+    live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> parts;
+    if (n > f)
+      parts.emplace_back(f, n - f);
+    if (n + 1 < f + len)
+      parts.emplace_back(n + 1, f + len - n - 1);
+    live.insert(live.begin() + static_cast<std::ptrdiff_t>(i), parts.begin(), parts.end());
+    return;
+  }
+}
+
+std::string summary_message(const writer_summary& s) {
+  writer w;
+  w.raw("kith/summary/v1");
+  w.bytes(s.topic);
+  w.varint(s.rid.value());
+  w.varint(s.upto);
+  w.varint(s.live.size());
+  for (const auto& [f, len] : s.live) {
+    w.varint(f);
+    w.varint(len);
+  }
+  return w.take();
+}
+
+void sign_summary(const identity& writer, writer_summary& s) { s.sig = writer.sign(summary_message(s)); }
+
+bool check_summary(const writer_summary& s, const public_key& writer) {
+  if (s.upto > (std::uint64_t{1} << 62))
+    return false;
+  std::uint64_t next = 1; // the least counter the next run may start at
+  for (const auto& [f, len] : s.live) {
+    if (f < next || len == 0 || len > s.upto || f > s.upto - len + 1)
+      return false;
+    next = f + len + 1; // runs do not touch: they would be one
+  }
+  return verify(writer, summary_message(s), s.sig);
+}
+
 // --- encodings ------------------------------------------------------------------
+
+void encode(writer& w, const writer_summary& s) {
+  w.bytes(s.topic);
+  w.varint(s.rid.value());
+  w.varint(s.upto);
+  w.varint(s.live.size());
+  for (const auto& [f, len] : s.live) {
+    w.varint(f);
+    w.varint(len);
+  }
+  w.raw(s.sig.view());
+}
+
+bool decode(reader& r, writer_summary& s, const signed_limits& l) {
+  s.topic = std::string(r.bytes(l.max_topic_bytes));
+  s.rid = replica_id{r.varint()};
+  s.upto = r.varint();
+  auto n = r.count(l.max_summary_runs);
+  s.live.clear();
+  s.live.reserve(n);
+  for (std::size_t i = 0; i < n && !r.failed(); ++i) {
+    const auto f = r.varint();
+    const auto len = r.varint();
+    s.live.emplace_back(f, len);
+  }
+  return read_array(r, s.sig.bytes) && !r.failed();
+}
 
 void encode(writer& w, const replica_binding& b) {
   w.raw(b.author.view());

@@ -13,6 +13,7 @@
 //   d<topic>\0<rid:8><n:8>          dot-key map row -> key
 //   s<topic>\0<rid:8><n:8>          header of a dot not held, kept for peers
 //   b<topic>\0<rid:8><first:8>      signed batch
+//   v<topic>\0<rid:8>               newest writer summary of replica rid
 //   r<rid:8>                        replica binding
 //   i...                            derived indexes (see index rows below)
 
@@ -57,6 +58,11 @@ inline std::string dot_row(char kind, std::string_view t, causality::dot d) {
 }
 inline std::string batch_row(std::string_view t, causality::replica_id r, std::uint64_t first) {
   return dot_row('b', t, causality::dot{r, causality::counter{first}});
+}
+inline std::string summary_row(std::string_view t, causality::replica_id r) {
+  std::string s = topic_prefix('v', t);
+  put_be64(s, r.value());
+  return s;
 }
 inline std::string binding_row(causality::replica_id r) {
   std::string s = "r";

@@ -26,6 +26,9 @@ struct store::topic_state {
   causality::dot_key_map dkm;
   causality::watermark marks;
   std::set<key_type> unstripped;
+  /// The newest writer summary held per replica (own included): the 'v'
+  /// rows, loaded with the topic.
+  std::map<replica_id, protocol::writer_summary> summaries;
 };
 
 struct store::commit_input {
@@ -41,6 +44,8 @@ struct store::commit_input {
   std::vector<replica_id> extra_members;
   /// A sender's own clock entry, vouched for first-hand (end of a resync).
   std::optional<std::pair<replica_id, causality::clock_entry>> join_entry;
+  /// Writer summaries to keep (each newer than the one held for its replica).
+  std::vector<protocol::writer_summary> summaries;
 };
 
 namespace {
@@ -429,6 +434,20 @@ result<store::topic_state*> store::state(const std::string& topic) {
   });
   if (!st)
     return st.err();
+  auto vp = lay::topic_prefix('v', topic);
+  st = kv_->scan(vp, prefix_end(vp), [&](std::string_view, std::string_view v) {
+    protocol::writer_summary ws;
+    if (!decoded(v, ws)) {
+      bad = true;
+      return false;
+    }
+    ts->summaries[ws.rid] = std::move(ws);
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (bad)
+    return corrupt("a writer summary of topic " + topic);
   return topics_.emplace(topic, std::move(ts)).first->second.get();
 }
 
@@ -778,6 +797,8 @@ status store::commit(topic_state& ts, commit_input& in) {
   }
   for (const auto& rb : in.bindings)
     b.put(lay::binding_row(rb.rid), encoded(rb));
+  for (const auto& ws : in.summaries)
+    b.put(lay::summary_row(topic, ws.rid), encoded(ws));
   b.put(lay::clock_row(topic), encoded(clk));
   b.put(lay::marks_row(topic), encoded(marks));
 
@@ -796,6 +817,8 @@ status store::commit(topic_state& ts, commit_input& in) {
     ts.dkm.prune(origin, marks.row_min(origin));
   ts.marks = std::move(marks);
   ts.unstripped = std::move(unstripped);
+  for (auto& ws : in.summaries)
+    ts.summaries[ws.rid] = std::move(ws);
   return ok_status();
 }
 
@@ -841,6 +864,7 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
   std::vector<protocol::hash256> leaves;
   std::map<key_type, std::size_t> entry_of;
   const std::uint64_t first = clk.base(binding_.rid) + 1;
+  std::vector<std::uint64_t> superseded; // own counters this batch overwrites or deletes
   try {
     for (const auto& op : ops) {
       auto it = filled.find(op.key);
@@ -854,6 +878,9 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
         it->second.fill(clk);
       }
       container& c = it->second;
+      for (const auto& [od, sib] : c.dots())
+        if (od.id == binding_.rid && op.context.covers(od))
+          superseded.push_back(od.n.value());
       c.discard(op.context);
       const dot d = clk.event(binding_.rid);
       protocol::write_body body{!op.value.has_value(), time_ms, op.context,
@@ -888,6 +915,26 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
   push.batches = in.batches;
   push.bindings = in.bindings;
   push.clock = clk.base_only();
+  if (!superseded.empty()) {
+    // A new summary: what was live, plus this batch's counters, less
+    // what it superseded (docs/architecture.md, "Signed writer summaries").
+    protocol::writer_summary ws;
+    if (auto held = ts.summaries.find(binding_.rid); held != ts.summaries.end()) {
+      ws = held->second;
+    } else {
+      ws.topic = topic;
+      ws.rid = binding_.rid;
+    }
+    const std::uint64_t last = clk.base(binding_.rid);
+    if (ws.upto < last)
+      ws.add_live(ws.upto + 1, last);
+    for (auto n : superseded)
+      ws.remove_live(n);
+    ws.upto = last;
+    protocol::sign_summary(self_, ws);
+    push.summaries.push_back(ws);
+    in.summaries.push_back(std::move(ws));
+  }
   if (auto st = commit(ts, in); !st)
     return st.err();
   return push;
@@ -1077,6 +1124,8 @@ result<store::page_result> store::page(const std::string& topic, const std::stri
   if (!done)
     return done.err();
   out.complete = *done;
+  if (out.complete)
+    attach_summaries(**tsr, nullptr, out.reply);
   // Our own binding always travels: the end of the resync recognises our
   // author's writes under other replica ids by it (join_sender_entry).
   if (std::none_of(out.reply.bindings.begin(), out.reply.bindings.end(),
@@ -1153,6 +1202,7 @@ result<signed_reply> store::answer(const std::string& topic, const causality::sy
   }
   out.batches = std::move(proofs.batches_);
   out.bindings = std::move(proofs.bindings_);
+  attach_summaries(ts, &req.clock, out);
   return out;
 }
 
@@ -1312,9 +1362,94 @@ result<apply_stats> store::apply(const signed_reply& r) {
   in.new_dots = std::move(plan.new_dots);
   if (ts.marks.is_member(r.from))
     in.observed = std::make_pair(r.from, r.clock);
+
+  // 4. Writer summaries: each signed by its replica's author. One we
+  // cannot attribute (no binding) is left out; a bad one refuses all.
+  std::vector<protocol::writer_summary> summaries;
+  for (const auto& ws : r.summaries) {
+    if (ws.topic != r.topic)
+      return error{errc::invalid, "a writer summary names another topic"};
+    if (ws.rid == binding_.rid)
+      continue; // ours: we are the writer
+    if (auto held = ts.summaries.find(ws.rid); held != ts.summaries.end() && held->second.upto >= ws.upto)
+      continue;
+    auto pk = author_of(ws.rid);
+    if (!pk)
+      continue;
+    if (!protocol::check_summary(ws, *pk))
+      return error{errc::bad_signature, "a writer summary by " + protocol::to_text(*pk) +
+                                            " does not verify"};
+    summaries.push_back(ws);
+  }
   if (auto st = commit(ts, in); !st)
     return st.err();
+  if (!summaries.empty())
+    if (auto st = apply_summaries(ts, std::move(summaries)); !st)
+      return st.err();
   return stats;
+}
+
+status store::apply_summaries(topic_state& ts, std::vector<protocol::writer_summary> summaries) {
+  // Values of a summarised replica that its writer no longer holds go:
+  // they were overwritten or deleted there, and that writer's word is
+  // signed. A scan of the topic's containers, once per newer summary.
+  std::map<replica_id, const protocol::writer_summary*> by_rid;
+  for (const auto& ws : summaries)
+    by_rid[ws.rid] = &ws;
+  commit_input in;
+  const std::string prefix = lay::topic_prefix('c', ts.desc.id);
+  bool bad = false;
+  auto st = kv_->scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
+    container c;
+    if (!decoded(v, c)) {
+      bad = true;
+      return false;
+    }
+    container kept;
+    bool stale = false;
+    for (const auto& [d, sib] : c.dots()) {
+      auto w = by_rid.find(d.id);
+      if (w != by_rid.end() && w->second->covers(d) && !w->second->live_at(d)) {
+        stale = true;
+        continue;
+      }
+      kept.add(d, sib);
+    }
+    if (!stale)
+      return true;
+    for (const auto& [id, n] : c.context().entries())
+      kept.context().raise(id, n);
+    key_type key(k.substr(prefix.size()));
+    in.before.emplace(key, std::move(c));
+    in.changes.push_back({std::move(key), std::move(kept)});
+    return true;
+  });
+  if (auto done = scan_outcome(st, ok_status(), bad, "a stored container of " + ts.desc.id); !done)
+    return done;
+  in.summaries = std::move(summaries);
+  return commit(ts, in);
+}
+
+std::size_t store::attach_summaries(const topic_state& ts, const node_clock* asker,
+                                    signed_reply& out) {
+  std::size_t n = 0;
+  for (const auto& [rid, ws] : ts.summaries) {
+    // An asker whose clock has every counter the summary speaks of has
+    // seen the writes that superseded the dropped ones.
+    if (asker && asker->base(rid) >= ws.upto)
+      continue;
+    if (std::none_of(out.bindings.begin(), out.bindings.end(),
+                     [&](const replica_binding& b) { return b.rid == rid; })) {
+      auto rb = kv_->get(lay::binding_row(rid));
+      replica_binding b;
+      if (!rb || !*rb || !decoded(**rb, b))
+        continue; // cannot be attributed by the receiver either
+      out.bindings.push_back(std::move(b));
+    }
+    out.summaries.push_back(ws);
+    ++n;
+  }
+  return n;
 }
 
 // --- indexes ------------------------------------------------------------------------

@@ -168,7 +168,11 @@ TEST_CASE_METHOD(test::author_and_follower,
       REQUIRE(p);
       if (!clock)
         clock = p->reply.clock;
-      REQUIRE(b->apply(p->reply));
+      // Without ann's signed summary, which would drop the post on its
+      // own (resync_test.cpp): this is the sender's entry at work.
+      auto reply = p->reply;
+      reply.summaries.clear();
+      REQUIRE(b->apply(reply));
       for (const auto& e : p->reply.entries)
         for (const auto& rec : e.records)
           if (rec.first.id == a->self_id())

@@ -169,3 +169,100 @@ TEST_CASE_METHOD(test::author_and_follower,
   for (int n : {1, 2})
     CHECK(db.get(posts[n], feed)->is_null());
 }
+
+TEST_CASE("a follower that missed a delete drops the post when a co-follower relays the author's "
+          "signed summary",
+          "[store][resync][summary]") {
+  // Bob was away when Ann deleted a post. Cat got the delete, and nobody
+  // keeps its record (neither has other members). Cat's own clock entry
+  // cannot vouch for Ann's writes; Ann's summary, signed by her and
+  // relayed by Cat, can.
+  test::temp_dir dir;
+  auto ann = test::person(21), bob = test::person(22), cat = test::person(23);
+  auto a = test::open_store(backend::memory, ann, 21, dir);
+  auto b = test::open_store(backend::memory, bob, 22, dir);
+  auto c = test::open_store(backend::memory, cat, 23, dir);
+  const auto feed = a->feed_topic_id();
+  storage::documents da(*a), db(*b), dc(*c);
+  auto kept = da.post("kept", 1000);
+  auto gone = da.post("deleted while Bob was away", 1001);
+  REQUIRE(kept);
+  REQUIRE(gone);
+  REQUIRE(b->add_topic(*a->topic(feed)));
+  REQUIRE(c->add_topic(*a->topic(feed)));
+  resync(*b, *a, feed);
+  resync(*c, *a, feed);
+  REQUIRE(da.del(*gone, std::nullopt, 2000));
+  test::pull(*c, *a, feed);
+  REQUIRE(dc.get(*gone, feed)->is_null());
+  REQUIRE_FALSE(db.get(*gone, feed)->is_null());
+
+  SECTION("in a full resync from the co-follower") { resync(*b, *c, feed); }
+  SECTION("in an anti-entropy answer from the co-follower") { test::pull(*b, *c, feed); }
+  test::check_only_kept(*b, db, feed, *gone, *kept, ann);
+  REQUIRE(b->check_topic(feed));
+  // Bob now holds the summary and relays it in turn to an asker whose
+  // clock misses some of the counters it speaks of: Cat's misses the
+  // delete's own dots (she dropped the post by the summary, and Ann kept
+  // no record to send). Ann's clock has them all: not sent to her.
+  auto from_cat = c->make_request(feed);
+  REQUIRE(from_cat);
+  auto to_cat = b->answer(feed, *from_cat);
+  REQUIRE(to_cat);
+  CHECK(to_cat->summaries.size() == 1);
+  auto from_ann = a->make_request(feed);
+  REQUIRE(from_ann);
+  auto to_ann = b->answer(feed, *from_ann);
+  REQUIRE(to_ann);
+  CHECK(to_ann->summaries.empty());
+}
+
+TEST_CASE("a writer summary that does not verify is refused with the data it came with",
+          "[store][summary]") {
+  test::temp_dir dir;
+  auto ann = test::person(31), bob = test::person(32);
+  auto a = test::open_store(backend::memory, ann, 31, dir);
+  auto b = test::open_store(backend::memory, bob, 32, dir);
+  const auto feed = a->feed_topic_id();
+  storage::documents da(*a), db(*b);
+  auto kept = da.post("kept", 1000);
+  auto gone = da.post("deleted", 1001);
+  REQUIRE(kept);
+  REQUIRE(gone);
+  REQUIRE(b->add_topic(*a->topic(feed)));
+  resync(*b, *a, feed);
+  const std::string text = std::string(1, '\0') + "text";
+  auto kept_at_b = b->read(feed, *kept + text);
+  auto gone_at_b = b->read(feed, *gone + text);
+  REQUIRE(kept_at_b);
+  REQUIRE(gone_at_b);
+  REQUIRE(kept_at_b->siblings.size() == 1);
+  REQUIRE(gone_at_b->siblings.size() == 1);
+  REQUIRE(da.del(*gone, std::nullopt, 2000));
+  auto req = b->make_request(feed);
+  REQUIRE(req);
+  auto rep = a->answer(feed, *req);
+  REQUIRE(rep);
+  REQUIRE(rep->summaries.size() == 1);
+  const auto& genuine = rep->summaries[0];
+  CHECK(genuine.upto == a->clock_copy(feed)->base(a->self_id())); // up to the delete
+  CHECK(genuine.live_at(kept_at_b->siblings[0].d));
+  CHECK_FALSE(genuine.live_at(gone_at_b->siblings[0].d));
+
+  auto forged = *rep;
+  forged.summaries[0].live.clear(); // "none of my posts is left": not what Ann signed
+  auto r = b->apply(forged);
+  REQUIRE_FALSE(r);
+  CHECK(r.err().code == errc::bad_signature);
+  auto other = *rep;
+  other.summaries[0].live.clear();
+  protocol::sign_summary(bob, other.summaries[0]); // Bob's key, Ann's replica
+  r = b->apply(other);
+  REQUIRE_FALSE(r);
+  CHECK(r.err().code == errc::bad_signature);
+  CHECK(values_of(*b, feed, *kept + text).size() == 1);
+  CHECK_FALSE(db.get(*gone, feed)->is_null()); // nothing of either was stored
+
+  REQUIRE(b->apply(*rep));
+  test::check_only_kept(*b, db, feed, *gone, *kept, ann);
+}

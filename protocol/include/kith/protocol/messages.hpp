@@ -43,6 +43,10 @@ struct signed_reply {
   std::vector<signed_entry> entries;
   std::vector<signed_batch> batches;
   std::vector<replica_binding> bindings;
+  /// Writers' signed summaries of this topic the sender holds (the last
+  /// part of a split reply carries them), with the bindings naming their
+  /// writers in `bindings`.
+  std::vector<writer_summary> summaries;
 };
 
 // --- messages -------------------------------------------------------------------
@@ -188,6 +192,7 @@ struct message_limits {
   std::size_t max_records_per_key = 1024;     // siblings + resolved headers
   std::size_t max_batches = 65536;
   std::size_t max_bindings = 4096;
+  std::size_t max_summaries = 4096;           // writer summaries per data message
   std::size_t max_key_bytes = 4096;
   std::size_t max_value_bytes = 1u << 20;     // one write body
   std::size_t max_reason_bytes = 1024;

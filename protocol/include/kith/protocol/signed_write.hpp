@@ -24,6 +24,7 @@ struct signed_limits {
   std::size_t max_batch_leaves = 4096;   // writes under one signature
   std::size_t max_topic_bytes = 256;
   std::size_t max_writers = 4096;        // allow-list of a shared topic
+  std::size_t max_summary_runs = 65536;  // live runs of one writer summary
 };
 
 // --- replica bindings -------------------------------------------------------
@@ -137,6 +138,42 @@ struct signed_batch {
 [[nodiscard]] signed_batch sign_batch(const identity& author, std::string topic, replica_id rid,
                                       std::uint64_t first, std::vector<hash256> leaves);
 [[nodiscard]] bool check_batch(const signed_batch& b, const public_key& author);
+
+// --- writer summaries -----------------------------------------------------------
+
+/// A writer's signed statement about its own writes in one topic: of the
+/// counters 1..upto of its replica `rid`, only those in `live` may still
+/// be values; every other one was overwritten or deleted (or was a
+/// delete) at the writer. Any replica may relay it; a receiver that holds
+/// a value of rid with such a counter drops it (docs/architecture.md,
+/// "Signed writer summaries"). A later summary of the same replica has a
+/// greater `upto` and replaces the earlier one. The writer is the author
+/// of rid's binding; the signature is checked against it.
+struct writer_summary {
+  std::string topic;
+  replica_id rid;
+  std::uint64_t upto = 0;
+  /// Sorted, disjoint, non-adjacent runs of counters: (first, length).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> live;
+  signature sig;
+
+  [[nodiscard]] bool covers(dot d) const { return d.id == rid && d.n.value() <= upto; }
+  /// d is rid's and in a live run (or above upto: not spoken of).
+  [[nodiscard]] bool live_at(dot d) const;
+  /// The counters first..last (first <= last) join the live runs.
+  void add_live(std::uint64_t first, std::uint64_t last);
+  /// The counter n leaves the live runs.
+  void remove_live(std::uint64_t n);
+};
+
+[[nodiscard]] std::string summary_message(const writer_summary& s);
+/// Signs s (topic, rid, upto and live set) with the writer's key.
+void sign_summary(const identity& writer, writer_summary& s);
+/// Well formed (runs sorted, disjoint, within 1..upto) and signed by `writer`.
+[[nodiscard]] bool check_summary(const writer_summary& s, const public_key& writer);
+
+void encode(causality::writer& w, const writer_summary& s);
+[[nodiscard]] bool decode(causality::reader& r, writer_summary& s, const signed_limits& l = {});
 
 void encode(causality::writer& w, const replica_binding& b);
 void encode(causality::writer& w, const topic_descriptor& t);

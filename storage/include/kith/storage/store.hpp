@@ -261,6 +261,13 @@ private:
   result<topic_state*> state(const std::string& topic);
   struct commit_input;
   status commit(topic_state& ts, commit_input& in);
+  /// Keeps newer writer summaries (verified by the caller) and drops the
+  /// stored values they say their writers superseded, in one commit.
+  status apply_summaries(topic_state& ts, std::vector<protocol::writer_summary> summaries);
+  /// Adds to `out` the summaries held for the topic (with their bindings),
+  /// all of them or those `asker`'s clock does not cover. Returns how many.
+  std::size_t attach_summaries(const topic_state& ts, const causality::node_clock* asker,
+                               protocol::signed_reply& out);
 
   std::unique_ptr<kv_store> kv_;
   protocol::identity self_;
