@@ -23,6 +23,10 @@ key_seed seed_of(std::uint64_t n) {
 
 // --- equality, field by field (the types have no operator==) ----------------------
 
+bool same(const writer_summary& a, const writer_summary& b) {
+  return a.topic == b.topic && a.rid == b.rid && a.upto == b.upto && a.live == b.live &&
+         a.sig == b.sig;
+}
 bool same(const replica_binding& a, const replica_binding& b) {
   return a.author == b.author && a.nonce == b.nonce && a.rid == b.rid && a.sig == b.sig;
 }
@@ -49,7 +53,7 @@ bool same_list(const std::vector<T>& a, const std::vector<T>& b) {
 bool same(const signed_reply& a, const signed_reply& b) {
   return a.topic == b.topic && a.from == b.from && a.clock == b.clock &&
          same_list(a.entries, b.entries) && same_list(a.batches, b.batches) &&
-         same_list(a.bindings, b.bindings);
+         same_list(a.bindings, b.bindings) && same_list(a.summaries, b.summaries);
 }
 bool same(const hello_msg& a, const hello_msg& b) {
   return a.version == b.version && same(a.binding, b.binding) && a.agent == b.agent;
@@ -224,6 +228,16 @@ fixture make_fixture(kith::test::rng& g, std::size_t n, std::size_t per_batch,
   }
   f.reply.clock.add(dot{f.c.rid(), kc::counter{1000}}); // a gap: the clock needs a bitmap
   f.sign(per_batch);
+  // Author b's summary: counters 1..40 spoken of, three of them gone.
+  writer_summary ws;
+  ws.topic = f.topic;
+  ws.rid = f.b.rid();
+  ws.upto = 40;
+  ws.add_live(1, 40);
+  for (std::uint64_t n : {3, 17, 18})
+    ws.remove_live(n);
+  sign_summary(f.b.id, ws);
+  f.reply.summaries.push_back(ws);
   return f;
 }
 
@@ -700,6 +714,13 @@ namespace {
 std::size_t check_split(const fixture& f, std::size_t max) {
   const auto parts = split_reply(f.reply, max);
   const auto whole = encode_message(data_msg{data_kind::answer, true, f.reply}).size();
+  // The writer summaries ride on the last part only, with their bindings.
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i)
+    CHECK(parts[i].summaries.empty());
+  CHECK(same_list(parts.back().summaries, f.reply.summaries));
+  for (const auto& ws : parts.back().summaries)
+    CHECK(std::any_of(parts.back().bindings.begin(), parts.back().bindings.end(),
+                      [&](const replica_binding& b) { return b.rid == ws.rid; }));
   std::size_t sum = 0;
   std::vector<signed_entry> joined;
   for (const auto& p : parts) {
@@ -728,6 +749,8 @@ std::size_t check_split(const fixture& f, std::size_t max) {
       }
       CHECK(needed);
     }
+    for (const auto& ws : p.summaries) // the last part: the summaries' writers too
+      rids.insert(ws.rid.value());
     CHECK(p.bindings.size() == rids.size());
     for (const auto& bd : p.bindings)
       CHECK(rids.count(bd.rid.value()) == 1);
@@ -792,4 +815,49 @@ TEST_CASE("split_reply makes parts under the limit that each verify alone", "[me
   auto one = split_reply(small.reply, 1u << 20);
   REQUIRE(one.size() == 1);
   CHECK(same(one[0], small.reply));
+}
+
+TEST_CASE("a writer summary keeps its live runs sorted and apart, and only its writer can sign it",
+          "[messages][summary]") {
+  auto a = identity::from_seed(seed_of(1)), b = identity::from_seed(seed_of(2));
+  writer_summary ws;
+  ws.topic = "feed/x";
+  ws.rid = replica_id{7};
+  ws.add_live(1, 10);
+  ws.remove_live(4);
+  ws.remove_live(1);
+  ws.remove_live(10);
+  ws.remove_live(42); // not live: nothing changes
+  using runs = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+  CHECK(ws.live == runs{{2, 2}, {5, 5}});
+  ws.add_live(11, 12); // joins nothing: 10 is out
+  ws.add_live(4, 4);   // fills the hole: one run 2..9
+  CHECK(ws.live == runs{{2, 8}, {11, 2}});
+  ws.upto = 12;
+  const dot d1{replica_id{7}, kc::counter{1}}, d5{replica_id{7}, kc::counter{5}},
+      d10{replica_id{7}, kc::counter{10}}, d13{replica_id{7}, kc::counter{13}},
+      other{replica_id{8}, kc::counter{1}};
+  CHECK_FALSE(ws.live_at(d1));
+  CHECK(ws.live_at(d5));
+  CHECK_FALSE(ws.live_at(d10));
+  CHECK(ws.live_at(d13)); // beyond upto: not spoken of
+  CHECK_FALSE(ws.covers(d13));
+  CHECK_FALSE(ws.covers(other));
+
+  sign_summary(a, ws);
+  CHECK(check_summary(ws, a.pub()));
+  CHECK_FALSE(check_summary(ws, b.pub()));
+  auto altered = ws;
+  altered.live.pop_back(); // 11..12 gone: not what a signed
+  CHECK_FALSE(check_summary(altered, a.pub()));
+  // Malformed runs are refused even when signed: overlapping, touching,
+  // empty, or beyond upto.
+  for (const runs& bad : {runs{{2, 5}, {6, 1}}, runs{{2, 2}, {4, 1}}, runs{{2, 0}},
+                          runs{{0, 2}}, runs{{11, 3}}, runs{{5, 2}, {2, 1}}}) {
+    auto m = ws;
+    m.live = bad;
+    sign_summary(a, m);
+    CAPTURE(bad);
+    CHECK_FALSE(check_summary(m, a.pub()));
+  }
 }
