@@ -460,6 +460,35 @@ public:
     n.refollow = true; // its follows (and topics) are set up now
     restart(i);
   }
+  void note_delete_dot(std::size_t author, const std::string& subject) {
+    auto& st = *nodes_[author].env->store;
+    const auto* c = st.clock(st.feed_topic_id());
+    if (c)
+      delete_dot_[subject] = causality::dot{st.self_id(), causality::counter{c->base(st.self_id())}};
+  }
+  /// Has a node other than the author, still in the network, applied the
+  /// delete of `subject` (its clock has the delete's dot, or it holds the
+  /// author's summary up to it)?
+  [[nodiscard]] bool delete_went_out(std::size_t author, const std::string& subject) {
+    auto it = delete_dot_.find(subject);
+    if (it == delete_dot_.end())
+      return true; // unknown: counted as a resurrection if it stays
+    const causality::dot d = it->second;
+    const auto topic = "feed/" + id_of(author);
+    for (std::size_t k = 0; k < nodes_.size(); ++k) {
+      if (k == author || !live(k))
+        continue;
+      auto& st = *nodes_[k].env->store;
+      const auto* c = st.clock(topic);
+      if (!c)
+        continue;
+      if (c->contains(d))
+        return true;
+      if (auto su = st.summary(topic, d.id); su && su->upto >= d.n.value())
+        return true;
+    }
+    return false;
+  }
   /// A permanent departure: the node's actors stop for good.
   void leave(std::size_t i) {
     crash(i);
@@ -641,6 +670,9 @@ public:
   std::map<std::size_t, std::set<std::string>> posted_;   // author -> its posts (current store)
   std::map<std::size_t, std::set<std::string>> pre_loss_; // author -> posts made before a store loss
   std::set<std::string> deleted_;
+  /// The last dot of each delete's batch at its author (the delete went
+  /// out once another node's clock or held summary reaches it).
+  std::map<std::string, causality::dot> delete_dot_;
   std::map<std::size_t, std::set<std::string>> deleted_by_; // author -> its deletes (current store)
 };
 
@@ -2112,6 +2144,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       w.posted_[author].insert(j["subject"].get<std::string>());
   };
   std::uint64_t deletes_lost_with_store = 0;
+  std::uint64_t deletes_lost_with_author = 0; // made just before a departure, never sent
   auto note_loss = [&](std::size_t i) {
     auto& p = w.posted_[i];
     w.pre_loss_[i].insert(p.begin(), p.end());
@@ -2152,8 +2185,17 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         ++losses;
         break;
       case trace_event::kind::leave:
-        if (!w.nodes_[i].departed)
+        if (!w.nodes_[i].departed) {
           ++departures;
+          // A delete no other node has applied leaves with its author:
+          // nothing can carry it any more, so the post its followers
+          // keep is not a resurrection.
+          for (const auto& d : w.deleted_by_[i])
+            if (w.deleted_.count(d) != 0 && !w.delete_went_out(i, d)) {
+              w.deleted_.erase(d);
+              ++deletes_lost_with_author;
+            }
+        }
         w.leave(i);
         break;
       default:
@@ -2178,6 +2220,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
           if (!own.empty()) {
             auto victim = std::next(own.begin(), static_cast<std::ptrdiff_t>(g() % own.size()));
             w.api(author, "del", json{{"subject", *victim}});
+            w.note_delete_dot(author, *victim);
             w.deleted_.insert(*victim);
             w.deleted_by_[author].insert(*victim);
             del_seen.applied(author, *victim);
@@ -2393,8 +2436,23 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       if (r && !r->is_null() && r->contains("doc") && !(*r)["doc"].empty()) {
         ++resurrected;
         resurrected_departed += departed_ids.count(d.substr(0, d.find('/')));
-        if (std::getenv("KITH_SIM_LOG"))
-          std::fprintf(stderr, "kith-sim: deleted post back at node %zu: %s\n", i, d.c_str());
+        if (std::getenv("KITH_SIM_LOG")) {
+          // With the delete's dot and the nodes whose clock or held
+          // summary has it: where it stopped.
+          std::string reached;
+          if (auto dd = w.delete_dot_.find(d); dd != w.delete_dot_.end()) {
+            const auto topic = "feed/" + d.substr(0, d.find('/'));
+            for (std::size_t k = 0; k < w.nodes_.size(); ++k) {
+              auto& st = *w.nodes_[k].env->store;
+              const auto* c = st.clock(topic);
+              auto su = c ? st.summary(topic, dd->second.id) : std::nullopt;
+              if (c && (c->contains(dd->second) || (su && su->upto >= dd->second.n.value())))
+                reached += " " + std::to_string(k) + (w.live(k) ? "" : "(gone)");
+            }
+          }
+          std::fprintf(stderr, "kith-sim: deleted post back at node %zu: %s; delete applied at:%s\n", i,
+                       d.c_str(), reached.c_str());
+        }
       }
     }
   }
@@ -2630,6 +2688,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         {"resync_bytes", c.resync_bytes.load()},
         {"bytes_per_node", s.nodes > 0 ? w.net_->bytes_carried() / s.nodes : 0},
         {"resurrected_of_departed_authors", resurrected_departed},
+        {"deletes_lost_with_departed_author", deletes_lost_with_author},
         {"at_churn_end", metadata_at_churn_end},
         {"at_end", json{{"kept_headers", w.kept_headers()},
                         {"dot_map_entries", m.dot_map_entries},

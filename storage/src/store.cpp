@@ -606,6 +606,17 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
   return commit(ts, in);
 }
 
+std::optional<protocol::writer_summary> store::summary(const std::string& topic, replica_id rid) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return std::nullopt;
+  auto it = (*ts)->summaries.find(rid);
+  if (it == (*ts)->summaries.end())
+    return std::nullopt;
+  return it->second;
+}
+
 std::optional<node_clock> store::clock_copy(const std::string& topic) {
   std::lock_guard lock(mu_);
   auto ts = state(topic);

@@ -232,6 +232,9 @@ public:
   [[nodiscard]] status observe(const std::string& topic, replica_id from,
                                const causality::node_clock& c);
   [[nodiscard]] std::size_t superseded_count(const std::string& topic);
+  /// The newest writer summary held for replica rid in the topic, if any.
+  [[nodiscard]] std::optional<protocol::writer_summary> summary(const std::string& topic,
+                                                                replica_id rid);
   /// The dots whose write headers are kept (overwritten or deleted writes
   /// that some member may not have seen yet), in order. A scan of their
   /// rows: for measurements and tests.
