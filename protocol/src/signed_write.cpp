@@ -293,6 +293,24 @@ void writer_summary::remove_live(std::uint64_t n) {
   }
 }
 
+void writer_summary::coarsen(std::size_t max_runs) {
+  if (max_runs == 0)
+    max_runs = 1;
+  while (live.size() > max_runs) {
+    std::size_t best = 0; // the gap after run best
+    std::uint64_t smallest = ~std::uint64_t{0};
+    for (std::size_t i = 0; i + 1 < live.size(); ++i) {
+      const auto gap = live[i + 1].first - (live[i].first + live[i].second);
+      if (gap < smallest) {
+        smallest = gap;
+        best = i;
+      }
+    }
+    live[best].second = live[best + 1].first + live[best + 1].second - live[best].first;
+    live.erase(live.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+  }
+}
+
 std::string summary_message(const writer_summary& s) {
   writer w;
   w.raw("kith/summary/v1");
@@ -341,7 +359,6 @@ bool decode(reader& r, writer_summary& s, const signed_limits& l) {
   s.upto = r.varint();
   auto n = r.count(l.max_summary_runs);
   s.live.clear();
-  s.live.reserve(n);
   for (std::size_t i = 0; i < n && !r.failed(); ++i) {
     const auto f = r.varint();
     const auto len = r.varint();

@@ -941,6 +941,7 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
       ws.add_live(ws.upto + 1, last);
     for (auto n : superseded)
       ws.remove_live(n);
+    ws.coarsen(protocol::max_signed_live_runs);
     ws.upto = last;
     protocol::sign_summary(self_, ws);
     push.summaries.push_back(ws);
@@ -1320,7 +1321,49 @@ result<apply_stats> store::apply(const signed_reply& r) {
     return ok_status();
   };
 
-  // 3. Every record and header, checked; the contexts that may discard
+  // 3. Writer summaries, each signed by its replica's author, a writer
+  // of the topic; the newest per replica. One we cannot attribute (no
+  // binding) is left out; a bad one refuses everything.
+  std::map<replica_id, const protocol::writer_summary*> newest;
+  for (const auto& ws : r.summaries) {
+    if (ws.topic != r.topic)
+      return error{errc::invalid, "a writer summary names another topic"};
+    if (ws.rid == binding_.rid)
+      continue; // ours: we are the writer
+    if (auto held = ts.summaries.find(ws.rid); held != ts.summaries.end() && held->second.upto >= ws.upto)
+      continue;
+    if (auto n = newest.find(ws.rid); n != newest.end() && n->second->upto >= ws.upto)
+      continue;
+    newest[ws.rid] = &ws;
+  }
+  std::vector<protocol::writer_summary> summaries;
+  for (const auto& [rid, ws] : newest) {
+    auto pk = author_of(rid);
+    if (!pk) {
+      if (pk.err().code == errc::bad_signature)
+        continue; // no binding for it here
+      return pk.err();
+    }
+    if (!protocol::may_write(ts.desc, *pk))
+      return error{errc::unauthorized, "a writer summary by " + protocol::to_text(*pk) +
+                                           ", who may not write to " + r.topic};
+    if (!protocol::check_summary(*ws, *pk))
+      return error{errc::bad_signature, "a writer summary by " + protocol::to_text(*pk) +
+                                            " does not verify"};
+    summaries.push_back(*ws);
+  }
+  // A write its writer's summary (held or just received) says was
+  // superseded is not stored again when a stale peer sends it: it counts
+  // as resolved, like a kept header.
+  auto superseded = [&](dot dt) {
+    for (const auto& ws : summaries)
+      if (ws.covers(dt))
+        return !ws.live_at(dt);
+    auto held = ts.summaries.find(dt.id);
+    return held != ts.summaries.end() && held->second.covers(dt) && !held->second.live_at(dt);
+  };
+
+  // 4. Every record and header, checked; the contexts that may discard
   // data come from these signed headers only, never from the sender's clock.
   causality::delta d;
   d.from = r.from;
@@ -1341,7 +1384,11 @@ result<apply_stats> store::apply(const signed_reply& r) {
         continue;
       ctx.join(body->context);
       ctx.raise(dt.id, dt.n.value());
-      c.add(dt, sibling{body->deleted, bytes});
+      if (superseded(dt)) {
+        resolves.push_back(dt);
+      } else {
+        c.add(dt, sibling{body->deleted, bytes});
+      }
       in.headers.emplace(dt, std::move(h));
     }
     for (const auto& h : e.resolves) {
@@ -1374,24 +1421,6 @@ result<apply_stats> store::apply(const signed_reply& r) {
   if (ts.marks.is_member(r.from))
     in.observed = std::make_pair(r.from, r.clock);
 
-  // 4. Writer summaries: each signed by its replica's author. One we
-  // cannot attribute (no binding) is left out; a bad one refuses all.
-  std::vector<protocol::writer_summary> summaries;
-  for (const auto& ws : r.summaries) {
-    if (ws.topic != r.topic)
-      return error{errc::invalid, "a writer summary names another topic"};
-    if (ws.rid == binding_.rid)
-      continue; // ours: we are the writer
-    if (auto held = ts.summaries.find(ws.rid); held != ts.summaries.end() && held->second.upto >= ws.upto)
-      continue;
-    auto pk = author_of(ws.rid);
-    if (!pk)
-      continue;
-    if (!protocol::check_summary(ws, *pk))
-      return error{errc::bad_signature, "a writer summary by " + protocol::to_text(*pk) +
-                                            " does not verify"};
-    summaries.push_back(ws);
-  }
   if (auto st = commit(ts, in); !st)
     return st.err();
   if (!summaries.empty())
@@ -1404,10 +1433,21 @@ status store::apply_summaries(topic_state& ts, std::vector<protocol::writer_summ
   // Values of a summarised replica that its writer no longer holds go:
   // they were overwritten or deleted there, and that writer's word is
   // signed. A scan of the topic's containers, once per newer summary.
+  // A replica whose clock has every counter a summary speaks of has
+  // stored the effect of each (a clock covers a dot only with its
+  // effect): nothing to drop, only the summary to keep and pass on.
+  // TODO(perf): the scan is O(keys of the topic) per newer summary when
+  // the clock has a gap; an index of stored dots by replica would make it
+  // O(dropped).
   std::map<replica_id, const protocol::writer_summary*> by_rid;
   for (const auto& ws : summaries)
-    by_rid[ws.rid] = &ws;
+    if (ts.clock.base(ws.rid) < ws.upto)
+      by_rid[ws.rid] = &ws;
   commit_input in;
+  if (by_rid.empty()) {
+    in.summaries = std::move(summaries);
+    return commit(ts, in);
+  }
   const std::string prefix = lay::topic_prefix('c', ts.desc.id);
   bool bad = false;
   auto st = kv_->scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
@@ -1445,6 +1485,8 @@ std::size_t store::attach_summaries(const topic_state& ts, const node_clock* ask
                                     signed_reply& out) {
   std::size_t n = 0;
   for (const auto& [rid, ws] : ts.summaries) {
+    if (n == max_summaries_per_reply)
+      break; // the rest on a later round (they are held by writer, not by age)
     // An asker whose clock has every counter the summary speaks of has
     // seen the writes that superseded the dropped ones.
     if (asker && asker->base(rid) >= ws.upto)

@@ -850,6 +850,17 @@ TEST_CASE("a writer summary keeps its live runs sorted and apart, and only its w
   auto altered = ws;
   altered.live.pop_back(); // 11..12 gone: not what a signed
   CHECK_FALSE(check_summary(altered, a.pub()));
+  // Coarsening joins the runs with the smallest gaps: live only grows.
+  {
+    writer_summary many;
+    many.upto = 100;
+    for (std::uint64_t f : {1, 4, 10, 12, 30})
+      many.add_live(f, f); // gaps: 2, 5, 1, 17
+    many.coarsen(3);
+    CHECK(many.live == runs{{1, 4}, {10, 3}, {30, 1}}); // gap 1 (11), then gap 2 (2-3)
+    many.coarsen(1);
+    CHECK(many.live == runs{{1, 30}});
+  }
   // Malformed runs are refused even when signed: overlapping, touching,
   // empty, or beyond upto.
   for (const runs& bad : {runs{{2, 5}, {6, 1}}, runs{{2, 2}, {4, 1}}, runs{{2, 0}},

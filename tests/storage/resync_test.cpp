@@ -217,6 +217,53 @@ TEST_CASE("a follower that missed a delete drops the post when a co-follower rel
   CHECK(to_ann->summaries.empty());
 }
 
+TEST_CASE("a write the writer's held summary says was superseded is not stored again from a stale "
+          "peer",
+          "[store][summary]") {
+  // Dan copied Ann's feed before she deleted a post and never heard of
+  // the delete. Eve starts from Cat, who holds Ann's summary, then pulls
+  // from Dan: Dan sends the post (Eve's clock lacks its dots), and Eve
+  // must not store it.
+  test::temp_dir dir;
+  auto ann = test::person(41), cat = test::person(43), dan = test::person(44),
+       eve = test::person(45);
+  auto a = test::open_store(backend::memory, ann, 41, dir);
+  auto c = test::open_store(backend::memory, cat, 43, dir);
+  auto d = test::open_store(backend::memory, dan, 44, dir);
+  auto e = test::open_store(backend::memory, eve, 45, dir);
+  const auto feed = a->feed_topic_id();
+  storage::documents da(*a), de(*e);
+  auto kept = da.post("kept", 1000);
+  auto gone = da.post("deleted, still at Dan", 1001);
+  REQUIRE(kept);
+  REQUIRE(gone);
+  for (auto* s : {c.get(), d.get(), e.get()})
+    REQUIRE(s->add_topic(*a->topic(feed)));
+  // Eve is a member at Dan, so Dan keeps the dot-key rows to serve her.
+  REQUIRE(d->set_members(feed, {e->self_id()}));
+  resync(*d, *a, feed);
+  REQUIRE(da.del(*gone, std::nullopt, 2000));
+  resync(*c, *a, feed);
+  resync(*e, *c, feed);
+  REQUIRE(e->summary(feed, a->self_id()));
+  REQUIRE(de.get(*gone, feed)->is_null());
+
+  auto req = e->make_request(feed);
+  REQUIRE(req);
+  auto stale = d->answer(feed, *req);
+  REQUIRE(stale);
+  REQUIRE_FALSE(stale->entries.empty()); // Dan does send the post
+  REQUIRE(e->apply(*stale));
+  test::check_only_kept(*e, de, feed, *gone, *kept, ann);
+  REQUIRE(e->check_topic(feed));
+  // Its dots are in Eve's clock now: Dan has nothing more to send her.
+  auto again = e->make_request(feed);
+  REQUIRE(again);
+  auto nothing = d->answer(feed, *again);
+  REQUIRE(nothing);
+  CHECK(nothing->entries.empty());
+}
+
 TEST_CASE("a writer summary that does not verify is refused with the data it came with",
           "[store][summary]") {
   test::temp_dir dir;
@@ -262,6 +309,25 @@ TEST_CASE("a writer summary that does not verify is refused with the data it cam
   CHECK(r.err().code == errc::bad_signature);
   CHECK(values_of(*b, feed, *kept + text).size() == 1);
   CHECK_FALSE(db.get(*gone, feed)->is_null()); // nothing of either was stored
+
+  // A summary by someone who may not write the topic (Bob, in Ann's
+  // feed), however well signed, is refused too.
+  auto outsider = *rep;
+  protocol::writer_summary bobs;
+  bobs.topic = feed;
+  bobs.rid = b->self_id();
+  bobs.upto = 5;
+  protocol::sign_summary(bob, bobs);
+  outsider.summaries.push_back(bobs);
+  outsider.bindings.push_back(b->binding());
+  r = b->apply(outsider);
+  CHECK(r); // our own replica's: skipped
+  CHECK_FALSE(db.get(*kept, feed)->is_null());
+  auto c = test::open_store(backend::memory, test::person(33), 33, dir);
+  REQUIRE(c->add_topic(*a->topic(feed)));
+  r = c->apply(outsider);
+  REQUIRE_FALSE(r);
+  CHECK(r.err().code == errc::unauthorized);
 
   REQUIRE(b->apply(*rep));
   test::check_only_kept(*b, db, feed, *gone, *kept, ann);

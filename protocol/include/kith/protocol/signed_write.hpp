@@ -164,7 +164,16 @@ struct writer_summary {
   void add_live(std::uint64_t first, std::uint64_t last);
   /// The counter n leaves the live runs.
   void remove_live(std::uint64_t n);
+  /// At most max_runs runs, by joining the runs with the smallest gaps
+  /// between them: the gaps' counters count as live again, which only
+  /// keeps values that might have been dropped (a summary's "live" means
+  /// "may still be a value").
+  void coarsen(std::size_t max_runs);
 };
+
+/// The most live runs a writer signs (store::write coarsens to it), well
+/// under what a receiver decodes (signed_limits::max_summary_runs).
+inline constexpr std::size_t max_signed_live_runs = 4096;
 
 [[nodiscard]] std::string summary_message(const writer_summary& s);
 /// Signs s (topic, rid, upto and live set) with the writer's key.

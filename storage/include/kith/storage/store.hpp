@@ -151,6 +151,9 @@ public:
     bool complete = false;
   };
   static constexpr std::size_t default_page_bytes = 4u << 20;
+  /// Writer summaries one answer or resync page carries at most (each is
+  /// at most protocol::max_signed_live_runs runs: about 1.5 MB in all).
+  static constexpr std::size_t max_summaries_per_reply = 64;
   [[nodiscard]] result<page_result> page(const std::string& topic, const std::string& after_key,
                                          std::size_t max_keys,
                                          std::size_t max_bytes = default_page_bytes);
@@ -268,7 +271,8 @@ private:
   /// stored values they say their writers superseded, in one commit.
   status apply_summaries(topic_state& ts, std::vector<protocol::writer_summary> summaries);
   /// Adds to `out` the summaries held for the topic (with their bindings),
-  /// all of them or those `asker`'s clock does not cover. Returns how many.
+  /// all of them or those `asker`'s clock does not cover, at most
+  /// max_summaries_per_reply. Returns how many.
   std::size_t attach_summaries(const topic_state& ts, const causality::node_clock* asker,
                                protocol::signed_reply& out);
 
