@@ -107,9 +107,11 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
           return;
         }
         // Tampering above the stream (set_tampering): what arrives is one
-        // run of bytes, as a stream would hand it over.
-        std::string payload = bytes;
+        // run of bytes, as a stream would hand it over. No copy without it.
         auto& to = other->second;
+        const bool tamper = !to.stashed.empty() || net->duplicate_probability > 0 ||
+                            net->reorder_probability > 0;
+        std::string payload = tamper ? bytes : std::string();
         if (!to.stashed.empty()) {
           payload += to.stashed; // the kept-back send, after this one
           to.stashed.clear();
@@ -146,8 +148,12 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         auto owner = other->second.owner;
         auto id = other->first;
         lock.unlock();
-        caf::delayed_anon_send(owner, std::chrono::milliseconds(arrive - now), bytes_atom::value, id,
-                               std::move(payload));
+        if (tamper)
+          caf::delayed_anon_send(owner, std::chrono::milliseconds(arrive - now), bytes_atom::value, id,
+                                 std::move(payload));
+        else
+          caf::delayed_anon_send(owner, std::chrono::milliseconds(arrive - now), bytes_atom::value, id,
+                                 bytes);
       },
       [=](pause_atom, conn_id c) {
         std::lock_guard lock(net->mu);
