@@ -141,7 +141,8 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         if (net->default_bandwidth > 0 || !net->bandwidth.empty())
           leave = (net->leave_us(it->second.local, it->second.remote, leave, bytes.size()) + 999) / 1000;
         std::int64_t delay = net->latency_of(it->second.local, it->second.remote).count();
-        if (net->jitter.count() > 0 || !net->link_jitter.empty())
+        if (net->jitter.count() > 0 || !net->link_jitter.empty() ||
+            net->jitter_model == sim_network::jitter_kind::empirical)
           delay += net->draw_jitter_ms(it->second.local, it->second.remote);
         const auto arrive = std::max(leave + delay, other->second.deliver_after_ms);
         other->second.deliver_after_ms = arrive;
@@ -316,10 +317,18 @@ std::int64_t jitter_from(double u, double u2, double mean, sim_network::jitter_k
 } // namespace
 
 std::int64_t sim_network::draw_jitter_ms() {
-  return draw_jitter(static_cast<double>(jitter.count()), jitter_model, jitter_shape);
+  return draw_jitter(static_cast<double>(jitter.count()), jitter_model, jitter_shape, jitter_samples);
 }
 
-std::int64_t sim_network::draw_jitter(double mean, jitter_kind kind, double shape) {
+std::int64_t sim_network::draw_jitter(double mean, jitter_kind kind, double shape,
+                                      const samples_ptr& samples) {
+  if (kind == jitter_kind::empirical) {
+    if (!samples || samples->empty())
+      return 0;
+    const double u = draw();
+    const auto i = std::min(samples->size() - 1, static_cast<std::size_t>(u * static_cast<double>(samples->size())));
+    return std::clamp<std::int64_t>((*samples)[i], 0, 60'000);
+  }
   const double u = draw();
   const double u2 = kind == jitter_kind::lognormal ? draw() : 0.0;
   return jitter_from(u, u2, mean, kind, shape);
@@ -329,17 +338,28 @@ std::int64_t sim_network::draw_jitter_ms(const std::string& a, const std::string
   if (!link_jitter.empty())
     if (auto it = link_jitter.find({std::min(a, b), std::max(a, b)}); it != link_jitter.end()) {
       const auto& j = it->second;
-      return draw_jitter(static_cast<double>(j.bound.count()), j.kind, j.shape);
+      return draw_jitter(static_cast<double>(j.bound.count()), j.kind, j.shape, j.samples);
     }
+  if (jitter_model == jitter_kind::empirical)
+    return draw_jitter_ms();
   if (jitter.count() <= 0)
     return 0; // no draw: runs without jitter keep their stream
   return draw_jitter_ms();
 }
 
 void sim_network::set_link_jitter(const std::string& a, const std::string& b,
-                                  std::chrono::milliseconds bound, jitter_kind kind, double shape) {
+                                  std::chrono::milliseconds bound, jitter_kind kind, double shape,
+                                  std::vector<std::int64_t> samples_ms) {
   std::lock_guard lock(mu);
-  link_jitter[{std::min(a, b), std::max(a, b)}] = jitter_setting{bound, kind, shape};
+  samples_ptr samples;
+  if (!samples_ms.empty())
+    samples = std::make_shared<const std::vector<std::int64_t>>(std::move(samples_ms));
+  link_jitter[{std::min(a, b), std::max(a, b)}] = jitter_setting{bound, kind, shape, std::move(samples)};
+}
+
+void sim_network::set_jitter_samples(std::vector<std::int64_t> samples_ms) {
+  std::lock_guard lock(mu);
+  jitter_samples = std::make_shared<const std::vector<std::int64_t>>(std::move(samples_ms));
 }
 
 void sim_network::set_tampering(double duplicate, double reorder) {

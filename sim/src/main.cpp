@@ -114,6 +114,31 @@ int main(int argc, char** argv) {
     }
     s->churn.trace = std::move(*events);
   }
+  // Latency traces, relative to the scenario file's directory too.
+  auto load_samples = [&](const std::string& name, std::vector<std::int64_t>& into) {
+    if (name.empty())
+      return true;
+    std::filesystem::path p(name);
+    if (p.is_relative())
+      p = std::filesystem::path(file).parent_path() / p;
+    std::string text;
+    if (!read_file(p.string(), text)) {
+      std::cerr << "kith-sim: " << file << ": cannot read the latency trace " << p.string() << "\n";
+      return false;
+    }
+    auto samples = kith::sim::parse_latency_samples(text, error);
+    if (!samples) {
+      std::cerr << "kith-sim: " << p.string() << ": " << error << "\n";
+      return false;
+    }
+    into = std::move(*samples);
+    return true;
+  };
+  if (!load_samples(s->jitter_samples_file, s->jitter_samples_ms))
+    return 2;
+  for (auto& l : s->links)
+    if (!load_samples(l.jitter_samples_file, l.jitter_samples_ms))
+      return 2;
   if (auto e = kith::sim::check_scenario(*s)) {
     std::cerr << "kith-sim: " << file << ": " << *e << "\n";
     return 2;

@@ -57,9 +57,12 @@ std::optional<actors::sim_network::jitter_kind> jitter_kind_named(const std::str
     return kind::pareto;
   if (model == "lognormal")
     return kind::lognormal;
+  if (model == "empirical")
+    return kind::empirical;
   return std::nullopt;
 }
-const char* const jitter_models_text = "\"uniform\", \"exponential\", \"pareto\" or \"lognormal\"";
+const char* const jitter_models_text =
+    "\"uniform\", \"exponential\", \"pareto\", \"lognormal\" or \"empirical\" (with jitter_samples)";
 
 /// The shape parameter of a jitter model: the Pareto tail index or the
 /// log-normal sigma (unused by the others).
@@ -82,6 +85,8 @@ public:
     cfg_.set("scheduler.policy", caf::atom("testing"));
     net_->set_faults(milliseconds(s.jitter_ms), s.reset_probability, s.seed ^ 0xfa017ull);
     net_->set_jitter_model(jitter_kind_of(s.jitter_model), jitter_shape_of(s));
+    if (!s.jitter_samples_ms.empty())
+      net_->set_jitter_samples(s.jitter_samples_ms);
     net_->set_tampering(s.duplicate_probability, s.reorder_probability);
     if (s.bandwidth_bytes_s > 0)
       net_->set_default_bandwidth(s.bandwidth_bytes_s);
@@ -90,9 +95,9 @@ public:
         net_->set_latency(address_of(l.a), address_of(l.b), milliseconds(*l.latency_ms));
       if (l.bandwidth_bytes_s)
         net_->set_bandwidth(address_of(l.a), address_of(l.b), *l.bandwidth_bytes_s);
-      if (l.jitter_ms)
-        net_->set_link_jitter(address_of(l.a), address_of(l.b), milliseconds(*l.jitter_ms),
-                              jitter_kind_of(l.jitter_model), jitter_shape_of(l));
+      if (l.jitter_ms || !l.jitter_samples_ms.empty())
+        net_->set_link_jitter(address_of(l.a), address_of(l.b), milliseconds(l.jitter_ms.value_or(0)),
+                              jitter_kind_of(l.jitter_model), jitter_shape_of(l), l.jitter_samples_ms);
     }
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
@@ -1174,6 +1179,11 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
             if (!x || *x <= 0 || *x > 5)
               return bad(where + ".jitter_sigma", "a log-normal sigma above 0 (and at most 5)");
             l.jitter_sigma = *x;
+          } else if (c == "jitter_samples") {
+            auto f = lv.value<std::string>();
+            if (!f || f->empty())
+              return bad(where + ".jitter_samples", "a file name (relative to the scenario file)");
+            l.jitter_samples_file = *f;
           } else {
             error = "unknown key '" + where + "." + c + "'";
             return std::nullopt;
@@ -1181,8 +1191,12 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
         }
         if (!have_nodes)
           return bad(where + ".nodes", "given: the link's two nodes");
-        if (!l.jitter_ms && (tab->contains("jitter_model") || tab->contains("jitter_alpha") ||
-                             tab->contains("jitter_sigma")))
+        if ((l.jitter_model == "empirical") != !l.jitter_samples_file.empty())
+          return bad(where + ".jitter_samples", "given with jitter_model = \"empirical\" (and only then)");
+        if (l.jitter_model == "empirical" && l.jitter_ms)
+          return bad(where + ".jitter_ms", "left out with jitter_model = \"empirical\" (the samples are the delays)");
+        if (l.jitter_model != "empirical" && !l.jitter_ms &&
+            (tab->contains("jitter_model") || tab->contains("jitter_alpha") || tab->contains("jitter_sigma")))
           return bad(where + ".jitter_ms", "given with jitter_model, jitter_alpha or jitter_sigma");
         s.links.push_back(l);
       }
@@ -1263,6 +1277,13 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (!m || !jitter_kind_named(*m))
         return bad(key, jitter_models_text);
       s.jitter_model = *m;
+      continue;
+    }
+    if (key == "jitter_samples") {
+      auto f = v.value<std::string>();
+      if (!f || f->empty())
+        return bad(key, "a file name (relative to the scenario file)");
+      s.jitter_samples_file = *f;
       continue;
     }
     if (key == "relay" || key == "verify_memo" || key == "shared_values") {
@@ -1352,12 +1373,53 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
     error = "'churn.trace' is only read with churn.model = \"trace\"";
     return std::nullopt;
   }
+  if ((s.jitter_model == "empirical") != !s.jitter_samples_file.empty()) {
+    error = "'jitter_samples' names the latency trace file, given with jitter_model = \"empirical\" (and only then)";
+    return std::nullopt;
+  }
   if (t.contains("relays") && s.relays == 0)
     s.relay = false; // relays = 0: no relay
   return s;
 }
 
+std::optional<std::vector<std::int64_t>> parse_latency_samples(const std::string& text,
+                                                              std::string& error) {
+  std::vector<std::int64_t> out;
+  std::istringstream in(text);
+  std::string line;
+  for (std::size_t n = 1; std::getline(in, line); ++n) {
+    if (auto hash = line.find('#'); hash != std::string::npos)
+      line.erase(hash);
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos)
+      continue;
+    const auto last = line.find_last_not_of(" \t\r");
+    const std::string word = line.substr(first, last - first + 1);
+    char* end = nullptr;
+    const double ms = std::strtod(word.c_str(), &end);
+    if (end != word.c_str() + word.size() || !(ms >= 0) || ms > 60'000) {
+      error = "line " + std::to_string(n) + ": '" + word +
+              "' is not a delay in milliseconds from 0 to 60000";
+      return std::nullopt;
+    }
+    out.push_back(static_cast<std::int64_t>(ms));
+  }
+  if (out.empty()) {
+    error = "no delays in it (one number of milliseconds per line)";
+    return std::nullopt;
+  }
+  return out;
+}
+
 std::optional<std::string> check_scenario(const scenario& s) {
+  if (s.jitter_model == "empirical" && s.jitter_samples_ms.empty())
+    return std::string("jitter_model = \"empirical\" needs the delays of ") +
+           (s.jitter_samples_file.empty() ? std::string("jitter_samples") : s.jitter_samples_file) +
+           " (kith-sim loads the file)";
+  for (const auto& l : s.links)
+    if (l.jitter_model == "empirical" && l.jitter_samples_ms.empty())
+      return "a link with jitter_model = \"empirical\" needs the delays of " + l.jitter_samples_file +
+             " (kith-sim loads the file)";
   auto check_ref = [&](const node_ref& r, const std::string& where) -> std::optional<std::string> {
     if (r.is_relay() && !s.relay)
       return where + " names the relay, but relay = false";

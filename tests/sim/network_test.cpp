@@ -324,3 +324,43 @@ TEST_CASE("tampering delivers a send twice or after the next one, and marks the 
     CHECK(w.net->tampering().open == 0);
   }
 }
+
+TEST_CASE("empirical jitter replays the given delays, in their proportions, from the seed",
+          "[sim][network]") {
+  const std::uint64_t seed = 23;
+  INFO("seed " << seed);
+  auto sample = [&] {
+    sim_network net(milliseconds(10));
+    net.set_faults(milliseconds(0), 0, seed);
+    net.set_jitter_model(sim_network::jitter_kind::empirical);
+    net.set_jitter_samples({5, 10, 10, 200});
+    std::vector<std::int64_t> xs;
+    for (int i = 0; i < 20000; ++i)
+      xs.push_back(net.draw_jitter_ms("a", "b"));
+    return xs;
+  };
+  auto xs = sample();
+  auto share = [&](std::int64_t v) {
+    return static_cast<double>(std::count(xs.begin(), xs.end(), v)) / static_cast<double>(xs.size());
+  };
+  CHECK(share(5) == Approx(0.25).margin(0.015));
+  CHECK(share(10) == Approx(0.5).margin(0.015));
+  CHECK(share(200) == Approx(0.25).margin(0.015));
+  CHECK(share(5) + share(10) + share(200) == Approx(1.0)); // nothing else
+  CHECK(sample() == xs);
+
+  // A link with samples of its own; the others keep the default's.
+  sim_network net(milliseconds(10));
+  net.set_faults(milliseconds(0), 0, seed);
+  net.set_jitter_model(sim_network::jitter_kind::empirical);
+  net.set_jitter_samples({7});
+  net.set_link_jitter("a", "b", milliseconds(0), sim_network::jitter_kind::empirical, 1.5, {300, 400});
+  bool link_ok = true, others_ok = true;
+  for (int i = 0; i < 1000; ++i) {
+    const auto d = net.draw_jitter_ms("b", "a");
+    link_ok = link_ok && (d == 300 || d == 400);
+    others_ok = others_ok && net.draw_jitter_ms("a", "c") == 7;
+  }
+  CHECK(link_ok);
+  CHECK(others_ok);
+}

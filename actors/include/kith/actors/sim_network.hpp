@@ -64,14 +64,21 @@ public:
   /// `shape` the sigma of the underlying normal (wide-area delays are
   /// often fitted so). Draws other than uniform are capped at 60 s: a
   /// longer delay is a partition, not jitter.
-  enum class jitter_kind { uniform, exponential, pareto, lognormal };
+  /// `empirical` replays measured delays: each send takes one of the
+  /// samples given with set_jitter_samples (or the link's own), drawn
+  /// uniformly (one draw per send), so the delays follow the trace's
+  /// distribution; jitter's bound or mean is not used.
+  enum class jitter_kind { uniform, exponential, pareto, lognormal, empirical };
   void set_jitter_model(jitter_kind kind, double shape = 1.5);
+  /// The samples (ms, each 0 to 60,000) the empirical model draws from.
+  void set_jitter_samples(std::vector<std::int64_t> samples_ms);
   /// The link between a and b (both directions) draws its jitter from
   /// its own distribution instead: `jitter` is its bound (uniform) or
   /// mean. From the same seeded stream: one draw per send (two for
   /// log-normal).
   void set_link_jitter(const std::string& a, const std::string& b, std::chrono::milliseconds jitter,
-                       jitter_kind kind, double shape = 1.5);
+                       jitter_kind kind, double shape = 1.5,
+                       std::vector<std::int64_t> samples_ms = {});
   /// Connections reset by the fault model so far.
   [[nodiscard]] std::uint64_t resets() const;
   /// Frames tampered with above the stream, as a faulty or hostile
@@ -168,11 +175,15 @@ public:
   /// the default distribution or the one of the link a-b.
   std::int64_t draw_jitter_ms();
   std::int64_t draw_jitter_ms(const std::string& a, const std::string& b);
-  std::int64_t draw_jitter(double mean, jitter_kind kind, double shape);
+  using samples_ptr = std::shared_ptr<const std::vector<std::int64_t>>;
+  std::int64_t draw_jitter(double mean, jitter_kind kind, double shape,
+                           const samples_ptr& samples = nullptr);
+  samples_ptr jitter_samples; // set_jitter_samples
   struct jitter_setting {
     std::chrono::milliseconds bound{0};
     jitter_kind kind = jitter_kind::uniform;
     double shape = 1.5;
+    samples_ptr samples; // empirical: the link's own
   };
   std::map<std::pair<std::string, std::string>, jitter_setting> link_jitter; // unordered pair
   /// The next fault draw in [0, 1).

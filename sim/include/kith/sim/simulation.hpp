@@ -152,6 +152,10 @@ struct link_setting {
   std::string jitter_model = "uniform";
   double jitter_alpha = 1.5;
   double jitter_sigma = 1.0; // jitter_model "lognormal": sigma of the underlying normal
+  /// jitter_model "empirical": the link's delays (ms) replayed from a
+  /// trace file (named relative to the scenario file; kith-sim loads it).
+  std::string jitter_samples_file;
+  std::vector<std::int64_t> jitter_samples_ms;
 };
 
 /// The key-value workload: writers of one shared topic read, update and
@@ -186,6 +190,11 @@ struct scenario {
   std::string jitter_model = "uniform";
   double jitter_alpha = 1.5;
   double jitter_sigma = 1.0; // jitter_model "lognormal": sigma of the underlying normal
+  /// jitter_model "empirical": extra delays (ms) replayed from a trace
+  /// file, one drawn per send (parse_latency_samples; kith-sim loads the
+  /// file named relative to the scenario file).
+  std::string jitter_samples_file;
+  std::vector<std::int64_t> jitter_samples_ms;
   double reset_probability = 0;    // per send: the connection is reset instead
   /// Per send: its bytes arrive twice, or swapped with the connection's
   /// next send (actors::sim_network::set_tampering). The channels must
@@ -339,6 +348,12 @@ struct run_options {
   /// Wall seconds between progress lines (0: none).
   double progress_wall_s = 2;
 };
+
+/// A latency trace: one delay in milliseconds per line (0 to 60,000;
+/// decimals are rounded down), blank lines and '#' comments ignored.
+/// nullopt and `error` (with the line number) if a line is not one.
+[[nodiscard]] std::optional<std::vector<std::int64_t>> parse_latency_samples(const std::string& text,
+                                                                             std::string& error);
 
 /// Runs the scenario (check_scenario must have passed: a bad scenario
 /// throws std::invalid_argument). `progress` (may be empty) gets a line
