@@ -26,6 +26,8 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         auto it = net->conns.find(c);
         if (it == net->conns.end() || !it->second.open)
           return;
+        if (it->second.tampered_at_ms >= 0)
+          ++net->tamper.refused; // its owner closed it after tampered bytes
         net->close_end(it->first, it->second);
         auto other = net->conns.find(it->second.peer_end);
         if (other == net->conns.end() || !other->second.open) {
@@ -112,18 +114,20 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         const bool tamper = !to.stashed.empty() || net->duplicate_probability > 0 ||
                             net->reorder_probability > 0;
         std::string payload = tamper ? bytes : std::string();
+        bool tampered = false;
         if (!to.stashed.empty()) {
           payload += to.stashed; // the kept-back send, after this one
           to.stashed.clear();
-          to.tampered = true;
+          tampered = true;
+          ++net->tamper.swapped;
         }
         if (net->duplicate_probability > 0 && net->draw() < net->duplicate_probability) {
           payload += bytes;
-          to.tampered = true;
+          tampered = true;
           ++net->tamper.duplicated;
         }
-        if (net->reorder_probability > 0 && net->draw() < net->reorder_probability &&
-            payload.size() == bytes.size()) {
+        if (net->reorder_probability > 0 && net->draw() < net->reorder_probability && !tampered &&
+            !bytes.empty()) {
           to.stashed = std::move(payload); // arrives after the next send
           ++net->tamper.reordered;
           return;
@@ -146,15 +150,14 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
           delay += net->draw_jitter_ms(it->second.local, it->second.remote);
         const auto arrive = std::max(leave + delay, other->second.deliver_after_ms);
         other->second.deliver_after_ms = arrive;
+        if (tampered && to.tampered_at_ms < 0)
+          to.tampered_at_ms = arrive;
         auto owner = other->second.owner;
         auto id = other->first;
         lock.unlock();
-        if (tamper)
-          caf::delayed_anon_send(owner, std::chrono::milliseconds(arrive - now), bytes_atom::value, id,
-                                 std::move(payload));
-        else
-          caf::delayed_anon_send(owner, std::chrono::milliseconds(arrive - now), bytes_atom::value, id,
-                                 bytes);
+        // One copy of the bytes either way (a prvalue moves into the message).
+        caf::delayed_anon_send(owner, std::chrono::milliseconds(arrive - now), bytes_atom::value, id,
+                               tamper ? std::move(payload) : bytes);
       },
       [=](pause_atom, conn_id c) {
         std::lock_guard lock(net->mu);
@@ -368,11 +371,17 @@ void sim_network::set_tampering(double duplicate, double reorder) {
   reorder_probability = reorder;
 }
 
-sim_network::tamper_figures sim_network::tampering() const {
+sim_network::tamper_figures sim_network::tampering(std::int64_t now_ms) const {
   std::lock_guard lock(const_cast<std::mutex&>(mu));
   auto f = tamper;
-  for (const auto& [id, e] : conns)
-    f.open += e.open && e.tampered ? 1 : 0;
+  for (const auto& [id, e] : conns) {
+    if (!e.open)
+      continue;
+    if (e.tampered_at_ms >= 0)
+      ++(e.tampered_at_ms <= now_ms ? f.open : f.in_flight);
+    if (!e.stashed.empty())
+      ++f.withheld;
+  }
   return f;
 }
 

@@ -97,47 +97,34 @@ int main(int argc, char** argv) {
     }
     s->duration_s = *duration;
   }
-  if (s->churn.model == kith::sim::churn_model::kind::trace) {
-    // Relative to the scenario file's directory.
-    std::filesystem::path p(s->churn.trace_file);
-    if (p.is_relative())
-      p = std::filesystem::path(file).parent_path() / p;
-    std::string trace_text;
-    if (!read_file(p.string(), trace_text)) {
-      std::cerr << "kith-sim: " << file << ": cannot read the churn trace " << p.string() << "\n";
-      return 2;
-    }
-    auto events = kith::sim::parse_churn_trace(trace_text, error);
-    if (!events) {
-      std::cerr << "kith-sim: " << p.string() << ": " << error << "\n";
-      return 2;
-    }
-    s->churn.trace = std::move(*events);
-  }
-  // Latency traces, relative to the scenario file's directory too.
-  auto load_samples = [&](const std::string& name, std::vector<std::int64_t>& into) {
-    if (name.empty())
-      return true;
+  // Trace files named in the scenario, relative to its directory: read
+  // and parsed into `into`, or a message naming the file and false.
+  auto load = [&](const std::string& name, const char* what, auto parse, auto& into) {
     std::filesystem::path p(name);
     if (p.is_relative())
       p = std::filesystem::path(file).parent_path() / p;
     std::string text;
     if (!read_file(p.string(), text)) {
-      std::cerr << "kith-sim: " << file << ": cannot read the latency trace " << p.string() << "\n";
+      std::cerr << "kith-sim: " << file << ": cannot read the " << what << " " << p.string() << "\n";
       return false;
     }
-    auto samples = kith::sim::parse_latency_samples(text, error);
-    if (!samples) {
+    auto parsed = parse(text, error);
+    if (!parsed) {
       std::cerr << "kith-sim: " << p.string() << ": " << error << "\n";
       return false;
     }
-    into = std::move(*samples);
+    into = std::move(*parsed);
     return true;
   };
-  if (!load_samples(s->jitter_samples_file, s->jitter_samples_ms))
+  if (s->churn.model == kith::sim::churn_model::kind::trace &&
+      !load(s->churn.trace_file, "churn trace", kith::sim::parse_churn_trace, s->churn.trace))
+    return 2;
+  if (!s->jitter_samples_file.empty() &&
+      !load(s->jitter_samples_file, "latency trace", kith::sim::parse_latency_samples, s->jitter_samples_ms))
     return 2;
   for (auto& l : s->links)
-    if (!load_samples(l.jitter_samples_file, l.jitter_samples_ms))
+    if (!l.jitter_samples_file.empty() &&
+        !load(l.jitter_samples_file, "latency trace", kith::sim::parse_latency_samples, l.jitter_samples_ms))
       return 2;
   if (auto e = kith::sim::check_scenario(*s)) {
     std::cerr << "kith-sim: " << file << ": " << *e << "\n";

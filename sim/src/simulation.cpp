@@ -471,27 +471,28 @@ public:
     if (c)
       delete_dot_[subject] = causality::dot{st.self_id(), causality::counter{c->base(st.self_id())}};
   }
+  /// Node k applied the delete whose last dot is d in `topic`: its clock
+  /// has d, or it holds the author's summary up to d.
+  [[nodiscard]] bool applied_delete(std::size_t k, const std::string& topic, causality::dot d) {
+    auto& st = *nodes_[k].env->store;
+    const auto* c = st.clock(topic);
+    if (!c)
+      return false;
+    if (c->contains(d))
+      return true;
+    auto su = st.summary(topic, d.id);
+    return su && su->upto >= d.n.value();
+  }
   /// Has a node other than the author, still in the network, applied the
-  /// delete of `subject` (its clock has the delete's dot, or it holds the
-  /// author's summary up to it)?
+  /// delete of `subject`?
   [[nodiscard]] bool delete_went_out(std::size_t author, const std::string& subject) {
     auto it = delete_dot_.find(subject);
     if (it == delete_dot_.end())
       return true; // unknown: counted as a resurrection if it stays
-    const causality::dot d = it->second;
     const auto topic = "feed/" + id_of(author);
-    for (std::size_t k = 0; k < nodes_.size(); ++k) {
-      if (k == author || !live(k))
-        continue;
-      auto& st = *nodes_[k].env->store;
-      const auto* c = st.clock(topic);
-      if (!c)
-        continue;
-      if (c->contains(d))
+    for (std::size_t k = 0; k < nodes_.size(); ++k)
+      if (k != author && live(k) && applied_delete(k, topic, it->second))
         return true;
-      if (auto su = st.summary(topic, d.id); su && su->upto >= d.n.value())
-        return true;
-    }
     return false;
   }
   /// A permanent departure: the node's actors stop for good.
@@ -1371,6 +1372,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
   }
   if (s.churn.model != churn_model::kind::trace && !s.churn.trace_file.empty()) {
     error = "'churn.trace' is only read with churn.model = \"trace\"";
+    return std::nullopt;
+  }
+  if (s.jitter_model == "empirical" && t.contains("jitter_ms")) {
+    error = "'jitter_ms' is left out with jitter_model = \"empirical\" (the samples are the delays)";
     return std::nullopt;
   }
   if ((s.jitter_model == "empirical") != !s.jitter_samples_file.empty()) {
@@ -2504,13 +2509,9 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
           std::string reached;
           if (auto dd = w.delete_dot_.find(d); dd != w.delete_dot_.end()) {
             const auto topic = "feed/" + d.substr(0, d.find('/'));
-            for (std::size_t k = 0; k < w.nodes_.size(); ++k) {
-              auto& st = *w.nodes_[k].env->store;
-              const auto* c = st.clock(topic);
-              auto su = c ? st.summary(topic, dd->second.id) : std::nullopt;
-              if (c && (c->contains(dd->second) || (su && su->upto >= dd->second.n.value())))
+            for (std::size_t k = 0; k < w.nodes_.size(); ++k)
+              if (w.applied_delete(k, topic, dd->second))
                 reached += " " + std::to_string(k) + (w.live(k) ? "" : "(gone)");
-            }
           }
           std::fprintf(stderr, "kith-sim: deleted post back at node %zu: %s; delete applied at:%s\n", i,
                        d.c_str(), reached.c_str());
@@ -2676,6 +2677,16 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                    {"clears", f.clears},
                                    {"entries", f.entries}};
   }
+  if (!s.jitter_samples_ms.empty()) {
+    // Which delays were replayed: a changed file changes the trace.
+    std::uint64_t h = 1469598103934665603ull;
+    for (auto v : s.jitter_samples_ms)
+      for (int i = 0; i < 8; ++i)
+        h = (h ^ ((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xff)) * 1099511628211ull;
+    out.json["jitter_samples"] = json{{"file", s.jitter_samples_file},
+                                      {"count", s.jitter_samples_ms.size()},
+                                      {"hash", hex64(h)}};
+  }
   out.json["shared_values"] =
       json{{"on", s.shared_values},
            {"values", w.values_ ? w.values_->size() : 0},
@@ -2805,11 +2816,15 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   if (s.duplicate_probability > 0 || s.reorder_probability > 0) {
     // Every end that received duplicated or swapped bytes must have been
     // closed by its channel (counter nonces) by now.
-    const auto t = w.net_->tampering();
+    const auto t = w.net_->tampering(static_cast<std::int64_t>(w.now_ms()));
     out.json["tampering"] = json{{"duplicated", t.duplicated},
                                  {"reordered", t.reordered},
+                                 {"swapped", t.swapped},
+                                 {"refused", t.refused},
                                  {"closed", t.closed},
-                                 {"still_open", t.open}};
+                                 {"still_open", t.open},
+                                 {"in_flight", t.in_flight},
+                                 {"withheld", t.withheld}};
     if (t.open > 0) {
       ++ck.failed;
       if (ck.first_failure.empty())

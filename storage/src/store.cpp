@@ -29,6 +29,8 @@ struct store::topic_state {
   /// The newest writer summary held per replica (own included): the 'v'
   /// rows, loaded with the topic.
   std::map<replica_id, protocol::writer_summary> summaries;
+  /// The last summary attach_summaries sent (it goes round them).
+  replica_id summary_cursor{0};
 };
 
 struct store::commit_input {
@@ -1357,10 +1359,10 @@ result<apply_stats> store::apply(const signed_reply& r) {
   // as resolved, like a kept header.
   auto superseded = [&](dot dt) {
     for (const auto& ws : summaries)
-      if (ws.covers(dt))
-        return !ws.live_at(dt);
+      if (ws.rid == dt.id)
+        return ws.drops(dt); // newer than the one held
     auto held = ts.summaries.find(dt.id);
-    return held != ts.summaries.end() && held->second.covers(dt) && !held->second.live_at(dt);
+    return held != ts.summaries.end() && held->second.drops(dt);
   };
 
   // 4. Every record and header, checked; the contexts that may discard
@@ -1460,7 +1462,7 @@ status store::apply_summaries(topic_state& ts, std::vector<protocol::writer_summ
     bool stale = false;
     for (const auto& [d, sib] : c.dots()) {
       auto w = by_rid.find(d.id);
-      if (w != by_rid.end() && w->second->covers(d) && !w->second->live_at(d)) {
+      if (w != by_rid.end() && w->second->drops(d)) {
         stale = true;
         continue;
       }
@@ -1481,12 +1483,25 @@ status store::apply_summaries(topic_state& ts, std::vector<protocol::writer_summ
   return commit(ts, in);
 }
 
-std::size_t store::attach_summaries(const topic_state& ts, const node_clock* asker,
+std::size_t store::attach_summaries(topic_state& ts, const node_clock* asker,
                                     signed_reply& out) {
+  // More than fit in one reply: each call starts where the last one
+  // stopped, so every summary goes out within a few rounds (otherwise in
+  // replica order).
   std::size_t n = 0;
-  for (const auto& [rid, ws] : ts.summaries) {
+  auto start = ts.summaries.size() <= max_summaries_per_reply ? ts.summaries.begin()
+                                                              : ts.summaries.upper_bound(ts.summary_cursor);
+  std::vector<const protocol::writer_summary*> order;
+  order.reserve(ts.summaries.size());
+  for (auto i = start; i != ts.summaries.end(); ++i)
+    order.push_back(&i->second);
+  for (auto i = ts.summaries.begin(); i != start; ++i)
+    order.push_back(&i->second);
+  for (const auto* p : order) {
+    const auto rid = p->rid;
+    const auto& ws = *p;
     if (n == max_summaries_per_reply)
-      break; // the rest on a later round (they are held by writer, not by age)
+      break;
     // An asker whose clock has every counter the summary speaks of has
     // seen the writes that superseded the dropped ones.
     if (asker && asker->base(rid) >= ws.upto)
@@ -1500,6 +1515,7 @@ std::size_t store::attach_summaries(const topic_state& ts, const node_clock* ask
       out.bindings.push_back(std::move(b));
     }
     out.summaries.push_back(ws);
+    ts.summary_cursor = rid;
     ++n;
   }
   return n;

@@ -267,7 +267,8 @@ TEST_CASE("send jitter follows the chosen distribution with the chosen mean, fro
   CHECK(mean(on_link) == Approx(49.5).epsilon(0.05));
 }
 
-TEST_CASE("tampering delivers a send twice or after the next one, and marks the end until it closes",
+TEST_CASE("tampering delivers a send twice or after the next one, and marks the end from the "
+          "bytes' arrival until it closes",
           "[sim][network]") {
   // Duplication only: every send arrives twice, as one run of bytes.
   {
@@ -276,19 +277,25 @@ TEST_CASE("tampering delivers a send twice or after the next one, and marks the 
     w.net->set_tampering(1.0, 0.0);
     auto [ca, cb] = w.connect();
     caf::anon_send(w.ta, send_atom::value, ca, std::string("a1"));
+    w.sched->run(); // sent, not arrived: marked as in flight only
+    auto f = w.net->tampering(w.now());
+    CHECK(f.duplicated == 1);
+    CHECK(f.in_flight == 1);
+    CHECK(f.open == 0);
     w.advance_to(w.now() + 20);
     auto at_b = pair_world::of(*w.lb, "bytes");
     REQUIRE(at_b.size() == 1);
     CHECK(at_b[0].data == "a1a1");
-    auto f = w.net->tampering();
-    CHECK(f.duplicated == 1);
+    f = w.net->tampering(w.now());
     CHECK(f.open == 1); // the recorder does not refuse it: the mark stays
+    CHECK(f.in_flight == 0);
     CHECK(f.closed == 0);
     caf::anon_send(w.tb, close_atom::value, cb, std::string("refused"));
     w.advance_to(w.now() + 20);
-    f = w.net->tampering();
+    f = w.net->tampering(w.now());
     CHECK(f.open == 0);
     CHECK(f.closed == 1);
+    CHECK(f.refused == 1); // closed by the end that got the bytes
   }
   // Reordering only: a kept-back send arrives right after the next one.
   {
@@ -299,17 +306,30 @@ TEST_CASE("tampering delivers a send twice or after the next one, and marks the 
     caf::anon_send(w.ta, send_atom::value, ca, std::string("a1"));
     w.advance_to(w.now() + 100);
     CHECK(pair_world::of(*w.lb, "bytes").empty()); // kept back until a next send
-    CHECK(w.net->tampering().open == 0);           // nothing tampered arrived yet
+    auto f = w.net->tampering(w.now());
+    CHECK(f.reordered == 1);
+    CHECK(f.withheld == 1);
+    CHECK(f.open == 0); // nothing tampered arrived yet
     caf::anon_send(w.ta, send_atom::value, ca, std::string("a2"));
     w.advance_to(w.now() + 20);
     auto at_b = pair_world::of(*w.lb, "bytes");
     REQUIRE(at_b.size() == 1);
     CHECK(at_b[0].data == "a2a1");
-    CHECK(w.net->tampering().reordered == 1); // a2 was delivered, not kept back
-    CHECK(w.net->tampering().open == 1);
+    f = w.net->tampering(w.now());
+    CHECK(f.reordered == 1); // a2 released a1: it was not kept back itself
+    CHECK(f.swapped == 1);
+    CHECK(f.withheld == 0);
+    CHECK(f.open == 1);
+    // A close by the other end (not the one that got the bytes) is not a
+    // refusal, but the mark goes with the connection.
+    caf::anon_send(w.ta, close_atom::value, ca, std::string("done"));
+    w.advance_to(w.now() + 20);
+    f = w.net->tampering(w.now());
+    CHECK(f.open == 0);
+    CHECK(f.closed == 1);
+    CHECK(f.refused == 0);
   }
-  // No tampering: the bytes of the same sends arrive once, in order, and
-  // no draw is taken (the trace of a run without it does not change).
+  // No tampering: the bytes of the same sends arrive once, in order.
   {
     pair_world w;
     w.net->set_faults(milliseconds(0), 0, 5);
@@ -321,7 +341,7 @@ TEST_CASE("tampering delivers a send twice or after the next one, and marks the 
     REQUIRE(at_b.size() == 2);
     CHECK(at_b[0].data == "a1");
     CHECK(at_b[1].data == "a2");
-    CHECK(w.net->tampering().open == 0);
+    CHECK(w.net->tampering(w.now()).open == 0);
   }
 }
 

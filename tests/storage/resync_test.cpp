@@ -332,3 +332,41 @@ TEST_CASE("a writer summary that does not verify is refused with the data it cam
   REQUIRE(b->apply(*rep));
   test::check_only_kept(*b, db, feed, *gone, *kept, ann);
 }
+
+TEST_CASE("answers carry at most 64 writer summaries and go round the rest from one answer to the "
+          "next",
+          "[store][summary]") {
+  test::temp_dir dir;
+  auto xena = test::person(500);
+  auto x = test::open_store(backend::memory, xena, 500, dir);
+  const auto topic = protocol::make_topic(xena, protocol::topic_kind::open, "many writers", {}, 3);
+  REQUIRE(x->add_topic(topic));
+  // 70 writers, each overwriting its own value once: 70 summaries.
+  constexpr std::size_t writers = 70;
+  for (std::size_t i = 0; i < writers; ++i) {
+    auto who = test::person(600 + i);
+    auto w = test::open_store(backend::memory, who, 600 + i, dir);
+    REQUIRE(w->add_topic(topic));
+    const auto k = test::doc_key(who, "note", "text");
+    REQUIRE(w->write(topic.id, {{k, std::string("first"), {}}}, 1000));
+    auto seen = w->read(topic.id, k);
+    REQUIRE(seen);
+    REQUIRE(w->write(topic.id, {{k, std::string("second"), seen->context}}, 1001));
+    test::pull(*x, *w, topic.id);
+    REQUIRE(x->summary(topic.id, w->self_id()));
+  }
+  // An asker with an empty clock misses every summary's counters.
+  auto y = test::open_store(backend::memory, test::person(501), 501, dir);
+  REQUIRE(y->add_topic(topic));
+  auto req = y->make_request(topic.id);
+  REQUIRE(req);
+  std::set<std::uint64_t> sent;
+  for (int round = 0; round < 2; ++round) {
+    auto a = x->answer(topic.id, *req);
+    REQUIRE(a);
+    CHECK(a->summaries.size() == store::max_summaries_per_reply);
+    for (const auto& ws : a->summaries)
+      sent.insert(ws.rid.value());
+  }
+  CHECK(sent.size() == writers); // every one within two answers
+}

@@ -88,17 +88,23 @@ public:
   /// and arrive right after the connection's next send (swapped with it;
   /// dropped if the connection closes first). Draws come from the fault
   /// stream of set_faults, only while a probability is above 0. An end
-  /// that received tampered bytes is marked until its connection closes:
-  /// the secure channel must refuse them (its nonces are counters), so a
-  /// marked end that stays open is a bug the simulator reports.
+  /// that received tampered bytes is marked (from their arrival) until
+  /// its connection closes: the secure channel must refuse them (its
+  /// nonces are counters), so a marked end that stays open is a bug the
+  /// simulator reports.
   void set_tampering(double duplicate, double reorder);
   struct tamper_figures {
-    std::uint64_t duplicated = 0;  // sends delivered twice
-    std::uint64_t reordered = 0;   // sends swapped with the next one
-    std::uint64_t closed = 0;      // ends that received tampered bytes and closed since
-    std::uint64_t open = 0;        // ends that received tampered bytes and are still open
+    std::uint64_t duplicated = 0; // sends delivered twice
+    std::uint64_t reordered = 0;  // sends kept back
+    std::uint64_t swapped = 0;    // kept-back sends delivered after the next one
+    std::uint64_t refused = 0;    // marked ends whose owner closed them (the channel refused)
+    std::uint64_t closed = 0;     // marked ends closed for any reason (refused included)
+    std::uint64_t open = 0;       // marked ends still open whose tampered bytes arrived by now
+    std::uint64_t in_flight = 0;  // marked ends still open, tampered bytes not arrived yet
+    std::uint64_t withheld = 0;   // open ends holding a kept-back send no next send released
   };
-  [[nodiscard]] tamper_figures tampering() const;
+  /// The figures as of virtual time now_ms.
+  [[nodiscard]] tamper_figures tampering(std::int64_t now_ms) const;
 
   /// Holds every send from an address in `from` to an address in `to`
   /// (an empty `to` means every address) made before virtual time
@@ -150,7 +156,7 @@ public:
     bool paused = false;            // the owner stopped reading
     std::vector<std::string> held;  // bytes that arrived while paused
     std::string stashed;            // reordered bytes waiting for the next send here
-    bool tampered = false;          // received duplicated or swapped bytes (set_tampering)
+    std::int64_t tampered_at_ms = -1; // first arrival of duplicated or swapped bytes (set_tampering)
   };
   std::mutex mu;
   std::map<conn_id, end> conns;
@@ -282,8 +288,8 @@ public:
   void opened_end(conn_id id, const end& e) { open_by_address[e.local].insert(id); }
   void close_end(conn_id id, end& e) {
     e.open = false;
-    if (e.tampered) {
-      e.tampered = false;
+    if (e.tampered_at_ms >= 0) {
+      e.tampered_at_ms = -1;
       ++tamper.closed;
     }
     if (auto it = open_by_address.find(e.local); it != open_by_address.end()) {

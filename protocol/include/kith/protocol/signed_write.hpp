@@ -160,6 +160,8 @@ struct writer_summary {
   [[nodiscard]] bool covers(dot d) const { return d.id == rid && d.n.value() <= upto; }
   /// d is rid's and in a live run (or above upto: not spoken of).
   [[nodiscard]] bool live_at(dot d) const;
+  /// The summary says d was superseded: rid's, at most upto, not live.
+  [[nodiscard]] bool drops(dot d) const { return covers(d) && !live_at(d); }
   /// The counters first..last (first <= last) join the live runs.
   void add_live(std::uint64_t first, std::uint64_t last);
   /// The counter n leaves the live runs.

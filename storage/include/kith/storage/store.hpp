@@ -272,8 +272,9 @@ private:
   status apply_summaries(topic_state& ts, std::vector<protocol::writer_summary> summaries);
   /// Adds to `out` the summaries held for the topic (with their bindings),
   /// all of them or those `asker`'s clock does not cover, at most
-  /// max_summaries_per_reply. Returns how many.
-  std::size_t attach_summaries(const topic_state& ts, const causality::node_clock* asker,
+  /// max_summaries_per_reply, going round them from call to call.
+  /// Returns how many.
+  std::size_t attach_summaries(topic_state& ts, const causality::node_clock* asker,
                                protocol::signed_reply& out);
 
   std::unique_ptr<kv_store> kv_;
