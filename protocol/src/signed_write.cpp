@@ -311,9 +311,11 @@ void writer_summary::coarsen(std::size_t max_runs) {
   }
 }
 
-std::string summary_message(const writer_summary& s) {
-  writer w;
-  w.raw("kith/summary/v1");
+namespace {
+
+/// What a summary says, in the order both its signed message and its
+/// encoding write it.
+void put_summary_fields(writer& w, const writer_summary& s) {
   w.bytes(s.topic);
   w.varint(s.rid.value());
   w.varint(s.upto);
@@ -322,6 +324,14 @@ std::string summary_message(const writer_summary& s) {
     w.varint(f);
     w.varint(len);
   }
+}
+
+} // namespace
+
+std::string summary_message(const writer_summary& s) {
+  writer w;
+  w.raw("kith/summary/v1");
+  put_summary_fields(w, s);
   return w.take();
 }
 
@@ -342,14 +352,7 @@ bool check_summary(const writer_summary& s, const public_key& writer) {
 // --- encodings ------------------------------------------------------------------
 
 void encode(writer& w, const writer_summary& s) {
-  w.bytes(s.topic);
-  w.varint(s.rid.value());
-  w.varint(s.upto);
-  w.varint(s.live.size());
-  for (const auto& [f, len] : s.live) {
-    w.varint(f);
-    w.varint(len);
-  }
+  put_summary_fields(w, s);
   w.raw(s.sig.view());
 }
 

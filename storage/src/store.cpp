@@ -495,6 +495,50 @@ status store::observe(const std::string& topic, replica_id from, const node_cloc
   return commit(**ts, in);
 }
 
+namespace {
+
+/// Scans every stored container of `topic` and, for each holding a dot
+/// `drop(d)` says to drop (a result<bool>: true drops it), records the
+/// container without those dots (its context kept) as a change in `in`.
+template <class Input, class Drop>
+status drop_stored_values(const kv_store& kv, const std::string& topic, Input& in, Drop drop) {
+  const std::string prefix = layout::topic_prefix('c', topic);
+  bool bad = false;
+  status inner = ok_status();
+  auto st = kv.scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
+    container c;
+    if (!decoded(v, c)) {
+      bad = true;
+      return false;
+    }
+    container kept;
+    bool stale = false;
+    for (const auto& [d, sib] : c.dots()) {
+      auto gone = drop(d);
+      if (!gone) {
+        inner = gone.err();
+        return false;
+      }
+      if (*gone) {
+        stale = true;
+        continue;
+      }
+      kept.add(d, sib);
+    }
+    if (!stale)
+      return true;
+    for (const auto& [id, n] : c.context().entries())
+      kept.context().raise(id, n);
+    key_type key(k.substr(prefix.size()));
+    in.before.emplace(key, std::move(c));
+    in.changes.push_back({std::move(key), std::move(kept)});
+    return true;
+  });
+  return scan_outcome(st, inner, bad, "a stored container of " + topic);
+}
+
+} // namespace
+
 status store::join_sender_entry(const std::string& topic, replica_id sender,
                                 const node_clock& sender_clock,
                                 const std::vector<dot>* sender_held) {
@@ -536,10 +580,7 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
   if (!sender_author)
     return sender_author.err();
   std::set<dot> held(sender_held->begin(), sender_held->end());
-  const std::string prefix = lay::topic_prefix('c', topic);
-  bool bad = false;
   bool unexplained = false;
-  status inner = ok_status();
   // What the resync says of a stored write we hold: nothing (the sender
   // holds it, or has not seen it), or that the sender saw it and no
   // longer holds it, so it was overwritten or deleted there.
@@ -556,40 +597,17 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
       return a.err();
     return *a && **a == **sender_author ? verdict::dropped_by_author : verdict::dropped_by_other;
   };
-  auto st = kv_->scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
-    container c;
-    if (!decoded(v, c)) {
-      bad = true;
-      return false;
-    }
-    // The author's own word drops its writes; a third party's write the
-    // sender dropped is left to anti-entropy (see below).
-    container kept;
-    bool stale = false;
-    for (const auto& [d, sib] : c.dots()) {
-      auto j = judge(d);
-      if (!j) {
-        inner = j.err();
-        return false;
-      }
-      if (*j == verdict::dropped_by_author) {
-        stale = true;
-        continue;
-      }
-      unexplained = unexplained || *j == verdict::dropped_by_other;
-      kept.add(d, sib);
-    }
-    if (!stale)
-      return true;
-    for (const auto& [id, n] : c.context().entries())
-      kept.context().raise(id, n);
-    key_type key(k.substr(prefix.size()));
-    in.before.emplace(key, std::move(c));
-    in.changes.push_back({std::move(key), std::move(kept)});
-    return true;
+  // The author's own word drops its writes; a third party's write the
+  // sender dropped is left to anti-entropy (see below).
+  auto dropped = drop_stored_values(*kv_, topic, in, [&](dot d) -> result<bool> {
+    auto j = judge(d);
+    if (!j)
+      return j.err();
+    unexplained = unexplained || *j == verdict::dropped_by_other;
+    return *j == verdict::dropped_by_author;
   });
-  if (auto done = scan_outcome(st, inner, bad, "a stored container of " + topic); !done)
-    return done.err();
+  if (!dropped)
+    return dropped.err();
   // The entry may cover writes of the sender we never received (the
   // resync carries what it holds, not what it overwrote). Their effects
   // are unknown here: a write the sender overwrote may itself have
@@ -1450,35 +1468,12 @@ status store::apply_summaries(topic_state& ts, std::vector<protocol::writer_summ
     in.summaries = std::move(summaries);
     return commit(ts, in);
   }
-  const std::string prefix = lay::topic_prefix('c', ts.desc.id);
-  bool bad = false;
-  auto st = kv_->scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
-    container c;
-    if (!decoded(v, c)) {
-      bad = true;
-      return false;
-    }
-    container kept;
-    bool stale = false;
-    for (const auto& [d, sib] : c.dots()) {
-      auto w = by_rid.find(d.id);
-      if (w != by_rid.end() && w->second->drops(d)) {
-        stale = true;
-        continue;
-      }
-      kept.add(d, sib);
-    }
-    if (!stale)
-      return true;
-    for (const auto& [id, n] : c.context().entries())
-      kept.context().raise(id, n);
-    key_type key(k.substr(prefix.size()));
-    in.before.emplace(key, std::move(c));
-    in.changes.push_back({std::move(key), std::move(kept)});
-    return true;
+  auto dropped = drop_stored_values(*kv_, ts.desc.id, in, [&](dot d) -> result<bool> {
+    auto w = by_rid.find(d.id);
+    return w != by_rid.end() && w->second->drops(d);
   });
-  if (auto done = scan_outcome(st, ok_status(), bad, "a stored container of " + ts.desc.id); !done)
-    return done;
+  if (!dropped)
+    return dropped;
   in.summaries = std::move(summaries);
   return commit(ts, in);
 }
