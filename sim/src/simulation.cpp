@@ -2015,6 +2015,15 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     std::uint64_t max_kept = 0, max_dot_keys = 0, max_siblings = 0, max_context = 0, store_failures = 0;
     std::uint64_t deletes_watched = 0, clocks_watched = 0; // at the last checkpoint
     std::string first_failure;
+    /// Counts a failed check; the first one's text is kept. Returns
+    /// whether this was the first.
+    bool failure(const std::string& what) {
+      ++failed;
+      if (!first_failure.empty())
+        return false;
+      first_failure = what;
+      return true;
+    }
   } ck;
   delete_watch del_seen;
   std::map<std::pair<std::size_t, std::string>, causality::node_clock> last_clock; // (node, topic)
@@ -2155,14 +2164,10 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
            << store_failures << '\n';
     if (failure.empty())
       return;
-    ++ck.failed;
     char at[32];
     std::snprintf(at, sizeof at, "%.3f", (t - start) / 1000.0);
-    if (ck.first_failure.empty()) {
-      ck.first_failure = std::string("at ") + at + " s: " + failure;
-      if (progress)
-        progress("checkpoint " + ck.first_failure + " (seed " + std::to_string(s.seed) + ")");
-    }
+    if (ck.failure(std::string("at ") + at + " s: " + failure) && progress)
+      progress("checkpoint " + ck.first_failure + " (seed " + std::to_string(s.seed) + ")");
   };
 
   // Advances to t, stopping on the way for samples and checkpoints. Without
@@ -2825,12 +2830,9 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                  {"still_open", t.open},
                                  {"in_flight", t.in_flight},
                                  {"withheld", t.withheld}};
-    if (t.open > 0) {
-      ++ck.failed;
-      if (ck.first_failure.empty())
-        ck.first_failure = "at the end: " + std::to_string(t.open) +
-                           " connection ends stayed open after receiving duplicated or swapped bytes";
-    }
+    if (t.open > 0)
+      ck.failure("at the end: " + std::to_string(t.open) +
+                 " connection ends stayed open after receiving duplicated or swapped bytes");
   }
   out.checkpoints_ok = ck.failed == 0;
   out.checkpoint_failure = ck.first_failure;

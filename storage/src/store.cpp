@@ -1484,35 +1484,34 @@ std::size_t store::attach_summaries(topic_state& ts, const node_clock* asker,
   // stopped, so every summary goes out within a few rounds (otherwise in
   // replica order).
   std::size_t n = 0;
-  auto start = ts.summaries.size() <= max_summaries_per_reply ? ts.summaries.begin()
-                                                              : ts.summaries.upper_bound(ts.summary_cursor);
-  std::vector<const protocol::writer_summary*> order;
-  order.reserve(ts.summaries.size());
-  for (auto i = start; i != ts.summaries.end(); ++i)
-    order.push_back(&i->second);
-  for (auto i = ts.summaries.begin(); i != start; ++i)
-    order.push_back(&i->second);
-  for (const auto* p : order) {
-    const auto rid = p->rid;
-    const auto& ws = *p;
+  // Added, skipped (covered, or no binding to attribute it), or full.
+  auto add = [&](const protocol::writer_summary& ws) {
     if (n == max_summaries_per_reply)
-      break;
+      return false;
     // An asker whose clock has every counter the summary speaks of has
     // seen the writes that superseded the dropped ones.
-    if (asker && asker->base(rid) >= ws.upto)
-      continue;
+    if (asker && asker->base(ws.rid) >= ws.upto)
+      return true;
     if (std::none_of(out.bindings.begin(), out.bindings.end(),
-                     [&](const replica_binding& b) { return b.rid == rid; })) {
-      auto rb = kv_->get(lay::binding_row(rid));
+                     [&](const replica_binding& b) { return b.rid == ws.rid; })) {
+      auto rb = kv_->get(lay::binding_row(ws.rid));
       replica_binding b;
       if (!rb || !*rb || !decoded(**rb, b))
-        continue; // cannot be attributed by the receiver either
+        return true; // cannot be attributed by the receiver either
       out.bindings.push_back(std::move(b));
     }
     out.summaries.push_back(ws);
-    ts.summary_cursor = rid;
+    ts.summary_cursor = ws.rid;
     ++n;
-  }
+    return true;
+  };
+  auto& all = ts.summaries;
+  const auto start = all.size() <= max_summaries_per_reply ? all.begin() : all.upper_bound(ts.summary_cursor);
+  bool room = true;
+  for (auto i = start; room && i != all.end(); ++i)
+    room = add(i->second);
+  for (auto i = all.begin(); room && i != start; ++i)
+    room = add(i->second);
   return n;
 }
 
