@@ -723,7 +723,7 @@ private:
     limit(su.size(), l_.max_summaries, "writer summaries", "max_summaries");
     out.summaries.reserve(su.size());
     for (auto d : su) {
-      causality::reader cr(std::string_view(reinterpret_cast<const char*>(d.begin()), d.size()));
+      causality::reader cr(view_of(d));
       writer_summary ws;
       if (!decode(cr, ws, l_.sig) || cr.failed() || !cr.at_end())
         fail("a writer summary does not decode");
