@@ -153,6 +153,17 @@ struct node_state {
   std::set<std::string> feed_rendezvous;
   std::map<std::string, std::set<protocol::public_key>> co_followers;
   std::map<std::string, std::set<protocol::public_key>> pulling_from;
+  /// Co-followers pulled from that were not connected at the last check;
+  /// a second miss in a row passes them over (feed -> ids).
+  std::map<std::string, std::set<protocol::public_key>> pull_missed;
+  /// Co-followers passed over while pulled (out of reach): the next
+  /// choices skip them until every other has been passed over too. Always
+  /// a subset of co_followers (feed -> ids).
+  std::map<std::string, std::set<protocol::public_key>> passed_over;
+  /// Peers met (kept connected) for a reason other than co-following:
+  /// writers of shared topics we hold, aggregators. A co-follower passed
+  /// over is released (unmeet) unless it is one of these.
+  std::set<protocol::public_key> kept_met;
   /// Feeds whose author was not connected at the last check (every 5 s):
   /// a second such check in a row starts the pulls from co-followers.
   std::set<std::string> author_away;
@@ -396,14 +407,22 @@ void join_feed_rendezvous(node_pointer self, const protocol::public_key& author)
     self->send(st.env->relays_handle, meet_atom::value, feed);
 }
 
-/// Pulls `feed` from up to max_pull_from_co_followers of its co-followers.
+/// Pulls `feed` from up to max_pull_from_co_followers of its co-followers,
+/// skipping those passed over; when that leaves none to pull from, every
+/// one is tried again (round by round, as they are found out of reach).
 void pull_feed_from_co_followers(node_pointer self, const std::string& feed, const char* why) {
   auto& st = self->state;
   auto& pulling = st.pulling_from[feed];
-  for (const auto& pk : st.co_followers[feed]) {
+  const auto& met = st.co_followers[feed];
+  auto& skipped = st.passed_over[feed];
+  if (pulling.empty() && !skipped.empty() &&
+      std::all_of(met.begin(), met.end(),
+                  [&](const protocol::public_key& pk) { return skipped.count(pk) > 0; }))
+    skipped.clear();
+  for (const auto& pk : met) {
     if (pulling.size() >= max_pull_from_co_followers)
       break;
-    if (!pulling.insert(pk).second)
+    if (skipped.count(pk) > 0 || !pulling.insert(pk).second)
       continue;
     st.env->logf(log_level::info, "feed " + feed.substr(0, 17) + "…: " + why +
                                       "; pulling it from co-follower " +
@@ -436,15 +455,68 @@ void stop_pulling_from_co_followers(node_pointer self, const std::string& feed) 
                                     "…: author back in reach; stopped pulling it from " +
                                     std::to_string(it->second.size()) + " co-follower(s)");
   st.pulling_from.erase(it);
+  st.pull_missed.erase(feed);
+}
+
+/// A co-follower pulled from was out of reach at two checks in a row: stop
+/// pulling from it, pass it over, and pull from another. Without this, a
+/// node would wait on the first co-followers it met even when they are
+/// gone for good.
+void pass_over_co_follower(node_pointer self, const std::string& feed,
+                           const protocol::public_key& pk) {
+  auto& st = self->state;
+  if (auto p = st.peers.find(pk); p != st.peers.end())
+    self->send(p->second, unpull_atom::value, feed);
+  st.pulling_from[feed].erase(pk);
+  st.pull_missed[feed].erase(pk);
+  if (st.co_followers[feed].count(pk) > 0)
+    st.passed_over[feed].insert(pk);
+  st.env->logf(log_level::info, "feed " + feed.substr(0, 17) + "…: co-follower " +
+                                    protocol::to_text(pk).substr(0, 12) +
+                                    " out of reach; passed over");
+  // Stop keeping it connected (dialling it on every backoff), unless it is
+  // kept for something else or still pulled for another feed.
+  const bool pulled_elsewhere =
+      std::any_of(st.pulling_from.begin(), st.pulling_from.end(),
+                  [&](const auto& entry) { return entry.second.count(pk) > 0; });
+  if (auto p = st.peers.find(pk);
+      p != st.peers.end() && st.kept_met.count(pk) == 0 && !pulled_elsewhere)
+    self->send(p->second, unmeet_atom::value);
+  pull_feed_from_co_followers(self, feed, "a co-follower was out of reach");
+}
+
+/// Checks each co-follower pulled from: connected, or missed once more.
+void check_pulled_co_followers(node_pointer self) {
+  auto& st = self->state;
+  for (const auto& [feed, pulling] : st.pulling_from) {
+    for (const auto& pk : pulling) {
+      auto pit = st.peers.find(pk);
+      if (pit == st.peers.end())
+        continue; // its actor ended: the node's down handler dropped it
+      self->request(pit->second, std::chrono::seconds(5), status_atom::value)
+          .then([self, feed = feed, pk = pk](const peer_info& info) {
+            auto& st = self->state;
+            auto pf = st.pulling_from.find(feed);
+            if (pf == st.pulling_from.end() || pf->second.count(pk) == 0)
+              return; // no longer pulled (the author came back)
+            if (info.state == "connected")
+              st.pull_missed[feed].erase(pk);
+            else if (!st.pull_missed[feed].insert(pk).second)
+              pass_over_co_follower(self, feed, pk);
+          });
+    }
+  }
 }
 
 /// For each followed author: while its peer actor is out of reach (not
 /// connected at two checks in a row), pulls the author's feed from up to
 /// max_pull_from_co_followers co-followers; once it is connected again,
 /// stops those pulls. Also pulls our own feed
-/// from its followers when restoring it.
+/// from its followers when restoring it, and passes over co-followers
+/// pulled from that are out of reach.
 void pull_from_co_followers(node_pointer self) {
   auto& st = self->state;
+  check_pulled_co_followers(self);
   if (st.restore_own_feed)
     pull_feed_from_co_followers(self, st.env->store->feed_topic_id(),
                                 "this node's own feed is being restored");
@@ -482,6 +554,7 @@ std::string known_address(const node_env& env, const protocol::public_key& pk) {
 /// The peer actor of an aggregator, kept connected (like a member of a
 /// shared topic: no feed is pulled from it).
 peer_actor aggregator_peer(node_pointer self, const protocol::public_key& pk) {
+  self->state.kept_met.insert(pk);
   auto p = ensure_peer(self, pk, false, known_address(*self->state.env, pk));
   self->send(p, meet_atom::value);
   return p;
@@ -1079,9 +1152,14 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
     for (auto r = st.routed.begin(); r != st.routed.end();)
       r = r->second.address() == dm.source ? st.routed.erase(r) : std::next(r);
     // A co-follower whose actor ended (its connection closed) is no longer
-    // pulled from: the next check may pull from it, or another, again.
-    for (auto& [feed, pulling] : st.pulling_from)
-      pulling.erase(pk);
+    // pulled from, and is passed over by the next check's choice.
+    for (auto& [feed, pulling] : st.pulling_from) {
+      if (pulling.erase(pk) == 0)
+        continue;
+      st.pull_missed[feed].erase(pk);
+      if (st.co_followers[feed].count(pk) > 0)
+        st.passed_over[feed].insert(pk);
+    }
   });
   self->send(self, tick_atom::value);
   return {
@@ -1213,9 +1291,17 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           // Another follower of a feed we follow (the relay's word: what it
           // serves is verified like anything else).
           auto& cf = st.co_followers[topic];
+          auto& skipped = st.passed_over[topic];
           if (pk != st.env->self.pub() && protocol::feed_topic(pk).id != topic &&
-              cf.size() < max_co_followers)
-            cf.insert(pk);
+              cf.count(pk) == 0) {
+            if (cf.size() >= max_co_followers && !skipped.empty()) {
+              // Full: a newcomer takes the place of one passed over.
+              cf.erase(*skipped.begin());
+              skipped.erase(skipped.begin());
+            }
+            if (cf.size() < max_co_followers)
+              cf.insert(pk);
+          }
           if (st.restore_own_feed && topic == st.env->store->feed_topic_id())
             pull_from_co_followers(self);
           return;
@@ -1228,7 +1314,18 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
         if (d->kind != protocol::topic_kind::open && !protocol::may_write(*d, pk))
           return;
         self->state.env->emit(json{{"type", "met"}, {"topic", topic}, {"id", protocol::to_text(pk)}});
+        self->state.kept_met.insert(pk);
         self->send(ensure_peer(self, pk, false, {}), meet_atom::value);
+      },
+      [self](left_atom, const std::string& topic, const protocol::public_key& pk) {
+        // A co-follower left the feed's rendezvous (its relay connection
+        // closed): forget it, making room for others. If it is pulled
+        // from, the next checks pass it over unless it is still reached.
+        auto& st = self->state;
+        if (auto cf = st.co_followers.find(topic); cf != st.co_followers.end())
+          cf->second.erase(pk);
+        if (auto po = st.passed_over.find(topic); po != st.passed_over.end())
+          po->second.erase(pk);
       },
       [self](tick_atom) {
         auto& st = self->state;

@@ -253,6 +253,16 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
     self->quit(); // a follower's actor lives as long as its connection
 }
 
+/// Ends the actor, its connection closed for `why`, when nothing keeps it:
+/// not followed, not met, no subscription of the peer's, no pull.
+void end_if_unneeded(peer_pointer self, const std::string& why) {
+  auto& st = self->state;
+  if (!st.followed && !st.member && st.serving.empty() && st.pulling.empty()) {
+    drop_connection(self, why, true);
+    self->quit();
+  }
+}
+
 /// Stops pulling `topic` from the peer (an unsubscribe if connected). The
 /// actor ends, its connection closed for `why`, when nothing else keeps it:
 /// not followed, no shared topic it writes, no subscription of its, no
@@ -263,10 +273,7 @@ void stop_pulling(peer_pointer self, const std::string& topic, const std::string
   st.offered.erase(topic);
   if (established(st))
     send_msg(self, unsubscribe_msg{{topic}});
-  if (!st.followed && !st.member && st.serving.empty() && st.pulling.empty()) {
-    drop_connection(self, why, true);
-    self->quit();
-  }
+  end_if_unneeded(self, why);
 }
 
 /// Calls f with the actor of a held topic (asking the node once).
@@ -940,6 +947,10 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
           st.next_dial_ms = 0;
           ensure_ticking(self);
         }
+      },
+      [self](unmeet_atom) {
+        self->state.member = false;
+        end_if_unneeded(self, "no longer kept connected");
       },
       [self](pull_atom, const std::string& topic) {
         auto& st = self->state;

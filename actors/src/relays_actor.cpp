@@ -286,8 +286,12 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
               (void)r.client->members(e.topic, e.next_cursor);
           } else if constexpr (std::is_same_v<T, relay::topic_event>) {
             auto t = st.topic_of_key.find(e.topic);
-            if (e.joined && e.id != st.env->self.pub() && t != st.topic_of_key.end())
+            if (e.id == st.env->self.pub() || t == st.topic_of_key.end())
+              return;
+            if (e.joined)
               self->send(st.node, meet_atom::value, t->second, e.id);
+            else
+              self->send(st.node, left_atom::value, t->second, e.id);
           } else if constexpr (std::is_same_v<T, relay::circuit_incoming>) {
             // A peer asks to reach us: accept, and hand the stream to the
             // node actor like an inbound TCP connection.

@@ -15,13 +15,6 @@ root="$(mktemp -d)"
 start_relay
 for n in agg ann sam; do k "$n" init >/dev/null 2>&1 || fail "init $n"; done
 agg="$(k agg id)"; ann="$(k ann id)"; sam="$(k sam id)"
-run_node() { # run_node <name> <extra options...>
-  local n="$1"; shift
-  "$kith" -d "$root/$n" run --listen 127.0.0.1:0 --api 127.0.0.1:0 --anti-entropy 1 \
-    --relay "$relay_at" "$@" >>"$root/$n.log" 2>&1 &
-  pids+=("$!")
-  wait_for "$n starts" 10 test -s "$root/$n/api.addr"
-}
 run_node agg --aggregate
 run_node ann --aggregator "$agg"
 run_node sam

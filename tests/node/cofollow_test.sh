@@ -12,14 +12,6 @@ root="$(mktemp -d)"
 . "$(dirname "$0")/net_lib.sh"
 
 start_relay
-run_node() { # run_node <name>
-  local n="$1"
-  rm -f "$root/$n/api.addr"
-  "$kith" -d "$root/$n" run --listen 127.0.0.1:0 --api 127.0.0.1:0 --anti-entropy 1 \
-    --relay "$relay_at" >>"$root/$n.log" 2>&1 &
-  eval "pid_$n=$!"; pids+=("$!")
-  wait_for "$n starts" 10 test -s "$root/$n/api.addr"
-}
 for n in xen fay gus; do k "$n" init >/dev/null 2>&1 || fail "init $n"; done
 xen="$(k xen id)"
 run_node xen

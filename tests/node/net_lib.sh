@@ -4,7 +4,8 @@ pids=()
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  # CONT first: a test may have stopped a node with SIGSTOP.
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
   wait 2>/dev/null
   if [ "${fails:-0}" != 0 ]; then
     for l in "$root"/*.log; do [ -f "$l" ] && { echo "--- $l"; tail -40 "$l"; }; done
@@ -51,4 +52,12 @@ start_relay() { # start_relay [listen]: runs $relay on loopback; sets pid_relay 
   pid_relay=$!; pids+=("$!")
   wait_for "the relay starts" 10 test -s "$root/relay/relay.addr" || return 1
   relay_at="$(cat "$root/relay/relay.addr")#$(cat "$root/relay/relay.id")"
+}
+run_node() { # run_node <name> <extra options...>: runs the daemon with the relay of start_relay
+  local n="$1"; shift
+  rm -f "$root/$n/api.addr"
+  "$kith" -d "$root/$n" run --listen 127.0.0.1:0 --api 127.0.0.1:0 --anti-entropy 1 \
+    --relay "$relay_at" "$@" >>"$root/$n.log" 2>&1 &
+  eval "pid_$n=$!"; pids+=("$!")
+  wait_for "$n starts" 10 test -s "$root/$n/api.addr"
 }

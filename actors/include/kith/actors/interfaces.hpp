@@ -70,6 +70,8 @@ using unpull_atom = caf::atom_constant<caf::atom("unpull")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using found_atom = caf::atom_constant<caf::atom("found")>;
 using meet_atom = caf::atom_constant<caf::atom("meet")>;
+using left_atom = caf::atom_constant<caf::atom("left")>;
+using unmeet_atom = caf::atom_constant<caf::atom("unmeet")>;
 using pause_atom = caf::atom_constant<caf::atom("pause")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using consumed_atom = caf::atom_constant<caf::atom("consumed")>;
@@ -357,6 +359,9 @@ using peer_actor = caf::typed_actor<
     // The peer writes a shared topic we hold (met at a relay's rendezvous):
     // keep a connection to it as if followed, without pulling its feed.
     caf::reacts_to<meet_atom>,
+    // No longer keep it connected for that (a co-follower passed over):
+    // the actor ends if nothing else keeps it.
+    caf::reacts_to<unmeet_atom>,
     // Ask the peer (an aggregator) a query over the connection; the answer
     // is delivered as it came (unverified: the asker verifies each item),
     // or with `refused` set when not connected or timed out.
@@ -386,7 +391,8 @@ using relays_actor = caf::typed_actor<
     // record go to `reply_to` as (found_atom, std::vector<std::string>).
     caf::reacts_to<lookup_atom, protocol::public_key, caf::actor>,
     // Join (and watch) a rendezvous topic on every relay; members that
-    // join go to the node as (meet_atom, topic, public_key).
+    // join go to the node as (meet_atom, topic, public_key), members that
+    // leave as (left_atom, topic, public_key).
     caf::reacts_to<meet_atom, std::string>,
     // This node's own dial addresses, to announce (replaces the last).
     caf::reacts_to<found_atom, std::vector<std::string>>,
@@ -412,6 +418,8 @@ using node_actor = caf::typed_actor<
     caf::reacts_to<peerstate_atom, std::string, std::string>,
     // An identity joined a rendezvous topic at a relay.
     caf::reacts_to<meet_atom, std::string, protocol::public_key>,
+    // ... or left it (its connection to that relay closed).
+    caf::reacts_to<left_atom, std::string, protocol::public_key>,
     // This node's own dial addresses (known once the daemon listens), for
     // its relay record.
     caf::reacts_to<found_atom, std::vector<std::string>>,
