@@ -436,6 +436,14 @@ void pull_feed_from_co_followers(node_pointer self, const std::string& feed, con
   }
 }
 
+/// A co-follower met only to pull feeds from, and no longer pulled for
+/// any: not a shared topic's writer or an aggregator kept anyway.
+bool releasable_co_follower(const node_state& st, const protocol::public_key& pk) {
+  return st.kept_met.count(pk) == 0 &&
+         std::none_of(st.pulling_from.begin(), st.pulling_from.end(),
+                      [&](const auto& entry) { return entry.second.count(pk) > 0; });
+}
+
 /// Stops pulling `feed` from co-followers: its author is connected again
 /// and serves the feed itself (they get an unsubscribe; their
 /// connections stay).
@@ -448,14 +456,23 @@ void stop_pulling_from_co_followers(node_pointer self, const std::string& feed) 
     st.pulling_from.erase(it);
     return;
   }
-  for (const auto& pk : it->second)
-    if (auto p = st.peers.find(pk); p != st.peers.end())
-      self->send(p->second, unpull_atom::value, feed);
-  st.env->logf(log_level::info, "feed " + feed.substr(0, 17) +
-                                    "…: author back in reach; stopped pulling it from " +
-                                    std::to_string(it->second.size()) + " co-follower(s)");
+  const auto pulled = std::move(it->second);
   st.pulling_from.erase(it);
   st.pull_missed.erase(feed);
+  for (const auto& pk : pulled) {
+    auto p = st.peers.find(pk);
+    if (p == st.peers.end())
+      continue;
+    self->send(p->second, unpull_atom::value, feed);
+    // The connection stays for the author's next absence, but is not
+    // redialled once it closes: a node would otherwise keep dialling
+    // every co-follower it ever pulled from.
+    if (releasable_co_follower(st, pk))
+      self->send(p->second, unmeet_atom::value, true);
+  }
+  st.env->logf(log_level::info, "feed " + feed.substr(0, 17) +
+                                    "…: author back in reach; stopped pulling it from " +
+                                    std::to_string(pulled.size()) + " co-follower(s)");
 }
 
 /// A co-follower pulled from was out of reach at two checks in a row: stop
@@ -474,14 +491,9 @@ void pass_over_co_follower(node_pointer self, const std::string& feed,
   st.env->logf(log_level::info, "feed " + feed.substr(0, 17) + "…: co-follower " +
                                     protocol::to_text(pk).substr(0, 12) +
                                     " out of reach; passed over");
-  // Stop keeping it connected (dialling it on every backoff), unless it is
-  // kept for something else or still pulled for another feed.
-  const bool pulled_elsewhere =
-      std::any_of(st.pulling_from.begin(), st.pulling_from.end(),
-                  [&](const auto& entry) { return entry.second.count(pk) > 0; });
-  if (auto p = st.peers.find(pk);
-      p != st.peers.end() && st.kept_met.count(pk) == 0 && !pulled_elsewhere)
-    self->send(p->second, unmeet_atom::value);
+  // Stop keeping it connected (dialling it on every backoff).
+  if (auto p = st.peers.find(pk); p != st.peers.end() && releasable_co_follower(st, pk))
+    self->send(p->second, unmeet_atom::value, false);
   pull_feed_from_co_followers(self, feed, "a co-follower was out of reach");
 }
 

@@ -30,6 +30,7 @@ struct peer_state {
   std::string id; // text form
   bool followed = false;
   bool member = false; // writes a shared topic we hold (met at a relay)
+  bool lingering = false; // no longer met: kept while this connection lasts
   std::string address;             // given with `follow` (tried first)
   std::vector<std::string> found;  // from the peer's relay record
   std::size_t candidate = 0;       // index into candidates() of the next dial
@@ -225,6 +226,7 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   if (tell_transport)
     self->send(st.env->transport_for(st.conn), close_atom::value, st.conn, reason);
   st.conn = 0;
+  st.lingering = false;
   st.ch.reset();
   st.rid.reset();
   st.applying_bytes = 0;
@@ -254,10 +256,11 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
 }
 
 /// Ends the actor, its connection closed for `why`, when nothing keeps it:
-/// not followed, not met, no subscription of the peer's, no pull.
+/// not followed, not met or lingering, no subscription of the peer's, no
+/// pull.
 void end_if_unneeded(peer_pointer self, const std::string& why) {
   auto& st = self->state;
-  if (!st.followed && !st.member && st.serving.empty() && st.pulling.empty()) {
+  if (!st.followed && !st.member && !st.lingering && st.serving.empty() && st.pulling.empty()) {
     drop_connection(self, why, true);
     self->quit();
   }
@@ -943,13 +946,16 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         if (st.member)
           return;
         st.member = true;
+        st.lingering = false;
         if (st.conn == 0 && !st.dialing && may_dial(st)) {
           st.next_dial_ms = 0;
           ensure_ticking(self);
         }
       },
-      [self](unmeet_atom) {
-        self->state.member = false;
+      [self](unmeet_atom, bool linger) {
+        auto& st = self->state;
+        st.member = false;
+        st.lingering = linger && st.conn != 0;
         end_if_unneeded(self, "no longer kept connected");
       },
       [self](pull_atom, const std::string& topic) {

@@ -359,9 +359,11 @@ using peer_actor = caf::typed_actor<
     // The peer writes a shared topic we hold (met at a relay's rendezvous):
     // keep a connection to it as if followed, without pulling its feed.
     caf::reacts_to<meet_atom>,
-    // No longer keep it connected for that (a co-follower passed over):
-    // the actor ends if nothing else keeps it.
-    caf::reacts_to<unmeet_atom>,
+    // No longer keep it connected for that (a co-follower no longer
+    // pulled from): with `linger`, the present connection stays until it
+    // closes but is not redialled; without, the actor ends at once if
+    // nothing else keeps it.
+    caf::reacts_to<unmeet_atom, bool>,
     // Ask the peer (an aggregator) a query over the connection; the answer
     // is delivered as it came (unverified: the asker verifies each item),
     // or with `refused` set when not connected or timed out.
