@@ -92,7 +92,12 @@ struct peer_state {
   std::uint64_t unsent = 0;
   std::uint64_t write_progress_ms = 0;
   std::size_t current_frame_bytes = 0;
+  // Housekeeping ticks fall on a grid (the first tick, then every
+  // settings.tick), but only on grid points where something is due; see
+  // next_due_ms.
   bool ticking = false;
+  std::uint64_t last_tick_ms = 0; // the grid point of the last tick run
+  std::uint64_t tick_at_ms = 0;   // the grid point of the tick set
   // Queries we asked the peer (an aggregator), by id, with their deadline.
   struct pending_query {
     caf::typed_response_promise<query_result_msg> rp;
@@ -111,6 +116,8 @@ using peer_pointer = peer_actor::stateful_pointer<peer_state>;
 std::uint64_t now_ms(peer_pointer self) {
   return clock_ms(self->clock().now());
 }
+
+void tick_by(peer_pointer self, std::uint64_t due_ms);
 
 /// How recent our own direct connection must be for it to win over the
 /// peer's relayed one that arrives meanwhile (both dialled at once).
@@ -154,8 +161,10 @@ void send_raw(peer_pointer self, std::string bytes) {
   st.bytes_out += bytes.size();
   st.last_tx_ms = now_ms(self);
   if (tracks_writes(st)) {
-    if (st.unsent == 0)
+    if (st.unsent == 0) {
       st.write_progress_ms = st.last_tx_ms;
+      tick_by(self, st.write_progress_ms + static_cast<std::uint64_t>(st.env->settings.write_stall.count()) + 1);
+    }
     st.unsent += bytes.size();
   }
   self->send(st.env->transport_for(st.conn), send_atom::value, st.conn, std::move(bytes));
@@ -251,6 +260,7 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
     log(self, log_level::info, "disconnected: " + reason);
   emit_state(self, "disconnected");
   schedule_redial(self);
+  tick_by(self, now_ms(self)); // dialling ticks
   if (!st.followed && !st.member && may_quit)
     self->quit(); // a follower's actor lives as long as its connection
 }
@@ -386,6 +396,7 @@ void on_offer(peer_pointer self, const offer_msg& m) {
           auto& st = self->state;
           st.topics[id] = t;
           st.offered.insert(id);
+          tick_by(self, now_ms(self)); // its first round
           // A replica that holds nothing of the topic starts with a full
           // resync: anti-entropy can only name dots still in the sender's
           // dot-key map, and those of writes every member had are gone.
@@ -531,8 +542,10 @@ void on_data(peer_pointer self, data_msg m) {
         log(self, log_level::debug,
             topic + ": applied " + std::to_string(r.new_dots) + " new writes, " +
                 std::to_string(r.keys_changed) + " keys changed");
-        if (r.new_dots > 0)
+        if (r.new_dots > 0) {
           self->state.marks_due.insert(topic);
+          tick_by(self, now_ms(self));
+        }
       });
 }
 
@@ -661,6 +674,7 @@ void on_established(peer_pointer self) {
   auto& st = self->state;
   st.failures = 0;
   st.established_ms = now_ms(self);
+  tick_by(self, st.established_ms);
   log(self, log_level::info,
       std::string("connected (") + (st.outbound ? "dialled " : "accepted from ") + st.conn_address + ")");
   emit_state(self, "connected");
@@ -714,10 +728,59 @@ void maybe_lookup(peer_pointer self) {
 /// or an address to dial. 10,000 followed identities with no address cost
 /// no timers.
 void ensure_ticking(peer_pointer self) {
-  if (!self->state.ticking) {
-    self->state.ticking = true;
-    self->send(self, tick_atom::value);
+  auto& st = self->state;
+  if (!st.ticking) {
+    st.ticking = true;
+    st.last_tick_ms = st.tick_at_ms = now_ms(self);
+    self->send(self, tick_atom::value, st.tick_at_ms);
   }
+}
+
+/// Makes sure a tick runs at the first grid point that is after now and
+/// not before `due_ms`: where a tick every settings.tick would have acted
+/// on it (a grid point equal to now counts as past: that tick would have
+/// run before anything else at the same instant reached this actor).
+/// Costs one timer when that is sooner than the tick already set.
+void tick_by(peer_pointer self, std::uint64_t due_ms) {
+  auto& st = self->state;
+  if (!st.ticking)
+    return;
+  const auto period = static_cast<std::uint64_t>(st.env->settings.tick.count());
+  const auto now = now_ms(self);
+  const auto after = std::max(due_ms, now + 1); // the first time allowed
+  const auto steps =
+      after <= st.last_tick_ms ? 1 : (after - st.last_tick_ms + period - 1) / period;
+  const auto at = st.last_tick_ms + std::max<std::uint64_t>(steps, 1) * period;
+  if (at >= st.tick_at_ms && st.tick_at_ms > st.last_tick_ms)
+    return; // a tick at or before `at` is set
+  st.tick_at_ms = at;
+  self->delayed_send(self, std::chrono::milliseconds(at - now), tick_atom::value, at);
+}
+
+/// When on_tick has something to do next, as far as the peer's state
+/// says: a tick at every grid point while dialling, handshaking or
+/// connecting; on an established connection, at the next keepalive,
+/// timeout, write-stall check, anti-entropy round, upgrade attempt or
+/// query deadline. State changes that make something due sooner call
+/// tick_by, so on_tick acts on the same grid points as a tick every
+/// settings.tick would (the same trace), without the idle ticks.
+std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
+  if (!established(st) || !st.marks_due.empty())
+    return now;
+  const auto& s = st.env->settings;
+  auto due = st.last_rx_ms + static_cast<std::uint64_t>(s.peer_timeout.count()) + 1;
+  due = std::min(due, st.last_tx_ms + static_cast<std::uint64_t>(s.keepalive.count()));
+  if (st.unsent > 0)
+    due = std::min(due, st.write_progress_ms + static_cast<std::uint64_t>(s.write_stall.count()) + 1);
+  for (const auto& t : st.offered) {
+    auto r = st.next_round_ms.find(t);
+    due = std::min(due, r == st.next_round_ms.end() ? now : r->second);
+  }
+  if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading)
+    due = std::min(due, st.next_upgrade_ms);
+  for (const auto& [id, q] : st.queries)
+    due = std::min(due, q.deadline_ms);
+  return due;
 }
 
 void on_tick(peer_pointer self) {
@@ -813,6 +876,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         st.dialing = false;
         st.conn = c;
         st.outbound = true;
+        tick_by(self, now_ms(self)); // handshake ticks
         st.conn_address = addr;
         st.last_rx_ms = now_ms(self);
         st.ch = std::make_shared<channel>(st.env->self, channel::role::initiator, st.env->rng->next(),
@@ -845,6 +909,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         auto& st = self->state;
         if (st.upgrading && tag == st.upgrade_tag) {
           st.upgrading = false; // stay on the relayed connection; try later
+          tick_by(self, st.next_upgrade_ms);
           return;
         }
         if (tag != st.dial_tag)
@@ -978,17 +1043,21 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         q.id = st.next_query_id++;
         auto rp = self->make_response_promise<query_result_msg>();
         st.queries[q.id] = peer_state::pending_query{rp, now_ms(self) + query_timeout_ms};
+        tick_by(self, now_ms(self) + query_timeout_ms);
         send_msg(self, q);
         return rp;
       },
-      [self](tick_atom) {
-        on_tick(self);
+      [self](tick_atom, std::uint64_t at) {
         auto& st = self->state;
+        if (!st.ticking || at != st.tick_at_ms)
+          return; // superseded by an earlier tick
+        st.last_tick_ms = at;
+        on_tick(self);
         if (st.conn == 0 && !st.dialing && !may_dial(st)) {
           st.ticking = false;
           return;
         }
-        self->delayed_send(self, st.env->settings.tick, tick_atom::value);
+        tick_by(self, next_due_ms(st, now_ms(self)));
       },
       [self](status_atom) -> peer_info {
         auto& st = self->state;

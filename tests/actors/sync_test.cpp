@@ -38,6 +38,37 @@ TEST_CASE("a follower receives existing posts on connect and new ones within a r
   CHECK(peers["peers"][0]["entries_received"].get<int>() >= 4);
 }
 
+TEST_CASE("an idle follow stays connected for ten minutes: keepalives and rounds run on their "
+          "deadlines though the peer actors tick only when something is due",
+          "[actors][sync]") {
+  world w(11);
+  auto& a = w.add(0);
+  auto& b = w.add(1);
+  w.api_json(a, "post", {{"text", "one"}});
+  w.api_json(b, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1; }, std::chrono::seconds(10)));
+  auto before = w.api_json(b, "peers")["peers"][0];
+  REQUIRE(before["state"] == "connected");
+  const auto log_lines = w.log.size();
+
+  // Ten idle minutes: the peer timeout is 60 s, so without keepalives the
+  // connection would close; without rounds no pulls would be sent.
+  w.run_until([] { return false; }, std::chrono::minutes(10));
+  auto after = w.api_json(b, "peers")["peers"][0];
+  INFO(w.log_text());
+  CHECK(after["state"] == "connected");
+  for (auto i = log_lines; i < w.log.size(); ++i)
+    CHECK(w.log[i].find("disconnected") == std::string::npos);
+  // At least one keepalive (15 s) or round (30 s) each way per 30 s.
+  const auto in = after["bytes_in"].get<std::uint64_t>() - before["bytes_in"].get<std::uint64_t>();
+  const auto out = after["bytes_out"].get<std::uint64_t>() - before["bytes_out"].get<std::uint64_t>();
+  CHECK(in > 20 * 30);
+  CHECK(out > 20 * 30);
+  // A post after the idle time still arrives as a push.
+  w.api_json(a, "post", {{"text", "two"}});
+  CHECK(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 2; }, std::chrono::seconds(2)));
+}
+
 TEST_CASE("a follower that was offline catches up on reconnect", "[actors][sync]") {
   world w(7);
   auto& a = w.add(0);

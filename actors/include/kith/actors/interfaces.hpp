@@ -368,7 +368,9 @@ using peer_actor = caf::typed_actor<
     // is delivered as it came (unverified: the asker verifies each item),
     // or with `refused` set when not connected or timed out.
     caf::replies_to<query_atom, protocol::query_msg>::with<protocol::query_result_msg>,
-    caf::reacts_to<tick_atom>,
+    // Housekeeping, with the time it was set for (a tick superseded by an
+    // earlier one is ignored).
+    caf::reacts_to<tick_atom, std::uint64_t>,
     caf::replies_to<status_atom>::with<peer_info>>;
 
 /// The node's relays: one session per configured relay (dialled through
