@@ -23,6 +23,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace kith::sim {
 
@@ -517,21 +518,30 @@ public:
     return f ? f->size() : 0;
   }
 
+  /// The subjects of `author`'s posts that `holder` holds with a live
+  /// value: what documents::feed lists, without building each document's
+  /// JSON (the checker runs this for every follow pair).
   std::set<std::string> subjects_of(std::size_t holder, std::size_t author) {
-    storage::documents docs(*nodes_[holder].env->store);
+    auto& store = *nodes_[holder].env->store;
     std::set<std::string> out;
-    if (auto f = docs.feed(nodes_[author].env->self.pub(), 100000))
-      for (const auto& d : *f)
-        out.insert(d.value("subject", std::string{}));
+    auto hits = store.by_author(nodes_[author].env->self.pub(), 100000);
+    if (!hits)
+      return out;
+    for (const auto& h : *hits) {
+      std::string subject = h.key.substr(0, h.key.find('\0'));
+      auto rows = store.read_prefix(h.topic, subject + std::string(1, '\0'));
+      if (rows && std::any_of(rows->begin(), rows->end(),
+                              [](const auto& row) { return !row.second.siblings.empty(); }))
+        out.insert(std::move(subject));
+    }
     return out;
   }
 
   /// Follower i holds what author j holds of itself: nothing lost, nothing
   /// deleted still there. After j lost its store, i may also hold j's
   /// undeleted posts from before the loss (j no longer does), nothing else.
-  bool pair_ok(std::size_t i, std::size_t j) {
+  bool pair_ok(std::size_t i, std::size_t j, const std::set<std::string>& own) {
     auto have = subjects_of(i, j);
-    auto own = subjects_of(j, j);
     if (nodes_[j].store_losses == 0)
       return have == own;
     for (const auto& o : own)
@@ -547,12 +557,19 @@ public:
   /// Follow pairs (live follower, live author) that do not hold the same.
   std::size_t pairs_behind(std::size_t stop_after = SIZE_MAX) {
     std::size_t n = 0;
+    std::unordered_map<std::size_t, std::set<std::string>> own; // per author, this pass
     for (std::size_t i = 0; i < nodes_.size() && n < stop_after; ++i) {
       if (!live(i))
         continue;
-      for (auto j : nodes_[i].follows)
-        if (live(j) && !pair_ok(i, j) && ++n >= stop_after)
+      for (auto j : nodes_[i].follows) {
+        if (!live(j))
+          continue;
+        auto o = own.find(j);
+        if (o == own.end())
+          o = own.emplace(j, subjects_of(j, j)).first;
+        if (!pair_ok(i, j, o->second) && ++n >= stop_after)
           break;
+      }
     }
     return n;
   }
@@ -2628,7 +2645,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     if (!w.live(i))
       continue;
     for (auto j : w.nodes_[i].follows)
-      if (w.live(j) && !w.pair_ok(i, j)) {
+      if (w.live(j) && !w.pair_ok(i, j, w.subjects_of(j, j))) {
         auto peers = json::parse(w.api(i, "peers", json::object()).json)["peers"];
         json state = "unknown";
         for (auto& p : peers)
