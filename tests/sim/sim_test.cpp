@@ -680,4 +680,25 @@ TEST_CASE("send delays replayed from a latency trace: the file is checked line b
   CHECK(run(s).json["trace_hash"] == a.json["trace_hash"]);
   s.jitter_samples_ms = {10};
   CHECK(run(s).json["trace_hash"] != a.json["trace_hash"]);
+
+  // The same trace on one link only (node 1 to the relay, which every
+  // node reaches the others through when direct dials fail, and node 0
+  // to node 1): the rest keep the scenario's uniform jitter.
+  auto per_link = small(6);
+  for (auto [x, y] : {std::pair{node_ref{0}, node_ref{1}}, std::pair{node_ref{1}, node_ref{node_ref::relay}}}) {
+    link_setting l;
+    l.a = x;
+    l.b = y;
+    l.jitter_model = "empirical";
+    l.jitter_samples_file = "inline";
+    l.jitter_samples_ms = {10, 12, 15, 20, 25, 30, 40, 400, 12, 18, 2000};
+    per_link.links.push_back(l);
+  }
+  REQUIRE_FALSE(check_scenario(per_link));
+  auto c = run(per_link);
+  INFO(c.json.dump(2));
+  CHECK(c.converged);
+  CHECK(c.json["resurrected"] == 0);
+  CHECK(run(per_link).json["trace_hash"] == c.json["trace_hash"]);
+  CHECK(c.json["trace_hash"] != run(small(6)).json["trace_hash"]);
 }
