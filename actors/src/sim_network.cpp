@@ -142,8 +142,11 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
           if (leave > now)
             ++net->held_count;
         }
+        // A duplicated send, or a kept-back one released with this send,
+        // takes the link's bandwidth for every byte that goes out.
+        const auto on_wire = tamper ? payload.size() : bytes.size();
         if (net->default_bandwidth > 0 || !net->bandwidth.empty())
-          leave = (net->leave_us(it->second.local, it->second.remote, leave, bytes.size()) + 999) / 1000;
+          leave = (net->leave_us(it->second.local, it->second.remote, leave, on_wire) + 999) / 1000;
         std::int64_t delay = net->latency_of(it->second.local, it->second.remote).count();
         if (net->jitter.count() > 0 || !net->link_jitter.empty() ||
             net->jitter_model == sim_network::jitter_kind::empirical)

@@ -175,6 +175,24 @@ TEST_CASE("a link's bandwidth queues its sends one behind the other, each direct
   CHECK(w.net->queued_sends() == 1);
 }
 
+TEST_CASE("a duplicated send takes the link's bandwidth for both copies", "[sim][network]") {
+  pair_world w;
+  w.net->set_tampering(1.0, 0.0);
+  auto [ca, cb] = w.connect();
+  w.net->set_default_bandwidth(1000); // bytes per second
+  caf::anon_send(w.ta, send_atom::value, ca, std::string(500, 'x'));
+  caf::anon_send(w.ta, send_atom::value, ca, std::string(100, 'y'));
+  w.advance_to(w.now() + 3000);
+  auto at_b = pair_world::of(*w.lb, "bytes");
+  REQUIRE(at_b.size() == 2);
+  CHECK(at_b[0].data.size() == 1000);
+  // 1,000 bytes at 1,000 B/s (the copy counts), then the second send's
+  // 200 behind them.
+  const auto first = at_b[0].at_ms;
+  CHECK(at_b[1].at_ms - first == 200);
+  CHECK(first >= 1000);
+}
+
 TEST_CASE("a partition cut closes the link's connections and refuses dials until healed, and "
           "restoring the link (churn) does not heal it",
           "[sim][network]") {
