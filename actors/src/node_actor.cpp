@@ -153,9 +153,9 @@ struct node_state {
   std::set<std::string> feed_rendezvous;
   std::map<std::string, std::set<protocol::public_key>> co_followers;
   std::map<std::string, std::set<protocol::public_key>> pulling_from;
-  /// Co-followers pulled from that were not connected at the last check;
-  /// a second miss in a row passes them over (feed -> ids).
-  std::map<std::string, std::set<protocol::public_key>> pull_missed;
+  /// Co-followers pulled from that were not connected at the last
+  /// checks, with how many in a row (feed -> id -> misses).
+  std::map<std::string, std::map<protocol::public_key, std::uint32_t>> pull_missed;
   /// Co-followers passed over while pulled (out of reach): the next
   /// choices skip them until every other has been passed over too. Always
   /// a subset of co_followers (feed -> ids).
@@ -395,6 +395,11 @@ constexpr std::size_t max_feed_rendezvous = 32;
 /// author is out of reach.
 constexpr std::size_t max_co_followers = 8;
 constexpr std::size_t max_pull_from_co_followers = 2;
+/// Checks in a row (co_check_period_ms apart) at which a co-follower
+/// pulled from was not connected before it is passed over: most absences
+/// in measured P2P churn are short, and each new co-follower pulled from
+/// costs a resync and a membership at its node.
+constexpr std::uint32_t pass_over_after_misses = 6;
 /// How often followed authors out of reach are looked at.
 constexpr std::uint64_t co_check_period_ms = 5'000;
 
@@ -410,15 +415,21 @@ void join_feed_rendezvous(node_pointer self, const protocol::public_key& author)
 /// Pulls `feed` from up to max_pull_from_co_followers of its co-followers,
 /// skipping those passed over; when that leaves none to pull from, every
 /// one is tried again (round by round, as they are found out of reach).
-void pull_feed_from_co_followers(node_pointer self, const std::string& feed, const char* why) {
+void pull_feed_from_co_followers(node_pointer self, const std::string& feed, const char* why,
+                                 const protocol::public_key* just_passed_over = nullptr) {
   auto& st = self->state;
   auto& pulling = st.pulling_from[feed];
   const auto& met = st.co_followers[feed];
   auto& skipped = st.passed_over[feed];
   if (pulling.empty() && !skipped.empty() &&
       std::all_of(met.begin(), met.end(),
-                  [&](const protocol::public_key& pk) { return skipped.count(pk) > 0; }))
+                  [&](const protocol::public_key& pk) { return skipped.count(pk) > 0; })) {
     skipped.clear();
+    // Not the one just released (its actor is ending): the next check
+    // may take it again.
+    if (just_passed_over && met.count(*just_passed_over) > 0)
+      skipped.insert(*just_passed_over);
+  }
   for (const auto& pk : met) {
     if (pulling.size() >= max_pull_from_co_followers)
       break;
@@ -494,10 +505,37 @@ void pass_over_co_follower(node_pointer self, const std::string& feed,
   // Stop keeping it connected (dialling it on every backoff).
   if (auto p = st.peers.find(pk); p != st.peers.end() && releasable_co_follower(st, pk))
     self->send(p->second, unmeet_atom::value, false);
-  pull_feed_from_co_followers(self, feed, "a co-follower was out of reach");
+  pull_feed_from_co_followers(self, feed, "a co-follower was out of reach", &pk);
+}
+
+/// A pulled co-follower's state at a check: connected, or missed once
+/// more (pass_over_after_misses in a row pass it over).
+void on_pulled_status(node_pointer self, const std::string& feed, const protocol::public_key& pk,
+                      bool connected) {
+  auto& st = self->state;
+  auto pf = st.pulling_from.find(feed);
+  if (pf == st.pulling_from.end() || pf->second.count(pk) == 0)
+    return; // no longer pulled (the author came back, or already passed over)
+  auto& missed = st.pull_missed[feed];
+  if (connected) {
+    missed.erase(pk);
+    return;
+  }
+  if (++missed[pk] < pass_over_after_misses)
+    return;
+  // Passed over only while no other co-follower pulled for this feed may
+  // be serving it (each missed at its last check too): one that serves is
+  // enough, and every co-follower pulled from becomes a member of the
+  // feed at its node, holding its delete records back until retired.
+  const bool other_may_serve = std::any_of(pf->second.begin(), pf->second.end(), [&](const auto& other) {
+    return other != pk && missed.count(other) == 0;
+  });
+  if (!other_may_serve)
+    pass_over_co_follower(self, feed, pk);
 }
 
 /// Checks each co-follower pulled from: connected, or missed once more.
+/// Runs from the node's 5 s check only, so two misses are 5 s apart.
 void check_pulled_co_followers(node_pointer self) {
   auto& st = self->state;
   for (const auto& [feed, pulling] : st.pulling_from) {
@@ -506,16 +544,15 @@ void check_pulled_co_followers(node_pointer self) {
       if (pit == st.peers.end())
         continue; // its actor ended: the node's down handler dropped it
       self->request(pit->second, std::chrono::seconds(5), status_atom::value)
-          .then([self, feed = feed, pk = pk](const peer_info& info) {
-            auto& st = self->state;
-            auto pf = st.pulling_from.find(feed);
-            if (pf == st.pulling_from.end() || pf->second.count(pk) == 0)
-              return; // no longer pulled (the author came back)
-            if (info.state == "connected")
-              st.pull_missed[feed].erase(pk);
-            else if (!st.pull_missed[feed].insert(pk).second)
-              pass_over_co_follower(self, feed, pk);
-          });
+          .then(
+              [self, feed = feed, pk = pk](const peer_info& info) {
+                on_pulled_status(self, feed, pk, info.state == "connected");
+              },
+              // Its actor ended meanwhile (the down handler drops it) or
+              // did not answer in time: a miss, not the node's end.
+              [self, feed = feed, pk = pk](const caf::error&) {
+                on_pulled_status(self, feed, pk, false);
+              });
     }
   }
 }
@@ -524,11 +561,9 @@ void check_pulled_co_followers(node_pointer self) {
 /// connected at two checks in a row), pulls the author's feed from up to
 /// max_pull_from_co_followers co-followers; once it is connected again,
 /// stops those pulls. Also pulls our own feed
-/// from its followers when restoring it, and passes over co-followers
-/// pulled from that are out of reach.
+/// from its followers when restoring it.
 void pull_from_co_followers(node_pointer self) {
   auto& st = self->state;
-  check_pulled_co_followers(self);
   if (st.restore_own_feed)
     pull_feed_from_co_followers(self, st.env->store->feed_topic_id(),
                                 "this node's own feed is being restored");
@@ -539,20 +574,25 @@ void pull_from_co_followers(node_pointer self) {
     if (cf == st.co_followers.end() || pit == st.peers.end())
       continue;
     self->request(pit->second, std::chrono::seconds(5), status_atom::value)
-        .then([self, feed](const peer_info& info) {
-          // Out of reach: not connected at two checks in a row (5 s
-          // apart), whatever the peer actor is doing meanwhile (dialling,
-          // backing off, flapping). One check is not enough: at a node's
-          // start, or right after a connection race, the author is about
-          // to be reached and every feed would be pulled from co-followers.
-          auto& away = self->state.author_away;
-          if (info.state == "connected") {
-            away.erase(feed);
-            stop_pulling_from_co_followers(self, feed);
-          } else if (!away.insert(feed).second) {
-            pull_feed_from_co_followers(self, feed, "author out of reach");
-          }
-        });
+        .then(
+            [self, feed](const peer_info& info) {
+              // Out of reach: not connected at two checks in a row (5 s
+              // apart), whatever the peer actor is doing meanwhile
+              // (dialling, backing off, flapping). One check is not
+              // enough: at a node's start, or right after a connection
+              // race, the author is about to be reached and every feed
+              // would be pulled from co-followers.
+              auto& away = self->state.author_away;
+              if (info.state == "connected") {
+                away.erase(feed);
+                stop_pulling_from_co_followers(self, feed);
+              } else if (!away.insert(feed).second) {
+                pull_feed_from_co_followers(self, feed, "author out of reach");
+              }
+            },
+            // The author's actor ended meanwhile (unfollowed): nothing
+            // to do, and not the node's end.
+            [](const caf::error&) {});
   }
 }
 
@@ -1344,6 +1384,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
         const auto now = clock_ms(self->clock().now());
         if ((!st.co_followers.empty() || st.restore_own_feed) && now >= st.next_co_check_ms) {
           st.next_co_check_ms = now + co_check_period_ms;
+          check_pulled_co_followers(self);
           pull_from_co_followers(self);
         }
         for (auto it = st.handshaking.begin(); it != st.handshaking.end();) {

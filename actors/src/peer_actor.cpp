@@ -97,7 +97,8 @@ struct peer_state {
   // next_due_ms.
   bool ticking = false;
   std::uint64_t last_tick_ms = 0; // the grid point of the last tick run
-  std::uint64_t tick_at_ms = 0;   // the grid point of the tick set
+  bool tick_set = false;          // a tick is on its way, for:
+  std::uint64_t tick_at_ms = 0;
   // Queries we asked the peer (an aggregator), by id, with their deadline.
   struct pending_query {
     caf::typed_response_promise<query_result_msg> rp;
@@ -731,6 +732,7 @@ void ensure_ticking(peer_pointer self) {
   auto& st = self->state;
   if (!st.ticking) {
     st.ticking = true;
+    st.tick_set = true;
     st.last_tick_ms = st.tick_at_ms = now_ms(self);
     self->send(self, tick_atom::value, st.tick_at_ms);
   }
@@ -751,8 +753,9 @@ void tick_by(peer_pointer self, std::uint64_t due_ms) {
   const auto steps =
       after <= st.last_tick_ms ? 1 : (after - st.last_tick_ms + period - 1) / period;
   const auto at = st.last_tick_ms + std::max<std::uint64_t>(steps, 1) * period;
-  if (at >= st.tick_at_ms && st.tick_at_ms > st.last_tick_ms)
-    return; // a tick at or before `at` is set
+  if (st.tick_set && at >= st.tick_at_ms)
+    return; // a tick at or before `at` is on its way
+  st.tick_set = true;
   st.tick_at_ms = at;
   self->delayed_send(self, std::chrono::milliseconds(at - now), tick_atom::value, at);
 }
@@ -1049,8 +1052,9 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
       },
       [self](tick_atom, std::uint64_t at) {
         auto& st = self->state;
-        if (!st.ticking || at != st.tick_at_ms)
+        if (!st.ticking || !st.tick_set || at != st.tick_at_ms)
           return; // superseded by an earlier tick
+        st.tick_set = false;
         st.last_tick_ms = at;
         on_tick(self);
         if (st.conn == 0 && !st.dialing && !may_dial(st)) {
