@@ -629,6 +629,18 @@ TEST_CASE("frames duplicated or swapped on the wire are refused by the secure ch
   CHECK(error.find("duplicate_probability") != std::string::npos);
 }
 
+/// Runs `sc`: it converges with nothing back, and the same seed gives the
+/// same trace again. Returns the first run.
+static summary converges_twice(const scenario& sc) {
+  REQUIRE_FALSE(check_scenario(sc));
+  auto r = run(sc);
+  INFO(r.json.dump(2));
+  CHECK(r.converged);
+  CHECK(r.json["resurrected"] == 0);
+  CHECK(run(sc).json["trace_hash"] == r.json["trace_hash"]);
+  return r;
+}
+
 TEST_CASE("send delays replayed from a latency trace: the file is checked line by line, and a run "
           "converges, the same seed twice",
           "[sim]") {
@@ -672,18 +684,13 @@ TEST_CASE("send delays replayed from a latency trace: the file is checked line b
   s.jitter_model = "empirical";
   s.jitter_samples_file = "inline";
   s.jitter_samples_ms = {10, 12, 15, 20, 25, 30, 40, 400, 12, 18, 2000};
-  REQUIRE_FALSE(check_scenario(s));
-  auto a = run(s);
-  INFO(a.json.dump(2));
-  CHECK(a.converged);
-  CHECK(a.json["resurrected"] == 0);
-  CHECK(run(s).json["trace_hash"] == a.json["trace_hash"]);
+  auto a = converges_twice(s);
   s.jitter_samples_ms = {10};
   CHECK(run(s).json["trace_hash"] != a.json["trace_hash"]);
 
-  // The same trace on one link only (node 1 to the relay, which every
-  // node reaches the others through when direct dials fail, and node 0
-  // to node 1): the rest keep the scenario's uniform jitter.
+  // The same trace on two links only (node 1 to the relay, which nodes
+  // reach each other through when direct dials fail, and node 0 to node
+  // 1): the rest keep the scenario's uniform jitter.
   auto per_link = small(6);
   for (auto [x, y] : {std::pair{node_ref{0}, node_ref{1}}, std::pair{node_ref{1}, node_ref{node_ref::relay}}}) {
     link_setting l;
@@ -694,11 +701,6 @@ TEST_CASE("send delays replayed from a latency trace: the file is checked line b
     l.jitter_samples_ms = {10, 12, 15, 20, 25, 30, 40, 400, 12, 18, 2000};
     per_link.links.push_back(l);
   }
-  REQUIRE_FALSE(check_scenario(per_link));
-  auto c = run(per_link);
-  INFO(c.json.dump(2));
-  CHECK(c.converged);
-  CHECK(c.json["resurrected"] == 0);
-  CHECK(run(per_link).json["trace_hash"] == c.json["trace_hash"]);
+  auto c = converges_twice(per_link);
   CHECK(c.json["trace_hash"] != run(small(6)).json["trace_hash"]);
 }
