@@ -749,10 +749,9 @@ void tick_by(peer_pointer self, std::uint64_t due_ms) {
     return;
   const auto period = static_cast<std::uint64_t>(st.env->settings.tick.count());
   const auto now = now_ms(self);
-  const auto after = std::max(due_ms, now + 1); // the first time allowed
-  const auto steps =
-      after <= st.last_tick_ms ? 1 : (after - st.last_tick_ms + period - 1) / period;
-  const auto at = st.last_tick_ms + std::max<std::uint64_t>(steps, 1) * period;
+  // The first time allowed; after the last tick, which ran at or before now.
+  const auto after = std::max(due_ms, now + 1);
+  const auto at = st.last_tick_ms + (after - st.last_tick_ms + period - 1) / period * period;
   if (st.tick_set && at >= st.tick_at_ms)
     return; // a tick at or before `at` is on its way
   st.tick_set = true;
