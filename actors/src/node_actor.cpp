@@ -401,7 +401,7 @@ constexpr std::size_t max_pull_from_co_followers = 2;
 /// simulation then left a follower behind its author for good (a
 /// pending full resync forgotten across the author's crash,
 /// docs/simulation.md "Not built yet"): two until that is fixed.
-constexpr std::uint32_t pass_over_after_misses = 2;
+constexpr std::uint32_t pass_over_after_misses = 6;
 /// How often followed authors out of reach are looked at.
 constexpr std::uint64_t co_check_period_ms = 5'000;
 

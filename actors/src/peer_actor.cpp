@@ -64,10 +64,10 @@ struct peer_state {
   std::map<std::string, std::uint64_t> next_round_ms;
   std::set<std::string> marks_due;
   /// Resyncs in progress: the sender's clock at the first page, and the
-  /// dots the pages carried (what the sender still held).
+  /// dots the pages carried or named as held (what the sender still held).
   struct resync_state {
     std::optional<causality::node_clock> clock;
-    std::vector<dot> held;
+    causality::node_clock held;
   };
   std::map<std::string, resync_state> resyncs;
 
@@ -319,6 +319,14 @@ void start_round(peer_pointer self, const std::string& topic) {
                                                         self->state.env->settings.anti_entropy.count());
 }
 
+/// Asks for the resync page after `after`, with our clock now: the keys
+/// it covers come back named, not sent (a returning or co-following
+/// replica holds most of the topic already).
+void ask_resync_page(peer_pointer self, const std::string& topic, const std::string& after) {
+  auto c = self->state.env->store->clock_copy(topic);
+  send_msg(self, resync_request_msg{topic, after, 1024, c ? std::move(*c) : causality::node_clock{}});
+}
+
 void send_data(peer_pointer self, data_kind kind, const signed_reply& r) {
   auto parts = split_reply(r, self->state.env->settings.max_part_bytes);
   if (parts.empty())
@@ -404,7 +412,7 @@ void on_offer(peer_pointer self, const offer_msg& m) {
           auto c = st.env->store->clock_copy(id);
           if (!c || c->dot_count() == 0 || resync) {
             st.resyncs[id] = {};
-            send_msg(self, resync_request_msg{id, {}, 1024});
+            ask_resync_page(self, id, {});
           } else {
             start_round(self, id);
           }
@@ -445,11 +453,11 @@ void answer_resync(peer_pointer self, resync_request_msg m, Done done) {
       send_msg(self, error_msg{error_code::unknown_topic, "no topic " + m.topic});
       return done();
     }
-    self->request(t, caf::infinite, page_atom::value, m.after_key, m.max_entries)
+    self->request(t, caf::infinite, page_atom::value, m.after_key, m.max_entries, m.have)
         .then(
             [self, topic = m.topic, done](const resync_page& p) {
               send_data(self, data_kind::resync, p.reply);
-              send_msg(self, resync_done_msg{topic, p.next_after, p.complete});
+              send_msg(self, resync_done_msg{topic, p.next_after, p.complete, p.held});
               done();
             },
             [done](caf::error&) { done(); });
@@ -524,7 +532,7 @@ void on_data(peer_pointer self, data_msg m) {
       it->second.clock = m.reply.clock;
     for (const auto& e : m.reply.entries)
       for (const auto& rec : e.records)
-        it->second.held.push_back(rec.first);
+        it->second.held.add(rec.first);
   }
   self->request(t, caf::infinite, apply_atom::value, std::move(m.reply),
                 caf::actor_cast<caf::actor>(self))
@@ -555,6 +563,10 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
   auto it = st.resyncs.find(m.topic);
   if (it == st.resyncs.end())
     return fail(self, error_code::protocol, "resync end for " + m.topic + " we did not ask for");
+  // Keys left out because we have them: the sender still holds their dots.
+  // A lie here cannot make us drop anything: at worst it keeps writes of
+  // the sender's author that it dropped, as withholding the end would.
+  it->second.held.merge(m.held);
   // Ask for the next page only once this one is applied (the topic actor
   // answers the status request after the applies queued before it), so at
   // most one page per topic waits in memory.
@@ -566,7 +578,7 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
         if (it == st.resyncs.end() || !established(st))
           return;
         if (!m.complete) {
-          send_msg(self, resync_request_msg{m.topic, m.next_after, 1024});
+          ask_resync_page(self, m.topic, m.next_after);
           return;
         }
         if (it->second.clock && st.rid)

@@ -46,12 +46,6 @@ struct topic_state {
   /// subscription. A member first seen by the periodic check counts from
   /// then (a restart gives every member a full period).
   std::map<causality::replica_id, std::uint64_t> heard_ms;
-  /// Members asked to do a full resync whose resync is not confirmed yet,
-  /// with our own clock base when they (re)joined. Until one of their
-  /// clock reports covers that base, a new subscribe asks for the resync
-  /// again: an interrupted resync leaves gaps that anti-entropy cannot
-  /// fill (what was pruned while they were away is no longer named).
-  std::map<causality::replica_id, std::uint64_t> resyncing;
   /// Replicas this actor retired (a later subscribe counts as a return).
   std::set<causality::replica_id> retired;
   static inline const char* name = "kith.topic";
@@ -69,13 +63,6 @@ void heard(topic_pointer self, causality::replica_id rid) {
     self->state.heard_ms[rid] = now_ms(self);
 }
 
-/// Our own clock base in this topic: what a complete resync from us
-/// vouches for (the receiver joins our own entry at its end).
-std::uint64_t own_base(const topic_state& st) {
-  auto c = st.env->store->clock_copy(st.topic);
-  return c ? c->base(st.env->store->self_id()) : 0;
-}
-
 /// A replica's own report of its clock (a sync request or a watermark
 /// report). It confirms a member's resync once it covers our writes up to
 /// the base we had when the member joined: the member then holds, or saw
@@ -83,9 +70,8 @@ std::uint64_t own_base(const topic_state& st) {
 void reported(topic_pointer self, causality::replica_id rid, const causality::node_clock& c) {
   heard(self, rid);
   auto& st = self->state;
-  auto i = st.resyncing.find(rid);
-  if (i != st.resyncing.end() && c.base(st.env->store->self_id()) >= i->second)
-    st.resyncing.erase(i);
+  if (auto s = st.env->store->settle_resync(st.topic, rid, c); !s)
+    st.env->logf(log_level::warn, "topic " + st.topic + ": " + s.err().message);
 }
 
 /// Retires the members silent for settings.retire_after that are not
@@ -163,7 +149,6 @@ void retire_silent(topic_pointer self) {
   }
   for (auto rid : gone) {
     st.heard_ms.erase(rid);
-    st.resyncing.erase(rid);
     st.retired.insert(rid);
     if (st.env->observe)
       st.env->note({node_observation::kind::retired, std::to_string(rid.value()), st.topic});
@@ -405,17 +390,19 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         // silent for settings.retire_after (retire_silent). A replica
         // that is not a member (new, or retired) must do a full resync:
         // what we pruned meanwhile no longer reaches it by anti-entropy.
-        auto members = st.env->store->members(st.topic);
-        if (members && std::find(members->begin(), members->end(), rid) == members->end()) {
-          members->push_back(rid);
-          if (auto s = st.env->store->set_members(st.topic, *members); !s)
-            st.env->logf(log_level::warn, "topic " + st.topic + ": " + s.err().message);
-          st.resyncing[rid] = own_base(st);
+        // The debt is stored (store::join_member): a restart of this node
+        // in the middle of the resync must not forget it.
+        auto joined = st.env->store->join_member(st.topic, rid);
+        if (!joined) {
+          st.env->logf(log_level::warn, "topic " + st.topic + ": " + joined.err().message);
+          return false;
+        }
+        if (*joined) {
           if (auto& c = st.env->settings.counters)
             ++(st.retired.count(rid) != 0 ? c->returning_members : c->new_members);
           return true;
         }
-        if (members && st.resyncing.count(rid) != 0) {
+        if (st.env->store->owes_resync(st.topic, rid)) {
           // Asked before, not confirmed since: the resync may have been cut.
           if (auto& c = st.env->settings.counters)
             ++c->repeated_resyncs;
@@ -436,10 +423,13 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         if (auto s = self->state.env->store->observe(self->state.topic, rid, c); !s)
           self->state.env->logf(log_level::warn, "topic " + self->state.topic + ": " + s.err().message);
       },
-      [self](page_atom, const std::string& after, std::uint32_t max) -> resync_page {
+      [self](page_atom, const std::string& after, std::uint32_t max,
+             const causality::node_clock& have) -> resync_page {
         auto& st = self->state;
         resync_page out;
-        auto r = st.env->store->page(st.topic, after, std::max<std::uint32_t>(1, std::min<std::uint32_t>(max, 4096)));
+        auto r = st.env->store->page(st.topic, after,
+                                     std::max<std::uint32_t>(1, std::min<std::uint32_t>(max, 4096)),
+                                     storage::store::default_page_bytes, &have);
         if (!r) {
           st.env->logf(log_level::warn, "topic " + st.topic + ": resync page failed: " + r.err().message);
           out.reply.topic = st.topic;
@@ -451,6 +441,7 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         out.reply = std::move(r->reply);
         out.next_after = std::move(r->next_after);
         out.complete = r->complete;
+        out.held = std::move(r->held);
         if (auto& c = st.env->settings.counters) {
           // What the page costs on the wire (before the channel's framing).
           ++c->resync_pages;
@@ -462,7 +453,7 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         return out;
       },
       [self](join_atom, causality::replica_id sender, const causality::node_clock& c,
-             const std::vector<causality::dot>& held) {
+             const causality::node_clock& held) {
         auto& st = self->state;
         heard(self, sender);
         if (auto s = st.env->store->join_sender_entry(st.topic, sender, c, &held); !s) {

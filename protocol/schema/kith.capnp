@@ -157,12 +157,16 @@ struct ResyncRequest {
   topic @0 :Text;
   afterKey @1 :Data;
   maxEntries @2 :UInt32;
+  have @3 :Data;      # the asker's clock (causality codec); keys whose dots
+                      # it covers are named in ResyncDone.held, not sent
 }
 
 struct ResyncDone {
   topic @0 :Text;
   nextAfter @1 :Data;
   complete @2 :Bool;
+  held @3 :Data;      # node_clock (causality codec) of the dots of keys left
+                      # out of the page because the asker's clock covers them
 }
 
 struct Keepalive {

@@ -323,11 +323,15 @@ void put(w::Message::Builder b, const message& m) {
           q.setTopic(as_text(x.topic));
           q.setAfterKey(as_data(x.after_key));
           q.setMaxEntries(x.max_entries);
+          if (!x.have.empty())
+            q.setHave(as_data(clock_bytes(x.have)));
         } else if constexpr (std::is_same_v<T, resync_done_msg>) {
           auto q = b.initResyncDone();
           q.setTopic(as_text(x.topic));
           q.setNextAfter(as_data(x.next_after));
           q.setComplete(x.complete);
+          if (!x.held.empty())
+            q.setHeld(as_data(clock_bytes(x.held)));
         } else if constexpr (std::is_same_v<T, keepalive_msg>) {
           auto k = b.initKeepalive();
           k.setNonce(x.nonce);
@@ -411,6 +415,7 @@ public:
         out.after_key = bytes(q.getAfterKey(), l_.max_key_bytes, "resync_request after_key",
                               "max_key_bytes");
         out.max_entries = q.getMaxEntries();
+        out.have = clock(q.getHave(), "resync_request have");
         return out;
       }
       case w::Message::RESYNC_DONE: {
@@ -420,6 +425,7 @@ public:
         out.next_after = bytes(q.getNextAfter(), l_.max_key_bytes, "resync_done next_after",
                                "max_key_bytes");
         out.complete = q.getComplete();
+        out.held = clock(q.getHeld(), "resync_done held");
         return out;
       }
       case w::Message::KEEPALIVE: {

@@ -42,11 +42,11 @@ result<bundle_stats> import_bundle(store& s, const protocol::bundle& b) {
   if (!b.pages.empty() && b.exporter.rid != s.self_id()) {
     // The bundle is the exporter's whole state, signed: its author's
     // writes it no longer held when exporting are obsolete here too.
-    std::vector<dot> held;
+    causality::node_clock held;
     for (const auto& page : b.pages)
       for (const auto& e : page.entries)
         for (const auto& [d, body] : e.records)
-          held.push_back(d);
+          held.add(d);
     if (auto st = s.join_sender_entry(b.topic.id, b.exporter.rid, b.pages.front().clock, &held);
         !st)
       return st.err();

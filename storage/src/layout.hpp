@@ -14,6 +14,7 @@
 //   s<topic>\0<rid:8><n:8>          header of a dot not held, kept for peers
 //   b<topic>\0<rid:8><first:8>      signed batch
 //   v<topic>\0<rid:8>               newest writer summary of replica rid
+//   o<topic>\0<rid:8>               full resync owed by member rid -> our base:8
 //   r<rid:8>                        replica binding
 //   i...                            derived indexes (see index rows below)
 
@@ -61,6 +62,11 @@ inline std::string batch_row(std::string_view t, causality::replica_id r, std::u
 }
 inline std::string summary_row(std::string_view t, causality::replica_id r) {
   std::string s = topic_prefix('v', t);
+  put_be64(s, r.value());
+  return s;
+}
+inline std::string owed_row(std::string_view t, causality::replica_id r) {
+  std::string s = topic_prefix('o', t);
   put_be64(s, r.value());
   return s;
 }

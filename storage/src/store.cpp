@@ -31,6 +31,9 @@ struct store::topic_state {
   std::map<replica_id, protocol::writer_summary> summaries;
   /// The last summary attach_summaries sent (it goes round them).
   replica_id summary_cursor{0};
+  /// Members that owe a full resync -> our own base when they joined: the
+  /// 'o' rows, loaded with the topic.
+  std::map<replica_id, std::uint64_t> owed;
 };
 
 struct store::commit_input {
@@ -48,6 +51,9 @@ struct store::commit_input {
   std::optional<std::pair<replica_id, causality::clock_entry>> join_entry;
   /// Writer summaries to keep (each newer than the one held for its replica).
   std::vector<protocol::writer_summary> summaries;
+  /// Resync debts to record (a base) or clear (nullopt). Debts of replicas
+  /// that extra_members leaves out are cleared without being listed.
+  std::map<replica_id, std::optional<std::uint64_t>> owed;
 };
 
 namespace {
@@ -450,6 +456,19 @@ result<store::topic_state*> store::state(const std::string& topic) {
     return st.err();
   if (bad)
     return corrupt("a writer summary of topic " + topic);
+  auto op = lay::topic_prefix('o', topic);
+  st = kv_->scan(op, prefix_end(op), [&](std::string_view k, std::string_view v) {
+    if (k.size() != op.size() + 8 || v.size() != 8) {
+      bad = true;
+      return false;
+    }
+    ts->owed[replica_id{lay::get_be64(k, op.size())}] = lay::get_be64(v, 0);
+    return true;
+  });
+  if (!st)
+    return st.err();
+  if (bad)
+    return corrupt("the resync debts of topic " + topic);
   return topics_.emplace(topic, std::move(ts)).first->second.get();
 }
 
@@ -461,6 +480,41 @@ status store::set_members(const std::string& topic, std::vector<replica_id> memb
   members.push_back(binding_.rid);
   commit_input in;
   in.extra_members = std::move(members);
+  return commit(**ts, in);
+}
+
+result<bool> store::join_member(const std::string& topic, replica_id rid) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return ts.err();
+  if ((*ts)->marks.is_member(rid))
+    return false;
+  commit_input in;
+  in.extra_members = (*ts)->marks.members(); // self included
+  in.extra_members.push_back(rid);
+  in.owed[rid] = (*ts)->clock.base(binding_.rid);
+  if (auto st = commit(**ts, in); !st)
+    return st.err();
+  return true;
+}
+
+bool store::owes_resync(const std::string& topic, replica_id rid) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  return ts && (*ts)->owed.count(rid) != 0;
+}
+
+status store::settle_resync(const std::string& topic, replica_id rid, const node_clock& c) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return ts.err();
+  auto i = (*ts)->owed.find(rid);
+  if (i == (*ts)->owed.end() || c.base(binding_.rid) < i->second)
+    return ok_status();
+  commit_input in;
+  in.owed[rid] = std::nullopt;
   return commit(**ts, in);
 }
 
@@ -541,7 +595,7 @@ status drop_stored_values(const kv_store& kv, const std::string& topic, Input& i
 
 status store::join_sender_entry(const std::string& topic, replica_id sender,
                                 const node_clock& sender_clock,
-                                const std::vector<dot>* sender_held) {
+                                const node_clock* sender_held) {
   std::lock_guard lock(mu_);
   auto tsr = state(topic);
   if (!tsr)
@@ -579,14 +633,14 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
   auto sender_author = author_of(sender);
   if (!sender_author)
     return sender_author.err();
-  std::set<dot> held(sender_held->begin(), sender_held->end());
+  const node_clock& held = *sender_held;
   bool unexplained = false;
   // What the resync says of a stored write we hold: nothing (the sender
   // holds it, or has not seen it), or that the sender saw it and no
   // longer holds it, so it was overwritten or deleted there.
   enum class verdict { none, dropped_by_author, dropped_by_other };
   auto judge = [&](dot d) -> result<verdict> {
-    if (held.count(d) != 0 || !sender_clock.contains(d))
+    if (held.contains(d) || !sender_clock.contains(d))
       return verdict::none;
     if (d.id == sender)
       return verdict::dropped_by_author;
@@ -830,6 +884,29 @@ status store::commit(topic_state& ts, commit_input& in) {
     b.put(lay::binding_row(rb.rid), encoded(rb));
   for (const auto& ws : in.summaries)
     b.put(lay::summary_row(topic, ws.rid), encoded(ws));
+  // Resync debts after: those listed, less those of replicas no longer
+  // members (only a change of members or debts can change them).
+  const bool owed_changes = !in.owed.empty() || !in.extra_members.empty();
+  std::map<replica_id, std::uint64_t> owed;
+  if (owed_changes) {
+    owed = ts.owed;
+    for (const auto& [rid, base] : in.owed)
+      if (base)
+        owed[rid] = *base;
+      else
+        owed.erase(rid);
+    for (auto i = owed.begin(); i != owed.end();)
+      i = marks.is_member(i->first) ? std::next(i) : owed.erase(i);
+    for (const auto& [rid, base] : ts.owed)
+      if (owed.count(rid) == 0)
+        b.del(lay::owed_row(topic, rid));
+    for (const auto& [rid, base] : owed)
+      if (auto i = ts.owed.find(rid); i == ts.owed.end() || i->second != base) {
+        std::string v;
+        lay::put_be64(v, base);
+        b.put(lay::owed_row(topic, rid), v);
+      }
+  }
   b.put(lay::clock_row(topic), encoded(clk));
   b.put(lay::marks_row(topic), encoded(marks));
 
@@ -847,6 +924,8 @@ status store::commit(topic_state& ts, commit_input& in) {
   for (auto origin : origins)
     ts.dkm.prune(origin, marks.row_min(origin));
   ts.marks = std::move(marks);
+  if (owed_changes)
+    ts.owed = std::move(owed);
   ts.unstripped = std::move(unstripped);
   for (auto& ws : in.summaries)
     ts.summaries[ws.rid] = std::move(ws);
@@ -1093,18 +1172,28 @@ namespace {
 /// bindings that prove them; a key that would start after max_bytes of
 /// keys and values is left for the next page (the first always fits).
 /// Returns whether the range was exhausted; `last_key` is the last key read.
+/// Where collect_proven leaves out keys the receiver already has: every
+/// stored dot of such a key is in `have`, and goes into `held` instead of
+/// the reply (see store::page).
+struct held_filter {
+  const node_clock& have;
+  node_clock& held;
+};
+
 result<bool> collect_proven(const kv_store& kv, const std::string& topic, const std::string& from,
                             const std::string& to, std::size_t max_keys, signed_reply& out,
                             std::string& last_key,
-                            std::size_t max_bytes = std::numeric_limits<std::size_t>::max()) {
+                            std::size_t max_bytes = std::numeric_limits<std::size_t>::max(),
+                            const std::optional<held_filter>& filter = std::nullopt) {
   const std::size_t skip = lay::topic_prefix('c', topic).size();
   proof_collector proofs(kv, topic);
   bool complete = true;
   bool bad = false;
   status inner = ok_status();
   std::size_t bytes = 0;
+  std::size_t keys = 0; // keys sent or left out (max_keys bounds the scan)
   auto st = kv.scan(from, to, [&](std::string_view k, std::string_view v) {
-    if (out.entries.size() >= max_keys || bytes >= max_bytes) {
+    if (keys >= max_keys || bytes >= max_bytes) {
       complete = false;
       return false;
     }
@@ -1113,8 +1202,17 @@ result<bool> collect_proven(const kv_store& kv, const std::string& topic, const 
       bad = true;
       return false;
     }
+    ++keys;
     signed_entry se;
     se.key = std::string(k.substr(skip));
+    if (filter && !c.dots().empty() &&
+        std::all_of(c.dots().begin(), c.dots().end(),
+                    [&](const auto& ds) { return filter->have.contains(ds.first); })) {
+      for (const auto& ds : c.dots())
+        filter->held.add(ds.first);
+      last_key = std::move(se.key);
+      return true;
+    }
     for (const auto& [d, sib] : c.dots()) {
       if (auto ps = proofs.need(d); !ps) {
         inner = ps;
@@ -1139,7 +1237,8 @@ result<bool> collect_proven(const kv_store& kv, const std::string& topic, const 
 } // namespace
 
 result<store::page_result> store::page(const std::string& topic, const std::string& after_key,
-                                      std::size_t max_keys, std::size_t max_bytes) {
+                                      std::size_t max_keys, std::size_t max_bytes,
+                                      const node_clock* have) {
   std::lock_guard lock(mu_);
   auto tsr = state(topic);
   if (!tsr)
@@ -1151,8 +1250,11 @@ result<store::page_result> store::page(const std::string& topic, const std::stri
   std::string from = lay::key_row('c', topic, after_key);
   if (!after_key.empty())
     from.push_back('\0'); // the first key after after_key
+  std::optional<held_filter> filter;
+  if (have)
+    filter.emplace(held_filter{*have, out.held});
   auto done = collect_proven(*kv_, topic, from, prefix_end(lay::topic_prefix('c', topic)),
-                             max_keys, out.reply, out.next_after, max_bytes);
+                             max_keys, out.reply, out.next_after, max_bytes, filter);
   if (!done)
     return done.err();
   out.complete = *done;

@@ -73,10 +73,12 @@ bool same(const watermark_msg& a, const watermark_msg& b) {
   return a.topic == b.topic && a.clock == b.clock;
 }
 bool same(const resync_request_msg& a, const resync_request_msg& b) {
-  return a.topic == b.topic && a.after_key == b.after_key && a.max_entries == b.max_entries;
+  return a.topic == b.topic && a.after_key == b.after_key && a.max_entries == b.max_entries &&
+         a.have == b.have;
 }
 bool same(const resync_done_msg& a, const resync_done_msg& b) {
-  return a.topic == b.topic && a.next_after == b.next_after && a.complete == b.complete;
+  return a.topic == b.topic && a.next_after == b.next_after && a.complete == b.complete &&
+         a.held == b.held;
 }
 bool same(const keepalive_msg& a, const keepalive_msg& b) {
   return a.nonce == b.nonce && a.reply == b.reply;
@@ -256,7 +258,9 @@ std::vector<message> every_message(const fixture& f) {
   out.emplace_back(data_msg{data_kind::push, true, f.reply});
   out.emplace_back(watermark_msg{f.topic, f.reply.clock});
   out.emplace_back(resync_request_msg{f.topic, key_of(5), 77});
+  out.emplace_back(resync_request_msg{f.topic, {}, 1024, f.reply.clock});
   out.emplace_back(resync_done_msg{f.topic, key_of(9), true});
+  out.emplace_back(resync_done_msg{f.topic, key_of(9), false, f.reply.clock});
   out.emplace_back(keepalive_msg{0xdeadbeefcafeull, true});
   out.emplace_back(error_msg{error_code::limit, "a data message was over max_entries; split it"});
   out.emplace_back(query_msg{42, query_kind::mentions, to_text(f.b.id.pub()), 50, 0, 0});

@@ -160,7 +160,7 @@ TEST_CASE_METHOD(test::author_and_follower,
 
   // Bob resyncs from ann herself: every page, then her own entry vouched.
   auto resync = [&](bool pass_held) {
-    std::vector<causality::dot> held;
+    causality::node_clock held;
     std::string after;
     std::optional<causality::node_clock> clock;
     for (;;) {
@@ -176,7 +176,7 @@ TEST_CASE_METHOD(test::author_and_follower,
       for (const auto& e : p->reply.entries)
         for (const auto& rec : e.records)
           if (rec.first.id == a->self_id())
-            held.push_back(rec.first);
+            held.add(rec.first);
       if (p->complete)
         break;
       after = p->next_after;

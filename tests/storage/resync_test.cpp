@@ -17,14 +17,22 @@ namespace {
 
 /// Every page of `from`'s topic applied at `to`, then the sender's entry
 /// joined, as the peer actor does: the clock of the first page and every
-/// dot the pages carried.
-void resync(store& to, store& from, const std::string& topic) {
-  std::vector<causality::dot> held;
+/// dot the pages carried or named as held. With `have`, each page is asked
+/// with `to`'s clock at the time. Returns the number of entries sent.
+std::size_t resync(store& to, store& from, const std::string& topic, bool have = false) {
+  causality::node_clock held;
   std::optional<causality::node_clock> clock;
   std::string after;
+  std::size_t sent = 0;
   for (;;) {
-    auto p = from.page(topic, after, 1);
+    auto mine = to.clock_copy(topic);
+    REQUIRE(mine);
+    auto p = from.page(topic, after, 1, store::default_page_bytes, have ? &*mine : nullptr);
     REQUIRE(p);
+    sent += p->reply.entries.size();
+    held.merge(p->held);
+    if (!have)
+      CHECK(p->held.empty());
     if (!clock)
       clock = p->reply.clock;
     auto applied = to.apply(p->reply);
@@ -32,12 +40,13 @@ void resync(store& to, store& from, const std::string& topic) {
     REQUIRE(applied);
     for (const auto& e : p->reply.entries)
       for (const auto& rec : e.records)
-        held.push_back(rec.first);
+        held.add(rec.first);
     if (p->complete)
       break;
     after = p->next_after;
   }
   REQUIRE(to.join_sender_entry(topic, from.self_id(), *clock, &held));
+  return sent;
 }
 
 write_op put(std::string k, std::string v, version_vector ctx = {}) {
@@ -79,6 +88,58 @@ TEST_CASE("a resync from an author that lost its store drops posts it deleted un
   resync(*b, *ann2, feed);
   test::check_only_kept(*b, db, feed, *gone, *kept, ann);
   REQUIRE(b->check_topic(feed));
+}
+
+TEST_CASE("a resync asked with the asker's clock sends only the keys it lacks, names the rest by "
+          "their dots, and still drops the posts the author deleted",
+          "[store][resync]") {
+  test::temp_dir dir;
+  auto ann = test::person(21), bob = test::person(22), cat = test::person(23);
+  auto a = test::open_store(backend::memory, ann, 21, dir);
+  auto b = test::open_store(backend::memory, bob, 22, dir);
+  auto c = test::open_store(backend::memory, cat, 23, dir);
+  const auto feed = a->feed_topic_id();
+  storage::documents da(*a), db(*b), dc(*c);
+  std::vector<std::string> posts;
+  for (int i = 0; i < 5; ++i) {
+    auto p = da.post("post " + std::to_string(i), 1000 + i);
+    REQUIRE(p);
+    posts.push_back(*p);
+  }
+  REQUIRE(b->add_topic(*a->topic(feed)));
+  REQUIRE(c->add_topic(*a->topic(feed)));
+  const auto full = resync(*b, *a, feed);
+  CHECK(full > 5);
+  // Cat holds a copy too (her reference: a resync without her clock).
+  resync(*c, *a, feed);
+
+  // Ann deletes one post and writes a new one; no member waits for the
+  // delete, so no record of it is left to send.
+  REQUIRE(da.del(posts[1], std::nullopt, 2000));
+  auto fresh = da.post("after", 2001);
+  REQUIRE(fresh);
+  CHECK(a->superseded_count(feed) == 0);
+
+  // Bob resyncs with his clock: only the new post's keys travel.
+  const auto sent = resync(*b, *a, feed, true);
+  CHECK(sent > 0);
+  CHECK(sent * 5 <= full);
+  const auto sent_full = resync(*c, *a, feed);
+  CHECK(sent_full > sent);
+  // Both end with the same posts: the deleted one gone, the others kept.
+  for (auto* d : {&db, &dc}) {
+    CHECK(d->get(posts[1], feed)->is_null());
+    CHECK_FALSE(d->get(*fresh, feed)->is_null());
+    for (std::size_t i : {0u, 2u, 3u, 4u})
+      CHECK_FALSE(d->get(posts[i], feed)->is_null());
+  }
+  CHECK(db.feed(ann.pub(), 100)->size() == 5);
+  CHECK(dc.feed(ann.pub(), 100)->size() == 5);
+  REQUIRE(b->check_topic(feed));
+
+  // Asked again with a clock that covers everything, no key travels.
+  CHECK(resync(*b, *a, feed, true) == 0);
+  CHECK_FALSE(db.get(posts[0], feed)->is_null());
 }
 
 TEST_CASE("a resync does not make the clock claim an overwrite whose effect it did not carry",

@@ -77,3 +77,80 @@ TEST_CASE("retiring a silent member prunes the dot-key map and the kept delete r
     CHECK(a->metadata(feed)->members == 2); // a pull does not make it a member
   }
 }
+
+TEST_CASE("a full resync owed by a joining member is kept in the store until a report of its "
+          "clock covers our base, and retiring the member clears it",
+          "[store][retire]") {
+  for (auto be : {backend::memory, backend::rocksdb}) {
+    INFO(test::name_of(be));
+    test::temp_dir dir;
+    auto ann = test::person(1), bob = test::person(2);
+    auto a = test::open_store(be, ann, 1, dir);
+    auto b = test::open_store(be, bob, 2, dir);
+    const auto feed = a->feed_topic_id();
+    REQUIRE(b->add_topic(*a->topic(feed)));
+    {
+      storage::documents da(*a);
+      REQUIRE(da.post("one", 1000));
+      REQUIRE(da.post("two", 1001));
+    }
+    const auto base = a->clock_copy(feed)->base(a->self_id());
+    REQUIRE(base > 0);
+    auto joined = a->join_member(feed, b->self_id());
+    REQUIRE(joined);
+    CHECK(*joined);
+    CHECK(a->owes_resync(feed, b->self_id()));
+    CHECK(a->metadata(feed)->members == 2);
+    auto again = a->join_member(feed, b->self_id());
+    REQUIRE(again);
+    CHECK_FALSE(*again); // already a member: nothing changes
+    CHECK(a->metadata(feed)->members == 2);
+
+    // A report that does not cover our writes up to the base leaves the debt.
+    REQUIRE(a->settle_resync(feed, b->self_id(), *b->clock_copy(feed)));
+    CHECK(a->owes_resync(feed, b->self_id()));
+    // A restart of the node (a reopen of its store) keeps it.
+    if (be == backend::rocksdb) {
+      a.reset();
+      a = test::open_store(be, ann, 1, dir);
+      CHECK(a->owes_resync(feed, b->self_id()));
+      CHECK(a->metadata(feed)->members == 2);
+      REQUIRE(a->check_topic(feed));
+    }
+    // Writes after the join are not part of the debt.
+    {
+      storage::documents da(*a);
+      REQUIRE(da.post("three", 1002));
+    }
+    auto partial = *b->clock_copy(feed);
+    for (std::uint64_t n = 1; n < base; ++n)
+      partial.add(causality::dot{a->self_id(), causality::counter{n}});
+    REQUIRE(a->settle_resync(feed, b->self_id(), partial));
+    CHECK(a->owes_resync(feed, b->self_id())); // one short
+    partial.add(causality::dot{a->self_id(), causality::counter{base}});
+    REQUIRE(a->settle_resync(feed, b->self_id(), partial));
+    CHECK_FALSE(a->owes_resync(feed, b->self_id()));
+    if (be == backend::rocksdb) {
+      a.reset();
+      a = test::open_store(be, ann, 1, dir);
+      CHECK_FALSE(a->owes_resync(feed, b->self_id()));
+    }
+
+    // Retired and back: a new debt; retiring it again clears the debt, in
+    // memory and in the store.
+    REQUIRE(a->set_members(feed, {}));
+    joined = a->join_member(feed, b->self_id());
+    REQUIRE(joined);
+    CHECK(*joined);
+    CHECK(a->owes_resync(feed, b->self_id()));
+    REQUIRE(a->set_members(feed, {}));
+    CHECK_FALSE(a->owes_resync(feed, b->self_id()));
+    CHECK(a->metadata(feed)->members == 1);
+    if (be == backend::rocksdb) {
+      a.reset();
+      a = test::open_store(be, ann, 1, dir);
+      CHECK_FALSE(a->owes_resync(feed, b->self_id()));
+      CHECK(a->metadata(feed)->members == 1);
+    }
+  }
+}

@@ -143,6 +143,8 @@ struct resync_page {
   protocol::signed_reply reply;
   std::string next_after;
   bool complete = true;
+  /// Dots of keys left out because the asker has them (store::page).
+  causality::node_clock held;
 };
 
 /// What a topic actor reports.
@@ -298,13 +300,14 @@ using topic_actor = caf::typed_actor<
     caf::reacts_to<unsub_atom, caf::actor>,
     // A member's report of its clock.
     caf::reacts_to<mark_atom, causality::replica_id, causality::node_clock>,
-    // One page of a full-state resync (after key, max keys).
-    caf::replies_to<page_atom, std::string, std::uint32_t>::with<resync_page>,
+    // One page of a full-state resync (after key, max keys, the asker's
+    // clock: keys it covers are named by their dots, not sent).
+    caf::replies_to<page_atom, std::string, std::uint32_t, causality::node_clock>::with<resync_page>,
     // End of a complete resync: vouch the sender's own clock entry, and
     // drop the sender's writes it covers that the resync did not carry
-    // (the sender's own dots it did carry are listed).
+    // (every dot it carried or named as held is in the second clock).
     caf::reacts_to<join_atom, causality::replica_id, causality::node_clock,
-                   std::vector<causality::dot>>,
+                   causality::node_clock>,
     // Export the topic as a signed bundle (binary result) / import a
     // checked bundle of this topic (entries verified as they are applied).
     caf::replies_to<bundle_atom>::with<api_result>,

@@ -111,6 +111,10 @@ struct resync_request_msg {
   std::string topic;
   std::string after_key;
   std::uint32_t max_entries = 1024;
+  /// The asker's clock: keys whose stored dots it all covers are not
+  /// sent, only named by their dots in resync_done_msg::held (empty: send
+  /// every key).
+  causality::node_clock have = {};
 };
 /// One page: data (kind resync) in the data_msg that follows, then this
 /// marker with the cursor to continue from.
@@ -118,6 +122,9 @@ struct resync_done_msg {
   std::string topic;
   std::string next_after; // last key in the page
   bool complete = false;  // no keys after next_after
+  /// Dots of the page's keys left out because the asker's clock covers
+  /// them: the sender still holds them (they are not dropped at the end).
+  causality::node_clock held = {};
 };
 
 struct keepalive_msg {

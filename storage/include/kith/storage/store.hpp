@@ -120,7 +120,24 @@ public:
   [[nodiscard]] std::vector<std::string> topics() const;
   [[nodiscard]] std::string feed_topic_id() const { return feed_id_; }
   /// The replicas of a topic that pruning waits for (self is always one).
+  /// Full resyncs owed to replicas left out are forgotten in the same
+  /// commit (a retired replica that comes back joins afresh).
   [[nodiscard]] status set_members(const std::string& topic, std::vector<replica_id> members);
+  /// Makes rid a member that owes us a full resync, in one commit with the
+  /// membership: what we pruned before it joined (or while it was retired)
+  /// no longer reaches it by anti-entropy. The debt is kept in the store,
+  /// so a restart of this node cannot forget it, and lasts until
+  /// settle_resync sees a report of rid's clock that covers our own writes
+  /// up to our base now. Returns false, changing nothing, when rid is
+  /// already a member.
+  [[nodiscard]] result<bool> join_member(const std::string& topic, replica_id rid);
+  /// Whether member rid still owes a full resync (joined, not confirmed).
+  [[nodiscard]] bool owes_resync(const std::string& topic, replica_id rid);
+  /// Clears rid's resync debt if its reported clock `c` covers our own
+  /// entry up to the base we had when it joined: it then holds, or saw
+  /// superseded, everything we had pruned. Cheap when nothing is owed.
+  [[nodiscard]] status settle_resync(const std::string& topic, replica_id rid,
+                                     const causality::node_clock& c);
 
   // --- local writes and reads ----------------------------------------------
   /// Signs the ops as one batch (one signature) and commits them in one
@@ -144,11 +161,17 @@ public:
   /// past the first key, at most max_bytes of keys and values, with all
   /// their writes and the batches and bindings that prove them. A new or
   /// returning replica applies pages in order and resumes from
-  /// next_after; each page verifies on its own.
+  /// next_after; each page verifies on its own. With `have` (the asker's
+  /// clock), a key whose stored dots are all in it is left out of the
+  /// reply and its dots go into `held`: the asker has them, or saw them
+  /// overwritten, and needs only to know that we still hold them (so the
+  /// end of the resync does not take them for dropped). max_keys counts
+  /// the keys left out too.
   struct page_result {
     signed_reply reply;
     std::string next_after;
     bool complete = false;
+    causality::node_clock held;
   };
   static constexpr std::size_t default_page_bytes = 4u << 20;
   /// Writer summaries one answer or resync page carries at most (each is
@@ -156,7 +179,8 @@ public:
   static constexpr std::size_t max_summaries_per_reply = 64;
   [[nodiscard]] result<page_result> page(const std::string& topic, const std::string& after_key,
                                          std::size_t max_keys,
-                                         std::size_t max_bytes = default_page_bytes);
+                                         std::size_t max_bytes = default_page_bytes,
+                                         const causality::node_clock* have = nullptr);
   /// Every stored key of the topic starting with `prefix` (at most
   /// max_keys) with the batches and bindings that prove its writes, so the
   /// result verifies on its own (protocol::verify_standalone): what an
@@ -168,7 +192,8 @@ public:
   /// overwritten and forgotten before we joined leave no gap. Only the
   /// sender's own writes are vouched for, and only first-hand: the caller
   /// must have authenticated `sender` as the other end of the channel.
-  /// With `sender_held` (every dot the whole resync carried), stored
+  /// With `sender_held` (every dot the whole resync carried or named as
+  /// held), stored
   /// writes of the sender's author, under any replica id whose binding we
   /// hold, that the sender's clock covers but the resync did not carry are
   /// dropped: the author overwrote or deleted them, and the record of that
@@ -182,7 +207,7 @@ public:
   /// the value for ever (anti-entropy delivers it instead).
   [[nodiscard]] status join_sender_entry(const std::string& topic, replica_id sender,
                                          const causality::node_clock& sender_clock,
-                                         const std::vector<dot>* sender_held = nullptr);
+                                         const causality::node_clock* sender_held = nullptr);
   /// Verifies everything in a push or an answer and applies it in one
   /// atomic change. On any verification failure nothing is stored.
   [[nodiscard]] result<apply_stats> apply(const signed_reply& r);
