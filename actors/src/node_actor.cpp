@@ -395,13 +395,6 @@ constexpr std::size_t max_feed_rendezvous = 32;
 /// author is out of reach.
 constexpr std::size_t max_co_followers = 8;
 constexpr std::size_t max_pull_from_co_followers = 2;
-/// Checks in a row (co_check_period_ms apart) at which a co-follower
-/// pulled from was not connected before it is passed over. Six (30 s)
-/// cost 2% fewer bytes in the 1,000-node churn run, but a rare-path
-/// simulation then left a follower behind its author for good (a
-/// pending full resync forgotten across the author's crash,
-/// docs/simulation.md "Not built yet"): two until that is fixed.
-constexpr std::uint32_t pass_over_after_misses = 6;
 /// How often followed authors out of reach are looked at.
 constexpr std::uint64_t co_check_period_ms = 5'000;
 
@@ -511,7 +504,7 @@ void pass_over_co_follower(node_pointer self, const std::string& feed,
 }
 
 /// A pulled co-follower's state at a check: connected, or missed once
-/// more (pass_over_after_misses in a row pass it over).
+/// more (settings.co_follower_pass_over_checks in a row pass it over).
 void on_pulled_status(node_pointer self, const std::string& feed, const protocol::public_key& pk,
                       bool connected) {
   auto& st = self->state;
@@ -523,7 +516,7 @@ void on_pulled_status(node_pointer self, const std::string& feed, const protocol
     missed.erase(pk);
     return;
   }
-  if (++missed[pk] < pass_over_after_misses)
+  if (++missed[pk] < std::max<std::uint32_t>(1, st.env->settings.co_follower_pass_over_checks))
     return;
   // Passed over only while no other co-follower pulled for this feed may
   // be serving it (each missed at its last check too): one that serves is

@@ -204,6 +204,8 @@ public:
       if (s_.co_follower_retire_after_s)
         env->settings.co_follower_retire_after =
             milliseconds(static_cast<std::int64_t>(*s_.co_follower_retire_after_s * 1000));
+      if (s_.co_follower_pass_over_checks)
+        env->settings.co_follower_pass_over_checks = *s_.co_follower_pass_over_checks;
       env->settings.counters = counters_;
       env->transport = net_->make_transport(*sys_, address);
       if (s_.relay) {
@@ -1314,6 +1316,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
           key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
           key == "retire_after_s" || key == "co_follower_retire_after_s" || key == "jitter_ms" ||
+          key == "co_follower_pass_over_checks" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s" ||
           key == "duplicate_probability" || key == "reorder_probability" ||
           key == "jitter_alpha" || key == "jitter_sigma")
@@ -1374,6 +1377,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (*x < 0)
         return bad(key, "seconds of silence before a co-follower member is retired (0: as retire_after_s)");
       s.co_follower_retire_after_s = *x;
+    } else if (key == "co_follower_pass_over_checks") {
+      if (*x < 1 || *x > 1000 || *x != std::floor(*x))
+        return bad(key, "a whole number of missed checks from 1 to 1000");
+      s.co_follower_pass_over_checks = static_cast<std::uint32_t>(*x);
     } else if (key == "retire_after_s") {
       if (*x < 0)
         return bad(key, "seconds of silence before a topic member is retired (0: never)");
@@ -2774,6 +2781,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         {"retire_after_s", s.retire_after_s ? json(*s.retire_after_s) : json("node default")},
         {"co_follower_retire_after_s",
          s.co_follower_retire_after_s ? json(*s.co_follower_retire_after_s) : json("node default")},
+        {"co_follower_pass_over_checks",
+         s.co_follower_pass_over_checks ? json(*s.co_follower_pass_over_checks) : json("node default")},
         {"retirements", c.retirements.load()},
         {"resyncs_new_members", c.new_members.load()},
         {"resyncs_returning_members", c.returning_members.load()},

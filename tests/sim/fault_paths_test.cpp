@@ -354,6 +354,22 @@ TEST_CASE("replies held past the replier's crash arrive after the asker retired 
   CHECK(c.converged);
   CHECK(c.json["rare_faults"]["late_crashes"] == 0);
   CHECK(c.json["rare_faults"]["late_deliveries_after_retire"] == 0);
+
+  // Followers that wait six checks before passing over a co-follower take
+  // another path through the same faults: an author retires a follower,
+  // asks it for a full resync when it is back, and crashes before the
+  // resync is done. The debt must outlive the crash (it is stored with the
+  // membership); when it lived in the topic actor only, follower 4 stayed
+  // behind author 3 for good (4 posts missing, every answer empty).
+  s.faults[0].away_s = 60;
+  s.co_follower_pass_over_checks = 6;
+  auto d = run(s);
+  INFO(d.json.dump(2));
+  check_clean(d);
+  CHECK(d.json["lagging"].empty());
+  CHECK(d.json["membership"]["co_follower_pass_over_checks"] == 6);
+  CHECK(d.json["membership"]["resyncs_returning_members"].get<int>() > 0);
+  CHECK(d.json["trace_hash"] != a.json["trace_hash"]);
 }
 
 TEST_CASE("scenario keys of relays, checkpoints and rare-path faults are checked", "[sim]") {

@@ -58,6 +58,13 @@ TEST_CASE("scenario files are checked key by key", "[sim]") {
   CHECK(error.find("noodles") != std::string::npos);
   CHECK_FALSE(parse_scenario("[churn]\nmodel = \"pareto\"\n", error));
   CHECK(error.find("churn.model") != std::string::npos);
+  auto checks = parse_scenario("co_follower_pass_over_checks = 6\n", error);
+  REQUIRE(checks);
+  CHECK(checks->co_follower_pass_over_checks == 6u);
+  for (const char* bad : {"co_follower_pass_over_checks = 0\n", "co_follower_pass_over_checks = 2.5\n"}) {
+    CHECK_FALSE(parse_scenario(bad, error));
+    CHECK(error.find("co_follower_pass_over_checks") != std::string::npos);
+  }
 }
 
 TEST_CASE("under crashes, connection resets, jitter and deletes the network converges and no "

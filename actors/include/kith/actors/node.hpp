@@ -92,6 +92,11 @@ struct sync_settings {
   /// this feed's metadata back; if one pulls from us again it resyncs in
   /// full. 0: only retire_after applies.
   std::chrono::milliseconds co_follower_retire_after{std::chrono::minutes(10)};
+  /// Checks in a row (5 s apart) at which a co-follower we pull an absent
+  /// author's feed from is not connected before we pass it over and pull
+  /// from another (at least 1). Two: with resyncs that send only what the
+  /// asker lacks, six (tried in session 10) only delayed convergence.
+  std::uint32_t co_follower_pass_over_checks = 2;
   /// Optional counters of retirements and resyncs served (see above).
   std::shared_ptr<membership_counters> counters;
   protocol::channel_limits channel{};

@@ -218,6 +218,10 @@ struct scenario {
   /// co_follower_retire_after); 0: as retire_after_s. Unset: the node's
   /// default (10 minutes).
   std::optional<double> co_follower_retire_after_s;
+  /// Missed checks (5 s apart) before a follower passes over a co-follower
+  /// it pulls an absent author's feed from (actors::sync_settings::
+  /// co_follower_pass_over_checks). Unset: the node's default (2).
+  std::optional<std::uint32_t> co_follower_pass_over_checks;
   /// With relay: how many relays (addresses sim:relay, sim:relay1, ...),
   /// and how many of them each node uses: node i uses relays i, i+1, ...
   /// (mod relays). 0: a majority (relays / 2 + 1), so every two nodes
