@@ -93,7 +93,10 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         net->mix(static_cast<std::uint64_t>(now));
         net->mix(c);
         net->mix(bytes);
-        if (net->reset_probability > 0 && net->draw() < net->reset_probability) {
+        sim_network::packet_outcome pk;
+        if (net->packet_loss > 0 || net->packet_duplicate > 0 || net->packet_reorder > 0)
+          pk = net->draw_packet_faults(it->second.local, it->second.remote, bytes.size());
+        if ((net->reset_probability > 0 && net->draw() < net->reset_probability) || pk.give_up) {
           ++net->reset_count;
           net->close_end(it->first, it->second);
           net->close_end(other->first, other->second);
@@ -144,10 +147,11 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         }
         // A duplicated send, or a kept-back one released with this send,
         // takes the link's bandwidth for every byte that goes out.
-        const auto on_wire = tamper ? payload.size() : bytes.size();
+        // So do segments sent again or twice below the stream.
+        const auto on_wire = (tamper ? payload.size() : bytes.size()) + pk.extra_bytes;
         if (net->default_bandwidth > 0 || !net->bandwidth.empty())
           leave = (net->leave_us(it->second.local, it->second.remote, leave, on_wire) + 999) / 1000;
-        std::int64_t delay = net->latency_of(it->second.local, it->second.remote).count();
+        std::int64_t delay = net->latency_of(it->second.local, it->second.remote).count() + pk.extra_ms;
         if (net->jitter.count() > 0 || !net->link_jitter.empty() ||
             net->jitter_model == sim_network::jitter_kind::empirical)
           delay += net->draw_jitter_ms(it->second.local, it->second.remote);
@@ -372,6 +376,75 @@ void sim_network::set_tampering(double duplicate, double reorder) {
   std::lock_guard lock(mu);
   duplicate_probability = duplicate;
   reorder_probability = reorder;
+}
+
+void sim_network::set_packet_faults(double loss, double duplicate, double reorder,
+                                    std::chrono::milliseconds rto, std::size_t mss_bytes) {
+  std::lock_guard lock(mu);
+  packet_loss = loss;
+  packet_duplicate = duplicate;
+  packet_reorder = reorder;
+  min_rto = rto;
+  mss = std::max<std::size_t>(1, mss_bytes);
+}
+
+sim_network::packet_figures sim_network::packet_faults() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu));
+  return packets;
+}
+
+sim_network::packet_outcome sim_network::draw_packet_faults(const std::string& local,
+                                                            const std::string& remote,
+                                                            std::size_t size) {
+  constexpr std::uint32_t give_up_after = 15; // losses in a row (Linux's tcp_retries2)
+  packet_outcome out;
+  const std::size_t segments = std::max<std::size_t>(1, (size + mss - 1) / mss);
+  packets.segments += segments;
+  const std::int64_t one_way = latency_of(local, remote).count();
+  const std::int64_t rtt = 2 * one_way;
+  if (packet_loss > 0) {
+    std::size_t lost = 0;
+    for (std::size_t i = 0; i < segments; ++i)
+      lost += draw() < packet_loss ? 1 : 0;
+    if (lost > 0) {
+      packets.lost += lost;
+      ++packets.delayed_sends;
+      // Linux's timeout for a steady round trip: the round trip plus its
+      // floor for the variance term (tcp_rto_min).
+      const std::int64_t rto = rtt + min_rto.count();
+      // The first loss: fast retransmit needs three segments behind it.
+      const bool fast = segments >= 4;
+      out.extra_ms = fast ? rtt : rto;
+      packets.timeouts += fast ? 0 : 1;
+      out.extra_bytes += std::min(size, lost * mss);
+      // Each retransmission may be lost too: a timeout, doubled each time.
+      std::int64_t backoff = rto;
+      for (std::uint32_t again = 1; draw() < packet_loss; ++again) {
+        ++packets.lost;
+        ++packets.timeouts;
+        if (again >= give_up_after) {
+          ++packets.gave_up;
+          out.give_up = true;
+          return out;
+        }
+        out.extra_ms += backoff;
+        out.extra_bytes += std::min(size, mss);
+        backoff = std::min<std::int64_t>(2 * backoff, 120'000); // TCP_RTO_MAX
+      }
+      packets.loss_delay_ms += static_cast<std::uint64_t>(out.extra_ms);
+    }
+  }
+  if (packet_duplicate > 0)
+    for (std::size_t i = 0; i < segments; ++i)
+      if (draw() < packet_duplicate) {
+        ++packets.duplicated;
+        out.extra_bytes += std::min(size, mss);
+      }
+  if (packet_reorder > 0 && draw() < packet_reorder) {
+    ++packets.reordered;
+    out.extra_ms += static_cast<std::int64_t>(draw() * static_cast<double>(one_way));
+  }
+  return out;
 }
 
 sim_network::tamper_figures sim_network::tampering(std::int64_t now_ms) const {

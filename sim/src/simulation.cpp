@@ -89,6 +89,8 @@ public:
     if (!s.jitter_samples_ms.empty())
       net_->set_jitter_samples(s.jitter_samples_ms);
     net_->set_tampering(s.duplicate_probability, s.reorder_probability);
+    net_->set_packet_faults(s.packet_loss, s.packet_duplicate, s.packet_reorder,
+                            milliseconds(static_cast<std::int64_t>(s.min_rto_ms)));
     if (s.bandwidth_bytes_s > 0)
       net_->set_default_bandwidth(s.bandwidth_bytes_s);
     for (const auto& l : s.links) {
@@ -1319,7 +1321,8 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           key == "co_follower_pass_over_checks" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s" ||
           key == "duplicate_probability" || key == "reorder_probability" ||
-          key == "jitter_alpha" || key == "jitter_sigma")
+          key == "packet_loss" || key == "packet_duplicate" || key == "packet_reorder" ||
+          key == "min_rto_ms" || key == "jitter_alpha" || key == "jitter_sigma")
         return bad(key, "a number");
       error = "unknown key '" + key + "'";
       return std::nullopt;
@@ -1359,6 +1362,18 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (*x < 0)
         return bad(key, "a number of bytes per second (0: unlimited)");
       s.bandwidth_bytes_s = static_cast<std::uint64_t>(*x);
+    } else if (key == "packet_loss") {
+      if (*x < 0 || *x > 0.5)
+        return bad(key, "a segment loss probability from 0 to 0.5");
+      s.packet_loss = *x;
+    } else if (key == "packet_duplicate" || key == "packet_reorder") {
+      if (*x < 0 || *x > 1)
+        return bad(key, "a number from 0 to 1");
+      (key == "packet_duplicate" ? s.packet_duplicate : s.packet_reorder) = *x;
+    } else if (key == "min_rto_ms") {
+      if (*x < 1 || *x > 60000)
+        return bad(key, "milliseconds from 1 to 60000 (Linux: 200)");
+      s.min_rto_ms = *x;
     } else if (key == "reset_probability" || key == "delete_fraction" ||
                key == "duplicate_probability" || key == "reorder_probability") {
       if (*x < 0 || *x > 1)
@@ -2859,6 +2874,17 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     if (t.open > 0)
       ck.failure("at the end: " + std::to_string(t.open) +
                  " connection ends stayed open after receiving duplicated or swapped bytes");
+  }
+  if (s.packet_loss > 0 || s.packet_duplicate > 0 || s.packet_reorder > 0) {
+    const auto p = w.net_->packet_faults();
+    out.json["packet_faults"] = json{{"segments", p.segments},
+                                     {"lost", p.lost},
+                                     {"delayed_sends", p.delayed_sends},
+                                     {"timeouts", p.timeouts},
+                                     {"loss_delay_ms", p.loss_delay_ms},
+                                     {"duplicated", p.duplicated},
+                                     {"reordered", p.reordered},
+                                     {"gave_up", p.gave_up}};
   }
   out.checkpoints_ok = ck.failed == 0;
   out.checkpoint_failure = ck.first_failure;

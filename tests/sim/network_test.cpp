@@ -402,3 +402,121 @@ TEST_CASE("empirical jitter replays the given delays, in their proportions, from
   CHECK(link_ok);
   CHECK(others_ok);
 }
+
+namespace {
+
+bool power_of_two(std::int64_t x) {
+  return x > 0 && (x & (x - 1)) == 0;
+}
+
+/// The extra delays (ms beyond the 10 ms latency) of `count` sends of
+/// `size` bytes from a to b, each sent alone (10 s apart, so none waits
+/// behind another).
+std::vector<std::int64_t> lone_send_delays(pair_world& w, conn_id ca, std::size_t size, int count) {
+  std::vector<std::int64_t> out;
+  const auto before = pair_world::of(*w.lb, "bytes").size();
+  for (int i = 0; i < count; ++i) {
+    const auto sent = w.now();
+    caf::anon_send(w.ta, send_atom::value, ca, std::string(size, 'x'));
+    w.advance_to(sent + 10'000);
+    auto at_b = pair_world::of(*w.lb, "bytes");
+    REQUIRE(at_b.size() == before + static_cast<std::size_t>(i + 1));
+    out.push_back(at_b.back().at_ms - sent - 10);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("segment loss below the stream delays a send by a timeout (a small send) or a round "
+          "trip (four segments or more), doubling the timeout for each loss again",
+          "[sim][network]") {
+  const std::uint64_t seed = 11;
+  INFO("seed " << seed);
+  pair_world w;
+  w.net->set_faults(milliseconds(0), 0, seed);
+  w.net->set_packet_faults(0.3, 0, 0); // min_rto 200 ms: a timeout is 20 + 200 ms here
+  auto [ca, cb] = w.connect();
+  // One segment: delayed by 220 ms, then 220 x 2^k for k more losses.
+  auto small = lone_send_delays(w, ca, 100, 300);
+  std::size_t late = 0;
+  for (auto d : small) {
+    late += d > 0 ? 1 : 0;
+    const bool allowed = d == 0 || (d % 220 == 0 && power_of_two(d / 220));
+    INFO("extra delay " << d);
+    CHECK(allowed);
+  }
+  CHECK(late > 60); // ~90 expected (binomial 300, 0.3)
+  CHECK(late < 120);
+  auto f = w.net->packet_faults();
+  CHECK(f.delayed_sends == late);
+  CHECK(f.timeouts >= late);
+  CHECK(f.lost >= late);
+  CHECK(f.segments >= 300);
+  // Ten segments: fast retransmit, one round trip (20 ms), unless the
+  // retransmission is lost too (then 20 + 220 x (2^k - 1)).
+  auto large = lone_send_delays(w, ca, 10 * 1448, 100);
+  std::size_t fast = 0;
+  for (auto d : large) {
+    fast += d == 20 ? 1 : 0;
+    const bool allowed = d == 0 || (d >= 20 && (d - 20) % 220 == 0 && power_of_two((d - 20) / 220 + 1));
+    INFO("extra delay " << d);
+    CHECK(allowed);
+  }
+  CHECK(fast > 50); // most ten-segment sends lose one (1 - 0.7^10 = 97%)
+  (void)cb;
+}
+
+TEST_CASE("sends behind a late one wait for it (the stream keeps its order), and TCP gives up "
+          "after fifteen losses in a row",
+          "[sim][network]") {
+  pair_world w;
+  w.net->set_faults(milliseconds(0), 0, 5);
+  w.net->set_packet_faults(0.2, 0, 0.5);
+  auto [ca, cb] = w.connect();
+  for (int i = 0; i < 60; ++i)
+    caf::anon_send(w.ta, send_atom::value, ca, "s" + std::to_string(i));
+  w.advance_to(w.now() + 60'000);
+  auto at_b = pair_world::of(*w.lb, "bytes");
+  REQUIRE(at_b.size() == 60);
+  for (int i = 0; i < 60; ++i) {
+    CHECK(at_b[i].data == "s" + std::to_string(i));
+    if (i > 0)
+      CHECK(at_b[i].at_ms >= at_b[i - 1].at_ms);
+  }
+  CHECK(at_b.back().at_ms > at_b.front().at_ms); // someone was late
+  auto f = w.net->packet_faults();
+  CHECK(f.reordered > 10);
+  CHECK(f.delayed_sends > 3);
+  CHECK(f.gave_up == 0);
+  CHECK(pair_world::of(*w.la, "closed").empty());
+
+  // Every transmission lost: the connection is reset at both ends.
+  w.net->set_packet_faults(1.0, 0, 0);
+  caf::anon_send(w.ta, send_atom::value, ca, std::string("lost"));
+  w.advance_to(w.now() + 100);
+  CHECK(w.net->packet_faults().gave_up == 1);
+  CHECK(pair_world::of(*w.la, "closed").size() == 1);
+  CHECK(pair_world::of(*w.lb, "closed").size() == 1);
+  CHECK(pair_world::of(*w.lb, "bytes").size() == 60);
+  (void)cb;
+}
+
+TEST_CASE("a segment sent twice or again below the stream takes the link's bandwidth, not the "
+          "receiver's bytes",
+          "[sim][network]") {
+  pair_world w;
+  w.net->set_faults(milliseconds(0), 0, 3);
+  w.net->set_packet_faults(0, 1.0, 0); // every segment duplicated
+  auto [ca, cb] = w.connect();
+  w.net->set_default_bandwidth(1000); // bytes per second
+  const auto sent = w.now();
+  caf::anon_send(w.ta, send_atom::value, ca, std::string(500, 'x'));
+  w.advance_to(sent + 3000);
+  auto at_b = pair_world::of(*w.lb, "bytes");
+  REQUIRE(at_b.size() == 1);
+  CHECK(at_b[0].data.size() == 500);              // the copy is dropped by TCP
+  CHECK(at_b[0].at_ms - sent == 1000 + 10);       // 1,000 bytes on the wire, then the latency
+  CHECK(w.net->packet_faults().duplicated == 1);
+  (void)cb;
+}

@@ -711,3 +711,43 @@ TEST_CASE("send delays replayed from a latency trace: the file is checked line b
   auto c = converges_twice(per_link);
   CHECK(c.json["trace_hash"] != run(small(6)).json["trace_hash"]);
 }
+
+TEST_CASE("segment loss, duplication and reordering below the stream delay sends and take "
+          "bandwidth; the network converges, the same seed twice, and only the delays change",
+          "[sim][faults]") {
+  auto s = small(13);
+  s.relay = true;
+  INFO("seed " << s.seed);
+  auto plain = run(s);
+  s.packet_loss = 0.05;
+  s.packet_duplicate = 0.01;
+  s.packet_reorder = 0.05;
+  auto a = converges_twice(s);
+  INFO(a.json.dump(2));
+  CHECK(a.json["lagging"].empty());
+  const auto& p = a.json["packet_faults"];
+  CHECK(p["lost"].get<int>() > 0);
+  CHECK(p["delayed_sends"].get<int>() > 0);
+  CHECK(p["timeouts"].get<int>() > 0);
+  CHECK(p["loss_delay_ms"].get<int>() >= 220 * p["timeouts"].get<int>() / 2);
+  CHECK(p["duplicated"].get<int>() > 0);
+  CHECK(p["reordered"].get<int>() > 0);
+  // No frame is ever duplicated or reordered for the node: nothing to refuse.
+  CHECK_FALSE(a.json.contains("tampering"));
+  CHECK(a.json["trace_hash"] != plain.json["trace_hash"]);
+  CHECK_FALSE(plain.json.contains("packet_faults"));
+
+  std::string error;
+  auto q = parse_scenario("packet_loss = 0.01\npacket_duplicate = 0.002\npacket_reorder = 0.1\n"
+                          "min_rto_ms = 1000\n",
+                          error);
+  REQUIRE(q);
+  CHECK(q->packet_loss == Approx(0.01));
+  CHECK(q->packet_duplicate == Approx(0.002));
+  CHECK(q->packet_reorder == Approx(0.1));
+  CHECK(q->min_rto_ms == Approx(1000));
+  for (const char* bad : {"packet_loss = 0.9\n", "packet_reorder = -1\n", "min_rto_ms = 0\n"}) {
+    CHECK_FALSE(parse_scenario(bad, error));
+    CHECK(error.find(std::string(bad).substr(0, std::string(bad).find(' '))) != std::string::npos);
+  }
+}

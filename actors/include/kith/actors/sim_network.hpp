@@ -93,6 +93,39 @@ public:
   /// nonces are counters), so a marked end that stays open is a bug the
   /// simulator reports.
   void set_tampering(double duplicate, double reorder);
+
+  /// Faults below the stream, which TCP hides from the node except as
+  /// delay and bandwidth (an approximation of TCP, not a model of it).
+  /// Each send is cut into segments of mss_bytes. Each segment is lost
+  /// with probability `loss`: the lost segments are sent again (their
+  /// bytes take the link's bandwidth again) and the send arrives later by
+  /// one round trip (fast retransmit) when it has at least 4 segments,
+  /// else by one retransmission timeout (the round trip plus min_rto, as
+  /// Linux sets it for a steady round trip); each retransmission is lost
+  /// again with the same probability and waits a doubled timeout (at
+  /// most 120 s), and after 15 losses in a row the connection is reset,
+  /// as TCP gives up. Each segment is
+  /// duplicated with probability `duplicate` (bandwidth only: the
+  /// receiver drops the copy). A send is reordered with probability
+  /// `reorder`: one of its segments arrives late, up to one one-way
+  /// latency (uniform), and the bytes behind it wait for it (the stream
+  /// keeps its order). Draws come from the fault stream of set_faults,
+  /// only while a probability is above 0, so runs without packet faults
+  /// keep their trace.
+  void set_packet_faults(double loss, double duplicate, double reorder,
+                         std::chrono::milliseconds min_rto = std::chrono::milliseconds(200),
+                         std::size_t mss_bytes = 1448);
+  struct packet_figures {
+    std::uint64_t segments = 0;     // segments of sends made while the model is on
+    std::uint64_t lost = 0;         // segment transmissions lost (retransmissions included)
+    std::uint64_t delayed_sends = 0; // sends that arrived late because of a loss
+    std::uint64_t timeouts = 0;     // recoveries by retransmission timeout (not fast retransmit)
+    std::uint64_t loss_delay_ms = 0; // extra delay of those sends, in all
+    std::uint64_t duplicated = 0;   // segments sent twice
+    std::uint64_t reordered = 0;    // sends with a late segment
+    std::uint64_t gave_up = 0;      // connections reset after 15 losses in a row
+  };
+  [[nodiscard]] packet_figures packet_faults() const;
   struct tamper_figures {
     std::uint64_t duplicated = 0; // sends delivered twice
     std::uint64_t reordered = 0;  // sends kept back
@@ -177,6 +210,20 @@ public:
   double duplicate_probability = 0;
   double reorder_probability = 0;
   tamper_figures tamper{}; // open is computed on demand
+  double packet_loss = 0, packet_duplicate = 0, packet_reorder = 0;
+  std::chrono::milliseconds min_rto{200};
+  std::size_t mss = 1448;
+  packet_figures packets{};
+  /// The packet model's effect on one send of `size` bytes on the link
+  /// local-remote: extra bytes on the wire, extra delay (ms), and whether
+  /// TCP would give up (set_packet_faults).
+  struct packet_outcome {
+    std::size_t extra_bytes = 0;
+    std::int64_t extra_ms = 0;
+    bool give_up = false;
+  };
+  packet_outcome draw_packet_faults(const std::string& local, const std::string& remote,
+                                    std::size_t size);
   /// One send's extra delay in ms (one draw; two for log-normal), with
   /// the default distribution or the one of the link a-b.
   std::int64_t draw_jitter_ms();

@@ -201,6 +201,14 @@ struct scenario {
   /// refuse them and close; the run fails if a tampered connection stays open.
   double duplicate_probability = 0;
   double reorder_probability = 0;
+  /// Below the stream (actors::sim_network::set_packet_faults): per
+  /// segment loss and duplication, per send reordering; TCP turns them
+  /// into delay and bandwidth. min_rto_ms: the retransmission timeout's
+  /// floor added to the round trip.
+  double packet_loss = 0;
+  double packet_duplicate = 0;
+  double packet_reorder = 0;
+  double min_rto_ms = 200;
   std::uint64_t bandwidth_bytes_s = 0; // every link, each direction (0: unlimited)
   std::vector<link_setting> links;
   std::vector<fault> faults;
