@@ -52,6 +52,7 @@ struct relay_session {
 };
 
 constexpr std::uint64_t max_circuit_unhandled = 1u << 20;
+constexpr std::size_t max_tracked_members = 1024;
 
 /// One relayed connection, as a connection of this transport.
 struct circuit {
@@ -78,6 +79,13 @@ struct relays_state {
   std::vector<std::string> announce; // our dial addresses
   /// Lookups asked while no session was up: run at the next welcome.
   std::map<protocol::public_key, caf::actor> deferred_lookups;
+  /// With several relays: at which of them (bit i: relay i) each member of
+  /// a rendezvous was last seen, so a member that leaves one relay but is
+  /// still at another is not reported as gone. At most
+  /// max_tracked_members per rendezvous (the node remembers 8 per feed);
+  /// a member not tracked is reported on its first `left`, as with one
+  /// relay.
+  std::map<std::string, std::map<protocol::public_key, std::uint64_t>> present;
   conn_id next_conn = 1;
   static inline const char* name = "kith.relays";
 };
@@ -191,6 +199,50 @@ void drop_circuits_of(relays_pointer self, std::size_t i, const std::string& why
   }
 }
 
+/// Members of rendezvous `key` seen at relay i (several relays only).
+void seen_at(relays_state& st, std::size_t i, const std::string& key, const protocol::public_key& pk) {
+  if (st.relays.size() < 2 || i >= 64)
+    return;
+  auto& m = st.present[key];
+  auto it = m.find(pk);
+  if (it == m.end()) {
+    if (m.size() >= max_tracked_members)
+      return;
+    it = m.emplace(pk, 0).first;
+  }
+  it->second |= std::uint64_t{1} << i;
+}
+
+/// A member left rendezvous `key` at relay i: whether it is gone from
+/// every relay we know it at (then the node forgets it).
+bool gone_everywhere(relays_state& st, std::size_t i, const std::string& key,
+                     const protocol::public_key& pk) {
+  auto t = st.present.find(key);
+  if (t == st.present.end())
+    return true;
+  auto it = t->second.find(pk);
+  if (it == t->second.end())
+    return true;
+  if (i < 64)
+    it->second &= ~(std::uint64_t{1} << i);
+  if (it->second != 0)
+    return false;
+  t->second.erase(it);
+  return true;
+}
+
+/// Relay i's session ended: what it told us of the rendezvous no longer
+/// holds (its members are listed again at the next welcome).
+void forget_presence_at(relays_state& st, std::size_t i) {
+  if (i >= 64)
+    return;
+  for (auto t = st.present.begin(); t != st.present.end();) {
+    for (auto it = t->second.begin(); it != t->second.end();)
+      it = (it->second &= ~(std::uint64_t{1} << i)) == 0 ? t->second.erase(it) : std::next(it);
+    t = t->second.empty() ? st.present.erase(t) : std::next(t);
+  }
+}
+
 void session_down(relays_pointer self, std::size_t i, const std::string& why,
                   std::uint64_t retry_after_ms = 0) {
   auto& st = self->state;
@@ -207,6 +259,7 @@ void session_down(relays_pointer self, std::size_t i, const std::string& why,
   r.circuits_waiting.clear();
   r.circuit_unhandled = 0;
   r.ack_owed = 0;
+  forget_presence_at(st, i);
   drop_circuits_of(self, i, why);
   if (was_up)
     log(self, log_level::warn, r, "session ended: " + why);
@@ -280,18 +333,22 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
           } else if constexpr (std::is_same_v<T, relay::members_page>) {
             if (auto t = st.topic_of_key.find(e.topic); t != st.topic_of_key.end())
               for (const auto& id : e.ids)
-                if (id != st.env->self.pub())
+                if (id != st.env->self.pub()) {
+                  seen_at(st, i, e.topic, id);
                   self->send(st.node, meet_atom::value, t->second, id);
+                }
             if (!e.next_cursor.empty())
               (void)r.client->members(e.topic, e.next_cursor);
           } else if constexpr (std::is_same_v<T, relay::topic_event>) {
             auto t = st.topic_of_key.find(e.topic);
             if (e.id == st.env->self.pub() || t == st.topic_of_key.end())
               return;
-            if (e.joined)
+            if (e.joined) {
+              seen_at(st, i, e.topic, e.id);
               self->send(st.node, meet_atom::value, t->second, e.id);
-            else
+            } else if (gone_everywhere(st, i, e.topic, e.id)) {
               self->send(st.node, left_atom::value, t->second, e.id);
+            }
           } else if constexpr (std::is_same_v<T, relay::circuit_incoming>) {
             // A peer asks to reach us: accept, and hand the stream to the
             // node actor like an inbound TCP connection.

@@ -494,3 +494,43 @@ TEST_CASE("inbound connections beyond the limit are refused while the others kee
   a.env->settings.max_inbound_connections = 3;
   CHECK(w.run_until([&] { return w.feed_size(d, w.id_of(a)) == 2; }, std::chrono::minutes(3)));
 }
+
+TEST_CASE("with two relays, a co-follower that leaves one relay's rendezvous but stays at the "
+          "other is still pulled from when the author is out of reach",
+          "[actors][relay]") {
+  const std::uint64_t seed = 37;
+  INFO("seed " << seed);
+  world w(seed);
+  const auto r0 = w.add_relay(0);
+  const auto r1 = w.add_relay(1);
+  auto& a = w.add(0, {r0, r1});
+  auto& b = w.add(1, {r0, r1});
+  auto& c = w.add(2, {r0, r1});
+  for (int i = 0; i < 3; ++i)
+    w.api_json(a, "post", {{"text", "post " + std::to_string(i)}});
+  w.api_json(b, "follow", {{"id", w.id_of(a)}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 3; }, std::chrono::seconds(30)));
+  w.api_json(c, "follow", {{"id", w.id_of(a)}});
+  REQUIRE(w.run_until([&] { return w.feed_size(c, w.id_of(a)) == 3; }, std::chrono::seconds(30)));
+  w.run_until([] { return false; }, std::chrono::seconds(10)); // c meets b at both rendezvous
+
+  // b loses the second relay for good: that relay tells c that b left the
+  // feed's rendezvous. b is still at the first.
+  w.net->set_link(b.address, "sim:relay1", false);
+  w.run_until([] { return false; }, std::chrono::seconds(10));
+  auto relays_of_b = w.api_json(b, "relays")["relays"];
+  REQUIRE(relays_of_b.size() == 2);
+  CHECK(relays_of_b[1]["state"] != "connected");
+
+  // a is now out of c's reach (no direct link, no relay): a's next post
+  // reaches b only, and c must get it from b.
+  w.net->set_link(a.address, c.address, false);
+  w.net->set_link(a.address, "sim:relay", false);
+  w.net->set_link(a.address, "sim:relay1", false);
+  w.run_until([] { return false; }, std::chrono::seconds(2));
+  w.api_json(a, "post", {{"text", "while a is out of c's reach"}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 4; }, std::chrono::seconds(30)));
+  const bool got = w.run_until([&] { return w.feed_size(c, w.id_of(a)) == 4; }, std::chrono::seconds(90));
+  INFO(w.log_text());
+  CHECK(got);
+}

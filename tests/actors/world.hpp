@@ -55,13 +55,13 @@ struct world {
     sched->run();
   }
 
-  /// A relay on the simulated network; returns "address#relay id" for
-  /// node_env::relays.
-  std::string add_relay() {
-    auto id = protocol::identity::from_seed(seed_for(seed, 5000));
-    const std::string address = "sim:relay";
+  /// A relay on the simulated network (the n-th: address sim:relay, then
+  /// sim:relay1, ...); returns "address#relay id" for node_env::relays.
+  std::string add_relay(std::uint64_t n = 0) {
+    auto id = protocol::identity::from_seed(seed_for(seed, 5000 + 10 * n));
+    const std::string address = "sim:relay" + (n == 0 ? std::string() : std::to_string(n));
     relays.push_back(spawn_relay_host(*sys, net->make_transport(*sys, address), id,
-                                      seed_for(seed, 5001)));
+                                      seed_for(seed, 5001 + 10 * n)));
     net->listen(address, relays.back());
     return address + "#" + protocol::to_text(id.pub());
   }
