@@ -206,6 +206,7 @@ public:
       if (s_.co_follower_retire_after_s)
         env->settings.co_follower_retire_after =
             milliseconds(static_cast<std::int64_t>(*s_.co_follower_retire_after_s * 1000));
+      env->settings.retire_shared = s_.retire_shared_topics;
       if (s_.co_follower_pass_over_checks)
         env->settings.co_follower_pass_over_checks = *s_.co_follower_pass_over_checks;
       env->settings.counters = counters_;
@@ -1308,11 +1309,15 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       s.jitter_samples_file = *f;
       continue;
     }
-    if (key == "relay" || key == "verify_memo" || key == "shared_values") {
+    if (key == "relay" || key == "verify_memo" || key == "shared_values" ||
+        key == "retire_shared_topics") {
       auto b = v.is_boolean() ? v.value<bool>() : std::nullopt;
       if (!b)
         return bad(key, "true or false");
-      (key == "relay" ? s.relay : key == "verify_memo" ? s.verify_memo : s.shared_values) = *b;
+      (key == "relay"         ? s.relay
+       : key == "verify_memo" ? s.verify_memo
+       : key == "shared_values" ? s.shared_values
+                                : s.retire_shared_topics) = *b;
     } else if (!x) {
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
@@ -2796,6 +2801,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         {"retire_after_s", s.retire_after_s ? json(*s.retire_after_s) : json("node default")},
         {"co_follower_retire_after_s",
          s.co_follower_retire_after_s ? json(*s.co_follower_retire_after_s) : json("node default")},
+        {"retire_shared_topics", s.retire_shared_topics},
         {"co_follower_pass_over_checks",
          s.co_follower_pass_over_checks ? json(*s.co_follower_pass_over_checks) : json("node default")},
         {"retirements", c.retirements.load()},

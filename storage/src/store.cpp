@@ -552,7 +552,7 @@ status store::observe(const std::string& topic, replica_id from, const node_cloc
 namespace {
 
 /// Scans every stored container of `topic` and, for each holding a dot
-/// `drop(d)` says to drop (a result<bool>: true drops it), records the
+/// `drop(d, key)` says to drop (a result<bool>: true drops it), records the
 /// container without those dots (its context kept) as a change in `in`.
 template <class Input, class Drop>
 status drop_stored_values(const kv_store& kv, const std::string& topic, Input& in, Drop drop) {
@@ -567,8 +567,9 @@ status drop_stored_values(const kv_store& kv, const std::string& topic, Input& i
     }
     container kept;
     bool stale = false;
+    const auto stored_key = k.substr(prefix.size());
     for (const auto& [d, sib] : c.dots()) {
-      auto gone = drop(d);
+      auto gone = drop(d, stored_key);
       if (!gone) {
         inner = gone.err();
         return false;
@@ -651,12 +652,20 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
       return a.err();
     return *a && **a == **sender_author ? verdict::dropped_by_author : verdict::dropped_by_other;
   };
-  // The author's own word drops its writes; a third party's write the
+  // The author's own word drops its writes. In a shared topic, a writer
+  // may overwrite or delete any value of a key it may write (its own
+  // documents and the creator's), so its complete resync also drops a
+  // third party's write there that it no longer holds: a signed delete
+  // from it would do the same. Otherwise a third party's write the
   // sender dropped is left to anti-entropy (see below).
-  auto dropped = drop_stored_values(*kv_, topic, in, [&](dot d) -> result<bool> {
+  const bool sender_writes = *sender_author && ts.desc.kind == protocol::topic_kind::shared &&
+                             protocol::may_write(ts.desc, **sender_author);
+  auto dropped = drop_stored_values(*kv_, topic, in, [&](dot d, std::string_view key) -> result<bool> {
     auto j = judge(d);
     if (!j)
       return j.err();
+    if (*j == verdict::dropped_by_other && sender_writes && may_touch(ts.desc, **sender_author, key))
+      return true;
     unexplained = unexplained || *j == verdict::dropped_by_other;
     return *j == verdict::dropped_by_author;
   });
@@ -1570,7 +1579,7 @@ status store::apply_summaries(topic_state& ts, std::vector<protocol::writer_summ
     in.summaries = std::move(summaries);
     return commit(ts, in);
   }
-  auto dropped = drop_stored_values(*kv_, ts.desc.id, in, [&](dot d) -> result<bool> {
+  auto dropped = drop_stored_values(*kv_, ts.desc.id, in, [&](dot d, std::string_view) -> result<bool> {
     auto w = by_rid.find(d.id);
     return w != by_rid.end() && w->second->drops(d);
   });

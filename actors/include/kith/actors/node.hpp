@@ -92,6 +92,9 @@ struct sync_settings {
   /// this feed's metadata back; if one pulls from us again it resyncs in
   /// full. 0: only retire_after applies.
   std::chrono::milliseconds co_follower_retire_after{std::chrono::minutes(10)};
+  /// Retire silent members of shared topics too (feeds always retire; open
+  /// topics never). Off by default: see topic_actor.cpp retire_silent.
+  bool retire_shared = false;
   /// Checks in a row (5 s apart) at which a co-follower we pull an absent
   /// author's feed from is not connected before we pass it over and pull
   /// from another (at least 1). Two: with resyncs that send only what the

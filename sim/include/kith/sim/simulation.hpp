@@ -226,6 +226,9 @@ struct scenario {
   /// co_follower_retire_after); 0: as retire_after_s. Unset: the node's
   /// default (10 minutes).
   std::optional<double> co_follower_retire_after_s;
+  /// Retire silent members of shared topics as well as of feeds
+  /// (actors::sync_settings::retire_shared).
+  bool retire_shared_topics = false;
   /// Missed checks (5 s apart) before a follower passes over a co-follower
   /// it pulls an absent author's feed from (actors::sync_settings::
   /// co_follower_pass_over_checks). Unset: the node's default (2).
