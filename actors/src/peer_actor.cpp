@@ -566,6 +566,18 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
   // Keys left out because we have them: the sender still holds their dots.
   // A lie here cannot make us drop anything: at worst it keeps writes of
   // the sender's author that it dropped, as withholding the end would.
+  // An honest `held` lies within the clock we asked with, so one that
+  // reaches past our clock is refused: merged pages then stay within the
+  // extent of a clock we hold anyway.
+  if (!m.held.empty()) {
+    auto mine = st.env->store->clock_copy(m.topic);
+    for (const auto& [id, e] : m.held.entries()) {
+      const auto* own = mine ? mine->find(id) : nullptr;
+      if (!own || e.max() > own->max())
+        return fail(self, error_code::protocol,
+                    "resync end for " + m.topic + " names writes we never had");
+    }
+  }
   it->second.held.merge(m.held);
   // Ask for the next page only once this one is applied (the topic actor
   // answers the status request after the applies queued before it), so at

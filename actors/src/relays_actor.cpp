@@ -199,9 +199,14 @@ void drop_circuits_of(relays_pointer self, std::size_t i, const std::string& why
   }
 }
 
+/// Bit 63 of a presence mask: a `left` was held back for this member
+/// (it left one relay and was still at another). Relays 0-62 have a bit.
+constexpr std::uint64_t left_held_back = std::uint64_t{1} << 63;
+constexpr std::size_t max_presence_relays = 63;
+
 /// Members of rendezvous `key` seen at relay i (several relays only).
 void seen_at(relays_state& st, std::size_t i, const std::string& key, const protocol::public_key& pk) {
-  if (st.relays.size() < 2 || i >= 64)
+  if (st.relays.size() < 2 || i >= max_presence_relays)
     return;
   auto& m = st.present[key];
   auto it = m.find(pk);
@@ -210,7 +215,7 @@ void seen_at(relays_state& st, std::size_t i, const std::string& key, const prot
       return;
     it = m.emplace(pk, 0).first;
   }
-  it->second |= std::uint64_t{1} << i;
+  it->second = (it->second & ~left_held_back) | (std::uint64_t{1} << i);
 }
 
 /// A member left rendezvous `key` at relay i: whether it is gone from
@@ -223,22 +228,36 @@ bool gone_everywhere(relays_state& st, std::size_t i, const std::string& key,
   auto it = t->second.find(pk);
   if (it == t->second.end())
     return true;
-  if (i < 64)
+  if (i < max_presence_relays)
     it->second &= ~(std::uint64_t{1} << i);
-  if (it->second != 0)
+  if ((it->second & ~left_held_back) != 0) {
+    it->second |= left_held_back;
     return false;
+  }
   t->second.erase(it);
   return true;
 }
 
 /// Relay i's session ended: what it told us of the rendezvous no longer
-/// holds (its members are listed again at the next welcome).
-void forget_presence_at(relays_state& st, std::size_t i) {
-  if (i >= 64)
+/// holds (its members are listed again at the next welcome). A member
+/// whose `left` was held back for relay i alone is reported gone now, as
+/// it would have been without presence tracking.
+void forget_presence_at(relays_pointer self, std::size_t i) {
+  auto& st = self->state;
+  if (i >= max_presence_relays)
     return;
   for (auto t = st.present.begin(); t != st.present.end();) {
-    for (auto it = t->second.begin(); it != t->second.end();)
-      it = (it->second &= ~(std::uint64_t{1} << i)) == 0 ? t->second.erase(it) : std::next(it);
+    for (auto it = t->second.begin(); it != t->second.end();) {
+      it->second &= ~(std::uint64_t{1} << i);
+      if ((it->second & ~left_held_back) != 0) {
+        ++it;
+        continue;
+      }
+      if ((it->second & left_held_back) != 0)
+        if (auto name = st.topic_of_key.find(t->first); name != st.topic_of_key.end())
+          self->send(st.node, left_atom::value, name->second, it->first);
+      it = t->second.erase(it);
+    }
     t = t->second.empty() ? st.present.erase(t) : std::next(t);
   }
 }
@@ -259,7 +278,7 @@ void session_down(relays_pointer self, std::size_t i, const std::string& why,
   r.circuits_waiting.clear();
   r.circuit_unhandled = 0;
   r.ack_owed = 0;
-  forget_presence_at(st, i);
+  forget_presence_at(self, i);
   drop_circuits_of(self, i, why);
   if (was_up)
     log(self, log_level::warn, r, "session ended: " + why);

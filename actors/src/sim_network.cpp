@@ -396,7 +396,7 @@ sim_network::packet_figures sim_network::packet_faults() const {
 sim_network::packet_outcome sim_network::draw_packet_faults(const std::string& local,
                                                             const std::string& remote,
                                                             std::size_t size) {
-  constexpr std::uint32_t give_up_after = 15; // losses in a row (Linux's tcp_retries2)
+  constexpr std::uint32_t give_up_after = 15; // retransmissions lost in a row (Linux's tcp_retries2)
   packet_outcome out;
   const std::size_t segments = std::max<std::size_t>(1, (size + mss - 1) / mss);
   packets.segments += segments;

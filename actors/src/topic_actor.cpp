@@ -401,8 +401,9 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         // in the middle of the resync must not forget it.
         auto joined = st.env->store->join_member(st.topic, rid);
         if (!joined) {
+          // Not a member then; a resync does no harm and may be needed.
           st.env->logf(log_level::warn, "topic " + st.topic + ": " + joined.err().message);
-          return false;
+          return true;
         }
         if (*joined) {
           if (auto& c = st.env->settings.counters)
@@ -453,9 +454,14 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
           // What the page costs on the wire (before the channel's framing).
           ++c->resync_pages;
           c->resyncs_completed += out.complete ? 1 : 0;
+          // The page's data, its end marker (with `held`) and the request
+          // (with `have`).
           c->resync_bytes +=
               protocol::encode_message(protocol::data_msg{protocol::data_kind::resync, true, out.reply})
-                  .size();
+                  .size() +
+              protocol::encode_message(protocol::resync_done_msg{st.topic, out.next_after, out.complete, out.held})
+                  .size() +
+              protocol::encode_message(protocol::resync_request_msg{st.topic, after, max, have}).size();
         }
         return out;
       },
@@ -463,7 +469,9 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
              const causality::node_clock& held) {
         auto& st = self->state;
         heard(self, sender);
-        if (auto s = st.env->store->join_sender_entry(st.topic, sender, c, &held); !s) {
+        if (auto s = st.env->store->join_sender_entry(st.topic, sender, c, &held,
+                                                       st.env->settings.retire_shared);
+            !s) {
           st.env->logf(log_level::warn, "topic " + st.topic + ": " + s.err().message);
           return;
         }

@@ -596,7 +596,7 @@ status drop_stored_values(const kv_store& kv, const std::string& topic, Input& i
 
 status store::join_sender_entry(const std::string& topic, replica_id sender,
                                 const node_clock& sender_clock,
-                                const node_clock* sender_held) {
+                                const node_clock* sender_held, bool trust_writers) {
   std::lock_guard lock(mu_);
   auto tsr = state(topic);
   if (!tsr)
@@ -658,7 +658,8 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
   // third party's write there that it no longer holds: a signed delete
   // from it would do the same. Otherwise a third party's write the
   // sender dropped is left to anti-entropy (see below).
-  const bool sender_writes = *sender_author && ts.desc.kind == protocol::topic_kind::shared &&
+  const bool sender_writes = trust_writers && *sender_author &&
+                             ts.desc.kind == protocol::topic_kind::shared &&
                              protocol::may_write(ts.desc, **sender_author);
   auto dropped = drop_stored_values(*kv_, topic, in, [&](dot d, std::string_view key) -> result<bool> {
     auto j = judge(d);
@@ -1187,13 +1188,38 @@ namespace {
 struct held_filter {
   const node_clock& have;
   node_clock& held;
+  std::size_t held_bitmap_bytes = 0; // of `held`, kept up to date
 };
+
+/// Bitmap bytes of `held` that a decoder will allocate for it: a page
+/// keeps them under held_budget_bytes (a quarter of the decoder's
+/// max_bitmap_bytes), sending a key in full rather than naming it when
+/// naming it would go over (a sparse run of high counters).
+constexpr std::size_t held_budget_bytes = 1u << 20;
+
+std::size_t bitmap_bytes(const node_clock& c) {
+  std::size_t n = 0;
+  for (const auto& [id, e] : c.entries())
+    n += e.bits().size() * 8;
+  return n;
+}
+
+/// Bytes `held` would grow by if d were added (an upper bound).
+std::size_t growth_if_added(const node_clock& held, dot d) {
+  const auto* e = held.find(d.id);
+  const std::uint64_t base = e ? e->base() : 0;
+  const std::size_t now = e ? e->bits().size() * 8 : 0;
+  if (d.n.value() <= base + 1)
+    return 0;
+  const std::size_t need = static_cast<std::size_t>((d.n.value() - base - 2) / 64 + 1) * 8;
+  return need > now ? need - now : 0;
+}
 
 result<bool> collect_proven(const kv_store& kv, const std::string& topic, const std::string& from,
                             const std::string& to, std::size_t max_keys, signed_reply& out,
                             std::string& last_key,
                             std::size_t max_bytes = std::numeric_limits<std::size_t>::max(),
-                            const std::optional<held_filter>& filter = std::nullopt) {
+                            held_filter* filter = nullptr) {
   const std::size_t skip = lay::topic_prefix('c', topic).size();
   proof_collector proofs(kv, topic);
   bool complete = true;
@@ -1217,10 +1243,17 @@ result<bool> collect_proven(const kv_store& kv, const std::string& topic, const 
     if (filter && !c.dots().empty() &&
         std::all_of(c.dots().begin(), c.dots().end(),
                     [&](const auto& ds) { return filter->have.contains(ds.first); })) {
+      std::size_t grow = 0;
       for (const auto& ds : c.dots())
-        filter->held.add(ds.first);
-      last_key = std::move(se.key);
-      return true;
+        grow += growth_if_added(filter->held, ds.first);
+      if (filter->held_bitmap_bytes + grow <= held_budget_bytes) {
+        for (const auto& ds : c.dots())
+          filter->held.add(ds.first);
+        filter->held_bitmap_bytes = bitmap_bytes(filter->held);
+        last_key = std::move(se.key);
+        return true;
+      }
+      // Over the budget: the key travels in full below.
     }
     for (const auto& [d, sib] : c.dots()) {
       if (auto ps = proofs.need(d); !ps) {
@@ -1263,7 +1296,8 @@ result<store::page_result> store::page(const std::string& topic, const std::stri
   if (have)
     filter.emplace(held_filter{*have, out.held});
   auto done = collect_proven(*kv_, topic, from, prefix_end(lay::topic_prefix('c', topic)),
-                             max_keys, out.reply, out.next_after, max_bytes, filter);
+                             max_keys, out.reply, out.next_after, max_bytes,
+                             filter ? &*filter : nullptr);
   if (!done)
     return done.err();
   out.complete = *done;

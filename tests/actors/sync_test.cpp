@@ -148,7 +148,8 @@ struct rogue {
   std::shared_ptr<std::string> close_reason = std::make_shared<std::string>();
 };
 
-rogue spawn_rogue(world& w, std::size_t i, std::function<void(protocol::signed_reply&)> tamper) {
+rogue spawn_rogue(world& w, std::size_t i, std::function<void(protocol::signed_reply&)> tamper,
+                  std::function<void(protocol::resync_done_msg&)> tamper_end = {}) {
   auto& n = w.add(i); // a normal node gives the rogue a store with signed writes
   rogue r;
   r.env = n.env;
@@ -156,7 +157,8 @@ rogue spawn_rogue(world& w, std::size_t i, std::function<void(protocol::signed_r
   auto closed = r.closed;
   auto reason = r.close_reason;
   // Replace the node's listener with the rogue's own handler.
-  r.actor = w.sys->spawn([env, tamper, closed, reason](caf::event_based_actor* self, int) -> caf::behavior {
+  r.actor = w.sys->spawn([env, tamper, tamper_end, closed, reason](caf::event_based_actor* self,
+                                                                  int) -> caf::behavior {
     auto ch = std::make_shared<std::unique_ptr<protocol::channel>>();
     auto conn = std::make_shared<conn_id>(0);
     auto send = [self, env, ch, conn](const protocol::message& m) {
@@ -188,7 +190,10 @@ rogue spawn_rogue(world& w, std::size_t i, std::function<void(protocol::signed_r
               auto page = env->store->page(rq->topic, rq->after_key, 1000);
               tamper(page->reply);
               send(protocol::data_msg{protocol::data_kind::resync, true, page->reply});
-              send(protocol::resync_done_msg{rq->topic, page->next_after, true});
+              protocol::resync_done_msg end{rq->topic, page->next_after, true};
+              if (tamper_end)
+                tamper_end(end);
+              send(end);
             }
           }
         },
@@ -533,4 +538,29 @@ TEST_CASE("with two relays, a co-follower that leaves one relay's rendezvous but
   const bool got = w.run_until([&] { return w.feed_size(c, w.id_of(a)) == 4; }, std::chrono::seconds(90));
   INFO(w.log_text());
   CHECK(got);
+}
+
+TEST_CASE("a resync end naming held writes beyond the asker's own clock is refused and the "
+          "connection closed",
+          "[actors][sync][security]") {
+  world w(5);
+  auto& victim = w.add(0);
+  // A million-counter run for a replica the victim never heard of: a few
+  // bytes on the wire, 125 kB once decoded (within the decoder's limits),
+  // and a rogue could send one per page for ever.
+  auto bad = spawn_rogue(
+      w, 1, [](protocol::signed_reply&) {},
+      [](protocol::resync_done_msg& m) {
+        m.held.add(causality::dot{causality::replica_id{0xbad}, causality::counter{1'000'000}});
+      });
+  storage::documents(*bad.env->store).post("mine", 1).value();
+  const auto rogue_id = protocol::to_text(bad.env->self.pub());
+  w.api_json(victim, "follow", {{"id", rogue_id}, {"address", "sim:1"}});
+  // CHECK, not REQUIRE: the rogue must be stopped either way, or the
+  // testing actor system waits for it for ever at the end.
+  const bool closed = w.run_until([&] { return *bad.closed; }, std::chrono::seconds(5));
+  INFO(w.log_text());
+  CHECK(closed);
+  CHECK(w.log_text().find("names writes we never had") != std::string::npos);
+  caf::anon_send_exit(bad.actor, caf::exit_reason::user_shutdown);
 }

@@ -103,8 +103,10 @@ public:
   /// else by one retransmission timeout (the round trip plus min_rto, as
   /// Linux sets it for a steady round trip); each retransmission is lost
   /// again with the same probability and waits a doubled timeout (at
-  /// most 120 s), and after 15 losses in a row the connection is reset,
-  /// as TCP gives up. Each segment is
+  /// most 120 s); when the first transmission and 15 retransmissions in a
+  /// row are lost, the connection is reset, as TCP gives up (Linux's
+  /// tcp_retries2). Sends held for a receiver that paused reading, and
+  /// sends kept back by set_tampering's reorder, take no packet delay. Each segment is
   /// duplicated with probability `duplicate` (bandwidth only: the
   /// receiver drops the copy). A send is reordered with probability
   /// `reorder`: one of its segments arrives late, up to one one-way
@@ -123,7 +125,7 @@ public:
     std::uint64_t loss_delay_ms = 0; // extra delay of those sends, in all
     std::uint64_t duplicated = 0;   // segments sent twice
     std::uint64_t reordered = 0;    // sends with a late segment
-    std::uint64_t gave_up = 0;      // connections reset after 15 losses in a row
+    std::uint64_t gave_up = 0;      // connections reset: 15 retransmissions lost in a row
   };
   [[nodiscard]] packet_figures packet_faults() const;
   struct tamper_figures {

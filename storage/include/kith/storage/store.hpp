@@ -205,9 +205,18 @@ public:
   /// it would add dots we have not seen: one of them may be the write that
   /// replaced that value, and claiming it without its effect would keep
   /// the value for ever (anti-entropy delivers it instead).
+  /// With `trust_writers`, in a shared topic whose writer the sender is, a
+  /// third party's write on a key the sender may write (its own documents
+  /// and the creator's) that the sender's clock covers and the resync did
+  /// not carry is dropped too, as a delete from the sender would. The
+  /// sender's clock is not signed, so this trusts the writer not to drop
+  /// values at one replica only; the node turns it on only with
+  /// sync_settings::retire_shared, where a returning member has no other
+  /// way to learn of such overwrites.
   [[nodiscard]] status join_sender_entry(const std::string& topic, replica_id sender,
                                          const causality::node_clock& sender_clock,
-                                         const causality::node_clock* sender_held = nullptr);
+                                         const causality::node_clock* sender_held = nullptr,
+                                         bool trust_writers = false);
   /// Verifies everything in a push or an answer and applies it in one
   /// atomic change. On any verification failure nothing is stored.
   [[nodiscard]] result<apply_stats> apply(const signed_reply& r);
