@@ -103,10 +103,11 @@ std::uint64_t co_follower_period(topic_pointer self, const protocol::topic_descr
 /// from the author (or anti-entropy with an author that kept the records
 /// for it) removes every deleted or overwritten post. In a shared topic a
 /// writer's resync also drops third parties' values on keys it may write
-/// (it could delete them anyway), and writer summaries cover the rest;
-/// kith-sim's kv workload passes with retirement periods of 20 s and more
-/// but 1 seed in 30 kept a deleted value at 10 s (docs/architecture.md,
-/// "Topic membership"), so it is not on by default.
+/// and joins the writer's whole clock (store::join_sender_entry with
+/// trust_writers), and writer summaries cover the rest; kith-sim's kv
+/// workload passes at periods from 10 s (docs/architecture.md, "Topic
+/// membership"). Off by default: the sender's clock is not signed, so a
+/// writer could drop a value at one returning replica only, unseen.
 /// TODO(design): open topics (anyone writes; nobody can vouch for others).
 void retire_silent(topic_pointer self) {
   auto& st = self->state;

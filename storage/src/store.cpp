@@ -49,6 +49,9 @@ struct store::commit_input {
   std::vector<replica_id> extra_members;
   /// A sender's own clock entry, vouched for first-hand (end of a resync).
   std::optional<std::pair<replica_id, causality::clock_entry>> join_entry;
+  /// A trusted writer's whole clock, joined at the end of its resync
+  /// (join_sender_entry with trust_writers).
+  std::optional<node_clock> join_clock;
   /// Writer summaries to keep (each newer than the one held for its replica).
   std::vector<protocol::writer_summary> summaries;
   /// Resync debts to record (a base) or clear (nullopt). Debts of replicas
@@ -685,6 +688,15 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
   // sender asks again until our reports cover its writes).
   if (!(unexplained && adds_dots))
     in.join_entry = std::make_pair(sender, *e);
+  // A trusted writer's complete resync carried or named every value it
+  // holds and dropped the rest here; what its clock covers beyond that is
+  // dead. Claiming it keeps a stale replica from handing us such a value
+  // later as new (its delete or overwrite is then never sent again).
+  if (sender_writes && !unexplained) {
+    node_clock all = sender_clock;
+    all.erase(binding_.rid); // our own entry is ours to keep
+    in.join_clock = std::move(all);
+  }
   if (in.changes.empty() && !in.join_entry)
     return ok_status();
   return commit(ts, in);
@@ -775,6 +787,8 @@ status store::commit(topic_state& ts, commit_input& in) {
     }
   if (in.join_entry)
     clk.join_entry(in.join_entry->first, in.join_entry->second);
+  if (in.join_clock)
+    clk.merge(*in.join_clock);
 
   // The watermark after, and what it lets us prune.
   causality::watermark marks = ts.marks;
@@ -848,7 +862,7 @@ status store::commit(topic_state& ts, commit_input& in) {
     // which fills the gaps of writes the pages did not carry.
     // TODO(perf): this reads every unstripped key on each commit that adds
     // dots; index the unstripped keys by the ids their contexts name.
-    if (!fresh.empty() || in.join_entry) {
+    if (!fresh.empty() || in.join_entry || in.join_clock) {
       for (const auto& k : std::set<key_type>(unstripped)) {
         auto cur = src.load(k);
         if (!cur)

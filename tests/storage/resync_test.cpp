@@ -201,6 +201,10 @@ TEST_CASE("a resync does not make the clock claim an overwrite whose effect it d
       CHECK(values_of(*a, topic.id, k) == std::vector<std::string>{"\"w179\""});
       CHECK(a->clock(topic.id)->contains(overwrite));
       CHECK(*a->clock(topic.id)->find(c->self_id()) == *c->clock(topic.id)->find(c->self_id()));
+      // The trusted writer's whole clock is joined (our own entry aside).
+      for (const auto& [id, e] : c->clock(topic.id)->entries())
+        if (id != a->self_id())
+          CHECK(a->clock(topic.id)->contains(causality::dot{id, causality::counter{e.max()}}));
     } else {
       CHECK(values_of(*a, topic.id, k) == std::vector<std::string>{"\"w158\"", "\"w179\""});
       CHECK_FALSE(a->clock(topic.id)->contains(overwrite));

@@ -208,7 +208,11 @@ public:
   /// With `trust_writers`, in a shared topic whose writer the sender is, a
   /// third party's write on a key the sender may write (its own documents
   /// and the creator's) that the sender's clock covers and the resync did
-  /// not carry is dropped too, as a delete from the sender would. The
+  /// not carry is dropped too, as a delete from the sender would, and
+  /// when nothing is left unexplained the sender's whole clock is joined
+  /// (ours aside): every write it covers was carried, named as held or is
+  /// dead, and claiming the dead ones keeps a stale replica from handing
+  /// us one later as new. The
   /// sender's clock is not signed, so this trusts the writer not to drop
   /// values at one replica only; the node turns it on only with
   /// sync_settings::retire_shared, where a returning member has no other
