@@ -58,6 +58,27 @@ write_op put(std::string k, std::string v, version_vector ctx = {}) {
   return {std::move(k), std::move(v), std::move(ctx)};
 }
 
+/// Ann (the creator), Bob and Cat, writers of one shared topic, each with
+/// a store; Ann and Bob count the other two as members (Cat has none).
+struct three_writers {
+  test::temp_dir dir;
+  protocol::identity ann, bob, cat;
+  protocol::topic_descriptor topic;
+  std::unique_ptr<store> a, b, c;
+  three_writers(std::uint64_t first, std::uint64_t topic_nonce)
+      : ann(test::person(first)), bob(test::person(first + 1)), cat(test::person(first + 2)),
+        topic(protocol::make_topic(ann, protocol::topic_kind::shared, "kv",
+                                   {ann.pub(), bob.pub(), cat.pub()}, topic_nonce)),
+        a(test::open_store(backend::memory, ann, first, dir)),
+        b(test::open_store(backend::memory, bob, first + 1, dir)),
+        c(test::open_store(backend::memory, cat, first + 2, dir)) {
+    for (auto* s : {a.get(), b.get(), c.get()})
+      REQUIRE(s->add_topic(topic));
+    REQUIRE(a->set_members(topic.id, {b->self_id(), c->self_id()}));
+    REQUIRE(b->set_members(topic.id, {a->self_id(), c->self_id()}));
+  }
+};
+
 } // namespace
 
 TEST_CASE("a resync from an author that lost its store drops posts it deleted under its new id",
@@ -164,18 +185,10 @@ TEST_CASE("a resync does not make the clock claim an overwrite whose effect it d
   // its effect, is not joined meanwhile.
   for (bool trust : {false, true}) {
     INFO("trust writers: " << trust);
-    test::temp_dir dir;
-    auto ann = test::person(11), bob = test::person(12), cat = test::person(13);
-    auto topic = protocol::make_topic(ann, protocol::topic_kind::shared, "kv",
-                                      {ann.pub(), bob.pub(), cat.pub()}, 7);
-    auto a = test::open_store(backend::memory, ann, 11, dir);
-    auto b = test::open_store(backend::memory, bob, 12, dir);
-    auto c = test::open_store(backend::memory, cat, 13, dir);
-    for (auto* s : {a.get(), b.get(), c.get()})
-      REQUIRE(s->add_topic(topic));
-    REQUIRE(a->set_members(topic.id, {b->self_id(), c->self_id()}));
-    REQUIRE(b->set_members(topic.id, {a->self_id(), c->self_id()}));
-    const std::string k = test::doc_key(ann, "kv/k2", "v");
+    three_writers t(11, 7);
+    auto &a = t.a, &b = t.b, &c = t.c;
+    const auto& topic = t.topic;
+    const std::string k = test::doc_key(t.ann, "kv/k2", "v");
 
     auto w158 = b->write(topic.id, {put(k, "\"w158\"")}, 1000);
     REQUIRE(w158);
@@ -237,19 +250,11 @@ TEST_CASE("a resync does not make the clock claim writes whose effect it did not
   // stays, and Cat's entry (which would claim c1, a write Ann never saw)
   // is not joined while something is unexplained. Anti-entropy with Bob
   // then brings the delete; a later resync joins Cat's entry.
-  test::temp_dir dir;
-  auto ann = test::person(31), bob = test::person(32), cat = test::person(33);
-  auto topic = protocol::make_topic(ann, protocol::topic_kind::shared, "kv",
-                                    {ann.pub(), bob.pub(), cat.pub()}, 9);
-  auto a = test::open_store(backend::memory, ann, 31, dir);
-  auto b = test::open_store(backend::memory, bob, 32, dir);
-  auto c = test::open_store(backend::memory, cat, 33, dir);
-  for (auto* s : {a.get(), b.get(), c.get()})
-    REQUIRE(s->add_topic(topic));
-  REQUIRE(a->set_members(topic.id, {b->self_id(), c->self_id()}));
-  REQUIRE(b->set_members(topic.id, {a->self_id(), c->self_id()}));
-  const std::string kb = test::doc_key(bob, "notes/n1", "v");
-  const std::string kc = test::doc_key(cat, "notes/n1", "v");
+  three_writers t(31, 9);
+  auto &a = t.a, &b = t.b, &c = t.c;
+  const auto& topic = t.topic;
+  const std::string kb = test::doc_key(t.bob, "notes/n1", "v");
+  const std::string kc = test::doc_key(t.cat, "notes/n1", "v");
 
   auto w158 = b->write(topic.id, {put(kb, "\"w158\"")}, 1000);
   REQUIRE(w158);
