@@ -28,6 +28,15 @@ namespace kith::actors::detail {
                                     protocol::public_key pk, bool followed, std::string address,
                                     node_actor node);
 
+/// Resumption (docs/secure-channel.md): a channel about to start offers
+/// the newest ticket for the peer it dials (initiator) or looks up the
+/// tickets dialling peers name (responder); once up, it counts its
+/// handshake and leaves its ticket for the next channel.
+void offer_ticket(const node_env& env, protocol::channel& ch, const protocol::public_key& peer,
+                  std::uint64_t now_ms);
+void accept_tickets(const node_env& env, protocol::channel& ch, std::uint64_t now_ms);
+void keep_ticket(const node_env& env, protocol::channel& ch, std::uint64_t now_ms);
+
 /// Spawns the node's relays actor (sessions with env->relays).
 [[nodiscard]] relays_actor spawn_relays(caf::actor_system& sys, std::shared_ptr<node_env> env,
                                         node_actor node);

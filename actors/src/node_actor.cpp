@@ -1228,10 +1228,11 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
                      std::string("too many connections"));
           return;
         }
+        const auto now = clock_ms(self->clock().now());
         auto ch = std::make_shared<protocol::channel>(st.env->self, protocol::channel::role::responder,
-                                                      st.env->rng->next(),
-                                                      clock_ms(self->clock().now()), std::nullopt,
+                                                      st.env->rng->next(), now, std::nullopt,
                                                       st.env->settings.channel);
+        accept_tickets(*st.env, *ch, now);
         st.handshaking.emplace(c, pending_conn{std::move(ch), addr});
       },
       [self](bytes_atom, conn_id c, std::string& bytes) {
@@ -1261,6 +1262,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           return;
         }
         if (it->second.ch->state() == protocol::channel_state::established) {
+          keep_ticket(*st.env, *it->second.ch, clock_ms(self->clock().now()));
           auto pk = *it->second.ch->peer();
           auto peer = ensure_peer(self, pk, false, {});
           channel_handoff h{std::move(it->second.ch), std::move(out.frames), it->second.address};
@@ -1412,9 +1414,37 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
 }
 
 } // namespace
+
+void offer_ticket(const node_env& env, protocol::channel& ch, const protocol::public_key& peer,
+                  std::uint64_t now_ms) {
+  if (env.tickets)
+    if (auto t = env.tickets->take_for(peer, now_ms))
+      ch.offer_ticket(*t);
+}
+
+void accept_tickets(const node_env& env, protocol::channel& ch, std::uint64_t now_ms) {
+  if (auto tickets = env.tickets)
+    ch.accept_tickets([tickets, now_ms](const protocol::resume_ticket::ticket_id& id) {
+      return tickets->take_id(id, now_ms);
+    });
+}
+
+void keep_ticket(const node_env& env, protocol::channel& ch, std::uint64_t now_ms) {
+  if (auto& c = env.settings.counters)
+    ++(ch.resumed() ? c->handshakes_resumed : c->handshakes_full);
+  if (auto t = ch.take_ticket(); t && env.tickets)
+    env.tickets->put(*t, now_ms);
+}
+
 } // namespace detail
 
 node_actor spawn_node(caf::actor_system& sys, std::shared_ptr<node_env> env) {
+  // A new process: no tickets from the last one.
+  env->tickets.reset();
+  if (env->settings.resume_tickets > 0)
+    env->tickets = std::make_shared<protocol::ticket_cache>(
+        env->settings.resume_tickets,
+        static_cast<std::uint64_t>(env->settings.resume_ticket_lifetime.count()));
   return sys.spawn(detail::node_impl, std::move(env));
 }
 

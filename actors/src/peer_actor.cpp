@@ -712,8 +712,10 @@ void on_established(peer_pointer self) {
 void handle_output(peer_pointer self, channel_output out) {
   auto& st = self->state;
   send_raw(self, std::move(out.to_send));
-  if (out.established)
+  if (out.established) {
+    keep_ticket(*st.env, *st.ch, now_ms(self));
     on_established(self);
+  }
   for (auto& f : out.frames) {
     if (st.conn == 0)
       return;
@@ -907,6 +909,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         st.last_rx_ms = now_ms(self);
         st.ch = std::make_shared<channel>(st.env->self, channel::role::initiator, st.env->rng->next(),
                                           now_ms(self), st.pk, st.env->settings.channel);
+        offer_ticket(*st.env, *st.ch, st.pk, now_ms(self));
         send_raw(self, st.ch->start());
       },
       [self](bytes_atom, conn_id c, const std::string& bytes) {

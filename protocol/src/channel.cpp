@@ -30,9 +30,19 @@ constexpr std::uint8_t version = 1;
 constexpr std::size_t msg1_bytes = 4 + 1 + eph_bytes;                        // 37
 constexpr std::size_t msg2_bytes = eph_bytes + id_bytes + sig_bytes + tag_bytes; // 144
 constexpr std::size_t msg3_bytes = id_bytes + sig_bytes + tag_bytes;         // 112
+// The resumed handshake's: msg1 names a ticket, msg2 and msg3 carry only
+// the tag that proves their sender holds the ticket's secret.
+constexpr std::size_t ticket_id_bytes = 16;
+constexpr std::size_t ticket_secret_bytes = 32;
+constexpr std::size_t msg1r_bytes = msg1_bytes + ticket_id_bytes;              // 53
+constexpr std::size_t msg2r_bytes = eph_bytes + tag_bytes;                     // 48
+constexpr std::size_t msg3r_bytes = tag_bytes;                                 // 16
 
 constexpr std::string_view responder_label = "kith-hs1/responder";
 constexpr std::string_view initiator_label = "kith-hs1/initiator";
+constexpr std::string_view resume_ir_label = "kith-hs1/resume/ir";
+constexpr std::string_view resume_ri_label = "kith-hs1/resume/ri";
+constexpr std::string_view ticket_label = "kith-hs1/ticket";
 
 // The largest body a 4-byte length prefix can announce.
 constexpr std::uint64_t wire_max = std::numeric_limits<std::uint32_t>::max();
@@ -69,6 +79,19 @@ nonce_for(std::uint64_t counter) {
   for (int i = 0; i < 8; ++i)
     n[static_cast<std::size_t>(i)] = static_cast<unsigned char>(counter >> (8 * i));
   return n;
+}
+
+/// key = BLAKE2b-256(keyed with secret, label | key): a session key made
+/// to depend on a resumption secret as well as on the key exchange.
+void mix_secret(std::array<std::uint8_t, session_key_bytes>& key,
+                const std::array<std::uint8_t, ticket_secret_bytes>& secret,
+                std::string_view label) {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, secret.data(), secret.size(), key.size());
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(label.data()),
+                            label.size());
+  crypto_generichash_update(&st, key.data(), key.size());
+  crypto_generichash_final(&st, key.data(), key.size());
 }
 
 std::string concat(std::string_view a, std::string_view b) {
@@ -134,6 +157,18 @@ struct channel::impl {
   std::uint64_t bytes_out_ = 0;
   std::uint64_t bytes_in_ = 0;
 
+  // Resumption. The initiator's offered ticket until msg2 answers it; the
+  // responder's way to find tickets; during a resumed handshake its
+  // secret (wiped once mixed into the keys) and the identity it vouches
+  // for; once open, the ticket for the next channel.
+  std::optional<resume_ticket> offered_;
+  channel::ticket_lookup lookup_;
+  bool resuming_ = false;
+  std::array<std::uint8_t, ticket_secret_bytes> resume_secret_{};
+  public_key resume_peer_;
+  bool resumed_ = false;
+  std::optional<resume_ticket> next_ticket_;
+
   // ---- invariants ------------------------------------------------------
 
   void check_invariant() const {
@@ -147,6 +182,8 @@ struct channel::impl {
     }
     if (step_ == step::await_msg3)
       assert(have_keys_);
+    if (step_ == step::closed)
+      assert(!offered_ && !next_ticket_);
 #endif
   }
 
@@ -154,6 +191,15 @@ struct channel::impl {
     sodium_memzero(eph_sk_.data(), eph_sk_.size());
     sodium_memzero(rx_key_.data(), rx_key_.size());
     sodium_memzero(tx_key_.data(), tx_key_.size());
+    sodium_memzero(resume_secret_.data(), resume_secret_.size());
+    forget_ticket(offered_);
+    forget_ticket(next_ticket_);
+  }
+
+  static void forget_ticket(std::optional<resume_ticket>& t) {
+    if (t)
+      sodium_memzero(t->secret.data(), t->secret.size());
+    t.reset();
   }
 
   void fail(channel_output& out, std::string reason) {
@@ -215,6 +261,43 @@ struct channel::impl {
     return m;
   }
 
+  /// A resumed handshake: both session keys also depend on the ticket's
+  /// secret, so only the two ends that hold it can open msg2 and msg3.
+  void mix_resume_secret() {
+    auto& k_ir = role_ == role::initiator ? tx_key_ : rx_key_;
+    auto& k_ri = role_ == role::initiator ? rx_key_ : tx_key_;
+    mix_secret(k_ir, resume_secret_, resume_ir_label);
+    mix_secret(k_ri, resume_secret_, resume_ri_label);
+    sodium_memzero(resume_secret_.data(), resume_secret_.size());
+  }
+
+  /// The next ticket, from this session's keys (both ends get the same).
+  void issue_ticket() {
+    const auto& k_ir = role_ == role::initiator ? tx_key_ : rx_key_;
+    const auto& k_ri = role_ == role::initiator ? rx_key_ : tx_key_;
+    std::array<std::uint8_t, ticket_id_bytes + ticket_secret_bytes> t{};
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, nullptr, 0, t.size());
+    crypto_generichash_update(&st, as_uchar(ticket_label), ticket_label.size());
+    crypto_generichash_update(&st, k_ir.data(), k_ir.size());
+    crypto_generichash_update(&st, k_ri.data(), k_ri.size());
+    crypto_generichash_final(&st, t.data(), t.size());
+    resume_ticket r;
+    std::memcpy(r.id.data(), t.data(), ticket_id_bytes);
+    std::memcpy(r.secret.data(), t.data() + ticket_id_bytes, ticket_secret_bytes);
+    r.peer = *peer_;
+    next_ticket_ = r;
+    sodium_memzero(t.data(), t.size());
+    sodium_memzero(r.secret.data(), r.secret.size());
+  }
+
+  void open_as(const public_key& who, channel_output& out) {
+    peer_ = who;
+    step_ = step::open;
+    out.established = true;
+    issue_ticket();
+  }
+
   // ---- transcript --------------------------------------------------------
 
   std::string_view eph_initiator() const {
@@ -241,13 +324,15 @@ struct channel::impl {
 
   // ---- framing -----------------------------------------------------------
 
-  /// The exact body size the current step expects, or 0 for a data frame.
-  std::size_t handshake_size() const {
+  /// The exact body sizes the current step accepts (full, resumed), or
+  /// {0, 0} for a data frame.
+  std::pair<std::size_t, std::size_t> handshake_sizes() const {
     switch (step_) {
-    case step::await_msg1: return msg1_bytes;
-    case step::await_msg2: return msg2_bytes;
-    case step::await_msg3: return msg3_bytes;
-    default: return 0;
+    case step::await_msg1: return {msg1_bytes, msg1r_bytes};
+    case step::await_msg2: return {msg2_bytes, offered_ ? msg2r_bytes : msg2_bytes};
+    case step::await_msg3:
+      return resuming_ ? std::pair{msg3r_bytes, msg3r_bytes} : std::pair{msg3_bytes, msg3_bytes};
+    default: return {0, 0};
     }
   }
 
@@ -262,10 +347,13 @@ struct channel::impl {
 
   /// Checks an announced body length before a single body byte is kept.
   bool accept_length(std::uint64_t len, channel_output& out) {
-    if (std::size_t want = handshake_size()) {
-      if (len != want) {
+    if (auto [full, resumed] = handshake_sizes(); full != 0) {
+      if (len != full && len != resumed) {
+        std::string want = std::to_string(full);
+        if (resumed != full)
+          want += " or " + std::to_string(resumed);
         fail(out, std::string(step_name(step_)) + " of " + std::to_string(len) +
-                      " bytes where " + std::to_string(want) +
+                      " bytes where " + want +
                       " were expected (not a kith peer, or a corrupted stream)");
         return false;
       }
@@ -304,12 +392,29 @@ struct channel::impl {
       return;
     }
     std::memcpy(peer_eph_.data(), m.data() + magic.size() + 1, eph_bytes);
+    if (m.size() == msg1r_bytes && lookup_) {
+      // A ticket we no longer hold (used, expired, forgotten in a
+      // restart) is no error: the full handshake follows.
+      resume_ticket::ticket_id id;
+      std::memcpy(id.data(), m.data() + msg1_bytes, ticket_id_bytes);
+      if (auto t = lookup_(id)) {
+        resuming_ = true;
+        resume_secret_ = t->secret;
+        resume_peer_ = t->peer;
+        sodium_memzero(t->secret.data(), t->secret.size());
+      }
+    }
     if (!derive_keys()) {
       fail(out, "initiator's ephemeral key is a low-order point");
       return;
     }
     std::string body(eph_responder());
-    body += proof(responder_transcript());
+    if (resuming_) {
+      mix_resume_secret();
+      body += seal_body({});
+    } else {
+      body += proof(responder_transcript());
+    }
     std::string wire = framed(body);
     bytes_out_ += wire.size();
     out.to_send += wire;
@@ -322,6 +427,26 @@ struct channel::impl {
       fail(out, "responder's ephemeral key is a low-order point");
       return;
     }
+    if (m.size() == msg2r_bytes) {
+      // accept_length let this size through only because we offered.
+      assert(offered_);
+      resume_secret_ = offered_->secret;
+      public_key who = offered_->peer;
+      forget_ticket(offered_);
+      mix_resume_secret();
+      if (!open_body(m.substr(eph_bytes))) {
+        fail(out, "resumed handshake message 2 failed authentication (the responder does not "
+                  "hold the ticket, or the message was altered)");
+        return;
+      }
+      std::string wire = framed(seal_body({}));
+      bytes_out_ += wire.size();
+      out.to_send += wire;
+      resumed_ = true;
+      open_as(who, out);
+      return;
+    }
+    forget_ticket(offered_); // the responder chose a full handshake
     auto plain = open_body(m.substr(eph_bytes));
     if (!plain) {
       fail(out, "handshake message 2 failed authentication (altered, or a man in the middle "
@@ -344,12 +469,20 @@ struct channel::impl {
     std::string wire = framed(proof(initiator_transcript(rid)));
     bytes_out_ += wire.size();
     out.to_send += wire;
-    peer_ = rid;
-    step_ = step::open;
-    out.established = true;
+    open_as(rid, out);
   }
 
   void on_msg3(std::string_view m, channel_output& out) {
+    if (resuming_) {
+      if (!open_body(m)) {
+        fail(out, "resumed handshake message 3 failed authentication (the initiator does not "
+                  "hold the ticket, or the message was altered)");
+        return;
+      }
+      resumed_ = true;
+      open_as(resume_peer_, out);
+      return;
+    }
     auto plain = open_body(m);
     if (!plain) {
       fail(out, "handshake message 3 failed authentication (altered, or a man in the middle)");
@@ -364,9 +497,7 @@ struct channel::impl {
       fail(out, "bad signature from initiator " + to_text(iid));
       return;
     }
-    peer_ = iid;
-    step_ = step::open;
-    out.established = true;
+    open_as(iid, out);
   }
 
   void on_frame(std::string_view m, channel_output& out) {
@@ -477,6 +608,8 @@ struct channel::impl {
     std::string body(magic);
     body.push_back(static_cast<char>(version));
     body.append(as_view(eph_pk_.data(), eph_bytes));
+    if (offered_)
+      body.append(as_view(offered_->id.data(), ticket_id_bytes));
     std::string wire = framed(body);
     bytes_out_ += wire.size();
     return wire;
@@ -498,6 +631,29 @@ channel::channel(const identity& self, role r, const key_seed& ephemeral_seed,
                                    limits)) {}
 
 channel::~channel() = default;
+
+void channel::offer_ticket(const resume_ticket& t) {
+  auto& i = *impl_;
+  if (i.role_ == role::initiator && !i.started_ && i.step_ == impl::step::await_msg2 &&
+      i.expected_peer_ && t.peer == *i.expected_peer_)
+    i.offered_ = t;
+}
+
+void channel::accept_tickets(ticket_lookup lookup) {
+  if (impl_->role_ == role::responder)
+    impl_->lookup_ = std::move(lookup);
+}
+
+std::optional<resume_ticket> channel::take_ticket() {
+  auto& i = *impl_;
+  if (i.step_ != impl::step::open)
+    return std::nullopt;
+  auto t = std::move(i.next_ticket_);
+  impl::forget_ticket(i.next_ticket_);
+  return t;
+}
+
+bool channel::resumed() const { return impl_->resumed_; }
 channel::channel(channel&&) noexcept = default;
 channel& channel::operator=(channel&&) noexcept = default;
 

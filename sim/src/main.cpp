@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
   bool no_shared = false;
   app.add_flag("--no-shared-values", no_shared,
                "every node's store keeps its own copy of each value (shared_values = false)");
+  bool no_resume = false;
+  app.add_flag("--no-resume-tickets", no_resume,
+               "every channel handshake signs and checks; none resumes (resume_tickets = false)");
   app.add_flag("--plots", plots, "with --out: draw PNG plots of series.csv with gnuplot (sim/plot.sh)");
   CLI11_PARSE(app, argc, argv);
 
@@ -90,6 +93,8 @@ int main(int argc, char** argv) {
     s->verify_memo = false;
   if (no_shared)
     s->shared_values = false;
+  if (no_resume)
+    s->resume_tickets = false;
   if (duration) {
     if (*duration < 0) {
       std::cerr << "kith-sim: --duration must be 0 or more\n";

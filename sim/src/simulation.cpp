@@ -207,6 +207,8 @@ public:
         env->settings.co_follower_retire_after =
             milliseconds(static_cast<std::int64_t>(*s_.co_follower_retire_after_s * 1000));
       env->settings.retire_shared = s_.retire_shared_topics;
+      if (!s_.resume_tickets)
+        env->settings.resume_tickets = 0;
       if (s_.co_follower_pass_over_checks)
         env->settings.co_follower_pass_over_checks = *s_.co_follower_pass_over_checks;
       env->settings.counters = counters_;
@@ -1310,13 +1312,14 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       continue;
     }
     if (key == "relay" || key == "verify_memo" || key == "shared_values" ||
-        key == "retire_shared_topics") {
+        key == "retire_shared_topics" || key == "resume_tickets") {
       auto b = v.is_boolean() ? v.value<bool>() : std::nullopt;
       if (!b)
         return bad(key, "true or false");
       (key == "relay"         ? s.relay
        : key == "verify_memo" ? s.verify_memo
        : key == "shared_values" ? s.shared_values
+       : key == "resume_tickets" ? s.resume_tickets
                                 : s.retire_shared_topics) = *b;
     } else if (!x) {
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
@@ -2820,6 +2823,12 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                         {"watermark_members", m.members},
                         {"unstripped_keys", m.unstripped_keys}}},
         {"kept_record_lifetime", lifetimes}};
+  }
+  {
+    const auto& c = *w.counters_;
+    out.json["handshakes"] = json{{"resume_tickets", s.resume_tickets},
+                                  {"full", c.handshakes_full.load()},
+                                  {"resumed", c.handshakes_resumed.load()}};
   }
   // Relays, rare-path faults and checkpoints (after the trace hash is read:
   // the status requests below send nothing on the network anyway).

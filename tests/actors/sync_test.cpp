@@ -87,6 +87,46 @@ TEST_CASE("a follower that was offline catches up on reconnect", "[actors][sync]
   REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 6; }, std::chrono::minutes(3)));
 }
 
+namespace {
+
+/// b follows a; the link is cut long enough for the connection to close,
+/// then restored; returns the handshakes the two nodes completed.
+std::pair<std::uint64_t, std::uint64_t> reconnect_handshakes(std::size_t resume_tickets) {
+  world w(7);
+  auto counters = std::make_shared<membership_counters>();
+  w.configure = [&](node_env& env) {
+    env.settings.counters = counters;
+    env.settings.resume_tickets = resume_tickets;
+  };
+  auto& a = w.add(0);
+  auto& b = w.add(1);
+  w.api_json(b, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  w.api_json(a, "post", {{"text", "one"}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1; }, std::chrono::seconds(10)));
+  CHECK(counters->handshakes_full + counters->handshakes_resumed == 2); // one per end
+  w.net->set_link(a.address, b.address, false);
+  w.api_json(a, "post", {{"text", "while away"}});
+  REQUIRE(w.run_until([&] { return w.api_json(b, "peers")["peers"][0]["state"] != "connected"; },
+                      std::chrono::minutes(3)));
+  w.net->set_link(a.address, b.address, true);
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 2; }, std::chrono::minutes(3)));
+  INFO(w.log_text());
+  CHECK(w.api_json(b, "peers")["peers"][0]["state"] == "connected");
+  return {counters->handshakes_full.load(), counters->handshakes_resumed.load()};
+}
+
+} // namespace
+
+TEST_CASE("a reconnect between nodes that met before resumes the channel without signatures",
+          "[actors][sync][resume]") {
+  auto [full, resumed] = reconnect_handshakes(4096);
+  CHECK(full == 2);    // the first meeting, at both ends
+  CHECK(resumed == 2); // the reconnect, at both ends
+  auto [full_off, resumed_off] = reconnect_handshakes(0);
+  CHECK(full_off == 4);
+  CHECK(resumed_off == 0);
+}
+
 TEST_CASE("deletes propagate and leave no kept header once every replica has them",
           "[actors][sync]") {
   world w(11);

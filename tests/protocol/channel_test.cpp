@@ -1,4 +1,5 @@
 #include "kith/protocol/channel.hpp"
+#include "kith/protocol/tickets.hpp"
 
 #include "support/seed.hpp"
 
@@ -787,4 +788,301 @@ TEST_CASE("a channel moved mid-handshake carries on", "[channel]") {
   auto o3 = held[0].receive(o2.to_send + *moved.seal("still here"));
   CHECK(o3.established);
   CHECK(o3.frames == std::vector<std::string>{"still here"});
+}
+
+// ---- resumption (docs/secure-channel.md, "Resumption") ---------------------
+
+namespace {
+
+struct ticket_pair {
+  resume_ticket alice_holds, bob_holds;
+};
+
+/// A full handshake alice -> bob, and the tickets each end keeps from it.
+ticket_pair first_meeting(std::uint64_t eph_a = 301, std::uint64_t eph_b = 302) {
+  auto a = initiator(eph_a, bob().pub());
+  auto b = responder(eph_b);
+  handshake(a, b);
+  REQUIRE_FALSE(a.resumed());
+  auto ta = a.take_ticket();
+  auto tb = b.take_ticket();
+  REQUIRE(ta);
+  REQUIRE(tb);
+  CHECK_FALSE(a.take_ticket()); // given once
+  return {*ta, *tb};
+}
+
+/// A responder that knows exactly `t` (and forgets it once named).
+channel responder_knowing(const resume_ticket& t, std::uint64_t eph = 402) {
+  auto b = responder(eph);
+  auto held = std::make_shared<std::optional<resume_ticket>>(t);
+  b.accept_tickets([held](const resume_ticket::ticket_id& id) {
+    std::optional<resume_ticket> r;
+    if (*held && (*held)->id == id)
+      r.swap(*held);
+    return r;
+  });
+  return b;
+}
+
+channel initiator_offering(const resume_ticket& t, std::uint64_t eph = 401) {
+  auto a = initiator(eph, bob().pub());
+  a.offer_ticket(t);
+  return a;
+}
+
+std::string key_view(const std::array<std::uint8_t, 32>& k) {
+  return {reinterpret_cast<const char*>(k.data()), k.size()};
+}
+
+} // namespace
+
+TEST_CASE("both ends of a handshake derive the same ticket, naming each other", "[channel][resume]") {
+  auto [ta, tb] = first_meeting();
+  CHECK(ta.id == tb.id);
+  CHECK(ta.secret == tb.secret);
+  CHECK(ta.peer == bob().pub());
+  CHECK(tb.peer == alice().pub());
+  auto [ta2, tb2] = first_meeting(303, 304);
+  CHECK(ta2.id != ta.id); // fresh ephemerals, fresh ticket
+  CHECK(ta2.secret != ta.secret);
+}
+
+TEST_CASE("a resumed handshake proves both identities without signatures", "[channel][resume]") {
+  auto [ta, tb] = first_meeting();
+  auto a = initiator_offering(ta);
+  auto b = responder_knowing(tb);
+  auto t = handshake(a, b);
+  // 37 + ticket id; ephemeral + tag; a tag: no room for an identity or a
+  // 64-byte signature anywhere.
+  CHECK(unframed(t.m1).size() == 53);
+  CHECK(unframed(t.m2).size() == 48);
+  CHECK(unframed(t.m3).size() == 16);
+  CHECK(a.resumed());
+  CHECK(b.resumed());
+  CHECK(a.peer() == bob().pub());
+  CHECK(b.peer() == alice().pub());
+  auto to_b = b.receive(*a.seal("after resumption"));
+  CHECK(to_b.frames == std::vector<std::string>{"after resumption"});
+  auto to_a = a.receive(*b.seal("and back"));
+  CHECK(to_a.frames == std::vector<std::string>{"and back"});
+  // The resumed channel issues the next ticket, again the same at both ends.
+  auto na = a.take_ticket();
+  auto nb = b.take_ticket();
+  REQUIRE(na);
+  REQUIRE(nb);
+  CHECK(na->id == nb->id);
+  CHECK(na->secret == nb->secret);
+  CHECK(na->id != ta.id);
+  CHECK(na->peer == bob().pub());
+  CHECK(nb->peer == alice().pub());
+}
+
+TEST_CASE("a ticket the responder does not hold gives a full handshake", "[channel][resume]") {
+  auto [ta, tb] = first_meeting();
+  SECTION("a responder that takes no tickets") {
+    auto a = initiator_offering(ta);
+    auto b = responder();
+    auto t = handshake(a, b);
+    CHECK(unframed(t.m1).size() == 53);
+    CHECK(unframed(t.m2).size() == 144);
+    CHECK(unframed(t.m3).size() == 112);
+    CHECK_FALSE(a.resumed());
+    CHECK_FALSE(b.resumed());
+    CHECK(b.peer() == alice().pub());
+  }
+  SECTION("a responder that has forgotten it") {
+    auto [other_a, other_b] = first_meeting(305, 306);
+    auto a = initiator_offering(ta);
+    auto b = responder_knowing(other_b);
+    auto t = handshake(a, b);
+    CHECK(unframed(t.m2).size() == 144);
+    CHECK_FALSE(a.resumed());
+    CHECK(a.peer() == bob().pub());
+    // The full handshake still issues a ticket.
+    CHECK(a.take_ticket());
+  }
+  SECTION("an offer for another identity than the one dialled is not made") {
+    auto a = initiator(401, mallory().pub());
+    a.offer_ticket(ta); // names bob
+    CHECK(unframed(a.start()).size() == 37);
+  }
+}
+
+TEST_CASE("a ticket is used once", "[channel][resume]") {
+  auto [ta, tb] = first_meeting();
+  ticket_cache cache(16, 60'000);
+  cache.put(tb, t0);
+  auto lookup = [&cache](const resume_ticket::ticket_id& id) { return cache.take_id(id, t0); };
+  auto a = initiator_offering(ta);
+  auto b = responder();
+  b.accept_tickets(lookup);
+  auto t = handshake(a, b);
+  CHECK(b.resumed());
+  CHECK(cache.size() == 0);
+  // The same opening again (a replay): the ticket is gone, so the responder
+  // answers with a full handshake whose proof the replayer cannot make.
+  auto b2 = responder(403);
+  b2.accept_tickets(lookup);
+  auto o = b2.receive(t.m1);
+  REQUIRE_FALSE(o.error);
+  CHECK(unframed(o.to_send).size() == 144);
+}
+
+TEST_CASE("an end without the ticket's secret cannot complete a resumed handshake",
+          "[channel][resume]") {
+  auto [ta, tb] = first_meeting();
+  SECTION("a responder with the id but another secret") {
+    resume_ticket forged = tb;
+    forged.secret[0] ^= 1;
+    auto a = initiator_offering(ta);
+    auto b = responder_knowing(forged);
+    auto r = handshake_through(a, b, [](int, std::string&) {});
+    REQUIRE(r.error);
+    CHECK(*r.error == "resumed handshake message 2 failed authentication (the responder does not "
+                      "hold the ticket, or the message was altered)");
+    CHECK_FALSE(r.initiator_established);
+    CHECK(a.state() == channel_state::closed);
+  }
+  SECTION("an initiator with the id but another secret") {
+    resume_ticket forged = ta;
+    forged.secret[31] ^= 0x80;
+    auto a = initiator_offering(forged);
+    auto b = responder_knowing(tb);
+    auto m2 = b.receive(a.start()).to_send;
+    REQUIRE(unframed(m2).size() == 48);
+    // The forger cannot open msg2, so it cannot seal msg3 either: whatever
+    // 16 bytes it sends, the responder refuses them.
+    auto oa = a.receive(m2);
+    REQUIRE(oa.error);
+    CHECK(oa.to_send.empty());
+    auto ob = b.receive(framed(std::string(16, '\x5a')));
+    REQUIRE(ob.error);
+    CHECK(*ob.error == "resumed handshake message 3 failed authentication (the initiator does "
+                       "not hold the ticket, or the message was altered)");
+    CHECK_FALSE(ob.established);
+    CHECK_FALSE(b.peer());
+  }
+}
+
+TEST_CASE("a tampered byte in a resumed handshake never resumes with the wrong end",
+          "[channel][resume]") {
+  auto [ta, tb] = first_meeting();
+  std::size_t sizes[4] = {0, 4 + 53, 4 + 48, 4 + 16};
+  for (int msg = 1; msg <= 3; ++msg) {
+    for (std::size_t i = 0; i < sizes[msg]; ++i) {
+      auto a = initiator_offering(ta);
+      auto b = responder_knowing(tb);
+      auto r = handshake_through(a, b, [&](int m, std::string& w) {
+        if (m == msg && i < w.size())
+          w[i] = static_cast<char>(w[i] ^ 0x20);
+      });
+      INFO("message " << msg << " byte " << i);
+      if (msg == 1 && i >= 4 + 37 && !r.error) {
+        // A changed ticket id: the responder does not know it and answers
+        // with a full handshake, which proves the identities by signature.
+        CHECK(r.responder_established);
+        CHECK_FALSE(a.resumed());
+        CHECK(b.peer() == alice().pub());
+      } else {
+        CHECK(r.error);
+        CHECK_FALSE(r.responder_established);
+      }
+    }
+  }
+}
+
+TEST_CASE("an independent implementation of the resumed handshake interoperates",
+          "[channel][resume]") {
+  // Bob's side of a resumption written out by hand: pins the key schedule.
+  auto [ta, tb] = first_meeting();
+  auto a = initiator_offering(ta);
+  std::string m1 = unframed(a.start());
+  REQUIRE(m1.size() == 53);
+  CHECK(m1.substr(37) == std::string(reinterpret_cast<const char*>(ta.id.data()), 16));
+  raw_end r(908);
+  REQUIRE(r.as_server(m1.substr(5, 32)));
+  auto mix = [&](std::array<unsigned char, 32>& k, std::string_view label) {
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, tb.secret.data(), tb.secret.size(), 32);
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(label.data()), label.size());
+    crypto_generichash_update(&st, k.data(), k.size());
+    crypto_generichash_final(&st, k.data(), 32);
+  };
+  mix(r.rx, "kith-hs1/resume/ir"); // the responder receives on k_IR
+  mix(r.tx, "kith-hs1/resume/ri");
+  auto oa = a.receive(framed(r.pub() + r.seal("")));
+  REQUIRE_FALSE(oa.error);
+  REQUIRE(oa.established);
+  auto m3 = r.open(unframed(oa.to_send));
+  REQUIRE(m3);
+  CHECK(m3->empty());
+  auto frame = r.open(unframed(*a.seal("counter 1")));
+  REQUIRE(frame);
+  CHECK(*frame == "counter 1");
+  // The next ticket: BLAKE2b-384 of the label and both final keys.
+  std::array<unsigned char, 48> next{};
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, next.size());
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>("kith-hs1/ticket"), 15);
+  crypto_generichash_update(&st, r.rx.data(), 32);
+  crypto_generichash_update(&st, r.tx.data(), 32);
+  crypto_generichash_final(&st, next.data(), next.size());
+  auto na = a.take_ticket();
+  REQUIRE(na);
+  CHECK(std::equal(na->id.begin(), na->id.end(), next.begin()));
+  CHECK(key_view(na->secret) == std::string(reinterpret_cast<const char*>(next.data()) + 16, 32));
+}
+
+TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound",
+          "[channel][resume]") {
+  auto ticket = [](std::uint8_t n, const identity& peer) {
+    resume_ticket t;
+    t.id.fill(n);
+    t.secret.fill(static_cast<std::uint8_t>(n + 100));
+    t.peer = peer.pub();
+    return t;
+  };
+  SECTION("take_for gives the newest and uses it up; take_id finds any") {
+    ticket_cache c(16, 1'000);
+    c.put(ticket(1, bob()), 0);
+    c.put(ticket(2, bob()), 0);
+    c.put(ticket(3, bob()), 0); // the third: the oldest of bob's goes
+    CHECK(c.size() == 2);
+    CHECK_FALSE(c.take_id(ticket(1, bob()).id, 0));
+    auto t = c.take_for(bob().pub(), 0);
+    REQUIRE(t);
+    CHECK(t->id == ticket(3, bob()).id);
+    CHECK(t->secret == ticket(3, bob()).secret);
+    CHECK(c.take_id(ticket(2, bob()).id, 0));
+    CHECK_FALSE(c.take_for(bob().pub(), 0));
+    CHECK(c.size() == 0);
+  }
+  SECTION("a ticket past its lifetime is not given, and is dropped") {
+    ticket_cache c(16, 1'000);
+    c.put(ticket(1, bob()), 0);
+    c.put(ticket(2, bob()), 500);
+    CHECK_FALSE(c.take_id(ticket(1, bob()).id, 1'000));
+    auto t = c.take_for(bob().pub(), 1'499);
+    REQUIRE(t);
+    CHECK(t->id == ticket(2, bob()).id);
+    c.put(ticket(3, alice()), 0);
+    CHECK_FALSE(c.take_for(alice().pub(), 2'000));
+    CHECK(c.size() == 0);
+  }
+  SECTION("past the bound the oldest ticket of any peer goes") {
+    ticket_cache c(2, 1'000);
+    c.put(ticket(1, alice()), 0);
+    c.put(ticket(2, bob()), 0);
+    c.put(ticket(3, mallory()), 0);
+    CHECK(c.size() == 2);
+    CHECK_FALSE(c.take_for(alice().pub(), 0));
+    CHECK(c.take_for(bob().pub(), 0));
+    CHECK(c.take_for(mallory().pub(), 0));
+  }
+  SECTION("a bound of 0 keeps nothing") {
+    ticket_cache c(0, 1'000);
+    c.put(ticket(1, alice()), 0);
+    CHECK(c.size() == 0);
+  }
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kith/actors/interfaces.hpp"
+#include "kith/protocol/tickets.hpp"
 #include "kith/storage/store.hpp"
 
 #include <caf/actor_system.hpp>
@@ -46,6 +47,10 @@ struct membership_counters {
   std::atomic<std::uint64_t> resync_pages{0};       // resync pages served
   std::atomic<std::uint64_t> resyncs_completed{0};  // last pages served
   std::atomic<std::uint64_t> resync_bytes{0};       // encoded data messages of those pages
+  // Not membership, counted in the same place: channel handshakes that
+  // completed, full (signatures) and resumed (a ticket).
+  std::atomic<std::uint64_t> handshakes_full{0};
+  std::atomic<std::uint64_t> handshakes_resumed{0};
 };
 
 /// Timing and limits of the sync protocol (defaults for a personal node).
@@ -100,6 +105,14 @@ struct sync_settings {
   /// from another (at least 1). Two: with resyncs that send only what the
   /// asker lacks, six (tried in session 10) only delayed convergence.
   std::uint32_t co_follower_pass_over_checks = 2;
+  /// Resumed handshakes (docs/secure-channel.md, "Resumption"): every
+  /// channel leaves both ends a ticket with which their next channel
+  /// proves the two identities without signatures, over a fresh key
+  /// exchange. At most this many tickets are kept (in memory only: a
+  /// restart forgets them); 0 turns resumption off.
+  std::size_t resume_tickets = 4096;
+  /// A ticket older than this is not used (the full handshake is).
+  std::chrono::milliseconds resume_ticket_lifetime{std::chrono::hours(24)};
   /// Optional counters of retirements and resyncs served (see above).
   std::shared_ptr<membership_counters> counters;
   protocol::channel_limits channel{};
@@ -188,6 +201,9 @@ struct node_env {
   /// The relays actor (set by the node actor at spawn when relays are
   /// configured): the transport of circuits.
   relays_actor relays_handle;
+  /// Resumption tickets of this node process (made anew by spawn_node;
+  /// null when settings.resume_tickets is 0).
+  std::shared_ptr<protocol::ticket_cache> tickets;
 
   /// The transport that carries connection `c`.
   [[nodiscard]] transport_actor transport_for(conn_id c) const {

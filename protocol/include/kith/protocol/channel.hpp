@@ -11,6 +11,7 @@
 #include <array>
 #include <memory>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +26,19 @@ struct channel_limits {
   std::uint64_t handshake_timeout_ms = 10'000;
   /// Bytes buffered while a frame is incomplete (>= max_frame_bytes + overhead).
   std::size_t max_buffered_bytes = (16u << 20) + 64;
+};
+
+/// What both ends of an established channel keep so that their next
+/// channel can skip the identity signatures: a resumed handshake proves
+/// knowledge of `secret` instead, over a fresh key exchange
+/// (docs/secure-channel.md, "Resumption"). Each ticket is used once.
+/// Secret material: never logged.
+struct resume_ticket {
+  using ticket_id = std::array<std::uint8_t, 16>;
+  ticket_id id{};
+  std::array<std::uint8_t, 32> secret{};
+  /// The identity the issuing session proved for the other end.
+  public_key peer;
 };
 
 enum class channel_state : std::uint8_t { handshaking, established, closed };
@@ -57,6 +71,22 @@ public:
   channel& operator=(channel&&) noexcept;
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
+
+  /// Initiator, before start(): try to resume with `t` (issued by an
+  /// earlier channel with the same expected peer; ignored otherwise). A
+  /// responder that no longer knows the ticket answers with a full
+  /// handshake, which this end accepts too.
+  void offer_ticket(const resume_ticket& t);
+  /// Responder, before the first bytes: how to find (and use up) the
+  /// ticket an initiator names. Without it every handshake is full.
+  using ticket_lookup = std::function<std::optional<resume_ticket>(const resume_ticket::ticket_id&)>;
+  void accept_tickets(ticket_lookup lookup);
+  /// Once established: the ticket for the next channel between the same
+  /// two identities (both ends derive the same one). Given once; nullopt
+  /// after that or if not established.
+  [[nodiscard]] std::optional<resume_ticket> take_ticket();
+  /// The handshake was a resumed one (no signatures made or checked).
+  [[nodiscard]] bool resumed() const;
 
   /// The first bytes to send (the initiator's opening; empty for a responder).
   [[nodiscard]] std::string start();

@@ -229,6 +229,10 @@ struct scenario {
   /// Retire silent members of shared topics as well as of feeds
   /// (actors::sync_settings::retire_shared).
   bool retire_shared_topics = false;
+  /// Resumed channel handshakes between nodes that met before (actors::
+  /// sync_settings::resume_tickets; false sets it to 0: every handshake
+  /// signs and checks).
+  bool resume_tickets = true;
   /// Missed checks (5 s apart) before a follower passes over a co-follower
   /// it pulls an absent author's feed from (actors::sync_settings::
   /// co_follower_pass_over_checks). Unset: the node's default (2).
