@@ -190,6 +190,15 @@ def cold_start(lines):
     ]
 
 
+def channel(lines):
+    r = pick(lines, bench="channel") or {}
+    return [
+        fig("resumed channel handshake, both ends, one core", r.get("resumed_us"), "us",
+            "full handshake (signatures)", r.get("full_us"),
+            note="key-exchange floor %.0f us" % r["kx_floor_us"] if num(r.get("kx_floor_us")) else None),
+    ]
+
+
 HEADLINES = {
     "signed_writes": signed_writes,
     "replication": replication,
@@ -197,6 +206,7 @@ HEADLINES = {
     "relay": relay,
     "idle_follows": idle_follows,
     "cold_start": cold_start,
+    "channel": channel,
 }
 
 

@@ -8,12 +8,12 @@
 #                    [--seed S] [--keep-logs] [--list] [--help]
 #
 # Workloads: signed_writes replication anti_entropy relay sim idle_follows
-# cold_start. Exit status: 0 when every workload ran and verified; 1 when
+# cold_start channel. Exit status: 0 when every workload ran and verified; 1 when
 # one failed or did not verify (the JSON is still written, with that
 # workload's "verified": false); 2 on bad arguments or missing programs.
 set -u -o pipefail
 
-ALL_WORKLOADS=(signed_writes replication anti_entropy relay sim idle_follows cold_start)
+ALL_WORKLOADS=(signed_writes replication anti_entropy relay sim idle_follows cold_start channel)
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${BUILD:-build}"
 QUICK=0
@@ -100,6 +100,7 @@ workload_cmd() {
     sim)           CMD=("$SIM" "$SCENARIO$([ $QUICK = 1 ] && echo -quick).toml" "${seed_args[@]}") ;;
     idle_follows)  CMD=("$B/kith-bench-replication" --n 0 $(q --quick) "${seed_args[@]}") ;;
     cold_start)    CMD=("$B/kith-bench-coldstart" $(q --quick) "${seed_args[@]}") ;;
+    channel)       CMD=("$B/kith-bench-channel" $(q --quick) "${seed_args[@]}") ;;
   esac
 }
 
@@ -112,7 +113,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bench.sh: missing programs:" >&2
   printf '  %s\n' "${missing[@]}" >&2
-  echo "build them: cmake --build $BUILD -j2 --target kith-bench-storage kith-bench-replication kith-bench-causality kith-bench-relay kith-bench-coldstart kith-sim" >&2
+  echo "build them: cmake --build $BUILD -j2 --target kith-bench-storage kith-bench-replication kith-bench-causality kith-bench-relay kith-bench-coldstart kith-bench-channel kith-sim" >&2
   exit 2
 fi
 [ -x /usr/bin/time ] || echo "bench.sh: /usr/bin/time missing: the simulator's peak RSS will be null" >&2

@@ -995,7 +995,9 @@ TEST_CASE("a tampered byte in a resumed handshake never resumes with the wrong e
 TEST_CASE("an independent implementation of the resumed handshake interoperates",
           "[channel][resume]") {
   // Bob's side of a resumption written out by hand: pins the key schedule.
-  auto [ta, tb] = first_meeting();
+  const auto tickets = first_meeting();
+  const auto& ta = tickets.alice_holds;
+  const auto& tb = tickets.bob_holds;
   auto a = initiator_offering(ta);
   std::string m1 = unframed(a.start());
   REQUIRE(m1.size() == 53);
