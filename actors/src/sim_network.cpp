@@ -94,7 +94,7 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         net->mix(c);
         net->mix(bytes);
         sim_network::packet_outcome pk;
-        if (net->packet_loss > 0 || net->packet_duplicate > 0 || net->packet_reorder > 0)
+        if (net->packet_model_on())
           pk = net->draw_packet_faults(it->second.local, it->second.remote, bytes.size());
         if ((net->reset_probability > 0 && net->draw() < net->reset_probability) || pk.give_up) {
           ++net->reset_count;
@@ -388,6 +388,12 @@ void sim_network::set_packet_faults(double loss, double duplicate, double reorde
   mss = std::max<std::size_t>(1, mss_bytes);
 }
 
+void sim_network::set_link_packet_faults(const std::string& a, const std::string& b, double loss,
+                                         double duplicate, double reorder) {
+  std::lock_guard lock(mu);
+  link_packets[{std::min(a, b), std::max(a, b)}] = packet_setting{loss, duplicate, reorder};
+}
+
 sim_network::packet_figures sim_network::packet_faults() const {
   std::lock_guard lock(const_cast<std::mutex&>(mu));
   return packets;
@@ -398,14 +404,21 @@ sim_network::packet_outcome sim_network::draw_packet_faults(const std::string& l
                                                             std::size_t size) {
   constexpr std::uint32_t give_up_after = 15; // retransmissions lost in a row (Linux's tcp_retries2)
   packet_outcome out;
+  packet_setting p{packet_loss, packet_duplicate, packet_reorder};
+  if (!link_packets.empty())
+    if (auto it = link_packets.find({std::min(local, remote), std::max(local, remote)});
+        it != link_packets.end())
+      p = it->second;
+  if (p.loss <= 0 && p.duplicate <= 0 && p.reorder <= 0)
+    return out; // a clean link: no draws, no segments counted
   const std::size_t segments = std::max<std::size_t>(1, (size + mss - 1) / mss);
   packets.segments += segments;
   const std::int64_t one_way = latency_of(local, remote).count();
   const std::int64_t rtt = 2 * one_way;
-  if (packet_loss > 0) {
+  if (p.loss > 0) {
     std::size_t lost = 0;
     for (std::size_t i = 0; i < segments; ++i)
-      lost += draw() < packet_loss ? 1 : 0;
+      lost += draw() < p.loss ? 1 : 0;
     if (lost > 0) {
       packets.lost += lost;
       ++packets.delayed_sends;
@@ -419,7 +432,7 @@ sim_network::packet_outcome sim_network::draw_packet_faults(const std::string& l
       out.extra_bytes += std::min(size, lost * mss);
       // Each retransmission may be lost too: a timeout, doubled each time.
       std::int64_t backoff = rto;
-      for (std::uint32_t again = 1; draw() < packet_loss; ++again) {
+      for (std::uint32_t again = 1; draw() < p.loss; ++again) {
         ++packets.lost;
         ++packets.timeouts;
         if (again >= give_up_after) {
@@ -434,13 +447,13 @@ sim_network::packet_outcome sim_network::draw_packet_faults(const std::string& l
       packets.loss_delay_ms += static_cast<std::uint64_t>(out.extra_ms);
     }
   }
-  if (packet_duplicate > 0)
+  if (p.duplicate > 0)
     for (std::size_t i = 0; i < segments; ++i)
-      if (draw() < packet_duplicate) {
+      if (draw() < p.duplicate) {
         ++packets.duplicated;
         out.extra_bytes += std::min(size, mss);
       }
-  if (packet_reorder > 0 && draw() < packet_reorder) {
+  if (p.reorder > 0 && draw() < p.reorder) {
     ++packets.reordered;
     out.extra_ms += static_cast<std::int64_t>(draw() * static_cast<double>(one_way));
   }

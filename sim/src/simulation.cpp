@@ -101,6 +101,11 @@ public:
       if (l.jitter_ms || !l.jitter_samples_ms.empty())
         net_->set_link_jitter(address_of(l.a), address_of(l.b), milliseconds(l.jitter_ms.value_or(0)),
                               jitter_kind_of(l.jitter_model), jitter_shape_of(l), l.jitter_samples_ms);
+      if (l.own_packet_faults())
+        net_->set_link_packet_faults(address_of(l.a), address_of(l.b),
+                                     l.packet_loss.value_or(s.packet_loss),
+                                     l.packet_duplicate.value_or(s.packet_duplicate),
+                                     l.packet_reorder.value_or(s.packet_reorder));
     }
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
@@ -1209,6 +1214,14 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
             if (!f || f->empty())
               return bad(where + ".jitter_samples", "a file name (relative to the scenario file)");
             l.jitter_samples_file = *f;
+          } else if (c == "packet_loss") {
+            if (!x || *x < 0 || *x > 0.5)
+              return bad(where + ".packet_loss", "a segment loss probability from 0 to 0.5");
+            l.packet_loss = *x;
+          } else if (c == "packet_duplicate" || c == "packet_reorder") {
+            if (!x || *x < 0 || *x > 1)
+              return bad(where + "." + c, "a number from 0 to 1");
+            (c == "packet_duplicate" ? l.packet_duplicate : l.packet_reorder) = *x;
           } else {
             error = "unknown key '" + where + "." + c + "'";
             return std::nullopt;
@@ -2890,7 +2903,9 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       ck.failure("at the end: " + std::to_string(t.open) +
                  " connection ends stayed open after receiving duplicated or swapped bytes");
   }
-  if (s.packet_loss > 0 || s.packet_duplicate > 0 || s.packet_reorder > 0) {
+  if (s.packet_loss > 0 || s.packet_duplicate > 0 || s.packet_reorder > 0 ||
+      std::any_of(s.links.begin(), s.links.end(),
+                  [](const link_setting& l) { return l.own_packet_faults(); })) {
     const auto p = w.net_->packet_faults();
     out.json["packet_faults"] = json{{"segments", p.segments},
                                      {"lost", p.lost},

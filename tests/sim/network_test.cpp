@@ -471,6 +471,39 @@ TEST_CASE("segment loss below the stream delays a send by a timeout (a small sen
   (void)cb;
 }
 
+TEST_CASE("a link's own packet faults replace the network's on that link", "[sim][network]") {
+  const std::uint64_t seed = 12;
+  INFO("seed " << seed);
+  SECTION("a lossy link in a clean network") {
+    pair_world w;
+    w.net->set_faults(milliseconds(0), 0, seed);
+    w.net->set_link_packet_faults("b", "a", 0.3, 0, 0); // either order names the link
+    auto [ca, cb] = w.connect();
+    auto delays = lone_send_delays(w, ca, 100, 200);
+    const auto late = std::count_if(delays.begin(), delays.end(), [](auto d) { return d > 0; });
+    CHECK(late > 35); // ~60 expected (binomial 200, 0.3)
+    CHECK(late < 85);
+    CHECK(w.net->packet_faults().segments == 200);
+    CHECK(w.net->packet_faults().delayed_sends == static_cast<std::uint64_t>(late));
+    (void)cb;
+  }
+  SECTION("a clean link in a lossy network") {
+    pair_world w;
+    w.net->set_faults(milliseconds(0), 0, seed);
+    w.net->set_packet_faults(0.3, 0.5, 0.5);
+    w.net->set_link_packet_faults("a", "b", 0, 0, 0);
+    auto [ca, cb] = w.connect();
+    for (auto d : lone_send_delays(w, ca, 100, 100))
+      CHECK(d == 0);
+    const auto f = w.net->packet_faults();
+    CHECK(f.segments == 0); // the clean link draws nothing
+    CHECK(f.lost == 0);
+    CHECK(f.duplicated == 0);
+    CHECK(f.reordered == 0);
+    (void)cb;
+  }
+}
+
 TEST_CASE("sends behind a late one wait for it (the stream keeps its order), and TCP gives up "
           "when every retransmission is lost",
           "[sim][network]") {

@@ -752,6 +752,50 @@ TEST_CASE("segment loss, duplication and reordering below the stream delay sends
   }
 }
 
+TEST_CASE("packet faults on one link only ([[link]] packet_loss ...): that link's sends are "
+          "late, the network converges, the same seed twice",
+          "[sim][faults]") {
+  auto s = small(13);
+  s.relay = true;
+  INFO("seed " << s.seed);
+  auto plain = run(s);
+  link_setting lossy;
+  lossy.a = node_ref{0};
+  lossy.b = node_ref{node_ref::relay};
+  lossy.packet_loss = 0.2;
+  lossy.packet_reorder = 0.2;
+  s.links.push_back(lossy);
+  auto a = converges_twice(s);
+  INFO(a.json.dump(2));
+  CHECK(a.json["lagging"].empty());
+  const auto& p = a.json["packet_faults"];
+  CHECK(p["lost"].get<int>() > 0);
+  CHECK(p["reordered"].get<int>() > 0);
+  CHECK(p["duplicated"].get<int>() == 0); // the scenario's 0, not set on the link
+  // Only node 0's relay link draws: far fewer segments than the network's.
+  auto everywhere = s;
+  everywhere.links.clear();
+  everywhere.packet_loss = 0.2;
+  everywhere.packet_reorder = 0.2;
+  auto all = run(everywhere);
+  CHECK(p["segments"].get<std::uint64_t>() * 4 < all.json["packet_faults"]["segments"].get<std::uint64_t>());
+  CHECK(a.json["trace_hash"] != plain.json["trace_hash"]);
+
+  std::string error;
+  auto q = parse_scenario("[[link]]\nnodes = [0, 1]\npacket_loss = 0.05\npacket_duplicate = 0.01\n", error);
+  INFO(error);
+  REQUIRE(q);
+  REQUIRE(q->links.size() == 1);
+  CHECK(*q->links[0].packet_loss == Approx(0.05));
+  CHECK(*q->links[0].packet_duplicate == Approx(0.01));
+  CHECK_FALSE(q->links[0].packet_reorder);
+  for (const char* bad : {"packet_loss = 0.6\n", "packet_reorder = 2\n", "packet_duplicate = -0.1\n"}) {
+    CHECK_FALSE(parse_scenario(std::string("[[link]]\nnodes = [0, 1]\n") + bad, error));
+    CHECK(error.find(std::string("link") ) != std::string::npos);
+    CHECK(error.find(std::string(bad).substr(0, std::string(bad).find(' '))) != std::string::npos);
+  }
+}
+
 TEST_CASE("shared topics that retire silent members (retire_shared_topics): the kv workload keeps "
           "no overwritten or deleted value, and returning writers resync",
           "[sim][kv][retire]") {

@@ -117,6 +117,12 @@ public:
   void set_packet_faults(double loss, double duplicate, double reorder,
                          std::chrono::milliseconds min_rto = std::chrono::milliseconds(200),
                          std::size_t mss_bytes = 1448);
+  /// The link between a and b (both directions) takes its own loss,
+  /// duplication and reordering probabilities instead of those of
+  /// set_packet_faults (min_rto and the segment size stay the network's).
+  /// All three 0 makes the link clean while others are lossy.
+  void set_link_packet_faults(const std::string& a, const std::string& b, double loss,
+                              double duplicate, double reorder);
   struct packet_figures {
     std::uint64_t segments = 0;     // segments of sends made while the model is on
     std::uint64_t lost = 0;         // segment transmissions lost (retransmissions included)
@@ -213,6 +219,14 @@ public:
   double reorder_probability = 0;
   tamper_figures tamper{}; // open is computed on demand
   double packet_loss = 0, packet_duplicate = 0, packet_reorder = 0;
+  struct packet_setting {
+    double loss = 0, duplicate = 0, reorder = 0;
+  };
+  std::map<std::pair<std::string, std::string>, packet_setting> link_packets; // unordered pair
+  /// Whether any send may draw packet faults (the network's or a link's).
+  [[nodiscard]] bool packet_model_on() const {
+    return packet_loss > 0 || packet_duplicate > 0 || packet_reorder > 0 || !link_packets.empty();
+  }
   std::chrono::milliseconds min_rto{200};
   std::size_t mss = 1448;
   packet_figures packets{};

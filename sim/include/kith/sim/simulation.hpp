@@ -156,6 +156,12 @@ struct link_setting {
   /// trace file (named relative to the scenario file; kith-sim loads it).
   std::string jitter_samples_file;
   std::vector<std::int64_t> jitter_samples_ms;
+  /// This link's packet faults below the stream; an unset one is the
+  /// scenario's (actors::sim_network::set_link_packet_faults).
+  std::optional<double> packet_loss, packet_duplicate, packet_reorder;
+  [[nodiscard]] bool own_packet_faults() const {
+    return packet_loss || packet_duplicate || packet_reorder;
+  }
 };
 
 /// The key-value workload: writers of one shared topic read, update and
