@@ -32,6 +32,8 @@ constexpr std::uint64_t record_ttl_ms = 10 * 60 * 1000;
 struct relay_session {
   std::string address; // host:port
   std::optional<protocol::public_key> pinned;
+  /// The identity the last session proved (a ticket is offered to it).
+  std::optional<protocol::public_key> known_id;
   std::unique_ptr<relay::relay_client> client;
   conn_id conn = 0;
   bool dialing = false;
@@ -324,6 +326,11 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
           using T = std::decay_t<decltype(e)>;
           if constexpr (std::is_same_v<T, relay::welcomed>) {
             r.failures = 0;
+            r.known_id = e.relay;
+            if (auto& c = st.env->settings.counters)
+              ++(r.client->resumed() ? c->relay_handshakes_resumed : c->relay_handshakes_full);
+            if (auto t = r.client->take_ticket(); t && st.env->tickets)
+              st.env->tickets->put(*t, now_ms(self));
             log(self, log_level::info, r,
                 "connected to relay " + protocol::to_text(e.relay).substr(0, 12) + " (we are " +
                     e.observed_ip + ")");
@@ -492,6 +499,9 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
             r.conn = c;
             r.client = std::make_unique<relay::relay_client>(st.env->self, r.pinned,
                                                              st.env->rng->next(), unix_ms(self));
+            if (const auto& id = r.pinned ? r.pinned : r.known_id; id && st.env->tickets)
+              if (auto t = st.env->tickets->take_for(*id, now_ms(self)))
+                r.client->offer_ticket(*t);
             flush(self, r, r.client->start());
             return;
           }

@@ -635,7 +635,7 @@ channel::~channel() = default;
 void channel::offer_ticket(const resume_ticket& t) {
   auto& i = *impl_;
   if (i.role_ == role::initiator && !i.started_ && i.step_ == impl::step::await_msg2 &&
-      i.expected_peer_ && t.peer == *i.expected_peer_)
+      (!i.expected_peer_ || t.peer == *i.expected_peer_))
     i.offered_ = t;
 }
 

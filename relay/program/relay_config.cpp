@@ -46,7 +46,7 @@ constexpr std::size_t field_count() {
     return field_count<T, N + 1>();
 }
 
-static_assert(field_count<relay_limits>() == 28,
+static_assert(field_count<relay_limits>() == 30,
               "relay_limits gained or lost a field: update the [limits] table in "
               "relay/program/relay_config.cpp and docs/operations.md");
 static_assert(field_count<wire_limits>() == 9,
@@ -75,6 +75,8 @@ std::vector<std::pair<std::string, setter>> limit_fields(relay_limits& l) {
       field("max_registrations", l, &L::max_registrations),
       field("max_registrations_per_ip", l, &L::max_registrations_per_ip),
       field("handshake_timeout_ms", l, &L::handshake_timeout_ms),
+      field("resume_tickets", l, &L::resume_tickets),
+      field("resume_ticket_lifetime_ms", l, &L::resume_ticket_lifetime_ms),
       field("idle_timeout_ms", l, &L::idle_timeout_ms),
       field("max_frame_bytes", l, &L::max_frame_bytes),
       field("request_rate_per_s", l, &L::request_rate_per_s),

@@ -367,6 +367,14 @@ relay_client::~relay_client() = default;
 relay_client::relay_client(relay_client&&) noexcept = default;
 relay_client& relay_client::operator=(relay_client&&) noexcept = default;
 
+void relay_client::offer_ticket(const protocol::resume_ticket& t) { impl_->ch.offer_ticket(t); }
+
+std::optional<protocol::resume_ticket> relay_client::take_ticket() {
+  return impl_->ch.take_ticket();
+}
+
+bool relay_client::resumed() const { return impl_->ch.resumed(); }
+
 std::string relay_client::start() {
   auto s = impl_->ch.start();
   if (!s.empty())

@@ -1,5 +1,7 @@
 #include "kith/relay/core.hpp"
 
+#include "kith/protocol/tickets.hpp"
+
 #include "kith/protocol/channel.hpp"
 
 #include <algorithm>
@@ -118,7 +120,7 @@ struct relay_core::impl {
   };
 
   impl(const protocol::identity& s, relay_limits l, const protocol::key_seed& seed)
-      : self(s), lim(l), seed_(seed) {
+      : self(s), lim(l), seed_(seed), tickets(l.resume_tickets, l.resume_ticket_lifetime_ms) {
     // The relay's own frames must fit the channel: a full circuit payload,
     // a full members page or record, plus the message's framing.
     const std::size_t page = lim.max_page_size * 40 + 1024;
@@ -143,6 +145,7 @@ struct relay_core::impl {
   relay_limits lim;
   protocol::key_seed seed_;
   protocol::channel_limits channel_lim;
+  protocol::ticket_cache tickets; // clients' resumption tickets
   std::uint64_t draws = 0;
   std::uint32_t next_incarnation = 1;
   circuit_id next_circuit = 1;
@@ -246,6 +249,8 @@ struct relay_core::impl {
 
   void established(conn_id id, connection& c, std::uint64_t now) {
     ++m.handshakes_completed;
+    if (c.ch.resumed())
+      ++m.handshakes_resumed;
     const public_key peer = *c.ch.peer();
     std::optional<conn_id> older;
     if (auto f = by_id.find(peer); f != by_id.end())
@@ -277,6 +282,8 @@ struct relay_core::impl {
       drop(*older, code::replaced,
            "replaced by a newer connection of the same identity", true, true);
 
+    if (auto t = c.ch.take_ticket())
+      tickets.put(*t, now);
     c.id = peer;
     by_id[peer] = id;
     ++per_ip[c.ip];
@@ -1017,6 +1024,10 @@ std::vector<relay_action> relay_core::accepted(conn_id c, std::string ip, std::u
   const std::uint32_t gen = s.next_incarnation++;
   protocol::channel ch(s.self, protocol::channel::role::responder,
                        s.draw("kith-relay/ephemeral"), now_ms, std::nullopt, s.channel_lim);
+  if (s.lim.resume_tickets > 0)
+    ch.accept_tickets([&tickets = s.tickets, now_ms](const protocol::resume_ticket::ticket_id& id) {
+      return tickets.take_id(id, now_ms);
+    });
   s.conns.emplace(c, impl::connection(std::move(ch), std::move(ip), gen, now_ms,
                                       static_cast<std::uint32_t>(std::min<std::uint64_t>(
                                           std::uint64_t{s.lim.request_burst} * 1000, 0xffffffffu))));
@@ -1153,6 +1164,9 @@ std::string relay_core::prometheus_text() const {
          m.connections_accepted);
   scalar(out, "handshakes_total", "counter", "Secure-channel handshakes completed.",
          m.handshakes_completed);
+  scalar(out, "handshakes_resumed_total", "counter",
+         "Of the handshakes completed, those resumed with a ticket (no signatures).",
+         m.handshakes_resumed);
   scalar(out, "handshake_failures_total", "counter", "Handshakes that failed or timed out.",
          m.handshakes_failed);
   scalar(out, "records_expired_total", "counter", "Records dropped at their expiry.",

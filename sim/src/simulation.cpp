@@ -2841,7 +2841,9 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     const auto& c = *w.counters_;
     out.json["handshakes"] = json{{"resume_tickets", s.resume_tickets},
                                   {"full", c.handshakes_full.load()},
-                                  {"resumed", c.handshakes_resumed.load()}};
+                                  {"resumed", c.handshakes_resumed.load()},
+                                  {"relay_full", c.relay_handshakes_full.load()},
+                                  {"relay_resumed", c.relay_handshakes_resumed.load()}};
   }
   // Relays, rare-path faults and checkpoints (after the trace hash is read:
   // the status requests below send nothing on the network anyway).

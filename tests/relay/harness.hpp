@@ -91,10 +91,13 @@ public:
 
   /// Connects a client for `who` from `ip` and runs the handshake.
   endpoint& connect(const protocol::identity& who, const std::string& ip = "10.0.0.1",
-                    std::optional<protocol::public_key> pin = std::nullopt) {
+                    std::optional<protocol::public_key> pin = std::nullopt,
+                    const protocol::resume_ticket* ticket = nullptr) {
     auto& e = attach(ip);
     e.client.emplace(who, pin ? pin : std::optional(relay.id()),
                      seed_of(client_seed_base_ + e.conn, 0xc1), now);
+    if (ticket)
+      e.client->offer_ticket(*ticket);
     to_relay(e, e.client->start());
     pump();
     return e;

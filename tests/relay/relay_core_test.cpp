@@ -64,6 +64,48 @@ TEST_CASE("a client pinning another relay id fails the handshake and the relay d
   CHECK(net.relay.metrics().registrations == 0);
 }
 
+TEST_CASE("a client that reconnects resumes its handshake with the ticket of its last session",
+          "[relay][resume]") {
+  SECTION("a relay that keeps tickets") {
+    network net;
+    auto& a = net.connect(person(1), "192.0.2.10");
+    REQUIRE(a.client->established());
+    CHECK_FALSE(a.client->resumed());
+    auto t = a.client->take_ticket();
+    REQUIRE(t);
+    CHECK(t->peer == net.relay.id());
+    net.disconnect(a);
+    auto& b = net.connect(person(1), "192.0.2.10", std::nullopt, &*t);
+    REQUIRE(b.client->established());
+    CHECK(b.client->resumed());
+    CHECK(b.one<welcomed>().relay == net.relay.id());
+    CHECK(net.relay.is_registered(person(1).pub()));
+    CHECK(net.relay.metrics().handshakes_completed == 2);
+    CHECK(net.relay.metrics().handshakes_resumed == 1);
+    CHECK(net.relay.prometheus_text().find("kith_relay_handshakes_resumed_total 1") != std::string::npos);
+    // The same ticket again (a replay, or a client that kept it): used up,
+    // so the handshake is a full one.
+    net.disconnect(b);
+    auto& c = net.connect(person(1), "192.0.2.10", std::nullopt, &*t);
+    REQUIRE(c.client->established());
+    CHECK_FALSE(c.client->resumed());
+    CHECK(net.relay.metrics().handshakes_resumed == 1);
+  }
+  SECTION("a relay with resume_tickets = 0 answers with a full handshake") {
+    relay_limits lim;
+    lim.resume_tickets = 0;
+    network net(lim);
+    auto& a = net.connect(person(1), "192.0.2.10");
+    auto t = a.client->take_ticket();
+    REQUIRE(t);
+    net.disconnect(a);
+    auto& b = net.connect(person(1), "192.0.2.10", std::nullopt, &*t);
+    REQUIRE(b.client->established());
+    CHECK_FALSE(b.client->resumed());
+    CHECK(net.relay.metrics().handshakes_resumed == 0);
+  }
+}
+
 TEST_CASE("announce then lookup returns the verified signed record", "[relay]") {
   network net;
   auto& a = net.connect(person(1), ip_of(1));

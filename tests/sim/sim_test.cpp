@@ -752,6 +752,31 @@ TEST_CASE("segment loss, duplication and reordering below the stream delay sends
   }
 }
 
+TEST_CASE("nodes that met before resume their handshakes, with peers and with the relay; "
+          "without tickets every handshake is full and the run converges the same",
+          "[sim][resume]") {
+  auto s = small(13);
+  s.relay = true;
+  INFO("seed " << s.seed);
+  auto with = converges_twice(s);
+  const auto& h = with.json["handshakes"];
+  INFO(with.json.dump(2));
+  CHECK(h["resume_tickets"] == true);
+  CHECK(h["resumed"].get<int>() > 0);
+  CHECK(h["relay_resumed"].get<int>() > 0);
+  CHECK(h["full"].get<int>() > 0); // first meetings
+  s.resume_tickets = false;
+  auto without = run(s);
+  CHECK(without.converged);
+  const auto& h0 = without.json["handshakes"];
+  CHECK(h0["resumed"].get<int>() == 0);
+  CHECK(h0["relay_resumed"].get<int>() == 0);
+  // The same connections are made, each with a full handshake.
+  CHECK(h0["full"].get<int>() == h["full"].get<int>() + h["resumed"].get<int>());
+  CHECK(without.json["messages"] == with.json["messages"]);
+  CHECK(without.json["bytes"].get<std::uint64_t>() > with.json["bytes"].get<std::uint64_t>());
+}
+
 TEST_CASE("packet faults on one link only ([[link]] packet_loss ...): that link's sends are "
           "late, the network converges, the same seed twice",
           "[sim][faults]") {

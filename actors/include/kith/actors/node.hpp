@@ -51,6 +51,9 @@ struct membership_counters {
   // completed, full (signatures) and resumed (a ticket).
   std::atomic<std::uint64_t> handshakes_full{0};
   std::atomic<std::uint64_t> handshakes_resumed{0};
+  // The same for this node's sessions with its relays.
+  std::atomic<std::uint64_t> relay_handshakes_full{0};
+  std::atomic<std::uint64_t> relay_handshakes_resumed{0};
 };
 
 /// Timing and limits of the sync protocol (defaults for a personal node).

@@ -72,10 +72,11 @@ public:
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
 
-  /// Initiator, before start(): try to resume with `t` (issued by an
-  /// earlier channel with the same expected peer; ignored otherwise). A
-  /// responder that no longer knows the ticket answers with a full
-  /// handshake, which this end accepts too.
+  /// Initiator, before start(): try to resume with `t`, a ticket an
+  /// earlier channel issued (ignored if it names another identity than
+  /// `expected_peer`). A resumed handshake proves t.peer; a responder
+  /// that no longer holds the ticket answers with a full handshake, which
+  /// this end accepts too (checking `expected_peer` if given).
   void offer_ticket(const resume_ticket& t);
   /// Responder, before the first bytes: how to find (and use up) the
   /// ticket an initiator names. Without it every handshake is full.

@@ -174,6 +174,13 @@ public:
   relay_client(const relay_client&) = delete;
   relay_client& operator=(const relay_client&) = delete;
 
+  /// Before start(): resume with a ticket the last session with this
+  /// relay left (protocol::channel::offer_ticket).
+  void offer_ticket(const protocol::resume_ticket& t);
+  /// Once welcomed: the ticket for the next session (given once).
+  [[nodiscard]] std::optional<protocol::resume_ticket> take_ticket();
+  /// The session's handshake was resumed (no signatures).
+  [[nodiscard]] bool resumed() const;
   /// The opening bytes of the handshake (call once, first).
   [[nodiscard]] std::string start();
   /// Bytes from the relay, in order, in any chunking.

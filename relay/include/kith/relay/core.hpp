@@ -39,6 +39,11 @@ struct relay_limits {
   std::size_t max_registrations = 40'000;      // authenticated identities
   std::size_t max_registrations_per_ip = 16;   // identities behind one address
   std::uint64_t handshake_timeout_ms = 10'000;
+  /// Resumption tickets kept for clients (docs/secure-channel.md,
+  /// "Resumption"): a client that reconnects within the lifetime skips
+  /// both signatures. About 200 bytes each; 0 turns resumption off.
+  std::size_t resume_tickets = 65'536;
+  std::uint64_t resume_ticket_lifetime_ms = 86'400'000;
   std::uint64_t idle_timeout_ms = 90'000;      // nothing received for this long
   std::size_t max_frame_bytes = 128u << 10;    // channel frame, either way
   // --- request rate (token bucket per connection; circuit data is exempt) ----------
@@ -91,6 +96,7 @@ struct relay_metrics {
   // counters
   std::uint64_t connections_accepted = 0;
   std::uint64_t handshakes_completed = 0;
+  std::uint64_t handshakes_resumed = 0; // of handshakes_completed: with a ticket
   std::uint64_t handshakes_failed = 0;
   std::uint64_t records_expired = 0;
   std::uint64_t circuits_opened = 0;
