@@ -12,6 +12,10 @@
 //      the middle); if both ends still establish, each must have
 //      authenticated the other's real identity
 //   5  like 0, with a clock tick from the input between chunks
+//   6  like 4, but the initiator offers a resumption ticket the responder
+//      holds (docs/secure-channel.md, "Resumption")
+//   7  like 0, with a responder that holds a ticket: the bytes must not
+//      resume a channel without the ticket's secret
 // Identities and ephemeral keys come from fixed seeds (fuzz/common.hpp),
 // so the seed corpus can hold valid handshake messages.
 
@@ -98,6 +102,36 @@ struct pair {
   }
 };
 
+/// The tickets a genuine full handshake leaves at (initiator, responder).
+const std::pair<protocol::resume_ticket, protocol::resume_ticket>& tickets() {
+  static const auto t = [] {
+    pair p;
+    auto ta = p.a.take_ticket();
+    auto tb = p.b.take_ticket();
+    if (!ta || !tb)
+      fuzz::invariant_failed("an established pair issued no tickets");
+    return std::make_pair(*ta, *tb);
+  }();
+  return t;
+}
+
+/// A responder that holds the responder's ticket of tickets().
+channel ticket_holder() {
+  channel b(who().b, channel::role::responder, who().eph_b, 0, std::nullopt, small_limits());
+  const protocol::resume_ticket held = tickets().second;
+  b.accept_tickets([held](const protocol::resume_ticket::ticket_id& id) {
+    return id == held.id ? std::optional(held) : std::nullopt;
+  });
+  return b;
+}
+
+void scenario_resumed_responder(std::string_view in, std::uint8_t plan) {
+  channel b = ticket_holder();
+  (void)feed(b, in, plan);
+  if (b.resumed())
+    fuzz::invariant_failed("a channel resumed for bytes made without the ticket's secret");
+}
+
 void scenario_responder(std::string_view in, std::uint8_t plan, bool ticks) {
   channel r(who().b, channel::role::responder, who().eph_b, 0, std::nullopt, small_limits());
   if (!ticks) {
@@ -157,9 +191,13 @@ void scenario_plaintext(std::string_view in, std::uint8_t plan) {
     fuzz::invariant_failed("a genuine stream closed the channel", p.b.close_reason());
 }
 
-void scenario_tamper(std::string_view in, std::uint8_t plan) {
+void scenario_tamper(std::string_view in, std::uint8_t plan, bool resume) {
   channel a(who().a, channel::role::initiator, who().eph_a, 0, who().b.pub(), small_limits());
-  channel b(who().b, channel::role::responder, who().eph_b, 0, std::nullopt, small_limits());
+  channel b = resume ? ticket_holder()
+                     : channel(who().b, channel::role::responder, who().eph_b, 0, std::nullopt,
+                               small_limits());
+  if (resume)
+    a.offer_ticket(tickets().first);
   std::size_t pos = 0;
   auto tamper = [&](std::string s) {
     for (auto& c : s) {
@@ -186,7 +224,7 @@ void scenario_tamper(std::string_view in, std::uint8_t plan) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 2)
     return 0;
-  const std::uint8_t mode = data[0] % 6;
+  const std::uint8_t mode = data[0] % 8;
   const std::uint8_t plan = data[1];
   const std::string_view in(reinterpret_cast<const char*>(data + 2), size - 2);
   switch (mode) {
@@ -194,8 +232,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   case 1: scenario_initiator(in, plan); break;
   case 2: scenario_ciphertext(in, plan); break;
   case 3: scenario_plaintext(in, plan); break;
-  case 4: scenario_tamper(in, plan); break;
+  case 4: scenario_tamper(in, plan, false); break;
   case 5: scenario_responder(in, plan, true); break;
+  case 6: scenario_tamper(in, plan, true); break;
+  case 7: scenario_resumed_responder(in, plan); break;
   }
   return 0;
 }

@@ -74,6 +74,17 @@ void frame_seeds() {
   put("fuzz_frame", "tamper-none", with_prefix(4, 0, std::string(320, '\0')));
   put("fuzz_frame", "tamper-msg2", with_prefix(4, 0, std::string(41 + 40, '\0') + "\x01"));
   put("fuzz_frame", "ticks", with_prefix(5, 7, from_a));
+  // Resumption: the ticket this handshake left, offered on a new channel.
+  auto ticket = a.take_ticket();
+  if (!ticket)
+    fuzz::invariant_failed("the seed handshake issued no ticket");
+  channel again(p.a, channel::role::initiator, p.eph_a, 0, p.b.pub(), fuzz::frame_limits());
+  again.offer_ticket(*ticket);
+  const std::string m1r = again.start();
+  put("fuzz_frame", "resume-tamper-none", with_prefix(6, 0, std::string(160, '\0')));
+  put("fuzz_frame", "resume-tamper-msg2", with_prefix(6, 0, std::string(57 + 40, '\0') + "\x01"));
+  put("fuzz_frame", "resumed-responder-msg1r",
+      with_prefix(7, 0, m1r + std::string("\0\0\0\x10", 4) + std::string(16, '\0')));
 }
 
 std::vector<std::pair<std::string, protocol::message>> messages(const fuzz::world& w) {

@@ -20,14 +20,28 @@ void ticket_cache::erase_locked(const ticket_id& id) {
     return;
   auto& e = it->second;
   if (auto p = by_peer_.find(e.ticket.peer); p != by_peer_.end()) {
-    auto& ids = p->second;
-    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
-    if (ids.empty())
+    auto& slots = p->second;
+    auto end = slots.ids.begin() + slots.count;
+    if (auto at = std::find(slots.ids.begin(), end, id); at != end) {
+      std::copy(at + 1, end, at); // keeps the oldest first
+      --slots.count;
+    }
+    if (slots.count == 0)
       by_peer_.erase(p);
   }
-  by_age_.erase(e.seq);
   sodium_memzero(e.ticket.secret.data(), e.ticket.secret.size());
   by_id_.erase(it);
+}
+
+void ticket_cache::evict_oldest_locked() {
+  while (!order_.empty()) {
+    auto [seq, id] = order_.front();
+    order_.pop_front();
+    if (auto it = by_id_.find(id); it != by_id_.end() && it->second.seq == seq) {
+      erase_locked(id);
+      return;
+    }
+  }
 }
 
 void ticket_cache::put(const resume_ticket& t, std::uint64_t now_ms) {
@@ -37,14 +51,23 @@ void ticket_cache::put(const resume_ticket& t, std::uint64_t now_ms) {
   // Ids are 16 bytes of a hash of fresh session keys: a collision would
   // only make the older ticket unusable, never hand it to another peer.
   erase_locked(t.id);
-  if (auto p = by_peer_.find(t.peer); p != by_peer_.end() && p->second.size() >= per_peer)
-    erase_locked(p->second.front());
+  if (auto p = by_peer_.find(t.peer); p != by_peer_.end() && p->second.count >= per_peer)
+    erase_locked(p->second.ids[0]);
   while (by_id_.size() >= max_)
-    erase_locked(by_age_.begin()->second);
-  auto seq = next_seq_++;
+    evict_oldest_locked();
+  const auto seq = next_seq_++;
   by_id_.emplace(t.id, entry{t, now_ms, seq});
-  by_peer_[t.peer].push_back(t.id);
-  by_age_.emplace(seq, t.id);
+  auto& slots = by_peer_[t.peer];
+  slots.ids[slots.count++] = t.id;
+  order_.emplace_back(seq, t.id);
+  if (order_.size() > 2 * by_id_.size() + 64) {
+    // Most of the queue is tickets already taken: keep the live ones.
+    std::deque<std::pair<std::uint64_t, ticket_id>> live;
+    for (const auto& [s, id] : order_)
+      if (auto it = by_id_.find(id); it != by_id_.end() && it->second.seq == s)
+        live.emplace_back(s, id);
+    order_.swap(live);
+  }
 }
 
 std::optional<resume_ticket> ticket_cache::take_locked(const ticket_id& id, std::uint64_t now_ms) {
@@ -61,15 +84,11 @@ std::optional<resume_ticket> ticket_cache::take_locked(const ticket_id& id, std:
 
 std::optional<resume_ticket> ticket_cache::take_for(const public_key& peer, std::uint64_t now_ms) {
   std::lock_guard lock(mu_);
-  auto p = by_peer_.find(peer);
-  if (p == by_peer_.end())
-    return std::nullopt;
   // The newest first; one past its lifetime is dropped and the next tried.
-  while (p != by_peer_.end()) {
-    const ticket_id id = p->second.back();
+  for (auto p = by_peer_.find(peer); p != by_peer_.end(); p = by_peer_.find(peer)) {
+    const ticket_id id = p->second.ids[p->second.count - 1];
     if (auto t = take_locked(id, now_ms))
       return t;
-    p = by_peer_.find(peer);
   }
   return std::nullopt;
 }

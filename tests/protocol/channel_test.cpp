@@ -1082,6 +1082,37 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     CHECK(c.take_for(bob().pub(), 0));
     CHECK(c.take_for(mallory().pub(), 0));
   }
+  SECTION("eviction skips tickets already taken and finds the oldest one still held") {
+    auto nth = [](std::uint32_t n) {
+      resume_ticket t;
+      for (std::size_t i = 0; i < 4; ++i)
+        t.id[i] = static_cast<std::uint8_t>(n >> (8 * i));
+      for (std::size_t i = 0; i < 4; ++i)
+        t.peer.bytes[i] = static_cast<std::uint8_t>(n >> (8 * i));
+      t.secret.fill(static_cast<std::uint8_t>(n));
+      return t;
+    };
+    ticket_cache c(3, 1'000'000);
+    // Many tickets put and taken: the cache stays empty between them.
+    for (std::uint32_t n = 100; n < 1'100; ++n) {
+      c.put(nth(n), 0);
+      CHECK(c.take_id(nth(n).id, 0));
+    }
+    CHECK(c.size() == 0);
+    c.put(nth(1), 0);
+    c.put(nth(2), 0);
+    CHECK(c.take_for(nth(2).peer, 0)); // leaves a stale place in the put order
+    c.put(nth(3), 0);
+    c.put(nth(4), 0);
+    c.put(nth(5), 0); // full: the oldest held (1) goes, not 3
+    CHECK(c.size() == 3);
+    CHECK_FALSE(c.take_id(nth(1).id, 0));
+    for (std::uint32_t n : {3u, 4u, 5u}) {
+      auto t = c.take_for(nth(n).peer, 0);
+      REQUIRE(t);
+      CHECK(t->secret == nth(n).secret);
+    }
+  }
   SECTION("a bound of 0 keeps nothing") {
     ticket_cache c(0, 1'000);
     c.put(ticket(1, alice()), 0);

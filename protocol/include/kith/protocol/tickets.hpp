@@ -8,10 +8,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
+#include <array>
+#include <deque>
+#include <unordered_map>
 #include <mutex>
 #include <optional>
-#include <vector>
 
 namespace kith::protocol {
 
@@ -47,16 +48,40 @@ private:
     std::uint64_t issued_ms = 0;
     std::uint64_t seq = 0;
   };
+  /// The first 8 bytes: ids and keys are uniformly random.
+  template <class Bytes>
+  struct prefix_hash {
+    std::size_t operator()(const Bytes& b) const {
+      std::uint64_t h = 0;
+      for (std::size_t i = 0; i < 8; ++i)
+        h = (h << 8) | b[i];
+      return static_cast<std::size_t>(h);
+    }
+  };
+  struct key_hash {
+    std::size_t operator()(const public_key& k) const {
+      return prefix_hash<std::array<std::uint8_t, 32>>{}(k.bytes);
+    }
+  };
   std::optional<resume_ticket> take_locked(const ticket_id& id, std::uint64_t now_ms);
   void erase_locked(const ticket_id& id);
+  void evict_oldest_locked();
 
   const std::size_t max_;
   const std::uint64_t lifetime_ms_;
   mutable std::mutex mu_;
-  std::map<ticket_id, entry> by_id_;
-  std::map<public_key, std::vector<ticket_id>> by_peer_; // oldest first
-  std::map<std::uint64_t, ticket_id> by_age_;            // seq -> id, oldest first
-  std::uint64_t next_seq_ = 0;
-};
+  std::unordered_map<ticket_id, entry, prefix_hash<ticket_id>> by_id_;
+  /// Each peer's ids, oldest first (at most per_peer; the second slot is
+  /// empty while `count` is 1).
+  struct peer_ids {
+    std::array<ticket_id, per_peer> ids{};
+    std::uint8_t count = 0;
+  };
+  std::unordered_map<public_key, peer_ids, key_hash> by_peer_;
+  /// Put order, for evicting the oldest: (seq, id), with entries of
+  /// tickets already gone skipped (their seq no longer matches) and
+  /// dropped in a compaction once they outnumber the live ones.
+  std::deque<std::pair<std::uint64_t, ticket_id>> order_;
+  std::uint64_t next_seq_ = 0;};
 
 } // namespace kith::protocol
