@@ -146,6 +146,7 @@ struct options {
   std::string relay_log_level = "info";
   std::string dir;
   double timeout_s = 180;
+  bool no_resume = false; // the relay keeps no tickets (resume_tickets = 0)
 };
 
 
@@ -472,6 +473,8 @@ std::string relay_toml(const options& opt) {
     << "request_rate_per_s = 1000000\n"
     << "request_burst = 1000000\n"
     << "circuit_max_bytes = " << circuit_bytes << "\n";
+  if (opt.no_resume)
+    t << "resume_tickets = 0\n";
   return t.str();
 }
 
@@ -604,6 +607,13 @@ struct peer_counters {
   std::atomic<std::uint64_t> dropped{0}; // lost after registering
   std::atomic<std::int64_t> last_registered_ns{0};
   std::atomic<std::uint32_t> stop{0};
+  // The reconnect phase: main sets `reconnect`; every registered peer
+  // closes its connection and connects again, offering its ticket.
+  std::atomic<std::uint32_t> reconnect{0};
+  std::atomic<std::uint64_t> reconnected{0}; // registered again
+  std::atomic<std::uint64_t> resumed{0};     // of those, with a resumed handshake
+  std::atomic<std::uint64_t> re_failed{0};
+  std::atomic<std::int64_t> last_reconnected_ns{0};
   /// Each process's failure summary, written as it exits.
   char why[max_peer_procs][1024] = {};
 };
@@ -659,8 +669,16 @@ public:
     std::size_t next = 0;
     auto last_tick = steady::now();
     while (c_.stop.load(std::memory_order_relaxed) == 0) {
+      if (!reconnecting_ && c_.reconnect.load(std::memory_order_acquire) != 0) {
+        reconnecting_ = true;
+        for (auto& p : peers_)
+          if (p.state == st::registered)
+            hang_up(p); // a network change: the next start() offers the ticket
+        next = 0;
+      }
       while (in_flight_ < opt_.connect_window && next < peers_.size())
-        start(peers_[next++]);
+        if (auto& p = peers_[next++]; p.state == st::idle)
+          start(p);
       const int n = ::epoll_wait(ep_, evs.data(), static_cast<int>(evs.size()), 50);
       now_ms_ = unix_ms();
       for (int i = 0; i < n; ++i) {
@@ -701,13 +719,30 @@ private:
     std::optional<relay::relay_client> client;
     std::string out;
     std::size_t off = 0;
+    std::optional<protocol::resume_ticket> ticket; // from the last session
+    bool again = false;                            // in the reconnect phase
   };
+
+  /// Closes a registered peer's connection, keeping its ticket.
+  void hang_up(peer& p) {
+    ::close(p.fd);
+    p.fd = -1;
+    p.client.reset();
+    std::string().swap(p.out);
+    p.off = 0;
+    p.state = st::idle;
+    p.again = true;
+  }
 
   void start(peer& p) {
     auto& slot = slots_[p.index];
     const auto self = protocol::identity::from_seed(derive_seed(opt_.seed, "peer", p.index));
     slot.id = self.pub();
-    p.client.emplace(self, relay_id_, derive_seed(opt_.seed, "peer-session", p.index), unix_ms());
+    p.client.emplace(self, relay_id_,
+                     derive_seed(opt_.seed, p.again ? "peer-session-again" : "peer-session", p.index),
+                     unix_ms());
+    if (p.ticket)
+      p.client->offer_ticket(*p.ticket);
     // Peers connect from 127.0.0.2 to 127.0.0.33 in turn. From a single
     // source address the kernel's search for a free ephemeral port towards
     // one destination (__inet_hash_connect) grows with every connection
@@ -769,6 +804,7 @@ private:
       if (p.fd < 0)
         return;
       if (std::holds_alternative<relay::welcomed>(e)) {
+        p.ticket = p.client->take_ticket();
         auto r = p.client->announce({peer_address(p.index)}, record_ttl_ms, now_ms_);
         if (!r) {
           fail(p, "announce: " + r.error);
@@ -776,7 +812,14 @@ private:
         }
         p.out += p.client->take_to_send();
       } else if (auto* a = std::get_if<relay::announced>(&e)) {
-        if (p.state != st::registered) {
+        if (p.state != st::registered && p.again) {
+          p.state = st::registered;
+          --in_flight_;
+          c_.last_reconnected_ns.store(steady_ns(), std::memory_order_relaxed);
+          if (p.client->resumed())
+            c_.resumed.fetch_add(1, std::memory_order_relaxed);
+          c_.reconnected.fetch_add(1, std::memory_order_release);
+        } else if (p.state != st::registered) {
           auto& slot = slots_[p.index];
           slot.expiry_ms = a->expiry_ms;
           slot.seq = a->seq;
@@ -818,7 +861,7 @@ private:
       if (!never_started)
         --in_flight_;
       failed_.add(why);
-      c_.failed.fetch_add(1, std::memory_order_release);
+      (p.again ? c_.re_failed : c_.failed).fetch_add(1, std::memory_order_release);
     }
     p.state = st::dead;
   }
@@ -835,6 +878,7 @@ private:
   int ep_ = -1;
   std::size_t in_flight_ = 0;
   std::uint64_t now_ms_ = 0;
+  bool reconnecting_ = false;
 };
 
 /// Forks the peer processes (main has no other thread yet). Each runs its
@@ -1584,6 +1628,9 @@ std::optional<int> read_options(int argc, char** argv, options& opt) {
                "what the relay does when out of descriptors)");
   add_positive_option(app, "--timeout-s S", opt.timeout_s,
                       "give up on a phase after S seconds (default 180)");
+  app.add_flag("--no-resume", opt.no_resume,
+               "the relay keeps no resumption tickets (resume_tickets = 0): every reconnect "
+               "is a full handshake");
   if (auto stop = parse_command_line<CLI::ParseError>(app, argc, argv))
     return stop;
   quick_value(opt.quick, peers, opt.peers, 500);
@@ -1807,6 +1854,39 @@ int main(int argc, char** argv) {
   const double held_s = seconds_since(t_run);
   const std::uint64_t rss_end_kib = relay.rss_kib();
   const std::uint64_t hwm_kib = status_kib(relay.pid(), "VmHWM");
+
+  // --- 5. a reconnect storm ----------------------------------------------------------------------
+  // Every registered peer drops its connection at once and connects again
+  // (handshake + announce), offering the ticket its session left, as nodes
+  // do after a network blip. Baseline: the first registration above (full
+  // handshakes), in the same run.
+  std::cerr << "reconnect: all " << grouped(registered)
+            << " peers close and connect again with their tickets...\n";
+  const double resumed_before = metric(relay.metrics(), "kith_relay_handshakes_resumed_total").value_or(0);
+  const double cpu_before_re = cpu_seconds(relay.pid()).value_or(0);
+  const std::int64_t re_t0 = steady_ns();
+  pc.reconnect.store(1, std::memory_order_release);
+  for (const auto w = steady::now();
+       pc.reconnected.load(std::memory_order_acquire) + pc.re_failed.load(std::memory_order_acquire) <
+           registered &&
+       seconds_since(w) < opt.timeout_s && !relay.gone();)
+    sleep_s(0.01);
+  const std::size_t reconnected = pc.reconnected.load();
+  const std::size_t re_failed = pc.re_failed.load();
+  const std::size_t resumed = pc.resumed.load();
+  const double reconnect_s =
+      reconnected > 0 ? static_cast<double>(pc.last_reconnected_ns.load() - re_t0) / 1e9 : NAN;
+  const double relay_cpu_re = cpu_seconds(relay.pid()).value_or(0) - cpu_before_re;
+  const double relay_resumed =
+      metric(relay.metrics(), "kith_relay_handshakes_resumed_total").value_or(0) - resumed_before;
+  std::cerr << "  " << grouped(reconnected) << " registered again in " << fmt("%.2f", reconnect_s)
+            << " s (" << grouped(resumed) << " resumed), " << grouped(re_failed) << " failed\n";
+  check(reconnected == registered && re_failed == 0,
+        grouped(reconnected) + " of " + grouped(registered) + " peers registered again");
+  const bool resume_ok = opt.no_resume ? resumed == 0 : resumed == reconnected;
+  check(resume_ok && relay_resumed == static_cast<double>(resumed),
+        grouped(resumed) + " of " + grouped(reconnected) + " reconnects resumed (the relay counts " +
+            fmt("%.0f", relay_resumed) + ")");
   const bool procs_ok = stop_peer_procs(shm, peer_pids);
   check(procs_ok, "a peer process failed or had to be killed");
   std::string peer_reasons;
@@ -1872,6 +1952,10 @@ int main(int argc, char** argv) {
       "open + decode + encode + seal, no sockets");
   row("  relay CPU per circuit MB", fmt("%.2f ms", circ.relay_cpu_s * 1e3 / std::max<double>(1, static_cast<double>(opt.mb))),
       circ.ok ? fmt("%.0f%% of a core", 100 * circ.relay_cpu_s / circ.seconds) : std::string("n/a"));
+  row("reconnect storm: all again", fmt("%.2f s", reconnect_s),
+      grouped(resumed) + " resumed; " +
+          fmt("relay CPU %.0f us each", relay_cpu_re * 1e6 / std::max<double>(1, static_cast<double>(reconnected))) +
+          " (first registration above is the baseline)");
   row("teardown (N closes)", fmt("%.2f s", teardown_s), stopped ? "then SIGINT: exit 0" : "SIGINT: FAILED");
 
   json_line("relay_peers", opt.seed)
@@ -1941,6 +2025,21 @@ int main(int argc, char** argv) {
             pings.relay_cpu_s * 1e6 / std::max<double>(1, static_cast<double>(pings.answered)))
       .real("target_lookups_per_s", target_lookups_per_s)
       .flag("meets_target", meets_lookups)
+      .print();
+  json_line("relay_reconnect", opt.seed)
+      .flag("quick", opt.quick)
+      .flag("relay_keeps_tickets", !opt.no_resume)
+      .num("peers", registered)
+      .num("reconnected", reconnected)
+      .num("failed", re_failed)
+      .num("resumed", resumed)
+      .real("reconnect_s", reconnect_s)
+      .real("relay_cpu_us_per_reconnect",
+            relay_cpu_re * 1e6 / std::max<double>(1, static_cast<double>(reconnected)))
+      .real("baseline_relay_cpu_us_per_registration",
+            relay_cpu_reg * 1e6 / std::max<double>(1, static_cast<double>(registered)))
+      .real("baseline_register_s", register_s)
+      .flag("verified", reconnected == registered && re_failed == 0 && resume_ok)
       .print();
   json_line("relay_circuit", opt.seed)
       .flag("quick", opt.quick)

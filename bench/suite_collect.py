@@ -128,6 +128,7 @@ def relay(lines):
     m = pick(lines, bench="relay_rss_per_peer") or {}
     k = pick(lines, bench="relay_lookups") or {}
     c = pick(lines, bench="relay_circuit") or {}
+    r = pick(lines, bench="relay_reconnect") or {}
     return [
         fig("relay: registered peers", p.get("registered", p.get("peers")), "peers",
             target=">= 20,000" if p.get("target_applies") else "(target needs 20,000)",
@@ -139,6 +140,10 @@ def relay(lines):
         fig("relay: circuit throughput", c.get("mb_per_s"), "MB/s",
             "raw loopback TCP", c.get("baseline_tcp_mb_per_s"),
             note="relay hop work alone %.0f MB/s" % c["baseline_hop_mb_per_s"] if num(c.get("baseline_hop_mb_per_s")) else None),
+        fig("relay: CPU per reconnect, every peer at once, with tickets", r.get("relay_cpu_us_per_reconnect"), "us",
+            "first registration (full handshakes)", r.get("baseline_relay_cpu_us_per_registration"),
+            note="%s of %s resumed" % (format(r["resumed"], ","), format(r["reconnected"], ","))
+            if num(r.get("resumed")) is not None and num(r.get("reconnected")) is not None else None),
     ]
 
 
