@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -118,9 +119,13 @@ const std::pair<protocol::resume_ticket, protocol::resume_ticket>& tickets() {
 /// A responder that holds the responder's ticket of tickets().
 channel ticket_holder() {
   channel b(who().b, channel::role::responder, who().eph_b, 0, std::nullopt, small_limits());
-  const protocol::resume_ticket held = tickets().second;
+  // Used once, as a node's cache does: a second naming finds nothing.
+  auto held = std::make_shared<std::optional<protocol::resume_ticket>>(tickets().second);
   b.accept_tickets([held](const protocol::resume_ticket::ticket_id& id) {
-    return id == held.id ? std::optional(held) : std::nullopt;
+    std::optional<protocol::resume_ticket> r;
+    if (*held && (*held)->id == id)
+      r.swap(*held);
+    return r;
   });
   return b;
 }

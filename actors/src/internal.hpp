@@ -31,11 +31,12 @@ namespace kith::actors::detail {
 /// Resumption (docs/secure-channel.md): a channel about to start offers
 /// the newest ticket for the peer it dials (initiator) or looks up the
 /// tickets dialling peers name (responder); once up, it counts its
-/// handshake and leaves its ticket for the next channel.
+/// handshake. The peer actor keeps the channel's ticket once the peer's
+/// hello says it keeps tickets too.
 void offer_ticket(const node_env& env, protocol::channel& ch, const protocol::public_key& peer,
                   std::uint64_t now_ms);
 void accept_tickets(const node_env& env, protocol::channel& ch, std::uint64_t now_ms);
-void keep_ticket(const node_env& env, protocol::channel& ch, std::uint64_t now_ms);
+void count_handshake(const node_env& env, const protocol::channel& ch);
 
 /// Spawns the node's relays actor (sessions with env->relays).
 [[nodiscard]] relays_actor spawn_relays(caf::actor_system& sys, std::shared_ptr<node_env> env,

@@ -1262,7 +1262,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           return;
         }
         if (it->second.ch->state() == protocol::channel_state::established) {
-          keep_ticket(*st.env, *it->second.ch, clock_ms(self->clock().now()));
+          count_handshake(*st.env, *it->second.ch);
           auto pk = *it->second.ch->peer();
           auto peer = ensure_peer(self, pk, false, {});
           channel_handoff h{std::move(it->second.ch), std::move(out.frames), it->second.address};
@@ -1423,28 +1423,40 @@ void offer_ticket(const node_env& env, protocol::channel& ch, const protocol::pu
 }
 
 void accept_tickets(const node_env& env, protocol::channel& ch, std::uint64_t now_ms) {
+  // `now_ms` is when the connection was accepted: msg1 comes within the
+  // handshake timeout, and a ticket put since counts as just put.
   if (auto tickets = env.tickets)
     ch.accept_tickets([tickets, now_ms](const protocol::resume_ticket::ticket_id& id) {
       return tickets->take_id(id, now_ms);
     });
 }
 
-void keep_ticket(const node_env& env, protocol::channel& ch, std::uint64_t now_ms) {
+void count_handshake(const node_env& env, const protocol::channel& ch) {
   if (auto& c = env.settings.counters)
     ++(ch.resumed() ? c->handshakes_resumed : c->handshakes_full);
-  if (auto t = ch.take_ticket(); t && env.tickets)
-    env.tickets->put(*t, now_ms);
 }
 
 } // namespace detail
 
 node_actor spawn_node(caf::actor_system& sys, std::shared_ptr<node_env> env) {
-  // A new process: no tickets from the last one.
+  // A new process: no tickets from the last one. The tables' hash keys
+  // come from the identity's seed: secret, and no draw from env->rng.
   env->tickets.reset();
-  if (env->settings.resume_tickets > 0)
-    env->tickets = std::make_shared<protocol::ticket_cache>(
-        env->settings.resume_tickets,
-        static_cast<std::uint64_t>(env->settings.resume_ticket_lifetime.count()));
+  env->relay_tickets.reset();
+  if (env->settings.resume_tickets > 0) {
+    auto cache = [&](std::string_view purpose) {
+      const auto& seed = env->self.seed();
+      const auto h = protocol::hash_of(
+          purpose, std::string_view(reinterpret_cast<const char*>(seed.data()), seed.size()));
+      protocol::ticket_cache::hash_key key{};
+      std::copy_n(h.begin(), key.size(), key.begin());
+      return std::make_shared<protocol::ticket_cache>(
+          env->settings.resume_tickets,
+          static_cast<std::uint64_t>(env->settings.resume_ticket_lifetime.count()), key);
+    };
+    env->tickets = cache("kith/ticket-cache/peers");
+    env->relay_tickets = cache("kith/ticket-cache/relays");
+  }
   return sys.spawn(detail::node_impl, std::move(env));
 }
 

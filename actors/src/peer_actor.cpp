@@ -48,6 +48,9 @@ struct peer_state {
   std::string conn_address;
   std::shared_ptr<channel> ch;
   std::optional<replica_id> rid; // from the peer's hello
+  /// The resumption ticket of the current channel, kept once the peer's
+  /// hello says it keeps tickets too (an older node would refuse it).
+  std::optional<protocol::resume_ticket> pending_ticket;
   std::uint64_t dial_tag = 0;
   bool dialing = false;
   std::uint32_t failures = 0;
@@ -359,6 +362,9 @@ void on_hello(peer_pointer self, const hello_msg& h) {
     return fail(self, error_code::bad_signature,
                 "hello carries a replica binding that is not signed by the channel's identity");
   st.rid = h.binding.rid;
+  if (h.resumes && st.pending_ticket && st.env->tickets)
+    st.env->tickets->put(*st.pending_ticket, now_ms(self));
+  st.pending_ticket.reset();
   log(self, log_level::info, "hello from replica " + std::to_string(st.rid->value()) + " (" + h.agent + ")");
   add_shared_topics(st);
   if (!st.pulling.empty())
@@ -706,6 +712,7 @@ void on_established(peer_pointer self) {
   hello_msg h;
   h.binding = st.env->store->binding();
   h.agent = st.env->agent;
+  h.resumes = st.env->tickets != nullptr;
   send_msg(self, h);
 }
 
@@ -713,7 +720,10 @@ void handle_output(peer_pointer self, channel_output out) {
   auto& st = self->state;
   send_raw(self, std::move(out.to_send));
   if (out.established) {
-    keep_ticket(*st.env, *st.ch, now_ms(self));
+    if (!out.error && st.ch->state() == channel_state::established) {
+      count_handshake(*st.env, *st.ch);
+      st.pending_ticket = st.ch->take_ticket();
+    }
     on_established(self);
   }
   for (auto& f : out.frames) {
@@ -992,6 +1002,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         ensure_ticking(self);
         st.conn_address = h.address;
         st.ch = std::move(h.ch);
+        st.pending_ticket = st.ch->take_ticket();
         st.last_rx_ms = now_ms(self);
         on_established(self);
         for (auto& f : h.frames) {

@@ -329,8 +329,10 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
             r.known_id = e.relay;
             if (auto& c = st.env->settings.counters)
               ++(r.client->resumed() ? c->relay_handshakes_resumed : c->relay_handshakes_full);
-            if (auto t = r.client->take_ticket(); t && st.env->tickets)
-              st.env->tickets->put(*t, now_ms(self));
+            // Kept only for a relay that keeps tickets too (an older one
+            // would refuse the next opening).
+            if (auto t = r.client->take_ticket(); t && e.terms.resumes && st.env->relay_tickets)
+              st.env->relay_tickets->put(*t, now_ms(self));
             log(self, log_level::info, r,
                 "connected to relay " + protocol::to_text(e.relay).substr(0, 12) + " (we are " +
                     e.observed_ip + ")");
@@ -499,8 +501,8 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
             r.conn = c;
             r.client = std::make_unique<relay::relay_client>(st.env->self, r.pinned,
                                                              st.env->rng->next(), unix_ms(self));
-            if (const auto& id = r.pinned ? r.pinned : r.known_id; id && st.env->tickets)
-              if (auto t = st.env->tickets->take_for(*id, now_ms(self)))
+            if (const auto& id = r.pinned ? r.pinned : r.known_id; id && st.env->relay_tickets)
+              if (auto t = st.env->relay_tickets->take_for(*id, now_ms(self)))
                 r.client->offer_ticket(*t);
             flush(self, r, r.client->start());
             return;

@@ -74,6 +74,7 @@ struct Hello {
   version @0 :UInt32;
   binding @1 :Binding;
   agent @2 :Text;
+  resumes @3 :Bool;          # keeps channel resumption tickets (false: as before)
 }
 
 struct Topics {

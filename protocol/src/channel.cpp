@@ -166,6 +166,7 @@ struct channel::impl {
   bool resuming_ = false;
   std::array<std::uint8_t, ticket_secret_bytes> resume_secret_{};
   public_key resume_peer_;
+  std::optional<std::uint64_t> chain_started_ms_; // of the ticket resumed with
   bool resumed_ = false;
   std::optional<resume_ticket> next_ticket_;
 
@@ -286,6 +287,7 @@ struct channel::impl {
     std::memcpy(r.id.data(), t.data(), ticket_id_bytes);
     std::memcpy(r.secret.data(), t.data() + ticket_id_bytes, ticket_secret_bytes);
     r.peer = *peer_;
+    r.chain_started_ms = resumed_ ? chain_started_ms_ : std::nullopt;
     next_ticket_ = r;
     sodium_memzero(t.data(), t.size());
     sodium_memzero(r.secret.data(), r.secret.size());
@@ -401,6 +403,7 @@ struct channel::impl {
         resuming_ = true;
         resume_secret_ = t->secret;
         resume_peer_ = t->peer;
+        chain_started_ms_ = t->chain_started_ms;
         sodium_memzero(t->secret.data(), t->secret.size());
       }
     }
@@ -432,6 +435,7 @@ struct channel::impl {
       assert(offered_);
       resume_secret_ = offered_->secret;
       public_key who = offered_->peer;
+      chain_started_ms_ = offered_->chain_started_ms;
       forget_ticket(offered_);
       mix_resume_secret();
       if (!open_body(m.substr(eph_bytes))) {
@@ -629,6 +633,8 @@ channel::channel(const identity& self, role r, const key_seed& ephemeral_seed,
                  channel_limits limits)
     : impl_(std::make_unique<impl>(self, r, ephemeral_seed, now_ms, std::move(expected_peer),
                                    limits)) {}
+
+resume_ticket::~resume_ticket() { sodium_memzero(secret.data(), secret.size()); }
 
 channel::~channel() = default;
 

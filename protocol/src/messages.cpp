@@ -291,6 +291,7 @@ void put(w::Message::Builder b, const message& m) {
           h.setVersion(x.version);
           put(h.initBinding(), x.binding);
           h.setAgent(as_text(x.agent));
+          h.setResumes(x.resumes);
         } else if constexpr (std::is_same_v<T, subscribe_msg> ||
                              std::is_same_v<T, unsubscribe_msg>) {
           auto t = std::is_same_v<T, subscribe_msg> ? b.initSubscribe() : b.initUnsubscribe();
@@ -539,6 +540,7 @@ private:
     out.version = h.getVersion();
     out.binding = binding(h.getBinding());
     out.agent = text(h.getAgent(), l_.max_reason_bytes, "hello agent", "max_reason_bytes");
+    out.resumes = h.getResumes();
     return out;
   }
 

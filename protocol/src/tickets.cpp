@@ -6,8 +6,30 @@
 
 namespace kith::protocol {
 
-ticket_cache::ticket_cache(std::size_t max_tickets, std::uint64_t lifetime_ms)
-    : max_(max_tickets), lifetime_ms_(lifetime_ms) {}
+namespace {
+
+std::size_t siphash(const std::uint8_t* p, std::size_t n, const ticket_cache::hash_key& key) {
+  static_assert(crypto_shorthash_BYTES == 8 && crypto_shorthash_KEYBYTES == 16);
+  std::array<unsigned char, 8> h{};
+  crypto_shorthash(h.data(), p, n, key.data());
+  std::uint64_t v = 0;
+  for (auto b : h)
+    v = (v << 8) | b;
+  return static_cast<std::size_t>(v);
+}
+
+} // namespace
+
+std::size_t ticket_cache::keyed_hash::operator()(const ticket_id& id) const {
+  return siphash(id.data(), id.size(), *key);
+}
+std::size_t ticket_cache::keyed_hash::operator()(const public_key& k) const {
+  return siphash(k.bytes.data(), k.bytes.size(), *key);
+}
+
+ticket_cache::ticket_cache(std::size_t max_tickets, std::uint64_t lifetime_ms, const hash_key& key)
+    : max_(max_tickets), lifetime_ms_(lifetime_ms), key_(key), by_id_(0, keyed_hash{&key_}),
+      by_peer_(0, keyed_hash{&key_}) {}
 
 ticket_cache::~ticket_cache() {
   for (auto& [id, e] : by_id_)
@@ -56,7 +78,7 @@ void ticket_cache::put(const resume_ticket& t, std::uint64_t now_ms) {
   while (by_id_.size() >= max_)
     evict_oldest_locked();
   const auto seq = next_seq_++;
-  by_id_.emplace(t.id, entry{t, now_ms, seq});
+  by_id_.emplace(t.id, entry{t, t.chain_started_ms.value_or(now_ms), seq});
   auto& slots = by_peer_[t.peer];
   slots.ids[slots.count++] = t.id;
   order_.emplace_back(seq, t.id);
@@ -75,9 +97,13 @@ std::optional<resume_ticket> ticket_cache::take_locked(const ticket_id& id, std:
   if (it == by_id_.end())
     return std::nullopt;
   std::optional<resume_ticket> t;
-  const auto issued = it->second.issued_ms;
-  if (now_ms >= issued && now_ms - issued < lifetime_ms_)
+  // A clock read before the ticket was put (a lookup set up when the
+  // connection was accepted) counts as no time at all.
+  const auto started = it->second.chain_started_ms;
+  if (now_ms < started || now_ms - started < lifetime_ms_) {
     t = it->second.ticket;
+    t->chain_started_ms = started;
+  }
   erase_locked(id);
   return t;
 }

@@ -109,6 +109,7 @@ struct Welcome {
   requestRatePerS @9 :UInt32;
   requestBurst @10 :UInt32;
   observedIp @11 :Text;       # the client's address as the relay saw it
+  resumes @12 :Bool;          # the relay keeps channel resumption tickets (false: as before)
 }
 
 struct LookupResult {

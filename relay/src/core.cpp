@@ -120,7 +120,8 @@ struct relay_core::impl {
   };
 
   impl(const protocol::identity& s, relay_limits l, const protocol::key_seed& seed)
-      : self(s), lim(l), seed_(seed), tickets(l.resume_tickets, l.resume_ticket_lifetime_ms) {
+      : self(s), lim(l), seed_(seed),
+        tickets(l.resume_tickets, l.resume_ticket_lifetime_ms, ticket_hash_key(seed)) {
     // The relay's own frames must fit the channel: a full circuit payload,
     // a full members page or record, plus the message's framing.
     const std::size_t page = lim.max_page_size * 40 + 1024;
@@ -139,6 +140,16 @@ struct relay_core::impl {
     channel_lim.max_frame_bytes = lim.max_frame_bytes;
     channel_lim.max_buffered_bytes = lim.max_frame_bytes + 64;
     channel_lim.handshake_timeout_ms = lim.handshake_timeout_ms;
+  }
+
+  /// The ticket tables' hash key: secret (from the relay's seed) so that
+  /// clients cannot choose identities that share a bucket.
+  static protocol::ticket_cache::hash_key ticket_hash_key(const protocol::key_seed& seed) {
+    const auto h = protocol::hash_of(
+        "kith-relay/ticket-cache", std::string_view(reinterpret_cast<const char*>(seed.data()), seed.size()));
+    protocol::ticket_cache::hash_key key{};
+    std::copy_n(h.begin(), key.size(), key.begin());
+    return key;
   }
 
   protocol::identity self;
@@ -305,6 +316,7 @@ struct relay_core::impl {
     t.circuit_max_duration_ms = lim.circuit_max_duration_ms;
     t.max_circuit_frame_bytes = static_cast<std::uint32_t>(lim.max_circuit_frame_bytes);
     t.idle_timeout_ms = lim.idle_timeout_ms;
+    t.resumes = lim.resume_tickets > 0;
     t.request_rate_per_s = lim.request_rate_per_s;
     t.request_burst = lim.request_burst;
     return t;

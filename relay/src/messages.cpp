@@ -107,6 +107,7 @@ void put(w::Message::Builder b, const relay_message& m) {
           wb.setRequestRatePerS(t.request_rate_per_s);
           wb.setRequestBurst(t.request_burst);
           wb.setObservedIp(as_text(x.observed_ip));
+          wb.setResumes(t.resumes);
         } else if constexpr (std::is_same_v<T, ok_msg>) {
           b.setOk();
         } else if constexpr (std::is_same_v<T, lookup_result_msg>) {
@@ -231,6 +232,7 @@ public:
         t.idle_timeout_ms = wr.getIdleTimeoutMs();
         t.request_rate_per_s = wr.getRequestRatePerS();
         t.request_burst = wr.getRequestBurst();
+        t.resumes = wr.getResumes();
         out.observed_ip = reason(wr.getObservedIp(), "observed ip");
         return out;
       }

@@ -127,6 +127,25 @@ TEST_CASE("a reconnect between nodes that met before resumes the channel without
   CHECK(resumed_off == 0);
 }
 
+TEST_CASE("a node keeps no ticket for a peer whose hello says it keeps none (an older node)",
+          "[actors][sync][resume]") {
+  for (const bool peer_keeps : {false, true}) {
+    world w(8);
+    auto& a = w.add(0);
+    w.configure = [&](node_env& env) {
+      if (!peer_keeps)
+        env.settings.resume_tickets = 0; // sends resumes = false in its hello
+    };
+    auto& b = w.add(1);
+    w.api_json(b, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+    w.api_json(a, "post", {{"text", "one"}});
+    REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1; }, std::chrono::seconds(10)));
+    INFO("peer keeps tickets: " << peer_keeps);
+    REQUIRE(a.env->tickets);
+    CHECK(a.env->tickets->size() == (peer_keeps ? 1u : 0u));
+  }
+}
+
 TEST_CASE("deletes propagate and leave no kept header once every replica has them",
           "[actors][sync]") {
   world w(11);

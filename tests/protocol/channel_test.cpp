@@ -831,6 +831,8 @@ channel initiator_offering(const resume_ticket& t, std::uint64_t eph = 401) {
   return a;
 }
 
+const ticket_cache::hash_key test_key{7, 1, 9};
+
 std::string key_view(const std::array<std::uint8_t, 32>& k) {
   return {reinterpret_cast<const char*>(k.data()), k.size()};
 }
@@ -876,6 +878,20 @@ TEST_CASE("a resumed handshake proves both identities without signatures", "[cha
   CHECK(na->id != ta.id);
   CHECK(na->peer == bob().pub());
   CHECK(nb->peer == alice().pub());
+  // A full handshake starts a chain (its ticket carries no start); a
+  // resumed one carries on the chain of the ticket it used.
+  CHECK_FALSE(ta.chain_started_ms);
+  CHECK_FALSE(na->chain_started_ms);
+  auto dated_a = *na;
+  auto dated_b = *nb;
+  dated_a.chain_started_ms = 1'234;
+  dated_b.chain_started_ms = 1'234;
+  auto a2 = initiator_offering(dated_a, 405);
+  auto b2 = responder_knowing(dated_b, 406);
+  handshake(a2, b2);
+  REQUIRE(a2.resumed());
+  CHECK(a2.take_ticket()->chain_started_ms == std::optional<std::uint64_t>(1'234));
+  CHECK(b2.take_ticket()->chain_started_ms == std::optional<std::uint64_t>(1'234));
 }
 
 TEST_CASE("a ticket the responder does not hold gives a full handshake", "[channel][resume]") {
@@ -902,6 +918,29 @@ TEST_CASE("a ticket the responder does not hold gives a full handshake", "[chann
     // The full handshake still issues a ticket.
     CHECK(a.take_ticket());
   }
+  SECTION("the full answer to an offer still proves the identity dialled") {
+    // Mallory, who holds no ticket, answers alice's offer with a full
+    // handshake of her own: alice expected bob and refuses.
+    auto a = initiator_offering(ta);
+    channel m(mallory(), channel::role::responder, seed_of(407), t0);
+    auto r = handshake_through(a, m, [](int, std::string&) {});
+    REQUIRE(r.error);
+    CHECK(*r.error == "responder is " + to_text(mallory().pub()) + ", expected " +
+                          to_text(bob().pub()));
+    CHECK_FALSE(r.initiator_established);
+  }
+  SECTION("a resumed answer to an initiator that offered nothing is refused by its size") {
+    auto [other_a, other_b] = first_meeting(307, 308);
+    auto offering = initiator_offering(other_a, 409);
+    auto b = responder_knowing(other_b, 410);
+    const std::string m2r = b.receive(offering.start()).to_send;
+    REQUIRE(unframed(m2r).size() == 48);
+    auto plain = initiator(411, bob().pub());
+    (void)plain.start();
+    auto o = plain.receive(m2r);
+    REQUIRE(o.error);
+    CHECK(o.error->find("48 bytes where 144 were expected") != std::string::npos);
+  }
   SECTION("an offer for another identity than the one dialled is not made") {
     auto a = initiator(401, mallory().pub());
     a.offer_ticket(ta); // names bob
@@ -911,7 +950,7 @@ TEST_CASE("a ticket the responder does not hold gives a full handshake", "[chann
 
 TEST_CASE("a ticket is used once", "[channel][resume]") {
   auto [ta, tb] = first_meeting();
-  ticket_cache cache(16, 60'000);
+  ticket_cache cache(16, 60'000, test_key);
   cache.put(tb, t0);
   auto lookup = [&cache](const resume_ticket::ticket_id& id) { return cache.take_id(id, t0); };
   auto a = initiator_offering(ta);
@@ -1046,7 +1085,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     return t;
   };
   SECTION("take_for gives the newest and uses it up; take_id finds any") {
-    ticket_cache c(16, 1'000);
+    ticket_cache c(16, 1'000, test_key);
     c.put(ticket(1, bob()), 0);
     c.put(ticket(2, bob()), 0);
     c.put(ticket(3, bob()), 0); // the third: the oldest of bob's goes
@@ -1061,7 +1100,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     CHECK(c.size() == 0);
   }
   SECTION("a ticket past its lifetime is not given, and is dropped") {
-    ticket_cache c(16, 1'000);
+    ticket_cache c(16, 1'000, test_key);
     c.put(ticket(1, bob()), 0);
     c.put(ticket(2, bob()), 500);
     CHECK_FALSE(c.take_id(ticket(1, bob()).id, 1'000));
@@ -1073,7 +1112,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     CHECK(c.size() == 0);
   }
   SECTION("past the bound the oldest ticket of any peer goes") {
-    ticket_cache c(2, 1'000);
+    ticket_cache c(2, 1'000, test_key);
     c.put(ticket(1, alice()), 0);
     c.put(ticket(2, bob()), 0);
     c.put(ticket(3, mallory()), 0);
@@ -1092,7 +1131,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
       t.secret.fill(static_cast<std::uint8_t>(n));
       return t;
     };
-    ticket_cache c(3, 1'000'000);
+    ticket_cache c(3, 1'000'000, test_key);
     // Many tickets put and taken: the cache stays empty between them.
     for (std::uint32_t n = 100; n < 1'100; ++n) {
       c.put(nth(n), 0);
@@ -1113,8 +1152,25 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
       CHECK(t->secret == nth(n).secret);
     }
   }
+  SECTION("the lifetime runs from the full handshake that began a ticket's chain") {
+    ticket_cache c(16, 1'000, test_key);
+    auto t = ticket(1, bob());
+    t.chain_started_ms = 100; // a ticket issued by a resumed channel
+    c.put(t, 5'000);
+    auto got = c.take_for(bob().pub(), 1'099);
+    REQUIRE(got);
+    CHECK(got->chain_started_ms == std::optional<std::uint64_t>(100));
+    c.put(t, 5'000);
+    CHECK_FALSE(c.take_for(bob().pub(), 1'100));
+    // A fresh ticket's chain starts when it is put; a clock read before
+    // that (a lookup set up at accept) counts as no time at all.
+    c.put(ticket(2, bob()), 500);
+    got = c.take_id(ticket(2, bob()).id, 400);
+    REQUIRE(got);
+    CHECK(got->chain_started_ms == std::optional<std::uint64_t>(500));
+  }
   SECTION("a bound of 0 keeps nothing") {
-    ticket_cache c(0, 1'000);
+    ticket_cache c(0, 1'000, test_key);
     c.put(ticket(1, alice()), 0);
     CHECK(c.size() == 0);
   }

@@ -56,7 +56,8 @@ bool same(const signed_reply& a, const signed_reply& b) {
          same_list(a.bindings, b.bindings) && same_list(a.summaries, b.summaries);
 }
 bool same(const hello_msg& a, const hello_msg& b) {
-  return a.version == b.version && same(a.binding, b.binding) && a.agent == b.agent;
+  return a.version == b.version && same(a.binding, b.binding) && a.agent == b.agent &&
+         a.resumes == b.resumes;
 }
 bool same(const subscribe_msg& a, const subscribe_msg& b) { return a.topics == b.topics; }
 bool same(const unsubscribe_msg& a, const unsubscribe_msg& b) { return a.topics == b.topics; }
@@ -245,7 +246,8 @@ fixture make_fixture(kith::test::rng& g, std::size_t n, std::size_t per_batch,
 
 std::vector<message> every_message(const fixture& f) {
   std::vector<message> out;
-  out.emplace_back(hello_msg{protocol_version, f.a.binding, "kith/0.1 (test)"});
+  out.emplace_back(hello_msg{protocol_version, f.a.binding, "kith/0.1 (test)", true});
+  out.emplace_back(hello_msg{protocol_version, f.a.binding, "kith/0.1 (an older node)", false});
   out.emplace_back(subscribe_msg{{f.topic, "topic/0123456789abcdef", ""}});
   out.emplace_back(unsubscribe_msg{{"topic/fedcba9876543210"}});
   out.emplace_back(offer_msg{{feed_topic(f.a.id.pub()),

@@ -71,6 +71,7 @@ TEST_CASE("a client that reconnects resumes its handshake with the ticket of its
     auto& a = net.connect(person(1), "192.0.2.10");
     REQUIRE(a.client->established());
     CHECK_FALSE(a.client->resumed());
+    CHECK(a.one<welcomed>().terms.resumes); // so the client keeps the ticket
     auto t = a.client->take_ticket();
     REQUIRE(t);
     CHECK(t->peer == net.relay.id());
@@ -96,6 +97,7 @@ TEST_CASE("a client that reconnects resumes its handshake with the ticket of its
     lim.resume_tickets = 0;
     network net(lim);
     auto& a = net.connect(person(1), "192.0.2.10");
+    CHECK_FALSE(a.one<welcomed>().terms.resumes); // a node keeps no ticket for it
     auto t = a.client->take_ticket();
     REQUIRE(t);
     net.disconnect(a);

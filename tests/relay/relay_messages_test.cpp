@@ -33,6 +33,7 @@ std::vector<relay_message> every_message() {
   terms.idle_timeout_ms = 90'000;
   terms.request_rate_per_s = 50;
   terms.request_burst = 200;
+  terms.resumes = true;
   const std::string topic = rendezvous_key("book club");
   const std::string cursor(key_of(3).view());
   return {

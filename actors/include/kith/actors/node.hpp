@@ -204,9 +204,12 @@ struct node_env {
   /// The relays actor (set by the node actor at spawn when relays are
   /// configured): the transport of circuits.
   relays_actor relays_handle;
-  /// Resumption tickets of this node process (made anew by spawn_node;
-  /// null when settings.resume_tickets is 0).
+  /// Resumption tickets of this node process, for its peers and for its
+  /// relays apart (a relay's ticket must not resume a channel to the
+  /// node). Made anew by spawn_node; null when settings.resume_tickets
+  /// is 0.
   std::shared_ptr<protocol::ticket_cache> tickets;
+  std::shared_ptr<protocol::ticket_cache> relay_tickets;
 
   /// The transport that carries connection `c`.
   [[nodiscard]] transport_actor transport_for(conn_id c) const {

@@ -39,6 +39,18 @@ struct resume_ticket {
   std::array<std::uint8_t, 32> secret{};
   /// The identity the issuing session proved for the other end.
   public_key peer;
+  /// When the full handshake that began this chain of resumptions took
+  /// place, in the clock of the cache that holds the ticket (it sets it;
+  /// a channel carries it from the ticket it resumed with to the next
+  /// one, and leaves it empty after a full handshake). A cache refuses a
+  /// ticket whose chain is older than its lifetime, so the signatures are
+  /// checked again at least that often.
+  std::optional<std::uint64_t> chain_started_ms;
+
+  resume_ticket() = default;
+  resume_ticket(const resume_ticket&) = default;
+  resume_ticket& operator=(const resume_ticket&) = default;
+  ~resume_ticket(); // wipes the secret of every copy
 };
 
 enum class channel_state : std::uint8_t { handshaking, established, closed };

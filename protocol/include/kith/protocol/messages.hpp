@@ -58,6 +58,10 @@ struct hello_msg {
   std::uint32_t version = protocol_version;
   replica_binding binding;
   std::string agent;
+  /// The sender keeps channel resumption tickets (docs/secure-channel.md,
+  /// "Resumption"): only then does the receiver keep the ticket of this
+  /// channel and offer it on its next dial. An older node leaves it false.
+  bool resumes = false;
 };
 
 /// "Send me these topics": the sender wants to pull them and to be pushed

@@ -18,9 +18,14 @@ namespace kith::protocol {
 
 class ticket_cache {
 public:
-  /// Keeps at most `max_tickets` (the oldest goes first), each for at most
-  /// `lifetime_ms` after it was issued.
-  ticket_cache(std::size_t max_tickets, std::uint64_t lifetime_ms);
+  using hash_key = std::array<std::uint8_t, 16>;
+  /// Keeps at most `max_tickets` (the oldest goes first). A ticket is
+  /// given out for at most `lifetime_ms` after the full handshake that
+  /// began its chain (resumed_ticket::chain_started_ms). `key` keys the
+  /// hash of the tables (SipHash): peers choose their identities, and
+  /// must not be able to pile them into one bucket; keep it secret
+  /// (derive it from a secret seed).
+  ticket_cache(std::size_t max_tickets, std::uint64_t lifetime_ms, const hash_key& key);
   ~ticket_cache();
   ticket_cache(const ticket_cache&) = delete;
   ticket_cache& operator=(const ticket_cache&) = delete;
@@ -32,7 +37,8 @@ public:
   static constexpr std::size_t per_peer = 2;
 
   /// Remembers the ticket a channel issued (the peer's oldest goes when it
-  /// has per_peer already).
+  /// has per_peer already). Its chain starts now unless it carries the
+  /// start of the chain it continues.
   void put(const resume_ticket& t, std::uint64_t now_ms);
   /// The newest ticket for dialling `peer`, removed: a ticket is used once.
   [[nodiscard]] std::optional<resume_ticket> take_for(const public_key& peer, std::uint64_t now_ms);
@@ -45,23 +51,14 @@ private:
   using ticket_id = resume_ticket::ticket_id;
   struct entry {
     resume_ticket ticket;
-    std::uint64_t issued_ms = 0;
+    std::uint64_t chain_started_ms = 0;
     std::uint64_t seq = 0;
   };
-  /// The first 8 bytes: ids and keys are uniformly random.
-  template <class Bytes>
-  struct prefix_hash {
-    std::size_t operator()(const Bytes& b) const {
-      std::uint64_t h = 0;
-      for (std::size_t i = 0; i < 8; ++i)
-        h = (h << 8) | b[i];
-      return static_cast<std::size_t>(h);
-    }
-  };
-  struct key_hash {
-    std::size_t operator()(const public_key& k) const {
-      return prefix_hash<std::array<std::uint8_t, 32>>{}(k.bytes);
-    }
+  /// SipHash-2-4 of the bytes under the cache's key.
+  struct keyed_hash {
+    const hash_key* key = nullptr;
+    std::size_t operator()(const ticket_id& id) const;
+    std::size_t operator()(const public_key& k) const;
   };
   std::optional<resume_ticket> take_locked(const ticket_id& id, std::uint64_t now_ms);
   void erase_locked(const ticket_id& id);
@@ -69,15 +66,16 @@ private:
 
   const std::size_t max_;
   const std::uint64_t lifetime_ms_;
+  const hash_key key_;
   mutable std::mutex mu_;
-  std::unordered_map<ticket_id, entry, prefix_hash<ticket_id>> by_id_;
+  std::unordered_map<ticket_id, entry, keyed_hash> by_id_;
   /// Each peer's ids, oldest first (at most per_peer; the second slot is
   /// empty while `count` is 1).
   struct peer_ids {
     std::array<ticket_id, per_peer> ids{};
     std::uint8_t count = 0;
   };
-  std::unordered_map<public_key, peer_ids, key_hash> by_peer_;
+  std::unordered_map<public_key, peer_ids, keyed_hash> by_peer_;
   /// Put order, for evicting the oldest: (seq, id), with entries of
   /// tickets already gone skipped (their seq no longer matches) and
   /// dropped in a compaction once they outnumber the live ones.

@@ -74,6 +74,9 @@ struct relay_terms {
   std::uint64_t idle_timeout_ms = 0;
   std::uint32_t request_rate_per_s = 0;
   std::uint32_t request_burst = 0;
+  /// The relay keeps resumption tickets: a client keeps this session's
+  /// ticket and offers it on its next connection (docs/secure-channel.md).
+  bool resumes = false;
 };
 
 // --- client -> relay ------------------------------------------------------------
