@@ -741,6 +741,7 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
                            {"bytes_out", i.bytes_out},
                            {"entries_received", i.entries_received},
                            {"read_pauses", i.read_pauses},
+                           {"handshake", i.handshake},
                            {"last_error", i.last_error}});
       std::sort(arr.begin(), arr.end(),
                 [](const json& a, const json& b) { return a["id"] < b["id"]; });

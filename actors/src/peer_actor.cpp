@@ -707,7 +707,8 @@ void on_established(peer_pointer self) {
   st.established_ms = now_ms(self);
   tick_by(self, st.established_ms);
   log(self, log_level::info,
-      std::string("connected (") + (st.outbound ? "dialled " : "accepted from ") + st.conn_address + ")");
+      std::string("connected (") + (st.outbound ? "dialled " : "accepted from ") + st.conn_address +
+          (st.ch && st.ch->resumed() ? ", handshake resumed" : "") + ")");
   emit_state(self, "connected");
   hello_msg h;
   h.binding = st.env->store->binding();
@@ -1116,6 +1117,8 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         p.bytes_out = st.bytes_out;
         p.entries_received = st.entries_received;
         p.read_pauses = st.read_pauses;
+        if (established(st))
+          p.handshake = st.ch->resumed() ? "resumed" : "full";
         p.last_error = st.last_error;
         return p;
       },

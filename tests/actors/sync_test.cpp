@@ -104,6 +104,7 @@ std::pair<std::uint64_t, std::uint64_t> reconnect_handshakes(std::size_t resume_
   w.api_json(a, "post", {{"text", "one"}});
   REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1; }, std::chrono::seconds(10)));
   CHECK(counters->handshakes_full + counters->handshakes_resumed == 2); // one per end
+  CHECK(w.api_json(b, "peers")["peers"][0]["handshake"] == "full");
   w.net->set_link(a.address, b.address, false);
   w.api_json(a, "post", {{"text", "while away"}});
   REQUIRE(w.run_until([&] { return w.api_json(b, "peers")["peers"][0]["state"] != "connected"; },
@@ -111,7 +112,9 @@ std::pair<std::uint64_t, std::uint64_t> reconnect_handshakes(std::size_t resume_
   w.net->set_link(a.address, b.address, true);
   REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 2; }, std::chrono::minutes(3)));
   INFO(w.log_text());
-  CHECK(w.api_json(b, "peers")["peers"][0]["state"] == "connected");
+  const auto peer = w.api_json(b, "peers")["peers"][0];
+  CHECK(peer["state"] == "connected");
+  CHECK(peer["handshake"] == (resume_tickets > 0 ? "resumed" : "full"));
   return {counters->handshakes_full.load(), counters->handshakes_resumed.load()};
 }
 

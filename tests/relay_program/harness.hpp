@@ -289,9 +289,14 @@ private:
 /// A relay_client driven over a real socket.
 class socket_client {
 public:
-  socket_client(const host_port& relay, const protocol::public_key& relay_id, std::uint8_t who)
+  /// `session` picks the ephemeral key's seed; `ticket`, if given, is
+  /// offered for a resumed handshake.
+  socket_client(const host_port& relay, const protocol::public_key& relay_id, std::uint8_t who,
+                std::uint8_t session = 2, const protocol::resume_ticket* ticket = nullptr)
       : sock_(relay), self_(protocol::identity::from_seed(seed(who, 1))),
-        client_(self_, relay_id, seed(who, 2), now_ms()) {
+        client_(self_, relay_id, seed(who, session), now_ms()) {
+    if (ticket)
+      client_.offer_ticket(*ticket);
     REQUIRE(sock_.send_all(client_.start()));
   }
 

@@ -158,6 +158,30 @@ TEST_CASE("a relay_client over a real socket announces and finds its own verifie
   CHECK(metrics.body.find("\nkith_relay_records 1\n") != std::string::npos);
 }
 
+TEST_CASE("a client reconnecting over a real socket resumes with its ticket; the metric counts it",
+          "[relay_program][resume]") {
+  relay_under_test r;
+  std::optional<protocol::resume_ticket> ticket;
+  {
+    socket_client first(r.relay, r.id, 3);
+    auto w = first.await<welcomed>();
+    INFO(r.log());
+    REQUIRE(w);
+    CHECK(w->terms.resumes);
+    CHECK_FALSE(first.client().resumed());
+    ticket = first.client().take_ticket();
+    REQUIRE(ticket);
+  } // the socket closes
+  socket_client again(r.relay, r.id, 3, 4, &*ticket);
+  auto w = again.await<welcomed>();
+  INFO(r.log());
+  REQUIRE(w);
+  CHECK(again.client().resumed());
+  const auto metrics = http_get(r.http, "/metrics");
+  CHECK(metrics.body.find("\nkith_relay_handshakes_resumed_total 1\n") != std::string::npos);
+  CHECK(metrics.body.find("\nkith_relay_handshakes_total 2\n") != std::string::npos);
+}
+
 TEST_CASE("SIGTERM tells clients to reconnect, reports draining and exits 0 once they leave",
           "[relay_program]") {
   relay_under_test r("[restart]\nspread_seconds = 20\ndrain_seconds = 8\n");

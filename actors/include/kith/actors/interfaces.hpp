@@ -135,6 +135,9 @@ struct peer_info {
   std::uint64_t bytes_out = 0;
   std::uint64_t entries_received = 0;
   std::uint64_t read_pauses = 0; // times reading stopped for unapplied data
+  /// The current connection's handshake: "full", "resumed" (a ticket, no
+  /// signatures), or empty while not connected.
+  std::string handshake;
   std::string last_error;
 };
 
