@@ -36,7 +36,7 @@ ticket_cache::~ticket_cache() {
     sodium_memzero(e.ticket.secret.data(), e.ticket.secret.size());
 }
 
-void ticket_cache::erase_locked(const ticket_id& id) {
+void ticket_cache::erase_locked(ticket_id id) {
   auto it = by_id_.find(id);
   if (it == by_id_.end())
     return;

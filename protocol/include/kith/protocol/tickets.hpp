@@ -61,7 +61,7 @@ private:
     std::size_t operator()(const public_key& k) const;
   };
   std::optional<resume_ticket> take_locked(const ticket_id& id, std::uint64_t now_ms);
-  void erase_locked(const ticket_id& id);
+  void erase_locked(ticket_id id); // by value: callers pass ids that live in the tables
   void evict_oldest_locked();
 
   const std::size_t max_;
