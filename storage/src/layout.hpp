@@ -4,23 +4,34 @@
 // one ordered keyspace (RocksDB or a std::map) holds everything and a kind
 // can be scanned or dropped as a range.
 //
+// Format 2. Rows of one topic name it by its number <n:4> (big-endian,
+// below 2^24, so its first byte is 0), not by its id (38-62 bytes): the
+// id was repeated in every row, and in memory and on disk it made up most
+// of each key.
+//
 //   m<name>                         meta (format version, index version, own binding)
 //   t<topic>                        topic descriptor
-//   k<topic>                        topic clock
-//   w<topic>                        topic watermark
-//   c<topic>\0<key>                 stored (stripped) container
-//   u<topic>\0<key>                 key whose stored context is not empty
-//   d<topic>\0<rid:8><n:8>          dot-key map row -> key
-//   s<topic>\0<rid:8><n:8>          header of a dot not held, kept for peers
-//   b<topic>\0<rid:8><first:8>      signed batch
-//   v<topic>\0<rid:8>               newest writer summary of replica rid
-//   o<topic>\0<rid:8>               full resync owed by member rid -> our base:8
+//   n<topic>                        the topic's number -> <n:4>
+//   k<n:4>                          topic clock
+//   w<n:4>                          topic watermark
+//   c<n:4><key>                     stored (stripped) container
+//   u<n:4><key>                     key whose stored context is not empty
+//   d<n:4><rid:8><c:8>              dot-key map row -> key
+//   s<n:4><rid:8><c:8>              header of a dot not held, kept for peers
+//   b<n:4><rid:8><first:8>          signed batch
+//   v<n:4><rid:8>                   newest writer summary of replica rid
+//   o<n:4><rid:8>                   full resync owed by member rid -> our base:8
 //   r<rid:8>                        replica binding
-//   i...                            derived indexes (see index rows below)
+//   i...                            derived indexes (see index rows in store.cpp)
+//
+// Format 1 (read only to migrate it, see migrate.cpp) had the topic id and
+// a 0 byte where format 2 has <n:4>, and k<topic>, w<topic>, no n rows.
 
 #include "kith/causality/types.hpp"
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -39,33 +50,70 @@ inline std::uint64_t get_be64(std::string_view s, std::size_t at) {
 
 inline std::string meta(std::string_view name) { return "m" + std::string(name); }
 inline std::string topic_row(std::string_view t) { return "t" + std::string(t); }
-inline std::string clock_row(std::string_view t) { return "k" + std::string(t); }
-inline std::string marks_row(std::string_view t) { return "w" + std::string(t); }
+inline std::string number_row(std::string_view t) { return "n" + std::string(t); }
 
-inline std::string topic_prefix(char kind, std::string_view t) {
+/// A topic's number as it appears in its rows.
+class topic_rows {
+public:
+  /// Numbers stay below this, so a number's first byte is 0 and can never
+  /// be the first byte of a topic id ("feed/..." or "topic/...").
+  static constexpr std::uint32_t limit = 1u << 24;
+  explicit topic_rows(std::uint32_t n) {
+    for (int i = 3; i >= 0; --i) {
+      b_[static_cast<std::size_t>(i)] = static_cast<char>(n & 0xff);
+      n >>= 8;
+    }
+  }
+  /// From a row's 4 bytes (nullopt when they are not a number).
+  [[nodiscard]] static std::optional<topic_rows> parse(std::string_view s) {
+    if (s.size() < 4 || s[0] != 0)
+      return std::nullopt;
+    std::uint32_t n = 0;
+    for (std::size_t i = 0; i < 4; ++i)
+      n = (n << 8) | static_cast<unsigned char>(s[i]);
+    return topic_rows{n};
+  }
+  [[nodiscard]] std::uint32_t number() const {
+    std::uint32_t n = 0;
+    for (char c : b_)
+      n = (n << 8) | static_cast<unsigned char>(c);
+    return n;
+  }
+  [[nodiscard]] std::string_view view() const { return {b_.data(), b_.size()}; }
+  static constexpr std::size_t size = 4;
+
+private:
+  std::array<char, 4> b_{};
+};
+
+inline std::string clock_row(const topic_rows& t) { return "k" + std::string(t.view()); }
+inline std::string marks_row(const topic_rows& t) { return "w" + std::string(t.view()); }
+
+inline std::string topic_prefix(char kind, const topic_rows& t) {
   std::string s(1, kind);
-  s.append(t);
-  s.push_back('\0');
+  s.append(t.view());
   return s;
 }
-inline std::string key_row(char kind, std::string_view t, std::string_view k) {
-  return topic_prefix(kind, t) + std::string(k);
+inline std::string key_row(char kind, const topic_rows& t, std::string_view k) {
+  std::string s = topic_prefix(kind, t);
+  s.append(k);
+  return s;
 }
-inline std::string dot_row(char kind, std::string_view t, causality::dot d) {
+inline std::string dot_row(char kind, const topic_rows& t, causality::dot d) {
   std::string s = topic_prefix(kind, t);
   put_be64(s, d.id.value());
   put_be64(s, d.n.value());
   return s;
 }
-inline std::string batch_row(std::string_view t, causality::replica_id r, std::uint64_t first) {
+inline std::string batch_row(const topic_rows& t, causality::replica_id r, std::uint64_t first) {
   return dot_row('b', t, causality::dot{r, causality::counter{first}});
 }
-inline std::string summary_row(std::string_view t, causality::replica_id r) {
+inline std::string summary_row(const topic_rows& t, causality::replica_id r) {
   std::string s = topic_prefix('v', t);
   put_be64(s, r.value());
   return s;
 }
-inline std::string owed_row(std::string_view t, causality::replica_id r) {
+inline std::string owed_row(const topic_rows& t, causality::replica_id r) {
   std::string s = topic_prefix('o', t);
   put_be64(s, r.value());
   return s;

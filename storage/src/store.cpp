@@ -22,6 +22,8 @@ using protocol::replica_binding;
 
 struct store::topic_state {
   topic_descriptor desc;
+  /// The topic's number in its rows.
+  layout::topic_rows rows{0};
   node_clock clock;
   causality::dot_key_map dkm;
   causality::watermark marks;
@@ -125,28 +127,32 @@ bool may_touch(const topic_descriptor& t, const protocol::public_key& author,
 
 // --- derived indexes ----------------------------------------------------------
 
-void append_hit_tail(std::string& row, std::uint64_t time_ms, dot d, std::string_view topic,
+void append_hit_tail(std::string& row, std::uint64_t time_ms, dot d, const lay::topic_rows& topic,
                      std::string_view key) {
   lay::put_be64(row, ~time_ms); // newest first
   lay::put_be64(row, d.id.value());
   lay::put_be64(row, d.n.value());
-  row.append(topic);
-  row.push_back('\0');
+  row.append(topic.view());
   row.append(key);
 }
 
-std::optional<index_hit> parse_hit_tail(std::string_view row, std::size_t at) {
-  if (row.size() < at + 24)
+/// The hit a row's tail names; nullopt when the row is malformed or names
+/// a topic number the store does not know.
+std::optional<index_hit> parse_hit_tail(std::string_view row, std::size_t at,
+                                        const std::map<std::uint32_t, std::string>& names) {
+  if (row.size() < at + 24 + lay::topic_rows::size)
     return std::nullopt;
   index_hit h;
   h.time_ms = ~lay::get_be64(row, at);
   h.d = dot{replica_id{lay::get_be64(row, at + 8)}, causality::counter{lay::get_be64(row, at + 16)}};
-  auto rest = row.substr(at + 24);
-  auto z = rest.find('\0');
-  if (z == std::string_view::npos)
+  auto rows = lay::topic_rows::parse(row.substr(at + 24));
+  if (!rows)
     return std::nullopt;
-  h.topic = std::string(rest.substr(0, z));
-  h.key = std::string(rest.substr(z + 1));
+  auto name = names.find(rows->number());
+  if (name == names.end())
+    return std::nullopt;
+  h.topic = name->second;
+  h.key = std::string(row.substr(at + 24 + lay::topic_rows::size));
   return h;
 }
 
@@ -164,7 +170,7 @@ void for_each_live(const container& c, F&& fn) {
 /// The index rows of one stored key: a pure function of (topic, key,
 /// container), which is what makes incremental maintenance and a rebuild
 /// agree. Posts are keys "<id>/statuses/<name>\0text" holding a JSON string.
-std::vector<std::string> index_rows_of(std::string_view topic, std::string_view key,
+std::vector<std::string> index_rows_of(const lay::topic_rows& topic, std::string_view key,
                                        const container& c) {
   std::vector<std::string> rows;
   const auto predicate = predicate_of(key);
@@ -228,7 +234,8 @@ std::vector<std::string> index_rows_of(std::string_view topic, std::string_view 
 
 /// Bumped whenever index_rows_of changes what it writes: a store with
 /// another version is reindexed on open. 2: tag-by-time rows ("iw").
-constexpr std::uint64_t index_version = 2;
+/// 3: hits name the topic by its number (store format 2).
+constexpr std::uint64_t index_version = 3;
 
 std::string index_version_record() {
   causality::writer w;
@@ -330,17 +337,30 @@ status store::init(bool may_create) {
     b.put(lay::meta("binding"), encoded(binding_));
     b.put(lay::binding_row(binding_.rid), encoded(binding_));
     b.put(lay::topic_row(feed_id_), encoded(protocol::feed_topic(self_.pub())));
+    const lay::topic_rows feed_rows{1};
+    b.put(lay::number_row(feed_id_), std::string(feed_rows.view()));
     b.put(lay::meta("index"), index_version_record());
-    return kv_->commit(b, true);
+    if (auto st = kv_->commit(b, true); !st)
+      return st;
+    numbers_[feed_id_] = 1;
+    names_[1] = feed_id_;
+    return ok_status();
   }
   causality::reader r(**version);
   auto v = r.varint();
   if (r.failed())
     return corrupt("the format record");
-  if (v != format_version)
+  if (v != format_version && v != 1)
     return error{errc::format_mismatch,
                  "the store has format version " + std::to_string(v) + " but this kith reads " +
                      std::to_string(format_version) + "; use a matching kith version"};
+  if (v == 1) {
+    // Written by an older kith: its rows are renamed in place, resumably.
+    if (auto st = migrate_from_format_1(); !st)
+      return st;
+  }
+  if (auto st = load_numbers(); !st)
+    return st;
   auto b = kv_->get(lay::meta("binding"));
   if (!b)
     return b.err();
@@ -373,9 +393,46 @@ status store::add_topic(const topic_descriptor& t) {
     return have.err();
   if (*have)
     return ok_status();
+  const std::uint32_t n = names_.empty() ? 1 : names_.rbegin()->first + 1;
+  if (n >= lay::topic_rows::limit)
+    return error{errc::invalid, "this store holds " + std::to_string(names_.size()) +
+                                    " topics, the most one store can"};
   kv_batch b;
   b.put(lay::topic_row(t.id), encoded(t));
-  return kv_->commit(b, opts_.sync);
+  b.put(lay::number_row(t.id), std::string(lay::topic_rows{n}.view()));
+  if (auto st = kv_->commit(b, opts_.sync); !st)
+    return st;
+  numbers_[t.id] = n;
+  names_[n] = t.id;
+  return ok_status();
+}
+
+status store::load_numbers() {
+  numbers_.clear();
+  names_.clear();
+  bool bad = false;
+  auto st = kv_->scan("n", "o", [&](std::string_view k, std::string_view v) {
+    auto rows = lay::topic_rows::parse(v);
+    if (!rows || v.size() != lay::topic_rows::size || rows->number() == 0 ||
+        !names_.emplace(rows->number(), std::string(k.substr(1))).second) {
+      bad = true;
+      return false;
+    }
+    numbers_[std::string(k.substr(1))] = rows->number();
+    return true;
+  });
+  if (!st)
+    return st;
+  if (bad)
+    return corrupt("the topic numbers");
+  return ok_status();
+}
+
+std::optional<lay::topic_rows> store::rows_of(std::string_view topic) const {
+  auto i = numbers_.find(topic);
+  if (i == numbers_.end())
+    return std::nullopt;
+  return lay::topic_rows{i->second};
 }
 
 std::optional<topic_descriptor> store::topic(const std::string& id) const {
@@ -408,12 +465,16 @@ result<store::topic_state*> store::state(const std::string& topic) {
     return error{errc::not_found, "unknown topic " + topic + " (follow or join it first)"};
   if (!decoded(**d, ts->desc))
     return corrupt("the descriptor of topic " + topic);
-  auto c = kv_->get(lay::clock_row(topic));
+  auto rows = rows_of(topic);
+  if (!rows)
+    return corrupt("the number of topic " + topic);
+  ts->rows = *rows;
+  auto c = kv_->get(lay::clock_row(ts->rows));
   if (!c)
     return c.err();
   if (*c && !decoded(**c, ts->clock))
     return corrupt("the clock of topic " + topic);
-  auto w = kv_->get(lay::marks_row(topic));
+  auto w = kv_->get(lay::marks_row(ts->rows));
   if (!w)
     return w.err();
   if (*w) {
@@ -423,7 +484,7 @@ result<store::topic_state*> store::state(const std::string& topic) {
     ts->marks.set_members({binding_.rid});
   }
   bool bad = false;
-  auto dp = lay::topic_prefix('d', topic);
+  auto dp = lay::topic_prefix('d', ts->rows);
   auto st = kv_->scan(dp, prefix_end(dp), [&](std::string_view k, std::string_view v) {
     if (k.size() != dp.size() + 16) {
       bad = true;
@@ -438,14 +499,14 @@ result<store::topic_state*> store::state(const std::string& topic) {
     return st.err();
   if (bad)
     return corrupt("the dot-key map of topic " + topic);
-  auto up = lay::topic_prefix('u', topic);
+  auto up = lay::topic_prefix('u', ts->rows);
   st = kv_->scan(up, prefix_end(up), [&](std::string_view k, std::string_view) {
     ts->unstripped.emplace(k.substr(up.size()));
     return true;
   });
   if (!st)
     return st.err();
-  auto vp = lay::topic_prefix('v', topic);
+  auto vp = lay::topic_prefix('v', ts->rows);
   st = kv_->scan(vp, prefix_end(vp), [&](std::string_view, std::string_view v) {
     protocol::writer_summary ws;
     if (!decoded(v, ws)) {
@@ -459,7 +520,7 @@ result<store::topic_state*> store::state(const std::string& topic) {
     return st.err();
   if (bad)
     return corrupt("a writer summary of topic " + topic);
-  auto op = lay::topic_prefix('o', topic);
+  auto op = lay::topic_prefix('o', ts->rows);
   st = kv_->scan(op, prefix_end(op), [&](std::string_view k, std::string_view v) {
     if (k.size() != op.size() + 8 || v.size() != 8) {
       bad = true;
@@ -558,8 +619,9 @@ namespace {
 /// `drop(d, key)` says to drop (a result<bool>: true drops it), records the
 /// container without those dots (its context kept) as a change in `in`.
 template <class Input, class Drop>
-status drop_stored_values(const kv_store& kv, const std::string& topic, Input& in, Drop drop) {
-  const std::string prefix = layout::topic_prefix('c', topic);
+status drop_stored_values(const kv_store& kv, const lay::topic_rows& rows, const std::string& topic,
+                          Input& in, Drop drop) {
+  const std::string prefix = layout::topic_prefix('c', rows);
   bool bad = false;
   status inner = ok_status();
   auto st = kv.scan(prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
@@ -664,7 +726,7 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
   const bool sender_writes = trust_writers && *sender_author &&
                              ts.desc.kind == protocol::topic_kind::shared &&
                              protocol::may_write(ts.desc, **sender_author);
-  auto dropped = drop_stored_values(*kv_, topic, in, [&](dot d, std::string_view key) -> result<bool> {
+  auto dropped = drop_stored_values(*kv_, ts.rows, topic, in, [&](dot d, std::string_view key) -> result<bool> {
     auto j = judge(d);
     if (!j)
       return j.err();
@@ -734,7 +796,7 @@ namespace {
 /// The stored signed batch covering d, if any: the batch of d's replica
 /// with the greatest first counter <= d's counter.
 result<std::optional<signed_batch>> stored_batch_covering(const kv_store& kv,
-                                                          std::string_view topic, dot d) {
+                                                          const lay::topic_rows& topic, dot d) {
   auto row = kv.floor(lay::dot_row('b', topic, d), lay::batch_row(topic, d.id, 0));
   if (!row)
     return row.err();
@@ -747,11 +809,12 @@ result<std::optional<signed_batch>> stored_batch_covering(const kv_store& kv,
 /// Reads stored containers, seeing this commit's pending changes first.
 class kv_source : public causality::container_source {
 public:
-  kv_source(const kv_store& kv, std::string topic) : kv_(kv), topic_(std::move(topic)) {}
+  kv_source(const kv_store& kv, const lay::topic_rows& rows, std::string topic)
+      : kv_(kv), rows_(rows), topic_(std::move(topic)) {}
   std::optional<container> load(const key_type& k) const override {
     if (auto i = overlay_.find(k); i != overlay_.end())
       return i->second;
-    auto v = kv_.get(lay::key_row('c', topic_, k));
+    auto v = kv_.get(lay::key_row('c', rows_, k));
     if (!v)
       throw std::runtime_error(v.err().message);
     if (!*v)
@@ -765,6 +828,7 @@ public:
 
 private:
   const kv_store& kv_;
+  lay::topic_rows rows_;
   std::string topic_;
 };
 
@@ -772,7 +836,8 @@ private:
 
 status store::commit(topic_state& ts, commit_input& in) {
   const std::string& topic = ts.desc.id;
-  kv_source src(*kv_, topic);
+  const lay::topic_rows& rows = ts.rows;
+  kv_source src(*kv_, ts.rows, topic);
   kv_batch b;
 
   // The clock after: only dots not yet covered are new.
@@ -816,16 +881,16 @@ status store::commit(topic_state& ts, commit_input& in) {
   std::set<key_type> unstripped = ts.unstripped;
   auto put_container = [&](const key_type& k, const container& old_c, const container& new_c,
                            bool had) {
-    for (const auto& row : index_rows_of(topic, k, old_c))
+    for (const auto& row : index_rows_of(rows, k, old_c))
       b.del(row);
-    for (const auto& row : index_rows_of(topic, k, new_c))
+    for (const auto& row : index_rows_of(rows, k, new_c))
       b.put(row, {});
     if (new_c.empty()) {
       if (had)
-        b.del(lay::key_row('c', topic, k));
+        b.del(lay::key_row('c', rows, k));
       unstripped.erase(k);
     } else {
-      b.put(lay::key_row('c', topic, k), encoded(new_c));
+      b.put(lay::key_row('c', rows, k), encoded(new_c));
       if (new_c.context().empty())
         unstripped.erase(k);
       else
@@ -853,7 +918,7 @@ status store::commit(topic_state& ts, commit_input& in) {
           candidates.emplace(entry->first, entry->second);
       for (const auto& [d, h] : candidates)
         if (!ch.stored.holds(d) && in_dkm_after(d))
-          b.put(lay::dot_row('s', topic, d), encoded(h));
+          b.put(lay::dot_row('s', rows, d), encoded(h));
       put_container(ch.key, old_c, ch.stored, old.has_value());
       src.overlay_[ch.key] = ch.stored;
     }
@@ -880,10 +945,10 @@ status store::commit(topic_state& ts, commit_input& in) {
   }
   for (const auto& k : ts.unstripped)
     if (!unstripped.count(k))
-      b.del(lay::key_row('u', topic, k));
+      b.del(lay::key_row('u', rows, k));
   for (const auto& k : unstripped)
     if (!ts.unstripped.count(k))
-      b.put(lay::key_row('u', topic, k), {});
+      b.put(lay::key_row('u', rows, k), {});
 
   // Dot-key map rows: add the fresh ones not already below the watermark,
   // drop the pruned ones with their kept headers.
@@ -894,20 +959,20 @@ status store::commit(topic_state& ts, commit_input& in) {
       drop.push_back(dot{origin, causality::counter{i->first}});
   }
   for (dot d : drop) {
-    b.del(lay::dot_row('d', topic, d));
-    b.del(lay::dot_row('s', topic, d));
+    b.del(lay::dot_row('d', rows, d));
+    b.del(lay::dot_row('s', rows, d));
   }
   for (const auto& [d, k] : fresh)
     if (!pruned(d))
-      b.put(lay::dot_row('d', topic, d), k);
+      b.put(lay::dot_row('d', rows, d), k);
 
   for (const auto& sb : in.batches) {
-    b.put(lay::batch_row(topic, sb.rid, sb.first), encoded(sb));
+    b.put(lay::batch_row(rows, sb.rid, sb.first), encoded(sb));
   }
   for (const auto& rb : in.bindings)
     b.put(lay::binding_row(rb.rid), encoded(rb));
   for (const auto& ws : in.summaries)
-    b.put(lay::summary_row(topic, ws.rid), encoded(ws));
+    b.put(lay::summary_row(rows, ws.rid), encoded(ws));
   // Resync debts after: those listed, less those of replicas no longer
   // members (only a change of members or debts can change them).
   const bool owed_changes = !in.owed.empty() || !in.extra_members.empty();
@@ -923,16 +988,16 @@ status store::commit(topic_state& ts, commit_input& in) {
       i = marks.is_member(i->first) ? std::next(i) : owed.erase(i);
     for (const auto& [rid, base] : ts.owed)
       if (owed.count(rid) == 0)
-        b.del(lay::owed_row(topic, rid));
+        b.del(lay::owed_row(rows, rid));
     for (const auto& [rid, base] : owed)
       if (auto i = ts.owed.find(rid); i == ts.owed.end() || i->second != base) {
         std::string v;
         lay::put_be64(v, base);
-        b.put(lay::owed_row(topic, rid), v);
+        b.put(lay::owed_row(rows, rid), v);
       }
   }
-  b.put(lay::clock_row(topic), encoded(clk));
-  b.put(lay::marks_row(topic), encoded(marks));
+  b.put(lay::clock_row(rows), encoded(clk));
+  b.put(lay::marks_row(rows), encoded(marks));
 
   if (auto st = kv_->commit(b, opts_.sync); !st) {
     // Memory still holds the state before; the store has not changed.
@@ -988,7 +1053,7 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
                                       std::to_string(wire.base.max_key_bytes)};
   }
 
-  kv_source src(*kv_, topic);
+  kv_source src(*kv_, ts.rows, topic);
   node_clock clk = ts.clock;
   std::map<key_type, container> filled;
   commit_input in;
@@ -1090,7 +1155,10 @@ key_view view_of(const container& c) {
 
 result<key_view> store::read(const std::string& topic, const key_type& k) {
   std::lock_guard lock(mu_);
-  auto v = kv_->get(lay::key_row('c', topic, k));
+  auto rows = rows_of(topic);
+  if (!rows)
+    return key_view{};
+  auto v = kv_->get(lay::key_row('c', *rows, k));
   if (!v)
     return v.err();
   if (!*v)
@@ -1105,8 +1173,11 @@ result<std::vector<std::pair<key_type, key_view>>> store::read_prefix(const std:
                                                                      const std::string& prefix) {
   std::lock_guard lock(mu_);
   std::vector<std::pair<key_type, key_view>> out;
-  const std::string from = lay::key_row('c', topic, prefix);
-  const std::size_t skip = lay::topic_prefix('c', topic).size();
+  auto rows = rows_of(topic);
+  if (!rows)
+    return out;
+  const std::string from = lay::key_row('c', *rows, prefix);
+  const std::size_t skip = lay::topic_prefix('c', *rows).size();
   bool bad = false;
   auto st = kv_->scan(from, prefix_end(from), [&](std::string_view k, std::string_view v) {
     container c;
@@ -1139,12 +1210,13 @@ namespace {
 /// Collects the signed batches and bindings that prove a set of dots.
 class proof_collector {
 public:
-  proof_collector(const kv_store& kv, std::string topic) : kv_(kv), topic_(std::move(topic)) {}
+  proof_collector(const kv_store& kv, const lay::topic_rows& rows, std::string topic)
+      : kv_(kv), rows_(rows), topic_(std::move(topic)) {}
 
   status need(dot d) {
     if (find(d))
       return ok_status();
-    auto found = stored_batch_covering(kv_, topic_, d);
+    auto found = stored_batch_covering(kv_, rows_, d);
     if (!found)
       return found.err();
     if (!*found)
@@ -1184,6 +1256,7 @@ public:
 private:
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::size_t> by_start_;
   const kv_store& kv_;
+  lay::topic_rows rows_;
   std::string topic_;
 };
 
@@ -1229,13 +1302,14 @@ std::size_t growth_if_added(const node_clock& held, dot d) {
   return need > now ? need - now : 0;
 }
 
-result<bool> collect_proven(const kv_store& kv, const std::string& topic, const std::string& from,
+result<bool> collect_proven(const kv_store& kv, const lay::topic_rows& rows,
+                            const std::string& topic, const std::string& from,
                             const std::string& to, std::size_t max_keys, signed_reply& out,
                             std::string& last_key,
                             std::size_t max_bytes = std::numeric_limits<std::size_t>::max(),
                             held_filter* filter = nullptr) {
-  const std::size_t skip = lay::topic_prefix('c', topic).size();
-  proof_collector proofs(kv, topic);
+  const std::size_t skip = lay::topic_prefix('c', rows).size();
+  proof_collector proofs(kv, rows, topic);
   bool complete = true;
   bool bad = false;
   status inner = ok_status();
@@ -1303,13 +1377,14 @@ result<store::page_result> store::page(const std::string& topic, const std::stri
   out.reply.topic = topic;
   out.reply.from = binding_.rid;
   out.reply.clock = (*tsr)->clock;
-  std::string from = lay::key_row('c', topic, after_key);
+  const lay::topic_rows& rows = (*tsr)->rows;
+  std::string from = lay::key_row('c', rows, after_key);
   if (!after_key.empty())
     from.push_back('\0'); // the first key after after_key
   std::optional<held_filter> filter;
   if (have)
     filter.emplace(held_filter{*have, out.held});
-  auto done = collect_proven(*kv_, topic, from, prefix_end(lay::topic_prefix('c', topic)),
+  auto done = collect_proven(*kv_, rows, topic, from, prefix_end(lay::topic_prefix('c', rows)),
                              max_keys, out.reply, out.next_after, max_bytes,
                              filter ? &*filter : nullptr);
   if (!done)
@@ -1334,9 +1409,9 @@ result<signed_reply> store::prove_prefix(const std::string& topic, const std::st
   signed_reply out;
   out.topic = topic;
   out.from = binding_.rid;
-  const std::string from = lay::key_row('c', topic, prefix);
+  const std::string from = lay::key_row('c', (*tsr)->rows, prefix);
   std::string last;
-  auto done = collect_proven(*kv_, topic, from, prefix_end(from), max_keys, out, last);
+  auto done = collect_proven(*kv_, (*tsr)->rows, topic, from, prefix_end(from), max_keys, out, last);
   if (!done)
     return done.err();
   return out;
@@ -1355,7 +1430,7 @@ result<signed_reply> store::answer(const std::string& topic, const causality::sy
     if (auto st = commit(ts, in); !st)
       return st.err();
   }
-  kv_source src(*kv_, topic);
+  kv_source src(*kv_, ts.rows, topic);
   std::vector<causality::delta_entry> entries;
   try {
     entries = causality::plan_reply_entries(ts.clock, ts.dkm, src, req.clock);
@@ -1366,7 +1441,7 @@ result<signed_reply> store::answer(const std::string& topic, const causality::sy
   out.topic = topic;
   out.from = binding_.rid;
   out.clock = ts.clock;
-  proof_collector proofs(*kv_, topic);
+  proof_collector proofs(*kv_, ts.rows, topic);
   for (auto& e : entries) {
     signed_entry se;
     se.key = e.key;
@@ -1378,7 +1453,7 @@ result<signed_reply> store::answer(const std::string& topic, const causality::sy
     for (dot d : e.resolves) {
       // A resolved dot without a kept header cannot be justified to the
       // asker: it is left out and the asker keeps what it has.
-      auto h = kv_->get(lay::dot_row('s', topic, d));
+      auto h = kv_->get(lay::dot_row('s', ts.rows, d));
       if (!h)
         return h.err();
       write_header hdr;
@@ -1441,7 +1516,7 @@ result<apply_stats> store::apply(const signed_reply& r) {
       return pk.err();
     if (!protocol::may_write(ts.desc, *pk))
       return error{errc::unauthorized, protocol::to_text(*pk) + " may not write to " + r.topic};
-    auto have = kv_->get(lay::batch_row(r.topic, sb.rid, sb.first));
+    auto have = kv_->get(lay::batch_row(ts.rows, sb.rid, sb.first));
     if (!have)
       return have.err();
     signed_batch stored;
@@ -1456,11 +1531,11 @@ result<apply_stats> store::apply(const signed_reply& r) {
     // A replica signs each counter once: a second, different batch for
     // counters already signed is equivocation (only its author's key can
     // make one). Refused, so what we hold and serve stays verifiable.
-    auto before = stored_batch_covering(*kv_, r.topic, causality::dot{sb.rid, causality::counter{sb.first}});
+    auto before = stored_batch_covering(*kv_, ts.rows, causality::dot{sb.rid, causality::counter{sb.first}});
     if (!before)
       return before.err();
-    auto inside = kv_->floor(lay::batch_row(r.topic, sb.rid, sb.last()),
-                             lay::batch_row(r.topic, sb.rid, sb.first));
+    auto inside = kv_->floor(lay::batch_row(ts.rows, sb.rid, sb.last()),
+                             lay::batch_row(ts.rows, sb.rid, sb.first));
     if (!inside)
       return inside.err();
     if (*before || *inside)
@@ -1481,7 +1556,7 @@ result<apply_stats> store::apply(const signed_reply& r) {
         by = &batches[std::prev(i)->second];
     std::optional<signed_batch> stored;
     if (!by) {
-      auto found = stored_batch_covering(*kv_, r.topic, h.d);
+      auto found = stored_batch_covering(*kv_, ts.rows, h.d);
       if (!found)
         return found.err();
       stored = std::move(*found);
@@ -1585,7 +1660,7 @@ result<apply_stats> store::apply(const signed_reply& r) {
     d.entries.push_back({e.key, std::move(c), std::move(resolves)});
   }
 
-  kv_source src(*kv_, r.topic);
+  kv_source src(*kv_, ts.rows, r.topic);
   causality::apply_plan plan;
   try {
     plan = causality::plan_apply(ts.clock, src, d, false);
@@ -1627,7 +1702,7 @@ status store::apply_summaries(topic_state& ts, std::vector<protocol::writer_summ
     in.summaries = std::move(summaries);
     return commit(ts, in);
   }
-  auto dropped = drop_stored_values(*kv_, ts.desc.id, in, [&](dot d, std::string_view) -> result<bool> {
+  auto dropped = drop_stored_values(*kv_, ts.rows, ts.desc.id, in, [&](dot d, std::string_view) -> result<bool> {
     auto w = by_rid.find(d.id);
     return w != by_rid.end() && w->second->drops(d);
   });
@@ -1678,7 +1753,9 @@ std::size_t store::attach_summaries(topic_state& ts, const node_clock* asker,
 
 namespace {
 
-result<std::vector<index_hit>> scan_hits(const kv_store& kv, const std::string& prefix,
+result<std::vector<index_hit>> scan_hits(const kv_store& kv,
+                                         const std::map<std::uint32_t, std::string>& names,
+                                         const std::string& prefix,
                                          std::size_t limit, std::uint64_t before_ms = 0,
                                          const std::optional<dot>& after = std::nullopt) {
   std::vector<index_hit> out;
@@ -1696,7 +1773,7 @@ result<std::vector<index_hit>> scan_hits(const kv_store& kv, const std::string& 
     lay::put_be64(from, ~(before_ms - 1));
   }
   auto st = kv.scan(from, prefix_end(prefix), [&](std::string_view k, std::string_view) {
-    auto h = parse_hit_tail(k, prefix.size());
+    auto h = parse_hit_tail(k, prefix.size(), names);
     if (!h) {
       bad = true;
       return false;
@@ -1717,27 +1794,27 @@ result<std::vector<index_hit>> store::by_author(const protocol::public_key& a, s
                                                 std::uint64_t before_ms,
                                                 const std::optional<dot>& after) {
   std::lock_guard lock(mu_);
-  return scan_hits(*kv_, "ia" + std::string(a.view()), limit, before_ms, after);
+  return scan_hits(*kv_, names_, "ia" + std::string(a.view()), limit, before_ms, after);
 }
 
 result<std::vector<index_hit>> store::by_mention(const protocol::public_key& who, std::size_t limit,
                                                  std::uint64_t before_ms) {
   std::lock_guard lock(mu_);
-  return scan_hits(*kv_, "im" + std::string(who.view()), limit, before_ms);
+  return scan_hits(*kv_, names_, "im" + std::string(who.view()), limit, before_ms);
 }
 
 result<std::vector<index_hit>> store::replies_to(const std::string& subject, std::size_t limit) {
   std::lock_guard lock(mu_);
   std::string p = "ir" + subject;
   p.push_back('\0');
-  return scan_hits(*kv_, p, limit);
+  return scan_hits(*kv_, names_, p, limit);
 }
 
 result<std::vector<index_hit>> store::by_tag(const std::string& tag, std::size_t limit) {
   std::lock_guard lock(mu_);
   std::string p = "it" + tag;
   p.push_back('\0');
-  return scan_hits(*kv_, p, limit);
+  return scan_hits(*kv_, names_, p, limit);
 }
 
 result<std::vector<tag_count>> store::trending(std::uint64_t since_ms, std::uint64_t until_ms,
@@ -1800,14 +1877,13 @@ result<std::size_t> store::reindex() {
   bool bad = false;
   std::string bad_topic;
   auto st = kv_->scan("c", "d", [&](std::string_view k, std::string_view v) {
-    auto rest = k.substr(1);
-    auto z = rest.find('\0');
+    auto topic = lay::topic_rows::parse(k.substr(1));
     container c;
-    if (z == std::string_view::npos || !decoded(v, c)) {
+    if (!topic || !decoded(v, c)) {
       bad = true;
       return false;
     }
-    for (auto& row : index_rows_of(rest.substr(0, z), rest.substr(z + 1), c)) {
+    for (auto& row : index_rows_of(*topic, k.substr(1 + lay::topic_rows::size), c)) {
       b.put(std::move(row), {});
       ++rows;
     }
@@ -1854,9 +1930,9 @@ status store::check_topic(const std::string& topic) {
     return error{errc::corrupt, "the clock of " + topic + " is not normalised"};
   if (const auto* own = ts.clock.find(binding_.rid); own && !own->bits().empty())
     return error{errc::corrupt, "own writes in " + topic + " have gaps"};
-  const std::string p = lay::topic_prefix('c', topic);
+  const std::string p = lay::topic_prefix('c', ts.rows);
   std::optional<error> problem;
-  proof_collector proofs(*kv_, topic);
+  proof_collector proofs(*kv_, ts.rows, topic);
   std::size_t unstripped = 0;
   auto st = kv_->scan(p, prefix_end(p), [&](std::string_view k, std::string_view v) {
     key_type key(k.substr(p.size()));
@@ -1893,7 +1969,10 @@ status store::check_topic(const std::string& topic) {
 std::vector<dot> store::kept_dots(const std::string& topic) {
   std::lock_guard lock(mu_);
   std::vector<dot> out;
-  const std::string p = lay::topic_prefix('s', topic);
+  auto rows = rows_of(topic);
+  if (!rows)
+    return out;
+  const std::string p = lay::topic_prefix('s', *rows);
   (void) kv_->scan(p, prefix_end(p), [&](std::string_view k, std::string_view) {
     if (k.size() == p.size() + 16)
       out.push_back(dot{replica_id{lay::get_be64(k, p.size())},
@@ -1920,7 +1999,7 @@ result<store::key_sizes> store::key_metadata(const std::string& topic) {
   auto ts = state(topic);
   if (!ts)
     return ts.err();
-  const std::string p = lay::topic_prefix('c', topic);
+  const std::string p = lay::topic_prefix('c', (*ts)->rows);
   key_sizes out;
   bool bad = false;
   auto st = kv_->scan(p, prefix_end(p), [&](std::string_view, std::string_view v) {
@@ -1944,7 +2023,10 @@ result<store::key_sizes> store::key_metadata(const std::string& topic) {
 std::size_t store::superseded_count(const std::string& topic) {
   std::lock_guard lock(mu_);
   std::size_t n = 0;
-  const std::string p = lay::topic_prefix('s', topic);
+  auto rows = rows_of(topic);
+  if (!rows)
+    return n;
+  const std::string p = lay::topic_prefix('s', *rows);
   (void) kv_->scan(p, prefix_end(p), [&](std::string_view, std::string_view) {
     ++n;
     return true;

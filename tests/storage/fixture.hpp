@@ -3,6 +3,8 @@
 #include "kith/storage/documents.hpp"
 #include "kith/storage/store.hpp"
 
+#include "format_workload.hpp"
+
 #include "support/seed.hpp"
 
 #include <catch2/catch.hpp>
@@ -44,13 +46,7 @@ inline const char* name_of(backend b) {
   return b == backend::memory ? "memory" : "rocksdb";
 }
 
-inline protocol::identity person(std::uint64_t n) {
-  protocol::key_seed s{};
-  for (int i = 0; i < 8; ++i)
-    s[i] = static_cast<std::uint8_t>(n >> (8 * i));
-  s[31] = 0x5a;
-  return protocol::identity::from_seed(s);
-}
+using format::person; // the identities of the tests, seeded by number
 
 /// Opens a store for `who` on the given backend (a sub-directory of dir
 /// for RocksDB), with a seeded replica nonce.

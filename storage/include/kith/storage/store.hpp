@@ -16,6 +16,10 @@
 
 namespace kith::storage {
 
+namespace layout {
+class topic_rows;
+} // namespace layout
+
 using causality::dot;
 using causality::key_type;
 using causality::replica_id;
@@ -25,8 +29,9 @@ using protocol::topic_descriptor;
 using protocol::write_header;
 
 /// The on-disk layout version. Bumped on any incompatible change; open
-/// refuses a store with another version.
-inline constexpr std::uint32_t format_version = 1;
+/// migrates a store of format 1 (topics named by id in every row) in place
+/// and refuses any other version.
+inline constexpr std::uint32_t format_version = 2;
 
 struct store_options {
   /// fsync every committed batch. Off, a crash of the process loses
@@ -302,6 +307,14 @@ public:
 private:
   store(std::unique_ptr<kv_store> kv, const protocol::identity& self, const store_options& o);
   status init(bool may_create);
+  /// Reads the topic numbers ('n' rows) into numbers_ and names_.
+  status load_numbers();
+  /// Renames the rows of a format-1 store to format 2 in batches, each
+  /// atomic; an interrupted migration resumes on the next open (the
+  /// format record changes last). Defined in migrate.cpp.
+  status migrate_from_format_1();
+  /// The topic's number in its rows, if the topic is registered.
+  std::optional<layout::topic_rows> rows_of(std::string_view topic) const;
   result<topic_state*> state(const std::string& topic);
   struct commit_input;
   status commit(topic_state& ts, commit_input& in);
@@ -321,6 +334,10 @@ private:
   protocol::replica_binding binding_;
   std::string feed_id_;
   std::map<std::string, std::unique_ptr<topic_state>> topics_;
+  /// Every registered topic's number and back (small: one entry per
+  /// topic, loaded on open).
+  std::map<std::string, std::uint32_t, std::less<>> numbers_;
+  std::map<std::uint32_t, std::string> names_;
   mutable std::recursive_mutex mu_;
 };
 
