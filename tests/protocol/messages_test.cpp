@@ -396,6 +396,59 @@ TEST_CASE("trailing bytes and an unknown union member are refused", "[messages]"
   CHECK(why.find("unsupported message") != std::string::npos);
 }
 
+namespace {
+
+/// Cap'n Proto's packing of whole words, written out by hand: a tag byte
+/// naming the non-zero bytes, then those bytes; after a tag of 0x00 or
+/// 0xff a count of further such words (always 0 here).
+std::string pack_words(const std::vector<std::array<std::uint8_t, 8>>& words) {
+  std::string out;
+  for (const auto& w : words) {
+    std::uint8_t tag = 0;
+    std::string bytes;
+    for (int i = 0; i < 8; ++i)
+      if (w[static_cast<std::size_t>(i)] != 0) {
+        tag = static_cast<std::uint8_t>(tag | (1u << i));
+        bytes.push_back(static_cast<char>(w[static_cast<std::size_t>(i)]));
+      }
+    out.push_back(static_cast<char>(tag));
+    out += bytes;
+    if (tag == 0 || tag == 0xff)
+      out.push_back('\0');
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("a message spread over several segments decodes, empty segments too, and trailing "
+          "bytes after the last are refused",
+          "[messages]") {
+  // The root pointer in segment 0 is a far pointer to a landing pad in the
+  // last segment: a struct pointer (1 data word, 1 pointer) followed by
+  // the struct, Message with discriminant 9 (keepalive) and a null pointer.
+  using word = std::array<std::uint8_t, 8>;
+  const word far_to_last_1{2, 0, 0, 0, 1, 0, 0, 0};
+  const word far_to_last_2{2, 0, 0, 0, 2, 0, 0, 0};
+  const word pad{0, 0, 0, 0, 1, 0, 1, 0}, data{9, 0, 0, 0, 0, 0, 0, 0}, null{};
+  // Two segments (1 and 3 words; an even count has a padding word).
+  const auto two = pack_words({{1, 0, 0, 0, 1, 0, 0, 0}, {3, 0, 0, 0, 0, 0, 0, 0}, far_to_last_1,
+                               pad, data, null});
+  // Three segments, the middle one empty (1, 0 and 3 words).
+  const auto three = pack_words({{2, 0, 0, 0, 1, 0, 0, 0}, {0, 0, 0, 0, 3, 0, 0, 0},
+                                 far_to_last_2, pad, data, null});
+  for (const auto& bytes : {two, three}) {
+    std::string why;
+    auto m = decode_message(bytes, {}, &why);
+    INFO(why);
+    REQUIRE(m);
+    CHECK(std::holds_alternative<keepalive_msg>(*m));
+    why.clear();
+    CHECK_FALSE(decode_message(bytes + std::string(1, '\0'), {}, &why));
+    CHECK(why.find("trailing") != std::string::npos);
+  }
+}
+
 TEST_CASE("random garbage never crashes the decoder", "[messages]") {
   const auto seed = kith::test::base_seed() ^ 0x6761726261676500ull;
   kith::test::rng g(seed);
