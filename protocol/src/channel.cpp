@@ -111,10 +111,10 @@ struct channel::impl {
 
   impl(const identity& self, role r, const key_seed& ephemeral_seed, std::uint64_t now_ms,
        std::optional<public_key> expected, channel_limits lim)
-      : self_(self), role_(r), started_ms_(now_ms), expected_peer_(std::move(expected)),
-        limits_(lim) {
+      : role_(r), limits_(lim),
+        hs_(std::make_unique<handshake>(self, now_ms, std::move(expected))) {
     ensure_sodium();
-    crypto_kx_seed_keypair(eph_pk_.data(), eph_sk_.data(), ephemeral_seed.data());
+    crypto_kx_seed_keypair(hs_->eph_pk.data(), hs_->eph_sk.data(), ephemeral_seed.data());
     step_ = r == role::initiator ? step::await_msg2 : step::await_msg1;
     // A frame's body (ciphertext and tag) must fit a 4-byte length prefix;
     // a configured limit beyond that is clamped rather than overflowed.
@@ -127,10 +127,7 @@ struct channel::impl {
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
 
-  identity self_;
   role role_;
-  std::uint64_t started_ms_;
-  std::optional<public_key> expected_peer_;
   channel_limits limits_;
   std::uint64_t max_plain_ = 0;
 
@@ -139,9 +136,6 @@ struct channel::impl {
   std::string close_reason_;
   std::optional<public_key> peer_;
 
-  std::array<std::uint8_t, eph_bytes> eph_pk_{};
-  std::array<std::uint8_t, crypto_kx_SECRETKEYBYTES> eph_sk_{};
-  std::array<std::uint8_t, eph_bytes> peer_eph_{};
   std::array<std::uint8_t, session_key_bytes> rx_key_{};
   std::array<std::uint8_t, session_key_bytes> tx_key_{};
   bool have_keys_ = false;
@@ -157,18 +151,45 @@ struct channel::impl {
   std::uint64_t bytes_out_ = 0;
   std::uint64_t bytes_in_ = 0;
 
-  // Resumption. The initiator's offered ticket until msg2 answers it; the
-  // responder's way to find tickets; during a resumed handshake its
-  // secret (wiped once mixed into the keys) and the identity it vouches
-  // for; once open, the ticket for the next channel.
-  std::optional<resume_ticket> offered_;
-  channel::ticket_lookup lookup_;
-  bool resuming_ = false;
-  std::array<std::uint8_t, ticket_secret_bytes> resume_secret_{};
-  public_key resume_peer_;
+  // Resumption: once open, the ticket for the next channel (the rest is
+  // in the handshake state).
   std::optional<std::uint64_t> chain_started_ms_; // of the ticket resumed with
   bool resumed_ = false;
   std::optional<resume_ticket> next_ticket_;
+
+  /// What only the handshake needs, dropped (its secrets wiped) as soon
+  /// as the channel is open or closed: an open channel keeps its session
+  /// keys and framing state, not the identity's secret key, the
+  /// ephemerals or the ticket machinery (about half of what a channel
+  /// held, per connection, for its whole life).
+  struct handshake {
+    handshake(const identity& s, std::uint64_t now, std::optional<public_key> expected)
+        : self(s), started_ms(now), expected_peer(std::move(expected)) {}
+    ~handshake() {
+      sodium_memzero(eph_sk.data(), eph_sk.size());
+      sodium_memzero(resume_secret.data(), resume_secret.size());
+      forget_ticket(offered);
+    }
+    handshake(const handshake&) = delete;
+    handshake& operator=(const handshake&) = delete;
+
+    identity self;
+    std::uint64_t started_ms;
+    std::optional<public_key> expected_peer;
+    std::array<std::uint8_t, eph_bytes> eph_pk{};
+    std::array<std::uint8_t, crypto_kx_SECRETKEYBYTES> eph_sk{};
+    std::array<std::uint8_t, eph_bytes> peer_eph{};
+    // The initiator's offered ticket until msg2 answers it; the
+    // responder's way to find tickets; during a resumed handshake its
+    // secret (wiped once mixed into the keys) and the identity it vouches
+    // for.
+    std::optional<resume_ticket> offered;
+    channel::ticket_lookup lookup;
+    bool resuming = false;
+    std::array<std::uint8_t, ticket_secret_bytes> resume_secret{};
+    public_key resume_peer;
+  };
+  std::unique_ptr<handshake> hs_; // null once open or closed
 
   // ---- invariants ------------------------------------------------------
 
@@ -183,17 +204,16 @@ struct channel::impl {
     }
     if (step_ == step::await_msg3)
       assert(have_keys_);
+    assert((step_ == step::open || step_ == step::closed) == !hs_);
     if (step_ == step::closed)
-      assert(!offered_ && !next_ticket_);
+      assert(!next_ticket_);
 #endif
   }
 
   void wipe_keys() {
-    sodium_memzero(eph_sk_.data(), eph_sk_.size());
+    hs_.reset();
     sodium_memzero(rx_key_.data(), rx_key_.size());
     sodium_memzero(tx_key_.data(), tx_key_.size());
-    sodium_memzero(resume_secret_.data(), resume_secret_.size());
-    forget_ticket(offered_);
     forget_ticket(next_ticket_);
   }
 
@@ -221,13 +241,13 @@ struct channel::impl {
   /// low-order point (the shared secret would be all zeros).
   bool derive_keys() {
     int rc = role_ == role::initiator
-                 ? crypto_kx_client_session_keys(rx_key_.data(), tx_key_.data(), eph_pk_.data(),
-                                                 eph_sk_.data(), peer_eph_.data())
-                 : crypto_kx_server_session_keys(rx_key_.data(), tx_key_.data(), eph_pk_.data(),
-                                                 eph_sk_.data(), peer_eph_.data());
+                 ? crypto_kx_client_session_keys(rx_key_.data(), tx_key_.data(), hs_->eph_pk.data(),
+                                                 hs_->eph_sk.data(), hs_->peer_eph.data())
+                 : crypto_kx_server_session_keys(rx_key_.data(), tx_key_.data(), hs_->eph_pk.data(),
+                                                 hs_->eph_sk.data(), hs_->peer_eph.data());
     // The ephemeral secret has done its job; dropping it now is what makes
     // a later compromise of this process unable to recompute the keys.
-    sodium_memzero(eph_sk_.data(), eph_sk_.size());
+    sodium_memzero(hs_->eph_sk.data(), hs_->eph_sk.size());
     have_keys_ = rc == 0;
     return have_keys_;
   }
@@ -267,9 +287,9 @@ struct channel::impl {
   void mix_resume_secret() {
     auto& k_ir = role_ == role::initiator ? tx_key_ : rx_key_;
     auto& k_ri = role_ == role::initiator ? rx_key_ : tx_key_;
-    mix_secret(k_ir, resume_secret_, resume_ir_label);
-    mix_secret(k_ri, resume_secret_, resume_ri_label);
-    sodium_memzero(resume_secret_.data(), resume_secret_.size());
+    mix_secret(k_ir, hs_->resume_secret, resume_ir_label);
+    mix_secret(k_ri, hs_->resume_secret, resume_ri_label);
+    sodium_memzero(hs_->resume_secret.data(), hs_->resume_secret.size());
   }
 
   /// The next ticket, from this session's keys (both ends get the same).
@@ -298,17 +318,18 @@ struct channel::impl {
     step_ = step::open;
     out.established = true;
     issue_ticket();
+    hs_.reset(); // `who` may live in it: last
   }
 
   // ---- transcript --------------------------------------------------------
 
   std::string_view eph_initiator() const {
-    return role_ == role::initiator ? as_view(eph_pk_.data(), eph_bytes)
-                                    : as_view(peer_eph_.data(), eph_bytes);
+    return role_ == role::initiator ? as_view(hs_->eph_pk.data(), eph_bytes)
+                                    : as_view(hs_->peer_eph.data(), eph_bytes);
   }
   std::string_view eph_responder() const {
-    return role_ == role::responder ? as_view(eph_pk_.data(), eph_bytes)
-                                    : as_view(peer_eph_.data(), eph_bytes);
+    return role_ == role::responder ? as_view(hs_->eph_pk.data(), eph_bytes)
+                                    : as_view(hs_->peer_eph.data(), eph_bytes);
   }
 
   hash256 responder_transcript() const {
@@ -320,8 +341,8 @@ struct channel::impl {
 
   /// The sealed {identity, signature} part of msg2 and msg3.
   std::string proof(const hash256& transcript) {
-    signature sig = self_.sign(as_view(transcript.data(), transcript.size()));
-    return seal_body(concat(self_.pub().view(), sig.view()));
+    signature sig = hs_->self.sign(as_view(transcript.data(), transcript.size()));
+    return seal_body(concat(hs_->self.pub().view(), sig.view()));
   }
 
   // ---- framing -----------------------------------------------------------
@@ -331,9 +352,9 @@ struct channel::impl {
   std::pair<std::size_t, std::size_t> handshake_sizes() const {
     switch (step_) {
     case step::await_msg1: return {msg1_bytes, msg1r_bytes};
-    case step::await_msg2: return {msg2_bytes, offered_ ? msg2r_bytes : msg2_bytes};
+    case step::await_msg2: return {msg2_bytes, hs_->offered ? msg2r_bytes : msg2_bytes};
     case step::await_msg3:
-      return resuming_ ? std::pair{msg3r_bytes, msg3r_bytes} : std::pair{msg3_bytes, msg3_bytes};
+      return hs_->resuming ? std::pair{msg3r_bytes, msg3r_bytes} : std::pair{msg3_bytes, msg3_bytes};
     default: return {0, 0};
     }
   }
@@ -393,16 +414,16 @@ struct channel::impl {
                     "; this node speaks version " + std::to_string(version));
       return;
     }
-    std::memcpy(peer_eph_.data(), m.data() + magic.size() + 1, eph_bytes);
-    if (m.size() == msg1r_bytes && lookup_) {
+    std::memcpy(hs_->peer_eph.data(), m.data() + magic.size() + 1, eph_bytes);
+    if (m.size() == msg1r_bytes && hs_->lookup) {
       // A ticket we no longer hold (used, expired, forgotten in a
       // restart) is no error: the full handshake follows.
       resume_ticket::ticket_id id;
       std::memcpy(id.data(), m.data() + msg1_bytes, ticket_id_bytes);
-      if (auto t = lookup_(id)) {
-        resuming_ = true;
-        resume_secret_ = t->secret;
-        resume_peer_ = t->peer;
+      if (auto t = hs_->lookup(id)) {
+        hs_->resuming = true;
+        hs_->resume_secret = t->secret;
+        hs_->resume_peer = t->peer;
         chain_started_ms_ = t->chain_started_ms;
         sodium_memzero(t->secret.data(), t->secret.size());
       }
@@ -412,7 +433,7 @@ struct channel::impl {
       return;
     }
     std::string body(eph_responder());
-    if (resuming_) {
+    if (hs_->resuming) {
       mix_resume_secret();
       body += seal_body({});
     } else {
@@ -425,18 +446,18 @@ struct channel::impl {
   }
 
   void on_msg2(std::string_view m, channel_output& out) {
-    std::memcpy(peer_eph_.data(), m.data(), eph_bytes);
+    std::memcpy(hs_->peer_eph.data(), m.data(), eph_bytes);
     if (!derive_keys()) {
       fail(out, "responder's ephemeral key is a low-order point");
       return;
     }
     if (m.size() == msg2r_bytes) {
       // accept_length let this size through only because we offered.
-      assert(offered_);
-      resume_secret_ = offered_->secret;
-      public_key who = offered_->peer;
-      chain_started_ms_ = offered_->chain_started_ms;
-      forget_ticket(offered_);
+      assert(hs_->offered);
+      hs_->resume_secret = hs_->offered->secret;
+      public_key who = hs_->offered->peer;
+      chain_started_ms_ = hs_->offered->chain_started_ms;
+      forget_ticket(hs_->offered);
       mix_resume_secret();
       if (!open_body(m.substr(eph_bytes))) {
         fail(out, "resumed handshake message 2 failed authentication (the responder does not "
@@ -450,7 +471,7 @@ struct channel::impl {
       open_as(who, out);
       return;
     }
-    forget_ticket(offered_); // the responder chose a full handshake
+    forget_ticket(hs_->offered); // the responder chose a full handshake
     auto plain = open_body(m.substr(eph_bytes));
     if (!plain) {
       fail(out, "handshake message 2 failed authentication (altered, or a man in the middle "
@@ -466,8 +487,8 @@ struct channel::impl {
       fail(out, "bad signature from responder " + to_text(rid));
       return;
     }
-    if (expected_peer_ && rid != *expected_peer_) {
-      fail(out, "responder is " + to_text(rid) + ", expected " + to_text(*expected_peer_));
+    if (hs_->expected_peer && rid != *hs_->expected_peer) {
+      fail(out, "responder is " + to_text(rid) + ", expected " + to_text(*hs_->expected_peer));
       return;
     }
     std::string wire = framed(proof(initiator_transcript(rid)));
@@ -477,14 +498,14 @@ struct channel::impl {
   }
 
   void on_msg3(std::string_view m, channel_output& out) {
-    if (resuming_) {
+    if (hs_->resuming) {
       if (!open_body(m)) {
         fail(out, "resumed handshake message 3 failed authentication (the initiator does not "
                   "hold the ticket, or the message was altered)");
         return;
       }
       resumed_ = true;
-      open_as(resume_peer_, out);
+      open_as(hs_->resume_peer, out);
       return;
     }
     auto plain = open_body(m);
@@ -496,7 +517,7 @@ struct channel::impl {
     signature sig;
     std::memcpy(iid.bytes.data(), plain->data(), id_bytes);
     std::memcpy(sig.bytes.data(), plain->data() + id_bytes, sig_bytes);
-    hash256 t = initiator_transcript(self_.pub());
+    hash256 t = initiator_transcript(hs_->self.pub());
     if (!verify(iid, as_view(t.data(), t.size()), sig)) {
       fail(out, "bad signature from initiator " + to_text(iid));
       return;
@@ -597,8 +618,8 @@ struct channel::impl {
     check_invariant();
     channel_output out;
     bool handshaking = step_ != step::open && step_ != step::closed;
-    if (handshaking && now_ms >= started_ms_ &&
-        now_ms - started_ms_ >= limits_.handshake_timeout_ms)
+    if (handshaking && now_ms >= hs_->started_ms &&
+        now_ms - hs_->started_ms >= limits_.handshake_timeout_ms)
       fail(out, "handshake timeout: not established within " +
                     std::to_string(limits_.handshake_timeout_ms) + " ms");
     check_invariant();
@@ -606,14 +627,14 @@ struct channel::impl {
   }
 
   std::string start() {
-    if (role_ != role::initiator || started_ || step_ == step::closed)
+    if (role_ != role::initiator || started_ || !hs_)
       return {};
     started_ = true;
     std::string body(magic);
     body.push_back(static_cast<char>(version));
-    body.append(as_view(eph_pk_.data(), eph_bytes));
-    if (offered_)
-      body.append(as_view(offered_->id.data(), ticket_id_bytes));
+    body.append(as_view(hs_->eph_pk.data(), eph_bytes));
+    if (hs_->offered)
+      body.append(as_view(hs_->offered->id.data(), ticket_id_bytes));
     std::string wire = framed(body);
     bytes_out_ += wire.size();
     return wire;
@@ -641,13 +662,13 @@ channel::~channel() = default;
 void channel::offer_ticket(const resume_ticket& t) {
   auto& i = *impl_;
   if (i.role_ == role::initiator && !i.started_ && i.step_ == impl::step::await_msg2 &&
-      (!i.expected_peer_ || t.peer == *i.expected_peer_))
-    i.offered_ = t;
+      (!i.hs_->expected_peer || t.peer == *i.hs_->expected_peer))
+    i.hs_->offered = t;
 }
 
 void channel::accept_tickets(ticket_lookup lookup) {
-  if (impl_->role_ == role::responder)
-    impl_->lookup_ = std::move(lookup);
+  if (impl_->role_ == role::responder && impl_->hs_)
+    impl_->hs_->lookup = std::move(lookup);
 }
 
 std::optional<resume_ticket> channel::take_ticket() {
