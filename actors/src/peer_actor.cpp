@@ -48,9 +48,6 @@ struct peer_state {
   std::string conn_address;
   std::shared_ptr<channel> ch;
   std::optional<replica_id> rid; // from the peer's hello
-  /// The resumption ticket of the current channel, kept once the peer's
-  /// hello says it keeps tickets too (an older node would refuse it).
-  std::optional<protocol::resume_ticket> pending_ticket;
   std::uint64_t dial_tag = 0;
   bool dialing = false;
   std::uint32_t failures = 0;
@@ -118,6 +115,14 @@ struct peer_state {
 };
 
 using peer_pointer = peer_actor::stateful_pointer<peer_state>;
+
+// One peer actor per followed peer and per peer that follows us, so its
+// size is paid per relationship: CAF allocates the actor with a 64-byte
+// control block in front, and the total must stay within jemalloc's
+// 2 KiB size class (the next one is 2.5 KiB). Move rarely used state
+// behind a pointer rather than grow this.
+static_assert(sizeof(caf::stateful_actor<peer_state, peer_actor::base>) + 64 <= 2048,
+              "the peer actor outgrew the 2 KiB allocation class");
 
 std::uint64_t now_ms(peer_pointer self) {
   return clock_ms(self->clock().now());
@@ -364,9 +369,11 @@ void on_hello(peer_pointer self, const hello_msg& h) {
     return fail(self, error_code::bad_signature,
                 "hello carries a replica binding that is not signed by the channel's identity");
   st.rid = h.binding.rid;
-  if (h.resumes && st.pending_ticket && st.env->tickets)
-    st.env->tickets->put(*st.pending_ticket, now_ms(self));
-  st.pending_ticket.reset();
+  // The channel's ticket for the next connection stays in the channel
+  // until now: kept once the peer's hello says it keeps tickets too (an
+  // older node would refuse a resumed opening), wiped otherwise.
+  if (auto t = st.ch ? st.ch->take_ticket() : std::nullopt; t && h.resumes && st.env->tickets)
+    st.env->tickets->put(*t, now_ms(self));
   log(self, log_level::info, "hello from replica " + std::to_string(st.rid->value()) + " (" + h.agent + ")");
   add_shared_topics(st);
   if (!st.pulling.empty())
@@ -725,7 +732,6 @@ void handle_output(peer_pointer self, channel_output out) {
   if (out.established) {
     if (!out.error && st.ch->state() == channel_state::established) {
       count_handshake(*st.env, *st.ch);
-      st.pending_ticket = st.ch->take_ticket();
     }
     on_established(self);
   }
@@ -1005,7 +1011,6 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         ensure_ticking(self);
         st.conn_address = h.address;
         st.ch = std::move(h.ch);
-        st.pending_ticket = st.ch->take_ticket();
         st.last_rx_ms = now_ms(self);
         on_established(self);
         for (auto& f : h.frames) {
