@@ -1,10 +1,14 @@
 // Format 1 -> 2: rows of a topic named by its number instead of its id
 // (layout.hpp). Every step is an atomic batch that leaves the store
-// readable by the next attempt: numbers are given first (each kept once
-// given), then each row is written under its new name and deleted under
-// the old in the same batch, and the format record changes last. A crash
-// anywhere in between leaves format 1 on disk, and the next open carries
-// on with the rows still under their old names.
+// readable by the next attempt. First the format record says "migrating"
+// (a value no kith of format 1 accepts: a half-renamed store must never
+// be opened by one, which would read a topic whose clock row had moved
+// as empty and sign new writes with counters already used). Then numbers
+// are given (each kept once given), then each row is written under its
+// new name and deleted under the old in the same batch, and the format
+// record says 2 last. A crash anywhere in between leaves "migrating" on
+// disk, and the next open carries on with the rows still under their old
+// names.
 
 #include "kith/storage/store.hpp"
 
@@ -23,14 +27,19 @@ namespace {
 constexpr std::size_t rows_per_batch = 10000;
 
 /// Moves every row starting with old_prefix to new_prefix + the rest of
-/// its key, in batches.
+/// its key, in batches. Each batch's scan starts after the last key moved,
+/// not at the prefix: on RocksDB the rows already moved are tombstones a
+/// scan from the start would walk again every time.
 status move_rows(kv_store& kv, const std::string& old_prefix, const std::string& new_prefix) {
   const std::string end = prefix_end(old_prefix);
+  std::string from = old_prefix;
   for (;;) {
     kv_batch b;
-    auto st = kv.scan(old_prefix, end, [&](std::string_view k, std::string_view v) {
+    std::string last;
+    auto st = kv.scan(from, end, [&](std::string_view k, std::string_view v) {
       b.put(new_prefix + std::string(k.substr(old_prefix.size())), std::string(v));
       b.del(std::string(k));
+      last = std::string(k);
       return b.ops().size() < 2 * rows_per_batch;
     });
     if (!st)
@@ -39,12 +48,26 @@ status move_rows(kv_store& kv, const std::string& old_prefix, const std::string&
       return ok_status();
     if (auto c = kv.commit(b, false); !c)
       return c;
+    from = std::move(last);
+    from.push_back('\0'); // the first key after the last one moved
   }
+}
+
+std::string format_record(std::uint64_t v) {
+  causality::writer w;
+  w.varint(v);
+  return w.take();
 }
 
 } // namespace
 
 status store::migrate_from_format_1() {
+  {
+    kv_batch marking;
+    marking.put(lay::meta("format"), format_record(format_migrating_from_1));
+    if (auto c = kv_->commit(marking, true); !c)
+      return c;
+  }
   // Numbers given by an interrupted migration stay as they were.
   if (auto st = load_numbers(); !st)
     return st;
@@ -60,8 +83,13 @@ status store::migrate_from_format_1() {
   for (const auto& id : ids) {
     if (numbers_.count(id) != 0)
       continue;
-    if (id.empty() || id.front() == '\0' || next >= lay::topic_rows::limit)
-      return error{errc::corrupt, "a topic of the format-1 store cannot be numbered"};
+    if (id.empty() || id.front() == '\0')
+      return error{errc::corrupt, "the format-1 store has a topic row with an empty or invalid "
+                                  "id: the store is damaged (restore a backup)"};
+    if (next >= lay::topic_rows::limit)
+      return error{errc::invalid, "the format-1 store holds more than " +
+                                      std::to_string(lay::topic_rows::limit - 1) +
+                                      " topics, more than one store can number"};
     numbering.put(lay::number_row(id), std::string(lay::topic_rows{next}.view()));
     numbers_[id] = next;
     names_[next] = id;
@@ -96,10 +124,8 @@ status store::migrate_from_format_1() {
   }
   // The index rows still name topics by id; the index version changed
   // with the format, so init rebuilds them after this.
-  causality::writer w;
-  w.varint(format_version);
   kv_batch done;
-  done.put(lay::meta("format"), w.take());
+  done.put(lay::meta("format"), format_record(format_version));
   return kv_->commit(done, true);
 }
 

@@ -350,11 +350,12 @@ status store::init(bool may_create) {
   auto v = r.varint();
   if (r.failed())
     return corrupt("the format record");
-  if (v != format_version && v != 1)
+  if (v != format_version && v != 1 && v != format_migrating_from_1)
     return error{errc::format_mismatch,
                  "the store has format version " + std::to_string(v) + " but this kith reads " +
-                     std::to_string(format_version) + "; use a matching kith version"};
-  if (v == 1) {
+                     std::to_string(format_version) + " (and converts 1); use a matching kith "
+                     "version"};
+  if (v == 1 || v == format_migrating_from_1) {
     // Written by an older kith: its rows are renamed in place, resumably.
     if (auto st = migrate_from_format_1(); !st)
       return st;
@@ -467,7 +468,9 @@ result<store::topic_state*> store::state(const std::string& topic) {
     return corrupt("the descriptor of topic " + topic);
   auto rows = rows_of(topic);
   if (!rows)
-    return corrupt("the number of topic " + topic);
+    return error{errc::corrupt, "topic " + topic + " has no number in this store, so its rows "
+                                "cannot be found: the store is damaged (restore a backup, or "
+                                "start a new store and resync from peers)"};
   ts->rows = *rows;
   auto c = kv_->get(lay::clock_row(ts->rows));
   if (!c)
@@ -1877,9 +1880,13 @@ result<std::size_t> store::reindex() {
   bool bad = false;
   std::string bad_topic;
   auto st = kv_->scan("c", "d", [&](std::string_view k, std::string_view v) {
+    // Rows of no registered topic (a damaged store) get no index rows:
+    // queries could not name their topic.
     auto topic = lay::topic_rows::parse(k.substr(1));
+    if (!topic || names_.count(topic->number()) == 0)
+      return true;
     container c;
-    if (!topic || !decoded(v, c)) {
+    if (!decoded(v, c)) {
       bad = true;
       return false;
     }

@@ -32,6 +32,9 @@ using protocol::write_header;
 /// migrates a store of format 1 (topics named by id in every row) in place
 /// and refuses any other version.
 inline constexpr std::uint32_t format_version = 2;
+/// The format record while a format-1 store is being migrated: refused by
+/// every kith that reads format 1 only, resumed by this one.
+inline constexpr std::uint32_t format_migrating_from_1 = 0x8001;
 
 struct store_options {
   /// fsync every committed batch. Off, a crash of the process loses
