@@ -27,6 +27,7 @@
 // Format 1 (read only to migrate it, see migrate.cpp) had the topic id and
 // a 0 byte where format 2 has <n:4>, and k<topic>, w<topic>, no n rows.
 
+#include "kith/causality/codec.hpp"
 #include "kith/causality/types.hpp"
 
 #include <array>
@@ -49,6 +50,12 @@ inline std::uint64_t get_be64(std::string_view s, std::size_t at) {
 }
 
 inline std::string meta(std::string_view name) { return "m" + std::string(name); }
+/// The value of a version row (format, index): a varint.
+inline std::string version_record(std::uint64_t v) {
+  causality::writer w;
+  w.varint(v);
+  return w.take();
+}
 inline std::string topic_row(std::string_view t) { return "t" + std::string(t); }
 inline std::string number_row(std::string_view t) { return "n" + std::string(t); }
 

@@ -14,8 +14,6 @@
 
 #include "layout.hpp"
 
-#include "kith/causality/codec.hpp"
-
 namespace kith::storage {
 
 namespace lay = layout;
@@ -53,18 +51,13 @@ status move_rows(kv_store& kv, const std::string& old_prefix, const std::string&
   }
 }
 
-std::string format_record(std::uint64_t v) {
-  causality::writer w;
-  w.varint(v);
-  return w.take();
-}
 
 } // namespace
 
 status store::migrate_from_format_1() {
   {
     kv_batch marking;
-    marking.put(lay::meta("format"), format_record(format_migrating_from_1));
+    marking.put(lay::meta("format"), lay::version_record(format_migrating_from_1));
     if (auto c = kv_->commit(marking, true); !c)
       return c;
   }
@@ -79,10 +72,10 @@ status store::migrate_from_format_1() {
   if (!st)
     return st;
   kv_batch numbering;
-  std::uint32_t next = names_.empty() ? 1 : names_.rbegin()->first + 1;
   for (const auto& id : ids) {
     if (numbers_.count(id) != 0)
       continue;
+    const std::uint32_t next = next_number();
     if (id.empty() || id.front() == '\0')
       return error{errc::corrupt, "the format-1 store has a topic row with an empty or invalid "
                                   "id: the store is damaged (restore a backup)"};
@@ -91,9 +84,7 @@ status store::migrate_from_format_1() {
                                       std::to_string(lay::topic_rows::limit - 1) +
                                       " topics, more than one store can number"};
     numbering.put(lay::number_row(id), std::string(lay::topic_rows{next}.view()));
-    numbers_[id] = next;
-    names_[next] = id;
-    ++next;
+    remember_number(id, next); // before the commit: the next topic's number follows it
   }
   if (!numbering.empty())
     if (auto c = kv_->commit(numbering, true); !c)
@@ -125,7 +116,7 @@ status store::migrate_from_format_1() {
   // The index rows still name topics by id; the index version changed
   // with the format, so init rebuilds them after this.
   kv_batch done;
-  done.put(lay::meta("format"), format_record(format_version));
+  done.put(lay::meta("format"), lay::version_record(format_version));
   return kv_->commit(done, true);
 }
 

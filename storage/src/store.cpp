@@ -237,11 +237,7 @@ std::vector<std::string> index_rows_of(const lay::topic_rows& topic, std::string
 /// 3: hits name the topic by its number (store format 2).
 constexpr std::uint64_t index_version = 3;
 
-std::string index_version_record() {
-  causality::writer w;
-  w.varint(index_version);
-  return w.take();
-}
+std::string index_version_record() { return lay::version_record(index_version); }
 
 std::uint64_t fresh_nonce() {
   protocol::ensure_sodium();
@@ -331,19 +327,16 @@ status store::init(bool may_create) {
     binding_ = protocol::bind_replica(self_, opts_.replica_nonce ? opts_.replica_nonce
                                                                  : fresh_nonce());
     kv_batch b;
-    causality::writer w;
-    w.varint(format_version);
-    b.put(lay::meta("format"), w.take());
+    b.put(lay::meta("format"), lay::version_record(format_version));
     b.put(lay::meta("binding"), encoded(binding_));
     b.put(lay::binding_row(binding_.rid), encoded(binding_));
     b.put(lay::topic_row(feed_id_), encoded(protocol::feed_topic(self_.pub())));
-    const lay::topic_rows feed_rows{1};
-    b.put(lay::number_row(feed_id_), std::string(feed_rows.view()));
+    const std::uint32_t feed_number = next_number();
+    b.put(lay::number_row(feed_id_), std::string(lay::topic_rows{feed_number}.view()));
     b.put(lay::meta("index"), index_version_record());
     if (auto st = kv_->commit(b, true); !st)
       return st;
-    numbers_[feed_id_] = 1;
-    names_[1] = feed_id_;
+    remember_number(feed_id_, feed_number);
     return ok_status();
   }
   causality::reader r(**version);
@@ -394,7 +387,7 @@ status store::add_topic(const topic_descriptor& t) {
     return have.err();
   if (*have)
     return ok_status();
-  const std::uint32_t n = names_.empty() ? 1 : names_.rbegin()->first + 1;
+  const std::uint32_t n = next_number();
   if (n >= lay::topic_rows::limit)
     return error{errc::invalid, "this store holds " + std::to_string(names_.size()) +
                                     " topics, the most one store can"};
@@ -403,8 +396,7 @@ status store::add_topic(const topic_descriptor& t) {
   b.put(lay::number_row(t.id), std::string(lay::topic_rows{n}.view()));
   if (auto st = kv_->commit(b, opts_.sync); !st)
     return st;
-  numbers_[t.id] = n;
-  names_[n] = t.id;
+  remember_number(t.id, n);
   return ok_status();
 }
 

@@ -318,6 +318,13 @@ private:
   status migrate_from_format_1();
   /// The topic's number in its rows, if the topic is registered.
   std::optional<layout::topic_rows> rows_of(std::string_view topic) const;
+  /// The number the next topic gets (one past the greatest given).
+  std::uint32_t next_number() const { return names_.empty() ? 1 : names_.rbegin()->first + 1; }
+  /// Records a number once its n row is committed.
+  void remember_number(const std::string& topic, std::uint32_t n) {
+    numbers_[topic] = n;
+    names_[n] = topic;
+  }
   result<topic_state*> state(const std::string& topic);
   struct commit_input;
   status commit(topic_state& ts, commit_input& in);
