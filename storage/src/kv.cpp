@@ -8,7 +8,6 @@
 #include <rocksdb/write_batch.h>
 
 #include <filesystem>
-#include <map>
 #include <mutex>
 #include <unordered_map>
 
@@ -133,68 +132,6 @@ private:
   std::unique_ptr<rocksdb::DB> db_;
 };
 
-class memory_kv final : public kv_store {
-public:
-  explicit memory_kv(std::shared_ptr<value_pool> pool) : pool_(std::move(pool)) {}
-
-  result<std::optional<std::string>> get(std::string_view key) const override {
-    auto i = map_.find(key);
-    if (i == map_.end())
-      return std::optional<std::string>{};
-    return std::optional<std::string>{*i->second};
-  }
-
-  status scan(std::string_view from, std::string_view to, const visitor& fn) const override {
-    auto end = to.empty() ? map_.end() : map_.lower_bound(to);
-    for (auto i = map_.lower_bound(from); i != end; ++i)
-      if (!fn(i->first, *i->second))
-        break;
-    return ok_status();
-  }
-
-  result<std::optional<std::pair<std::string, std::string>>>
-  floor(std::string_view key, std::string_view lo) const override {
-    using out = std::optional<std::pair<std::string, std::string>>;
-    auto i = map_.upper_bound(key);
-    if (i == map_.begin())
-      return out{};
-    --i;
-    if (i->first < lo)
-      return out{};
-    return out{{i->first, *i->second}};
-  }
-
-  status commit(const kv_batch& b, bool) override {
-    for (const auto& o : b.ops()) {
-      if (o.erase)
-        map_.erase(o.key);
-      else
-        map_[o.key] = value_of(o.value);
-    }
-    return ok_status();
-  }
-
-  std::uint64_t memory_usage() const override {
-    std::uint64_t n = 0;
-    for (const auto& [k, v] : map_)
-      n += k.size() + v->size() + 64; // as if unshared
-    return n;
-  }
-
-private:
-  std::shared_ptr<const std::string> value_of(const std::string& v) {
-    static const auto empty = std::make_shared<const std::string>();
-    if (v.empty())
-      return empty;
-    if (pool_)
-      return pool_->intern(v);
-    return std::make_shared<const std::string>(v);
-  }
-
-  std::shared_ptr<value_pool> pool_;
-  std::map<std::string, std::shared_ptr<const std::string>, std::less<>> map_;
-};
-
 } // namespace
 
 rocksdb::Options store_rocksdb_options(bool create) {
@@ -265,14 +202,11 @@ struct value_pool::impl {
   }
 };
 
-/// Shorter values are copied: sharing them would not pay for the entry.
-constexpr std::size_t min_shared_value = 48;
-
 value_pool::value_pool() : impl_(std::make_shared<impl>()) {}
 value_pool::~value_pool() = default;
 
 std::shared_ptr<const std::string> value_pool::intern(std::string_view v) {
-  if (v.size() < min_shared_value)
+  if (v.size() < min_shared)
     return std::make_shared<const std::string>(v);
   std::lock_guard lock(impl_->mu);
   auto i = impl_->values.find(v);
@@ -300,10 +234,6 @@ std::size_t value_pool::size() const {
 std::uint64_t value_pool::bytes() const {
   std::lock_guard lock(impl_->mu);
   return impl_->bytes;
-}
-
-std::unique_ptr<kv_store> make_memory_kv(std::shared_ptr<value_pool> pool) {
-  return std::make_unique<memory_kv>(std::move(pool));
 }
 
 } // namespace kith::storage

@@ -31,9 +31,10 @@ private:
 
 /// An ordered byte-string map with atomic batches: all the node needs
 /// from a database. Two implementations with the same semantics: RocksDB
-/// for the node, a std::map for tests and the simulator (thousands of
-/// nodes in one process cannot each have a RocksDB). The storage test
-/// suite runs against both. Single writer; reads may interleave.
+/// for the node, and sorted front-coded blocks in memory for tests and
+/// the simulator (thousands of nodes in one process cannot each have a
+/// RocksDB; storage/src/memory_kv.cpp). The storage test suite runs
+/// against both. Single writer; reads may interleave.
 class kv_store {
 public:
   using visitor = std::function<bool(std::string_view key, std::string_view value)>;
@@ -63,8 +64,10 @@ public:
   ~value_pool();
   value_pool(const value_pool&) = delete;
   value_pool& operator=(const value_pool&) = delete;
-  /// The shared copy of v (values shorter than a few dozen bytes are not
-  /// shared: the bookkeeping would cost more than they do).
+  /// Values shorter than this are copied, not shared: the bookkeeping
+  /// would cost more than they do.
+  static constexpr std::size_t min_shared = 48;
+  /// The shared copy of v (a copy of its own if shorter than min_shared).
   [[nodiscard]] std::shared_ptr<const std::string> intern(std::string_view v);
   /// Distinct values held now, and their bytes.
   [[nodiscard]] std::size_t size() const;
