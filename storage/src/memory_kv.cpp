@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -145,20 +146,39 @@ public:
   }
 
   status scan(std::string_view from, std::string_view to, const visitor& fn) const override {
+    // The visitor may write to this store (a reindex commits as it
+    // scans): a commit may take apart or drop the block being read, so
+    // after one the scan finds its place again from the last key seen.
+    std::string last;
+    bool resume = false;
     auto b = block_of(from);
     if (b == blocks_.end())
       b = blocks_.begin();
-    for (; b != blocks_.end(); ++b) {
+    while (b != blocks_.end()) {
       if (!to.empty() && b->first >= to)
         break;
       cursor c(b->first, b->second);
+      bool moved = false;
       while (c.next()) {
-        if (c.key() < from)
+        if (c.key() < from || (resume && c.key() <= last))
           continue;
         if (!to.empty() && c.key() >= to)
           return ok_status();
+        const auto before = commits_;
         if (!fn(c.key(), c.value()))
           return ok_status();
+        if (commits_ != before) {
+          last.assign(c.key()); // the cursor's own copy: still valid
+          resume = moved = true;
+          break;
+        }
+      }
+      if (moved) {
+        b = block_of(last);
+        if (b == blocks_.end())
+          b = blocks_.begin();
+      } else {
+        ++b;
       }
     }
     return ok_status();
@@ -172,22 +192,22 @@ public:
       return out{};
     // The block's first key is <= key, so some row of it is the floor.
     cursor c(b->first, b->second);
-    std::string best_key, best_value;
-    while (c.next() && c.key() <= key) {
-      best_key.assign(c.key());
-      best_value.assign(c.value());
-    }
-    if (best_key < lo)
+    out best;
+    while (c.next() && c.key() <= key)
+      best.emplace(std::string(c.key()), std::string(c.value()));
+    if (!best || best->first < lo)
       return out{};
-    return out{{std::move(best_key), std::move(best_value)}};
+    return best;
   }
 
   status commit(const kv_batch& batch, bool) override {
     // Consecutive operations on one block change its decoded rows; the
     // block is encoded again when the next operation falls elsewhere.
+    ++commits_;
     commit_scratch scratch;
     auto open = blocks_.end();
     std::vector<row> rows;
+    bool appended = false; // a new key after the open block's last one
     // In key order, so that each block is taken apart once (a stable sort:
     // of two operations on one key, the later still wins).
     std::vector<const kv_batch::op*> ops;
@@ -200,7 +220,7 @@ public:
       const auto& o = *op;
       auto b = block_for(o.key);
       if (open != blocks_.end() && b != open) {
-        store(open, rows, scratch); // may merge blocks: find o.key's again
+        store(open, rows, appended, scratch); // may merge blocks: find o.key's again
         open = blocks_.end();
         b = block_for(o.key);
       }
@@ -211,6 +231,7 @@ public:
       }
       if (open == blocks_.end()) {
         open = b;
+        appended = false;
         decode(b, rows, scratch);
       }
       auto at = std::lower_bound(rows.begin(), rows.end(), std::string_view(o.key),
@@ -221,12 +242,14 @@ public:
           rows.erase(at);
         continue;
       }
-      if (!found)
+      if (!found) {
+        appended = appended || at == rows.end();
         at = rows.insert(at, row{o.key, {}, {}});
+      }
       set_value(*at, o.value);
     }
     if (open != blocks_.end())
-      store(open, rows, scratch);
+      store(open, rows, appended, scratch);
     return ok_status();
   }
 
@@ -244,18 +267,13 @@ public:
 private:
   /// The block whose key range holds key: the last one whose first key
   /// is <= key (end() if key sorts before every block).
-  block_map::const_iterator block_of(std::string_view key) const {
-    auto b = blocks_.upper_bound(key);
-    if (b == blocks_.begin())
-      return blocks_.end();
-    return std::prev(b);
+  template <class Map>
+  static auto block_in(Map& blocks, std::string_view key) -> decltype(blocks.end()) {
+    auto b = blocks.upper_bound(key);
+    return b == blocks.begin() ? blocks.end() : std::prev(b);
   }
-  block_map::iterator block_of(std::string_view key) {
-    auto b = blocks_.upper_bound(key);
-    if (b == blocks_.begin())
-      return blocks_.end();
-    return std::prev(b);
-  }
+  block_map::const_iterator block_of(std::string_view key) const { return block_in(blocks_, key); }
+  block_map::iterator block_of(std::string_view key) { return block_in(blocks_, key); }
 
   /// The block a write of key goes to: its range's, or the first block
   /// for a key before them all (end() if there are no blocks).
@@ -285,6 +303,7 @@ private:
     const auto start = rows.size();
     cursor c(b->first, data, b->second.values);
     while (c.next()) {
+      assert(n < max_rows); // store() never writes more to a block
       at[n++] = {keys.size(), c.key().size()};
       keys += c.key();
       if (const auto* s = c.shared())
@@ -297,17 +316,25 @@ private:
   }
 
   /// Replaces block b with the rows (split or merged as their size asks).
-  void store(block_map::iterator b, std::vector<row>& rows, commit_scratch& scratch) {
+  /// A block that overflowed with keys appended after its last one keeps
+  /// max_rows and the new block takes the rest (rows written in key
+  /// order, like counters, then fill their blocks); otherwise the rows
+  /// are shared out evenly, so that inserts in random order do not leave
+  /// a trail of nearly empty blocks.
+  void store(block_map::iterator b, std::vector<row>& rows, bool appended,
+             commit_scratch& scratch) {
     auto next = std::next(b);
     blocks_.erase(b);
     if (!rows.empty() && rows.size() < min_rows && next != blocks_.end()) {
       decode(next, rows, scratch);
       next = blocks_.erase(next);
+      appended = false;
     }
-    // Encoded here first, so each block's buffers are allocated once, at
-    // their size.
-    thread_local std::string data;
-    thread_local std::vector<shared_value> values;
+    const std::size_t blocks_needed = (rows.size() + max_rows - 1) / max_rows;
+    const std::size_t per_block =
+        appended || blocks_needed < 2 ? max_rows : (rows.size() + blocks_needed - 1) / blocks_needed;
+    std::string data;
+    std::vector<shared_value> values;
     std::size_t i = 0;
     while (i < rows.size()) {
       data.clear();
@@ -316,7 +343,7 @@ private:
       std::string_view prev = rows[i].key;
       std::uint32_t count = 0;
       for (; i < rows.size(); ++i) {
-        if (count == max_rows || (count > 0 && data.size() >= max_bytes))
+        if (count == per_block || (count > 0 && data.size() >= max_bytes))
           break;
         auto& r = rows[i];
         std::size_t shared = 0;
@@ -336,6 +363,7 @@ private:
         prev = r.key;
         ++count;
       }
+      // Copies at their size: the buffers above grew in steps.
       block out{data, {std::make_move_iterator(values.begin()), std::make_move_iterator(values.end())},
                 count};
       next = std::next(blocks_.emplace_hint(next, std::string(rows[first].key), std::move(out)));
@@ -345,6 +373,7 @@ private:
 
   std::shared_ptr<value_pool> pool_;
   block_map blocks_;
+  std::uint64_t commits_ = 0; // lets a scan notice its visitor's writes
 };
 
 } // namespace
