@@ -25,6 +25,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 
 namespace kith::storage {
 
@@ -113,6 +114,55 @@ private:
   std::size_t shared_ = npos;
 };
 
+std::size_t common_prefix(std::string_view a, std::string_view b) {
+  const auto n = std::min(a.size(), b.size());
+  std::size_t i = 0;
+  while (i < n && a[i] == b[i])
+    ++i;
+  return i;
+}
+
+/// The value of `target` in block b (first key `first` <= target), if
+/// held. Keys are not rebuilt: m is how much of target the previous key
+/// matches, and a row that shares more or less than m with it sorts
+/// before or after target without looking at its bytes.
+std::optional<std::string_view> find_in_block(std::string_view first, const block& b,
+                                              std::string_view target) {
+  const char* p = b.data.data();
+  const char* end = p + b.data.size();
+  std::size_t m = common_prefix(first, target);
+  while (p != end) {
+    const auto shared = get_varint(p);
+    const auto rest = get_varint(p);
+    const std::string_view tail(p, rest);
+    p += rest;
+    const auto tag = get_varint(p);
+    std::string_view value;
+    if (tag & 1) {
+      value = *b.values[tag >> 1];
+    } else {
+      value = std::string_view(p, tag >> 1);
+      p += tag >> 1;
+    }
+    if (shared > m)
+      continue; // differs from target where the previous key did: smaller
+    if (shared < m)
+      return std::nullopt; // greater than the previous key where it matched target
+    const auto c = common_prefix(tail, target.substr(m));
+    if (c == rest) {
+      if (m + rest == target.size())
+        return value;
+      m += rest; // a proper prefix of target: smaller
+      continue;
+    }
+    if (m + c == target.size() ||
+        static_cast<unsigned char>(tail[c]) > static_cast<unsigned char>(target[m + c]))
+      return std::nullopt; // past target
+    m += c;
+  }
+  return std::nullopt;
+}
+
 /// A row taken out of its block to be changed: views into the bytes of
 /// one commit (see commit_scratch) or of the batch being applied.
 struct row {
@@ -131,18 +181,11 @@ public:
   explicit memory_kv(std::shared_ptr<value_pool> pool) : pool_(std::move(pool)) {}
 
   result<std::optional<std::string>> get(std::string_view key) const override {
-    auto b = block_of(key);
-    if (b != blocks_.end()) {
-      cursor c(b->first, b->second);
-      while (c.next()) {
-        const int cmp = c.key().compare(key);
-        if (cmp == 0)
-          return std::optional<std::string>{std::string(c.value())};
-        if (cmp > 0)
-          break;
-      }
-    }
-    return std::optional<std::string>{};
+    std::optional<std::string> out;
+    if (auto b = block_of(key); b != blocks_.end())
+      if (auto v = find_in_block(b->first, b->second, key))
+        out.emplace(*v);
+    return out;
   }
 
   status scan(std::string_view from, std::string_view to, const visitor& fn) const override {
