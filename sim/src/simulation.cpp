@@ -2252,19 +2252,36 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     w.advance_to(t);
   };
   auto last_progress = steady_clock::now();
+  std::uint64_t last_sends = 0;
   std::uint64_t events = 0;
   auto report = [&](const std::string& phase, std::uint64_t t) {
     if (!progress || options.progress_wall_s <= 0)
       return;
     const auto now = steady_clock::now();
-    if (duration<double>(now - last_progress).count() < options.progress_wall_s)
+    const double since = duration<double>(now - last_progress).count();
+    if (since < options.progress_wall_s)
       return;
     last_progress = now;
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "%s: simulated %.0f s (workload %.0f s), %llu events, %llu messages, wall %.1f s",
-                  phase.c_str(), (t - start) / 1000.0, s.duration_s, static_cast<unsigned long long>(events),
-                  static_cast<unsigned long long>(w.net_->sends()),
-                  duration<double>(now - wall0).count());
+    const double wall = duration<double>(now - wall0).count();
+    const double simulated = (t - start) / 1000.0;
+    const auto sends = w.net_->sends();
+    // Messages per wall second since the last line; and, in the workload,
+    // the wall time left at the average pace so far.
+    const double rate = static_cast<double>(sends - last_sends) / since;
+    last_sends = sends;
+    char eta[96] = "";
+    if (phase == "workload" && simulated > 0 && simulated < s.duration_s) {
+      const double left_s = (s.duration_s - simulated) * wall / simulated;
+      const bool hours = left_s >= 7200, minutes = left_s >= 120;
+      std::snprintf(eta, sizeof eta, ", %.3g simulated s per wall s, about %.*f wall %s left",
+                    simulated / wall, hours ? 1 : 0,
+                    hours ? left_s / 3600 : minutes ? left_s / 60 : left_s, hours ? "h" : minutes ? "min" : "s");
+    }
+    char buf[320];
+    std::snprintf(buf, sizeof buf,
+                  "%s: simulated %.1f s (workload %.0f s), %llu events, %llu messages (%.0f per wall s), wall %.1f s%s",
+                  phase.c_str(), simulated, s.duration_s, static_cast<unsigned long long>(events),
+                  static_cast<unsigned long long>(sends), rate, wall, eta);
     progress(buf);
   };
 
