@@ -1730,6 +1730,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   std::priority_queue<event, std::vector<event>, std::greater<>> q;
   std::uint64_t order = 0;
   const auto start = w.now_ms();
+  const auto start_wall = steady_clock::now(); // the pace in progress lines is from here
   const auto end = start + static_cast<std::uint64_t>(s.duration_s * 1000);
   const double post_mean_ms = s.post_interval_s * 1000.0 / s.nodes; // all nodes together
   auto next_post = [&](std::uint64_t from) {
@@ -2252,7 +2253,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     w.advance_to(t);
   };
   auto last_progress = steady_clock::now();
-  std::uint64_t last_sends = 0;
+  std::uint64_t last_sends = w.net_->sends();
   std::uint64_t events = 0;
   auto report = [&](const std::string& phase, std::uint64_t t) {
     if (!progress || options.progress_wall_s <= 0)
@@ -2263,6 +2264,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       return;
     last_progress = now;
     const double wall = duration<double>(now - wall0).count();
+    const double paced = duration<double>(now - start_wall).count();
     const double simulated = (t - start) / 1000.0;
     const auto sends = w.net_->sends();
     // Messages per wall second since the last line; and, in the workload,
@@ -2270,11 +2272,11 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     const double rate = static_cast<double>(sends - last_sends) / since;
     last_sends = sends;
     char eta[96] = "";
-    if (phase == "workload" && simulated > 0 && simulated < s.duration_s) {
-      const double left_s = (s.duration_s - simulated) * wall / simulated;
+    if (phase == "workload" && simulated > 0 && simulated < s.duration_s && paced > 0) {
+      const double left_s = (s.duration_s - simulated) * paced / simulated;
       const bool hours = left_s >= 7200, minutes = left_s >= 120;
       std::snprintf(eta, sizeof eta, ", %.3g simulated s per wall s, about %.*f wall %s left",
-                    simulated / wall, hours ? 1 : 0,
+                    simulated / paced, hours ? 1 : 0,
                     hours ? left_s / 3600 : minutes ? left_s / 60 : left_s, hours ? "h" : minutes ? "min" : "s");
     }
     char buf[320];

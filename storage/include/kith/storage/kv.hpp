@@ -40,7 +40,11 @@ public:
   using visitor = std::function<bool(std::string_view key, std::string_view value)>;
   virtual ~kv_store() = default;
   [[nodiscard]] virtual result<std::optional<std::string>> get(std::string_view key) const = 0;
-  /// Visits keys in [from, to) in order until fn returns false.
+  /// Visits keys in [from, to) in order until fn returns false. fn may
+  /// write to the store; once it has, the key and value it was given are
+  /// no longer valid, and rows written after the current key may or may
+  /// not be visited (RocksDB's scan does not see them, the in-memory
+  /// store's does).
   [[nodiscard]] virtual status scan(std::string_view from, std::string_view to,
                                     const visitor& fn) const = 0;
   /// The greatest key <= key that is >= lo, with its value.
