@@ -68,6 +68,42 @@ struct block {
 
 using block_map = std::map<std::string, block, std::less<>>;
 
+std::size_t common_prefix(std::string_view a, std::string_view b) {
+  const auto n = std::min(a.size(), b.size());
+  std::size_t i = 0;
+  while (i < n && a[i] == b[i])
+    ++i;
+  return i;
+}
+
+/// One encoded row as read from a block (the one reader of the format).
+struct encoded_row {
+  std::size_t shared;      // key bytes shared with the previous row's key
+  std::string_view tail;   // the rest of the key
+  std::string_view value;
+  std::size_t value_index; // into the block's values, or npos if held inline
+  static constexpr std::size_t npos = ~std::size_t{0};
+};
+
+/// Reads the row at p and moves p past it.
+encoded_row read_row(const char*& p, const std::vector<shared_value>& values) {
+  encoded_row r;
+  r.shared = get_varint(p);
+  const auto rest = get_varint(p);
+  r.tail = std::string_view(p, rest);
+  p += rest;
+  const auto tag = get_varint(p);
+  if (tag & 1) {
+    r.value_index = tag >> 1;
+    r.value = *values[r.value_index];
+  } else {
+    r.value_index = encoded_row::npos;
+    r.value = std::string_view(p, tag >> 1);
+    p += tag >> 1;
+  }
+  return r;
+}
+
 /// Walks the rows of one block in order; key() and value() stay valid
 /// until the next call to next().
 class cursor {
@@ -80,47 +116,28 @@ public:
   bool next() {
     if (p_ == end_)
       return false;
-    const auto shared = get_varint(p_);
-    const auto rest = get_varint(p_);
-    key_.resize(shared);
-    key_.append(p_, rest);
-    p_ += rest;
-    const auto tag = get_varint(p_);
-    if (tag & 1) {
-      const auto& v = *values_[tag >> 1];
-      value_ = v;
-      shared_ = tag >> 1;
-    } else {
-      value_ = std::string_view(p_, tag >> 1);
-      p_ += tag >> 1;
-      shared_ = npos;
-    }
+    const auto r = read_row(p_, values_);
+    key_.resize(r.shared);
+    key_.append(r.tail);
+    value_ = r.value;
+    shared_ = r.value_index;
     return true;
   }
   [[nodiscard]] std::string_view key() const { return key_; }
   [[nodiscard]] std::string_view value() const { return value_; }
   /// The shared value of this row, if its value is not held in the block.
   [[nodiscard]] const shared_value* shared() const {
-    return shared_ == npos ? nullptr : &values_[shared_];
+    return shared_ == encoded_row::npos ? nullptr : &values_[shared_];
   }
 
 private:
-  static constexpr std::size_t npos = ~std::size_t{0};
   const std::vector<shared_value>& values_;
   const char* p_;
   const char* end_;
   std::string key_;
   std::string_view value_;
-  std::size_t shared_ = npos;
+  std::size_t shared_ = encoded_row::npos;
 };
-
-std::size_t common_prefix(std::string_view a, std::string_view b) {
-  const auto n = std::min(a.size(), b.size());
-  std::size_t i = 0;
-  while (i < n && a[i] == b[i])
-    ++i;
-  return i;
-}
 
 /// The value of `target` in block b (first key `first` <= target), if
 /// held. Keys are not rebuilt: m is how much of target the previous key
@@ -132,18 +149,8 @@ std::optional<std::string_view> find_in_block(std::string_view first, const bloc
   const char* end = p + b.data.size();
   std::size_t m = common_prefix(first, target);
   while (p != end) {
-    const auto shared = get_varint(p);
-    const auto rest = get_varint(p);
-    const std::string_view tail(p, rest);
-    p += rest;
-    const auto tag = get_varint(p);
-    std::string_view value;
-    if (tag & 1) {
-      value = *b.values[tag >> 1];
-    } else {
-      value = std::string_view(p, tag >> 1);
-      p += tag >> 1;
-    }
+    const auto [shared, tail, value, index] = read_row(p, b.values);
+    const auto rest = tail.size();
     if (shared > m)
       continue; // differs from target where the previous key did: smaller
     if (shared < m)
@@ -389,10 +396,7 @@ private:
         if (count == per_block || (count > 0 && data.size() >= max_bytes))
           break;
         auto& r = rows[i];
-        std::size_t shared = 0;
-        const std::size_t limit = std::min(prev.size(), r.key.size());
-        while (shared < limit && prev[shared] == r.key[shared])
-          ++shared;
+        const auto shared = common_prefix(prev, r.key);
         put_varint(data, shared);
         put_varint(data, r.key.size() - shared);
         data.append(r.key.substr(shared));
