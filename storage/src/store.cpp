@@ -829,7 +829,25 @@ private:
 
 } // namespace
 
+bool store::changes_nothing(const topic_state& ts, const commit_input& in) const {
+  if (!in.changes.empty() || !in.headers.empty() || !in.batches.empty() || !in.bindings.empty() ||
+      !in.extra_members.empty() || in.join_entry || in.join_clock || !in.summaries.empty() ||
+      !in.owed.empty())
+    return false;
+  for (const auto& nd : in.new_dots)
+    if (!ts.clock.contains(nd.first))
+      return false;
+  return ts.marks.covers(binding_.rid, ts.clock) &&
+         (!in.observed || ts.marks.covers(in.observed->first, in.observed->second));
+}
+
 status store::commit(topic_state& ts, commit_input& in) {
+  // Most anti-entropy rounds end here: an answer or a reply that brings
+  // nothing new, from a member whose report is already recorded. The
+  // clock, watermark and dot-key map would come out as they are, and the
+  // rows written would be the rows held.
+  if (changes_nothing(ts, in))
+    return ok_status();
   const std::string& topic = ts.desc.id;
   const lay::topic_rows& rows = ts.rows;
   kv_source src(*kv_, ts.rows, topic);

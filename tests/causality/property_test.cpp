@@ -1,5 +1,6 @@
 // Algebraic laws of the clock and the container, on many seeded random cases.
 #include "kith/causality/container.hpp"
+#include "kith/causality/dot_key_map.hpp"
 #include "support/seed.hpp"
 
 #include <catch2/catch.hpp>
@@ -108,6 +109,36 @@ TEST_CASE("node clock merge is commutative, associative and idempotent",
     REQUIRE(ab.check_invariant());
     // Nothing of a is missing from a merge that contains it.
     REQUIRE(a.missing_from(ab).empty());
+  }
+}
+
+TEST_CASE("a watermark covers a member's clock exactly when observing it raises nothing",
+          "[causality][property]") {
+  const auto seed = kith::test::base_seed() + 5;
+  for (int i = 0; i < kith::test::cases(10000); ++i) {
+    kith::test::rng g{seed + static_cast<std::uint64_t>(i)};
+    CAPTURE(seed, i);
+    watermark w;
+    std::vector<replica_id> members;
+    for (std::uint64_t id = 1; id <= 5; ++id)
+      if (chance(g, 0.6))
+        members.push_back(replica_id{id});
+    w.set_members(members);
+    for (int k = 0; k < 3; ++k)
+      w.observe(replica_id{pick(g, 1, 5)}, random_clock(g));
+    const replica_id member{pick(g, 1, 5)};
+    // Often a clock already reported, or one below it, as repeated
+    // anti-entropy rounds send.
+    auto c = random_clock(g);
+    if (chance(g, 0.5)) {
+      watermark seen = w;
+      seen.observe(member, c);
+      w = seen;
+    }
+    watermark after = w;
+    after.observe(member, c);
+    const bool unchanged = after.rows() == w.rows() && after.members() == w.members();
+    REQUIRE(w.covers(member, c) == unchanged);
   }
 }
 

@@ -30,8 +30,10 @@ inline protocol::identity bob() { return person(2); }
 /// A kv the caller keeps: the store owns this view, the test the data.
 class borrowed_kv final : public storage::kv_store {
 public:
-  explicit borrowed_kv(storage::kv_store& kv, int commits_allowed = -1)
-      : kv_(kv), left_(commits_allowed) {}
+  /// With `commits`, counts the commits that reach the data there.
+  explicit borrowed_kv(storage::kv_store& kv, int commits_allowed = -1,
+                       std::uint64_t* commits = nullptr)
+      : kv_(kv), left_(commits_allowed), commits_(commits) {}
   storage::result<std::optional<std::string>> get(std::string_view k) const override {
     return kv_.get(k);
   }
@@ -50,6 +52,8 @@ public:
       return storage::error{storage::errc::io, "simulated crash before this commit"};
     if (left_ > 0)
       --left_;
+    if (commits_)
+      ++*commits_;
     return kv_.commit(b, sync);
   }
   std::uint64_t memory_usage() const override { return kv_.memory_usage(); }
@@ -57,6 +61,7 @@ public:
 private:
   storage::kv_store& kv_;
   int left_;
+  std::uint64_t* commits_;
 };
 
 inline void need(bool ok, const std::string& what) {

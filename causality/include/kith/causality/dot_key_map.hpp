@@ -56,6 +56,18 @@ public:
     for (const auto& [origin, e] : clock.entries())
       raise(origin, member, e.base());
   }
+  /// Whether observe(member, clock) would raise nothing: a member's
+  /// report that says nothing new (most anti-entropy rounds) need not be
+  /// stored again.
+  template <class Clock>
+  [[nodiscard]] bool covers(replica_id member, const Clock& clock) const {
+    if (!is_member(member))
+      return true;
+    for (const auto& [origin, e] : clock.entries())
+      if (e.base() != 0 && get(origin, member) < e.base())
+        return false;
+    return true;
+  }
   /// Pointwise maximum with another watermark (ignoring non-members).
   void merge(const watermark& other);
   /// Minimum of row origin over live members (0 if any is unknown).

@@ -327,6 +327,9 @@ private:
   }
   result<topic_state*> state(const std::string& topic);
   struct commit_input;
+  /// Whether committing `in` would leave the topic exactly as it is (then
+  /// commit writes nothing).
+  [[nodiscard]] bool changes_nothing(const topic_state& ts, const commit_input& in) const;
   status commit(topic_state& ts, commit_input& in);
   /// Keeps newer writer summaries (verified by the caller) and drops the
   /// stored values they say their writers superseded, in one commit.
