@@ -61,7 +61,14 @@ struct peer_state {
   std::set<std::string> serving;  // topics it subscribed to
   std::set<std::string> asked_unheld; // ... that we did not hold when asked
   std::map<std::string, topic_actor> topics;
-  std::map<std::string, std::uint64_t> next_round_ms;
+  /// Anti-entropy per offered topic: the next round, and how many rounds
+  /// in a row brought nothing (with settings.anti_entropy_idle_max, each
+  /// doubles the wait, up to that).
+  struct round_timing {
+    std::uint64_t next_ms = 0;
+    std::uint32_t idle = 0;
+  };
+  std::map<std::string, round_timing> rounds;
   std::set<std::string> marks_due;
   /// Resyncs in progress: the sender's clock at the first page, and the
   /// dots the pages carried or named as held (what the sender still held).
@@ -320,6 +327,16 @@ void with_topic(peer_pointer self, const std::string& topic, F f) {
       });
 }
 
+/// The wait before the next anti-entropy round of a topic after `idle`
+/// rounds in a row that brought nothing.
+std::uint64_t round_wait_ms(const sync_settings& s, std::uint32_t idle) {
+  auto wait = static_cast<std::uint64_t>(s.anti_entropy.count());
+  const auto cap = static_cast<std::uint64_t>(s.anti_entropy_idle_max.count());
+  for (std::uint32_t i = 0; i < idle && wait < cap; ++i)
+    wait *= 2;
+  return std::max(std::min(wait, cap), static_cast<std::uint64_t>(s.anti_entropy.count()));
+}
+
 void start_round(peer_pointer self, const std::string& topic) {
   with_topic(self, topic, [self, topic](topic_actor t) {
     if (!t)
@@ -329,8 +346,28 @@ void start_round(peer_pointer self, const std::string& topic) {
           send_msg(self, sync_request_msg{topic, req.clock});
         });
   });
-  self->state.next_round_ms[topic] = now_ms(self) + static_cast<std::uint64_t>(
-                                                        self->state.env->settings.anti_entropy.count());
+  auto& r = self->state.rounds[topic];
+  r.next_ms = now_ms(self) + round_wait_ms(self->state.env->settings, r.idle);
+}
+
+/// What the answer to a round, or a push, says about the topic's next
+/// round: one that brought nothing lets the wait grow (when allowed), one
+/// that brought writes sets it back, and a push with new writes brings
+/// the next round within the base period (it may have come over a gap).
+void note_round_result(peer_pointer self, const std::string& topic, data_kind kind, bool brought) {
+  auto& st = self->state;
+  if (st.env->settings.anti_entropy_idle_max <= st.env->settings.anti_entropy)
+    return; // rounds every anti_entropy, as always
+  auto& r = st.rounds[topic];
+  if (kind == data_kind::answer && !brought) {
+    r.idle = std::min<std::uint32_t>(r.idle + 1, 32);
+    return;
+  }
+  if (!brought)
+    return;
+  r.idle = 0;
+  r.next_ms = std::min(r.next_ms, now_ms(self) + round_wait_ms(st.env->settings, 0));
+  tick_by(self, r.next_ms);
 }
 
 /// Asks for the resync page after `after`, with our clock now: the keys
@@ -424,6 +461,7 @@ void on_offer(peer_pointer self, const offer_msg& m) {
           auto& st = self->state;
           st.topics[id] = t;
           st.offered.insert(id);
+          st.rounds[id].idle = 0; // a new connection: the base period again
           tick_by(self, now_ms(self)); // its first round
           // A replica that holds nothing of the topic starts with a full
           // resync: anti-entropy can only name dots still in the sender's
@@ -555,7 +593,7 @@ void on_data(peer_pointer self, data_msg m) {
   }
   self->request(t, caf::infinite, apply_atom::value, std::move(m.reply),
                 caf::actor_cast<caf::actor>(self))
-      .then([self, topic, size, gen](const apply_result& r) {
+      .then([self, topic, size, gen, kind = m.kind](const apply_result& r) {
         auto& st = self->state;
         if (gen == st.conn_gen) {
           st.applying_bytes -= std::min(size, st.applying_bytes);
@@ -570,6 +608,8 @@ void on_data(peer_pointer self, data_msg m) {
         log(self, log_level::debug,
             topic + ": applied " + std::to_string(r.new_dots) + " new writes, " +
                 std::to_string(r.keys_changed) + " keys changed");
+        if (gen == st.conn_gen)
+          note_round_result(self, topic, kind, r.new_dots > 0 || r.keys_changed > 0);
         if (r.new_dots > 0) {
           self->state.marks_due.insert(topic);
           tick_by(self, now_ms(self));
@@ -824,8 +864,8 @@ std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
   if (st.unsent > 0)
     due = std::min(due, st.write_progress_ms + static_cast<std::uint64_t>(s.write_stall.count()) + 1);
   for (const auto& t : st.offered) {
-    auto r = st.next_round_ms.find(t);
-    due = std::min(due, r == st.next_round_ms.end() ? now : r->second);
+    auto r = st.rounds.find(t);
+    due = std::min(due, r == st.rounds.end() ? now : r->second.next_ms);
   }
   if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading)
     due = std::min(due, st.next_upgrade_ms);
@@ -861,7 +901,7 @@ void on_tick(peer_pointer self) {
     if (now - st.last_tx_ms >= static_cast<std::uint64_t>(s.keepalive.count()))
       send_msg(self, keepalive_msg{st.env->rng->next_u64(), false});
     for (const auto& t : st.offered)
-      if (now >= st.next_round_ms[t])
+      if (now >= st.rounds[t].next_ms)
         start_round(self, t);
     // On a relayed connection, try a direct address now and then (the
     // peer may have become reachable, or only we were unreachable).

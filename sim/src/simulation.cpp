@@ -206,6 +206,11 @@ public:
           std::fprintf(stderr, "%.3f n%u %s\n", now_ms() / 1000.0, unsigned(i), line.c_str());
         };
       env->settings.anti_entropy = seconds(s_.anti_entropy_s);
+      env->settings.anti_entropy_idle_max = seconds(s_.anti_entropy_idle_max_s);
+      if (s_.keepalive_s)
+        env->settings.keepalive = seconds(*s_.keepalive_s);
+      if (s_.peer_timeout_s)
+        env->settings.peer_timeout = seconds(*s_.peer_timeout_s);
       if (s_.retire_after_s)
         env->settings.retire_after = milliseconds(static_cast<std::int64_t>(*s_.retire_after_s * 1000));
       if (s_.co_follower_retire_after_s)
@@ -1337,6 +1342,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
     } else if (!x) {
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
           key == "post_interval_s" || key == "zipf_s" || key == "anti_entropy_s" ||
+          key == "anti_entropy_idle_max_s" || key == "keepalive_s" || key == "peer_timeout_s" ||
           key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
           key == "retire_after_s" || key == "co_follower_retire_after_s" || key == "jitter_ms" ||
           key == "co_follower_pass_over_checks" ||
@@ -1367,6 +1373,14 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (*x < 1)
         return bad(key, "at least 1");
       s.anti_entropy_s = static_cast<std::uint32_t>(*x);
+    } else if (key == "anti_entropy_idle_max_s") {
+      if (*x < 0 || *x > 86400)
+        return bad(key, "seconds from 0 (off) to 86400");
+      s.anti_entropy_idle_max_s = static_cast<std::uint32_t>(*x);
+    } else if (key == "keepalive_s" || key == "peer_timeout_s") {
+      if (*x < 1 || *x > 86400)
+        return bad(key, "seconds from 1 to 86400");
+      (key == "keepalive_s" ? s.keepalive_s : s.peer_timeout_s) = static_cast<std::uint32_t>(*x);
     } else if (key == "latency_ms") {
       s.latency_ms = static_cast<std::uint32_t>(*x);
     } else if (key == "jitter_ms") {
@@ -1440,6 +1454,16 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
   }
   if ((s.jitter_model == "empirical") != !s.jitter_samples_file.empty()) {
     error = "'jitter_samples' names the latency trace file, given with jitter_model = \"empirical\" (and only then)";
+    return std::nullopt;
+  }
+  const actors::sync_settings node_default;
+  const auto keepalive = s.keepalive_s.value_or(static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(node_default.keepalive).count()));
+  const auto timeout = s.peer_timeout_s.value_or(static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(node_default.peer_timeout).count()));
+  if (keepalive >= timeout) {
+    error = "'keepalive_s' (" + std::to_string(keepalive) + ") must be shorter than 'peer_timeout_s' (" +
+            std::to_string(timeout) + "), or idle connections are dropped as silent";
     return std::nullopt;
   }
   if (t.contains("relays") && s.relays == 0)
@@ -2727,6 +2751,10 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       {"nodes", s.nodes},
       {"relay", s.relay},
       {"follows_per_node", s.follows},
+      {"sync", json{{"anti_entropy_s", s.anti_entropy_s},
+                    {"anti_entropy_idle_max_s", s.anti_entropy_idle_max_s},
+                    {"keepalive_s", s.keepalive_s ? json(*s.keepalive_s) : json("node default")},
+                    {"peer_timeout_s", s.peer_timeout_s ? json(*s.peer_timeout_s) : json("node default")}}},
       {"workload", kv ? "kv" : "feed"},
       {"churn", churn_names[static_cast<int>(s.churn.model)]},
       {"churn_transitions", transitions},

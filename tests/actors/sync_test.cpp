@@ -69,6 +69,70 @@ TEST_CASE("an idle follow stays connected for ten minutes: keepalives and rounds
   CHECK(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 2; }, std::chrono::seconds(2)));
 }
 
+namespace {
+
+/// An idle follow with anti-entropy every 10 s and the given cap on idle
+/// rounds' wait: the answers of rounds the follower received over 20 idle
+/// minutes, and in the 12 s after a post it received as a push.
+struct idle_follow_result {
+  std::size_t idle_answers = 0;
+  std::size_t answers_after_post = 0;
+  bool connected = false;
+  bool post_arrived = false;
+};
+
+std::size_t answers_since(const world& w, const std::string& address, std::size_t from) {
+  std::size_t n = 0;
+  for (auto i = from; i < w.log.size(); ++i)
+    if (w.log[i].rfind(address + " ", 0) == 0 && w.log[i].find("data (answer)") != std::string::npos)
+      ++n;
+  return n;
+}
+
+idle_follow_result idle_follow(std::chrono::seconds idle_max) {
+  world w(17);
+  w.configure = [idle_max](node_env& e) {
+    e.settings.anti_entropy = std::chrono::seconds(10);
+    e.settings.anti_entropy_idle_max = idle_max;
+  };
+  auto& a = w.add(0);
+  auto& b = w.add(1);
+  w.api_json(a, "post", {{"text", "one"}});
+  w.api_json(b, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1; }, std::chrono::seconds(10)));
+  idle_follow_result r;
+  auto mark = w.log.size();
+  w.run_until([] { return false; }, std::chrono::minutes(20));
+  r.idle_answers = answers_since(w, b.address, mark);
+  r.connected = w.api_json(b, "peers")["peers"][0]["state"] == "connected";
+  w.api_json(a, "post", {{"text", "two"}});
+  r.post_arrived = w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 2; }, std::chrono::seconds(2));
+  mark = w.log.size();
+  w.run_until([] { return false; }, std::chrono::seconds(12));
+  r.answers_after_post = answers_since(w, b.address, mark);
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("with anti_entropy_idle_max, rounds of an idle follow thin out, and a pushed write "
+          "brings the next round within the base period",
+          "[actors][sync]") {
+  const auto every = idle_follow(std::chrono::seconds(0)); // off: a round every 10 s
+  const auto backoff = idle_follow(std::chrono::seconds(160));
+  // 1,200 s at 10 s: about 120 rounds. Doubling from 10 s up to 160 s:
+  // 10 + 20 + 40 + 80 s, then every 160 s, about 11.
+  CHECK(every.idle_answers >= 100);
+  CHECK(backoff.idle_answers >= 8);
+  CHECK(backoff.idle_answers <= 15);
+  // Keepalives hold the connection between the sparse rounds.
+  CHECK(every.connected);
+  CHECK(backoff.connected);
+  CHECK(every.post_arrived);
+  CHECK(backoff.post_arrived);
+  CHECK(backoff.answers_after_post >= 1);
+}
+
 TEST_CASE("a follower that was offline catches up on reconnect", "[actors][sync]") {
   world w(7);
   auto& a = w.add(0);

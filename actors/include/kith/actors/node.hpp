@@ -60,6 +60,13 @@ struct membership_counters {
 struct sync_settings {
   std::chrono::milliseconds tick{1000};            // peer housekeeping period
   std::chrono::milliseconds anti_entropy{30'000};  // periodic pull per topic
+  /// When above anti_entropy: each round of a topic that brings nothing
+  /// doubles the wait before the next one, up to this; a round or a push
+  /// that brings writes sets it back to anti_entropy. Pushes carry new
+  /// writes at once, so rounds only repair what a push missed: a longer
+  /// wait costs repair latency, not freshness (docs/architecture.md).
+  /// Off (anti_entropy) by default.
+  std::chrono::milliseconds anti_entropy_idle_max{0};
   std::chrono::milliseconds keepalive{15'000};     // send one when idle this long
   std::chrono::milliseconds peer_timeout{60'000};  // close when silent this long
   std::chrono::milliseconds backoff_min{500};

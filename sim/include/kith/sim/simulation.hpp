@@ -188,6 +188,14 @@ struct scenario {
   kv_workload kv{};
   churn_model churn{};
   std::uint32_t anti_entropy_s = 10;
+  /// Rounds that bring nothing double the wait, up to this (actors::
+  /// sync_settings::anti_entropy_idle_max); 0: every anti_entropy_s.
+  std::uint32_t anti_entropy_idle_max_s = 0;
+  /// Keepalive on an idle connection and the silence after which it is
+  /// dropped (actors::sync_settings::keepalive, peer_timeout). Unset: the
+  /// node's defaults (15 s, 60 s).
+  std::optional<std::uint32_t> keepalive_s;
+  std::optional<std::uint32_t> peer_timeout_s;
   std::uint32_t latency_ms = 20;
   std::uint32_t jitter_ms = 0;     // extra delay per send: uniform in [0, jitter), or the mean
   /// The extra delay's distribution: uniform, exponential, pareto or
