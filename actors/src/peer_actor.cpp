@@ -827,6 +827,13 @@ void ensure_ticking(peer_pointer self) {
   }
 }
 
+/// Something may be due at once (a new address or lookup answer, a dial
+/// allowed again): the next grid point ticks.
+void wake(peer_pointer self) {
+  ensure_ticking(self);
+  tick_by(self, now_ms(self));
+}
+
 /// Makes sure a tick runs at the first grid point that is after now and
 /// not before `due_ms`: where a tick every settings.tick would have acted
 /// on it (a grid point equal to now counts as past: that tick would have
@@ -856,8 +863,25 @@ void tick_by(peer_pointer self, std::uint64_t due_ms) {
 /// tick_by, so on_tick acts on the same grid points as a tick every
 /// settings.tick would (the same trace), without the idle ticks.
 std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
-  if (!established(st) || !st.marks_due.empty())
+  if (!st.marks_due.empty())
     return now;
+  if (!established(st)) {
+    if (st.conn != 0 || st.dialing || !may_dial(st))
+      return now;
+    // Waiting to dial (a peer that is down, often for long): the redial
+    // time, but not before a lookup sent has had its 2 s to be answered,
+    // and the next lookup (on_tick's disconnected branch). An answer or a
+    // new address that allows an earlier dial wakes the actor (wake).
+    auto dial_at = st.next_dial_ms;
+    if (st.address.empty() && st.found.empty())
+      dial_at = std::max(dial_at, st.lookup_sent_ms + 2'000);
+    auto due = dial_at;
+    if (st.env->relays_handle && (st.followed || st.member))
+      due = std::min(due, st.next_lookup_ms);
+    for (const auto& [id, q] : st.queries)
+      due = std::min(due, q.deadline_ms);
+    return due;
+  }
   const auto& s = st.env->settings;
   auto due = st.last_rx_ms + static_cast<std::uint64_t>(s.peer_timeout.count()) + 1;
   due = std::min(due, st.last_tx_ms + static_cast<std::uint64_t>(s.keepalive.count()));
@@ -1078,7 +1102,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
           st.next_dial_ms = 0;
         }
         if (may_dial(st))
-          ensure_ticking(self); // TODO(perf): 1 Hz per unreachable follow while relays are set
+          wake(self);
         if (st.pulling.insert(feed).second && established(st) && st.rid)
           send_msg(self, subscribe_msg{{feed}});
       },
@@ -1095,7 +1119,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         if (st.conn == 0 && !st.dialing) {
           st.next_dial_ms = 0;
           if (may_dial(st))
-            ensure_ticking(self);
+            wake(self);
         }
       },
       [self](meet_atom) {
@@ -1106,7 +1130,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         st.lingering = false;
         if (st.conn == 0 && !st.dialing && may_dial(st)) {
           st.next_dial_ms = 0;
-          ensure_ticking(self);
+          wake(self);
         }
       },
       [self](unmeet_atom, bool linger) {

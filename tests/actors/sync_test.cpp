@@ -153,6 +153,46 @@ TEST_CASE("a follower that was offline catches up on reconnect", "[actors][sync]
 
 namespace {
 
+/// Scheduler steps of two nodes over ten minutes in which node 0 is down,
+/// with or without node 1 following it; with a follow, also how long after
+/// node 0 is back its post reaches node 1.
+std::pair<std::size_t, std::chrono::milliseconds> down_peer_steps(bool follow) {
+  world w(9);
+  auto& a = w.add(0);
+  auto& b = w.add(1);
+  w.api_json(a, "post", {{"text", "one"}});
+  w.net->set_node_up(a.address, false);
+  if (follow)
+    w.api_json(b, "follow", {{"id", w.id_of(a)}, {"address", a.address}});
+  const auto before = w.steps;
+  w.run_until([] { return false; }, std::chrono::minutes(10));
+  const auto steps = w.steps - before;
+  if (!follow)
+    return {steps, {}};
+  INFO(w.log_text());
+  CHECK(w.api_json(b, "peers")["peers"][0]["state"] == "backoff");
+  w.net->set_node_up(a.address, true);
+  const auto back = w.sched->clock().now();
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1; }, std::chrono::minutes(3)));
+  return {steps, w.elapsed_since(back)};
+}
+
+} // namespace
+
+TEST_CASE("a follow whose peer stays down costs a wake-up per redial, not one per second, and "
+          "connects soon after the peer is back",
+          "[actors][sync]") {
+  const auto alone = down_peer_steps(false); // the nodes' own 1 s ticks
+  const auto [with_follow, reconnect] = down_peer_steps(true);
+  // Redials back off to one a minute (backoff_max): about 20 dials in ten
+  // minutes, a few steps each. Ticking every second would add 600 steps.
+  CHECK(with_follow > alone.first);
+  CHECK(with_follow - alone.first < 200);
+  CHECK(reconnect <= sync_settings{}.backoff_max + std::chrono::seconds(3));
+}
+
+namespace {
+
 /// b follows a; the link is cut long enough for the connection to close,
 /// then restored; returns the handshakes the two nodes completed.
 std::pair<std::uint64_t, std::uint64_t> reconnect_handshakes(std::size_t resume_tickets) {

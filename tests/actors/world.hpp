@@ -32,6 +32,7 @@ struct world {
   std::shared_ptr<sim_network> net = std::make_shared<sim_network>();
   std::uint64_t seed;
   std::vector<std::string> log;
+  std::size_t steps = 0; // scheduler jobs run by run_until
 
   struct node {
     std::string address;
@@ -103,7 +104,7 @@ struct world {
                  std::chrono::milliseconds limit = std::chrono::minutes(5)) {
     const auto start = sched->clock().now();
     for (;;) {
-      sched->run();
+      steps += sched->run();
       if (pred())
         return true;
       if (sched->clock().now() - start > limit)
