@@ -66,7 +66,9 @@ struct peer_state {
   /// doubles the wait, up to that).
   struct round_timing {
     std::uint64_t next_ms = 0;
+    std::uint64_t started_ms = 0; // when the last round was asked for
     std::uint32_t idle = 0;
+    bool brought = false; // an earlier part of the current answer brought writes
   };
   std::map<std::string, round_timing> rounds;
   std::set<std::string> marks_due;
@@ -347,26 +349,39 @@ void start_round(peer_pointer self, const std::string& topic) {
         });
   });
   auto& r = self->state.rounds[topic];
-  r.next_ms = now_ms(self) + round_wait_ms(self->state.env->settings, r.idle);
+  r.started_ms = now_ms(self);
+  r.brought = false;
+  r.next_ms = r.started_ms + round_wait_ms(self->state.env->settings, r.idle);
 }
 
 /// What the answer to a round, or a push, says about the topic's next
-/// round: one that brought nothing lets the wait grow (when allowed), one
-/// that brought writes sets it back, and a push with new writes brings
-/// the next round within the base period (it may have come over a gap).
-void note_round_result(peer_pointer self, const std::string& topic, data_kind kind, bool brought) {
+/// round: an answer that brought nothing (judged on its last part, since
+/// a large answer comes in parts) lets the wait grow (when allowed) from
+/// this round on, one that brought writes sets it back, and a push with
+/// new writes brings the next round within the base period (it may have
+/// come over a gap).
+void note_round_result(peer_pointer self, const std::string& topic, data_kind kind, bool last,
+                       bool brought) {
   auto& st = self->state;
-  if (st.env->settings.anti_entropy_idle_max <= st.env->settings.anti_entropy)
+  const auto& s = st.env->settings;
+  if (s.anti_entropy_idle_max <= s.anti_entropy)
     return; // rounds every anti_entropy, as always
   auto& r = st.rounds[topic];
-  if (kind == data_kind::answer && !brought) {
-    r.idle = std::min<std::uint32_t>(r.idle + 1, 32);
-    return;
+  if (kind == data_kind::answer) {
+    const bool round_brought = r.brought || brought;
+    r.brought = round_brought && !last;
+    if (!round_brought) {
+      if (last) {
+        r.idle = std::min<std::uint32_t>(r.idle + 1, 32);
+        r.next_ms = std::max(r.next_ms, r.started_ms + round_wait_ms(s, r.idle));
+      }
+      return;
+    }
   }
   if (!brought)
     return;
   r.idle = 0;
-  r.next_ms = std::min(r.next_ms, now_ms(self) + round_wait_ms(st.env->settings, 0));
+  r.next_ms = std::min(r.next_ms, now_ms(self) + round_wait_ms(s, 0));
   tick_by(self, r.next_ms);
 }
 
@@ -593,7 +608,7 @@ void on_data(peer_pointer self, data_msg m) {
   }
   self->request(t, caf::infinite, apply_atom::value, std::move(m.reply),
                 caf::actor_cast<caf::actor>(self))
-      .then([self, topic, size, gen, kind = m.kind](const apply_result& r) {
+      .then([self, topic, size, gen, kind = m.kind, last = m.last](const apply_result& r) {
         auto& st = self->state;
         if (gen == st.conn_gen) {
           st.applying_bytes -= std::min(size, st.applying_bytes);
@@ -609,7 +624,7 @@ void on_data(peer_pointer self, data_msg m) {
             topic + ": applied " + std::to_string(r.new_dots) + " new writes, " +
                 std::to_string(r.keys_changed) + " keys changed");
         if (gen == st.conn_gen)
-          note_round_result(self, topic, kind, r.new_dots > 0 || r.keys_changed > 0);
+          note_round_result(self, topic, kind, last, r.new_dots > 0 || r.keys_changed > 0);
         if (r.new_dots > 0) {
           self->state.marks_due.insert(topic);
           tick_by(self, now_ms(self));

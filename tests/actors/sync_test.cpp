@@ -120,8 +120,8 @@ TEST_CASE("with anti_entropy_idle_max, rounds of an idle follow thin out, and a 
           "[actors][sync]") {
   const auto every = idle_follow(std::chrono::seconds(0)); // off: a round every 10 s
   const auto backoff = idle_follow(std::chrono::seconds(160));
-  // 1,200 s at 10 s: about 120 rounds. Doubling from 10 s up to 160 s:
-  // 10 + 20 + 40 + 80 s, then every 160 s, about 11.
+  // 1,200 s at 10 s: about 120 rounds. An idle answer doubles the wait
+  // after its own round: 20 + 40 + 80 s, then every 160 s, about 10.
   CHECK(every.idle_answers >= 100);
   CHECK(backoff.idle_answers >= 8);
   CHECK(backoff.idle_answers <= 15);
