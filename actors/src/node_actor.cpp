@@ -167,6 +167,11 @@ struct node_state {
   /// Feeds whose author was not connected at the last check (every 5 s):
   /// a second such check in a row starts the pulls from co-followers.
   std::set<std::string> author_away;
+  /// Peers whose actor reports an established channel (peerstate_atom),
+  /// and the feed topic id of each followed author (hashing it anew at
+  /// every check cost more than the check).
+  std::set<protocol::public_key> linked;
+  std::map<protocol::public_key, std::string> feed_ids;
   std::uint64_t next_co_check_ms = 0;
   /// Started with an empty own feed (a new store for an old identity, e.g.
   /// after losing a device): the feed is fetched back from followers met
@@ -533,23 +538,22 @@ void on_pulled_status(node_pointer self, const std::string& feed, const protocol
 /// Runs from the node's 5 s check only, so two misses are 5 s apart.
 void check_pulled_co_followers(node_pointer self) {
   auto& st = self->state;
-  for (const auto& [feed, pulling] : st.pulling_from) {
-    for (const auto& pk : pulling) {
-      auto pit = st.peers.find(pk);
-      if (pit == st.peers.end())
-        continue; // its actor ended: the node's down handler dropped it
-      self->request(pit->second, std::chrono::seconds(5), status_atom::value)
-          .then(
-              [self, feed = feed, pk = pk](const peer_info& info) {
-                on_pulled_status(self, feed, pk, info.state == "connected");
-              },
-              // Its actor ended meanwhile (the down handler drops it) or
-              // did not answer in time: a miss, not the node's end.
-              [self, feed = feed, pk = pk](const caf::error&) {
-                on_pulled_status(self, feed, pk, false);
-              });
-    }
-  }
+  // Gathered first: a miss may pass a co-follower over, which changes
+  // pulling_from.
+  std::vector<std::tuple<std::string, protocol::public_key, bool>> seen;
+  for (const auto& [feed, pulling] : st.pulling_from)
+    for (const auto& pk : pulling)
+      if (st.peers.count(pk) > 0) // else its actor ended: the down handler dropped it
+        seen.emplace_back(feed, pk, st.linked.count(pk) > 0);
+  for (const auto& [feed, pk, connected] : seen)
+    on_pulled_status(self, feed, pk, connected);
+}
+
+const std::string& feed_id_of(node_state& st, const protocol::public_key& author) {
+  auto& id = st.feed_ids[author];
+  if (id.empty())
+    id = protocol::feed_topic(author).id;
+  return id;
 }
 
 /// For each followed author: while its peer actor is out of reach (not
@@ -562,32 +566,26 @@ void pull_from_co_followers(node_pointer self) {
   if (st.restore_own_feed)
     pull_feed_from_co_followers(self, st.env->store->feed_topic_id(),
                                 "this node's own feed is being restored");
+  // Gathered first: pulling and stopping change the maps looked at.
+  std::vector<std::pair<std::string, bool>> seen;
   for (const auto& [author, addr] : st.follows) {
-    const auto feed = protocol::feed_topic(author).id;
-    auto cf = st.co_followers.find(feed);
-    auto pit = st.peers.find(author);
-    if (cf == st.co_followers.end() || pit == st.peers.end())
-      continue;
-    self->request(pit->second, std::chrono::seconds(5), status_atom::value)
-        .then(
-            [self, feed](const peer_info& info) {
-              // Out of reach: not connected at two checks in a row (5 s
-              // apart), whatever the peer actor is doing meanwhile
-              // (dialling, backing off, flapping). One check is not
-              // enough: at a node's start, or right after a connection
-              // race, the author is about to be reached and every feed
-              // would be pulled from co-followers.
-              auto& away = self->state.author_away;
-              if (info.state == "connected") {
-                away.erase(feed);
-                stop_pulling_from_co_followers(self, feed);
-              } else if (!away.insert(feed).second) {
-                pull_feed_from_co_followers(self, feed, "author out of reach");
-              }
-            },
-            // The author's actor ended meanwhile (unfollowed): nothing
-            // to do, and not the node's end.
-            [](const caf::error&) {});
+    const auto& feed = feed_id_of(st, author);
+    if (st.co_followers.count(feed) == 0 || st.peers.count(author) == 0)
+      continue; // no co-follower known, or the author's actor ended (unfollowed)
+    seen.emplace_back(feed, st.linked.count(author) > 0);
+  }
+  for (const auto& [feed, connected] : seen) {
+    // Out of reach: not connected at two checks in a row (5 s apart),
+    // whatever the peer actor is doing meanwhile (dialling, backing off,
+    // flapping). One check is not enough: at a node's start, or right
+    // after a connection race, the author is about to be reached and
+    // every feed would be pulled from co-followers.
+    if (connected) {
+      st.author_away.erase(feed);
+      stop_pulling_from_co_followers(self, feed);
+    } else if (!st.author_away.insert(feed).second) {
+      pull_feed_from_co_followers(self, feed, "author out of reach");
+    }
   }
 }
 
@@ -1195,8 +1193,10 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
     auto pk = it->second;
     st.peer_by_addr.erase(it);
     auto pit = st.peers.find(pk);
-    if (pit != st.peers.end() && pit->second.address() == dm.source)
+    if (pit != st.peers.end() && pit->second.address() == dm.source) {
       st.peers.erase(pit);
+      st.linked.erase(pk);
+    }
     for (auto r = st.routed.begin(); r != st.routed.end();)
       r = r->second.address() == dm.source ? st.routed.erase(r) : std::next(r);
     // A co-follower whose actor ended (its connection closed) is no longer
@@ -1312,7 +1312,18 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
         }
         return ensure_topic(self, d.id);
       },
-      [](peerstate_atom, const std::string&, const std::string&) {},
+      [self](peerstate_atom, const protocol::public_key& pk, bool up) {
+        auto& st = self->state;
+        // Only from the peer's current actor: an ended one's last word
+        // must not undo its successor's.
+        auto p = st.peers.find(pk);
+        if (p == st.peers.end() || p->second.address() != self->current_sender())
+          return;
+        if (up)
+          st.linked.insert(pk);
+        else
+          st.linked.erase(pk);
+      },
       [self](found_atom, std::vector<std::string>& own) {
         if (self->state.env->relays_handle)
           self->send(self->state.env->relays_handle, found_atom::value, std::move(own));

@@ -280,8 +280,10 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   for (auto& [id, q] : st.queries)
     q.rp.deliver(query_result_msg{id, {}, {}, "the connection closed: " + reason});
   st.queries.clear();
-  if (was_up)
+  if (was_up) {
     log(self, log_level::info, "disconnected: " + reason);
+    self->send(st.node, peerstate_atom::value, st.pk, false);
+  }
   emit_state(self, "disconnected");
   schedule_redial(self);
   tick_by(self, now_ms(self)); // dialling ticks
@@ -774,6 +776,8 @@ void on_established(peer_pointer self) {
   st.failures = 0;
   st.established_ms = now_ms(self);
   tick_by(self, st.established_ms);
+  if (established(st))
+    self->send(st.node, peerstate_atom::value, st.pk, true);
   log(self, log_level::info,
       std::string("connected (") + (st.outbound ? "dialled " : "accepted from ") + st.conn_address +
           (st.ch && st.ch->resumed() ? ", handshake resumed" : "") + ")");

@@ -424,8 +424,10 @@ using node_actor = caf::typed_actor<
     caf::replies_to<topic_atom, std::string>::with<topic_actor>,
     // ... or of a topic offered by a peer (registered if its descriptor checks).
     caf::replies_to<topic_atom, protocol::topic_descriptor>::with<topic_actor>,
-    // A peer actor's connection state changed (for the event stream).
-    caf::reacts_to<peerstate_atom, std::string, std::string>,
+    // A peer actor's secure channel was established (true) or lost
+    // (false): the node's co-follower checks read this instead of asking
+    // every followed peer's actor every few seconds.
+    caf::reacts_to<peerstate_atom, protocol::public_key, bool>,
     // An identity joined a rendezvous topic at a relay.
     caf::reacts_to<meet_atom, std::string, protocol::public_key>,
     // ... or left it (its connection to that relay closed).
