@@ -169,7 +169,7 @@ struct node_state {
   std::set<std::string> author_away;
   /// Peers whose actor reports an established channel (peerstate_atom),
   /// and the feed topic id of each followed author (hashing it anew at
-  /// every check cost more than the check).
+  /// every check cost more than the check; dropped on unfollow).
   std::set<protocol::public_key> linked;
   std::map<protocol::public_key, std::string> feed_ids;
   std::uint64_t next_co_check_ms = 0;
@@ -814,8 +814,10 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
       st.follows.erase(*pk);
       if (auto it = st.peers.find(*pk); it != st.peers.end())
         self->send(it->second, unfollow_atom::value);
-      stop_pulling_from_co_followers(self, protocol::feed_topic(*pk).id);
-      st.author_away.erase(protocol::feed_topic(*pk).id);
+      const auto feed_id = protocol::feed_topic(*pk).id;
+      stop_pulling_from_co_followers(self, feed_id);
+      st.author_away.erase(feed_id);
+      st.feed_ids.erase(*pk); // kept for current follows only
       doc_op = "del";
       params = json{{"subject", subject}};
     }
