@@ -8,6 +8,37 @@
 
 namespace kith::actors::detail {
 
+/// A stateful actor whose behavior is one object shared by every actor of
+/// its kind instead of one heap object per actor (about 1.1 kB for a peer
+/// actor's 18 handlers; peer, topic and key actors are counted per
+/// relationship and per key, docs/simulation.md). The shared handlers
+/// capture nothing and find the actor they run for with current(), which
+/// holds the actor whose message this thread is handling: every handler
+/// and response handler runs inside consume(). Use current() only in
+/// handlers, never in functions run from elsewhere.
+template <class State, class Base>
+class shared_behavior_actor : public caf::stateful_actor<State, Base> {
+public:
+  using super = caf::stateful_actor<State, Base>;
+  using super::super;
+
+  caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    struct guard { // restores the outer actor, on a throw too
+      shared_behavior_actor* outer;
+      ~guard() { current_ = outer; }
+    } g{current_};
+    current_ = this;
+    return super::consume(x);
+  }
+
+  [[nodiscard]] static shared_behavior_actor* current() noexcept {
+    return current_;
+  }
+
+private:
+  static inline thread_local shared_behavior_actor* current_ = nullptr;
+};
+
 /// Spawns the actor of a held topic.
 [[nodiscard]] topic_actor spawn_topic(caf::actor_system& sys, std::shared_ptr<node_env> env,
                                       std::string topic, node_actor node);

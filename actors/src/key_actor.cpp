@@ -31,7 +31,13 @@ struct key_data {
   static inline const char* name = "kith.key";
 };
 
-using key_pointer = key_actor::stateful_pointer<key_data>;
+using key_impl_actor = shared_behavior_actor<key_data, key_actor::base>;
+using key_pointer = key_impl_actor*;
+
+/// The key actor whose message this thread is handling (in handlers only).
+key_pointer key_self() {
+  return key_impl_actor::current();
+}
 
 bool same_view(const storage::key_view& a, const storage::key_view& b) {
   if (a.context != b.context || a.siblings.size() != b.siblings.size())
@@ -66,28 +72,18 @@ void set_state(key_pointer self, const key_state& s) {
     caf::anon_send(w, kchange_atom::value, st.current);
 }
 
-key_actor::behavior_type key_impl(key_pointer self, std::shared_ptr<node_env> env,
-                                  std::string topic_id, std::string key, topic_actor topic) {
-  auto& st = self->state;
-  st.env = std::move(env);
-  st.topic = std::move(topic);
-  st.current = read_key_state(*st.env, topic_id, key);
-  st.last_use = self->clock().now();
-  self->monitor(st.topic);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    if (dm.source == self->state.topic.address())
-      self->quit(dm.reason); // the topic actor ended: so do its keys
-    else
-      self->state.watchers.erase(dm.source);
-  });
-  self->delayed_send(self, st.env->settings.key_idle, tick_atom::value);
-  return {
-      [self](kget_atom) -> key_state {
+/// The behavior every key actor shares (shared_behavior_actor): built
+/// once, its handlers capture nothing.
+key_actor::behavior_type key_behavior() {
+  static const key_actor::behavior_type shared{
+      [](kget_atom) -> key_state {
+        const auto self = key_self();
         touch(self);
         return self->state.current;
       },
-      [self](kwrite_atom, const std::string& value, bool deleted,
+      [](kwrite_atom, const std::string& value, bool deleted,
              std::uint64_t time_ms) -> caf::result<api_result> {
+        const auto self = key_self();
         touch(self);
         auto& st = self->state;
         // The write replaces every sibling this actor holds.
@@ -111,8 +107,9 @@ key_actor::behavior_type key_impl(key_pointer self, std::shared_ptr<node_env> en
                 });
         return rp;
       },
-      [self](kapply_atom, const protocol::signed_reply& r,
+      [](kapply_atom, const protocol::signed_reply& r,
              const caf::actor& from) -> caf::result<apply_result> {
+        const auto self = key_self();
         touch(self);
         auto& st = self->state;
         ++st.pending;
@@ -135,20 +132,26 @@ key_actor::behavior_type key_impl(key_pointer self, std::shared_ptr<node_env> en
                 });
         return rp;
       },
-      [self](kwatch_atom, const caf::actor& w) {
+      [](kwatch_atom, const caf::actor& w) {
+        const auto self = key_self();
         touch(self);
         if (!w)
           return;
         if (self->state.watchers.emplace(w.address(), w).second)
           self->monitor(w);
       },
-      [self](kunwatch_atom, const caf::actor& w) {
+      [](kunwatch_atom, const caf::actor& w) {
+        const auto self = key_self();
         touch(self);
         if (w && self->state.watchers.erase(w.address()) > 0)
           self->demonitor(w);
       },
-      [self](kupdate_atom, const key_state& s) { set_state(self, s); },
-      [self](tick_atom) {
+      [](kupdate_atom, const key_state& s) {
+        const auto self = key_self();
+        set_state(self, s);
+      },
+      [](tick_atom) {
+        const auto self = key_self();
         auto& st = self->state;
         const auto idle =
             std::chrono::duration_cast<caf::actor_clock::duration_type>(st.env->settings.key_idle);
@@ -162,8 +165,30 @@ key_actor::behavior_type key_impl(key_pointer self, std::shared_ptr<node_env> en
           self->delayed_send(self, since >= idle ? idle : idle - since, tick_atom::value);
         }
       },
-      [self](stop_atom) { self->quit(); },
+      [](stop_atom) {
+        const auto self = key_self();
+        self->quit();
+      },
   };
+  return shared;
+}
+
+key_actor::behavior_type key_impl(key_pointer self, std::shared_ptr<node_env> env,
+                                  std::string topic_id, std::string key, topic_actor topic) {
+  auto& st = self->state;
+  st.env = std::move(env);
+  st.topic = std::move(topic);
+  st.current = read_key_state(*st.env, topic_id, key);
+  st.last_use = self->clock().now();
+  self->monitor(st.topic);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    if (dm.source == self->state.topic.address())
+      self->quit(dm.reason); // the topic actor ended: so do its keys
+    else
+      self->state.watchers.erase(dm.source);
+  });
+  self->delayed_send(self, st.env->settings.key_idle, tick_atom::value);
+  return key_behavior();
 }
 
 } // namespace

@@ -123,7 +123,13 @@ struct peer_state {
   static inline const char* name = "kith.peer";
 };
 
-using peer_pointer = peer_actor::stateful_pointer<peer_state>;
+using peer_impl_actor = shared_behavior_actor<peer_state, peer_actor::base>;
+using peer_pointer = peer_impl_actor*;
+
+/// The peer actor whose message this thread is handling (in handlers only).
+peer_pointer peer_self() {
+  return peer_impl_actor::current();
+}
 
 // One peer actor per followed peer and per peer that follows us, so its
 // size is paid per relationship: CAF allocates the actor with a 64-byte
@@ -132,8 +138,7 @@ using peer_pointer = peer_actor::stateful_pointer<peer_state>;
 // behind a pointer rather than grow this. Checked where the layouts are
 // the ones measured (libstdc++ without its debug containers, CAF 0.17).
 #if defined(__GLIBCXX__) && !defined(_GLIBCXX_DEBUG) && CAF_VERSION < 1800
-static_assert(sizeof(caf::stateful_actor<peer_state, peer_actor::base>) + CAF_CACHE_LINE_SIZE <=
-                  2048,
+static_assert(sizeof(peer_impl_actor) + CAF_CACHE_LINE_SIZE <= 2048,
               "the peer actor outgrew the 2 KiB allocation class");
 #endif
 
@@ -976,20 +981,12 @@ void on_tick(peer_pointer self) {
   }
 }
 
-peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env> env, public_key pk,
-                                    bool followed, std::string address, node_actor node) {
-  auto& st = self->state;
-  st.env = std::move(env);
-  st.node = std::move(node);
-  st.pk = pk;
-  st.id = to_text(pk);
-  st.followed = followed;
-  st.address = std::move(address);
-  if (followed)
-    st.pulling.insert(feed_topic(pk).id);
-  ensure_ticking(self);
-  return {
-      [self](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t tag) {
+/// The behavior every peer actor shares (shared_behavior_actor): built
+/// once, its handlers capture nothing.
+peer_actor::behavior_type peer_behavior() {
+  static const peer_actor::behavior_type shared{
+      [](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t tag) {
+        const auto self = peer_self();
         auto& st = self->state;
         if (outbound && st.upgrading && tag == st.upgrade_tag) {
           st.upgrading = false;
@@ -1018,7 +1015,8 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         offer_ticket(*st.env, *st.ch, st.pk, now_ms(self));
         send_raw(self, st.ch->start());
       },
-      [self](bytes_atom, conn_id c, const std::string& bytes) {
+      [](bytes_atom, conn_id c, const std::string& bytes) {
+        const auto self = peer_self();
         auto& st = self->state;
         // Acknowledged once handled (or dropped): the transport reads on.
         self->send(st.env->transport_for(c), consumed_atom::value, c, std::uint64_t{bytes.size()});
@@ -1028,7 +1026,8 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         st.last_rx_ms = now_ms(self);
         handle_output(self, st.ch->receive(bytes));
       },
-      [self](written_atom, conn_id c, std::uint64_t n) {
+      [](written_atom, conn_id c, std::uint64_t n) {
+        const auto self = peer_self();
         auto& st = self->state;
         if (c != st.conn || !tracks_writes(st))
           return;
@@ -1036,11 +1035,13 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         st.write_progress_ms = now_ms(self);
         build_waiting(self);
       },
-      [self](closed_atom, conn_id c, const std::string& reason) {
+      [](closed_atom, conn_id c, const std::string& reason) {
+        const auto self = peer_self();
         if (c == self->state.conn)
           drop_connection(self, reason, false);
       },
-      [self](dialfail_atom, std::uint64_t tag, const std::string& reason) {
+      [](dialfail_atom, std::uint64_t tag, const std::string& reason) {
+        const auto self = peer_self();
         auto& st = self->state;
         if (st.upgrading && tag == st.upgrade_tag) {
           st.upgrading = false; // stay on the relayed connection; try later
@@ -1055,7 +1056,8 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         emit_state(self, "backoff");
         schedule_redial(self);
       },
-      [self](adopt_atom, conn_id c, channel_handoff& h) {
+      [](adopt_atom, conn_id c, channel_handoff& h) {
+        const auto self = peer_self();
         auto& st = self->state;
         const bool on_circuit = (st.conn & circuit_conn_bit) != 0;
         if (established(st) && !on_circuit && st.outbound && (c & circuit_conn_bit) != 0 &&
@@ -1106,12 +1108,14 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
           on_frame(self, f);
         }
       },
-      [self](push_atom, const signed_reply& r) {
+      [](push_atom, const signed_reply& r) {
+        const auto self = peer_self();
         auto& st = self->state;
         if (established(st) && st.rid && st.serving.count(r.topic) > 0 && r.from != *st.rid)
           send_data(self, data_kind::push, r);
       },
-      [self](follow_atom, const std::string& addr) {
+      [](follow_atom, const std::string& addr) {
+        const auto self = peer_self();
         auto& st = self->state;
         st.followed = true;
         const auto feed = feed_topic(st.pk).id;
@@ -1125,11 +1129,13 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         if (st.pulling.insert(feed).second && established(st) && st.rid)
           send_msg(self, subscribe_msg{{feed}});
       },
-      [self](unfollow_atom) {
+      [](unfollow_atom) {
+        const auto self = peer_self();
         self->state.followed = false;
         stop_pulling(self, feed_topic(self->state.pk).id, "unfollowed");
       },
-      [self](found_atom, std::vector<std::string>& addresses) {
+      [](found_atom, std::vector<std::string>& addresses) {
+        const auto self = peer_self();
         auto& st = self->state;
         if (addresses == st.found)
           return;
@@ -1141,7 +1147,8 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
             wake(self);
         }
       },
-      [self](meet_atom) {
+      [](meet_atom) {
+        const auto self = peer_self();
         auto& st = self->state;
         if (st.member)
           return;
@@ -1152,24 +1159,28 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
           wake(self);
         }
       },
-      [self](unmeet_atom, bool linger) {
+      [](unmeet_atom, bool linger) {
+        const auto self = peer_self();
         auto& st = self->state;
         st.member = false;
         st.lingering = linger && st.conn != 0;
         end_if_unneeded(self, "no longer kept connected");
       },
-      [self](pull_atom, const std::string& topic) {
+      [](pull_atom, const std::string& topic) {
+        const auto self = peer_self();
         auto& st = self->state;
         if (st.pulling.insert(topic).second && established(st) && st.rid)
           send_msg(self, subscribe_msg{{topic}});
         if (st.asked_unheld.erase(topic) > 0 && established(st))
           on_subscribe(self, subscribe_msg{{topic}});
       },
-      [self](unpull_atom, const std::string& topic) {
+      [](unpull_atom, const std::string& topic) {
+        const auto self = peer_self();
         if (self->state.pulling.count(topic) != 0)
           stop_pulling(self, topic, "no longer pulling from this peer");
       },
-      [self](query_atom, query_msg& q) -> caf::result<query_result_msg> {
+      [](query_atom, query_msg& q) -> caf::result<query_result_msg> {
+        const auto self = peer_self();
         auto& st = self->state;
         if (!established(st) || !st.rid)
           return query_result_msg{q.id, {}, {}, "not connected to " + short_id(st.id) + "…"};
@@ -1182,7 +1193,8 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         send_msg(self, q);
         return rp;
       },
-      [self](tick_atom, std::uint64_t at) {
+      [](tick_atom, std::uint64_t at) {
+        const auto self = peer_self();
         auto& st = self->state;
         if (!st.ticking || !st.tick_set || at != st.tick_at_ms)
           return; // superseded by an earlier tick
@@ -1195,7 +1207,8 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         }
         tick_by(self, next_due_ms(st, now_ms(self)));
       },
-      [self](status_atom) -> peer_info {
+      [](status_atom) -> peer_info {
+        const auto self = peer_self();
         auto& st = self->state;
         peer_info p;
         p.id = st.id;
@@ -1217,6 +1230,22 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
         return p;
       },
   };
+  return shared;
+}
+
+peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env> env, public_key pk,
+                                    bool followed, std::string address, node_actor node) {
+  auto& st = self->state;
+  st.env = std::move(env);
+  st.node = std::move(node);
+  st.pk = pk;
+  st.id = to_text(pk);
+  st.followed = followed;
+  st.address = std::move(address);
+  if (followed)
+    st.pulling.insert(feed_topic(pk).id);
+  ensure_ticking(self);
+  return peer_behavior();
 }
 
 } // namespace

@@ -51,7 +51,13 @@ struct topic_state {
   static inline const char* name = "kith.topic";
 };
 
-using topic_pointer = topic_actor::stateful_pointer<topic_state>;
+using topic_impl_actor = shared_behavior_actor<topic_state, topic_actor::base>;
+using topic_pointer = topic_impl_actor*;
+
+/// The topic actor whose message this thread is handling (in handlers only).
+topic_pointer topic_self() {
+  return topic_impl_actor::current();
+}
 
 std::uint64_t now_ms(topic_pointer self) {
   return clock_ms(self->clock().now());
@@ -329,26 +335,18 @@ api_result run_doc_op(topic_pointer self, const std::string& op, const json& p,
   return out;
 }
 
-topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_env> env,
-                                      std::string topic, node_actor node) {
-  self->state.env = std::move(env);
-  self->state.topic = std::move(topic);
-  self->state.node = std::move(node);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& subs = self->state.subscribers;
-    if (auto i = subs.find(dm.source); i != subs.end()) {
-      heard(self, i->second.second); // connected until now
-      subs.erase(i);
-    }
-  });
-  schedule_retire_check(self);
-  return {
-      [self](tick_atom) {
+/// The behavior every topic actor shares (shared_behavior_actor): built
+/// once, its handlers capture nothing.
+topic_actor::behavior_type topic_behavior() {
+  static const topic_actor::behavior_type shared{
+      [](tick_atom) {
+        const auto self = topic_self();
         retire_silent(self);
         schedule_retire_check(self);
       },
-      [self](doc_atom, const std::string& op, const std::string& params,
+      [](doc_atom, const std::string& op, const std::string& params,
              std::uint64_t time_ms) -> api_result {
+        const auto self = topic_self();
         json p = json::parse(params, nullptr, false);
         if (p.is_discarded() || !p.is_object())
           return error_result(400, "invalid", "parameters are not a JSON object");
@@ -362,7 +360,8 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
           return error_result(500, "internal", std::string("internal error: ") + e.what());
         }
       },
-      [self](answer_atom, const causality::sync_request& req) -> caf::result<protocol::signed_reply> {
+      [](answer_atom, const causality::sync_request& req) -> caf::result<protocol::signed_reply> {
+        const auto self = topic_self();
         reported(self, req.from, req.clock);
         auto r = self->state.env->store->answer(self->state.topic, req);
         if (!r) {
@@ -375,7 +374,8 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         }
         return std::move(*r);
       },
-      [self](request_atom) -> causality::sync_request {
+      [](request_atom) -> causality::sync_request {
+        const auto self = topic_self();
         auto r = self->state.env->store->make_request(self->state.topic);
         if (!r) {
           causality::sync_request empty;
@@ -384,11 +384,13 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         }
         return std::move(*r);
       },
-      [self](apply_atom, const protocol::signed_reply& r, const caf::actor& from) -> apply_result {
+      [](apply_atom, const protocol::signed_reply& r, const caf::actor& from) -> apply_result {
+        const auto self = topic_self();
         heard(self, r.from);
         return apply_reply(self, r, from, caf::actor_addr{});
       },
-      [self](subscribe_atom, const caf::actor& peer, causality::replica_id rid) -> bool {
+      [](subscribe_atom, const caf::actor& peer, causality::replica_id rid) -> bool {
+        const auto self = topic_self();
         auto& st = self->state;
         if (st.subscribers.count(peer.address()) == 0)
           self->monitor(peer);
@@ -419,7 +421,8 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         }
         return false;
       },
-      [self](unsub_atom, const caf::actor& peer) {
+      [](unsub_atom, const caf::actor& peer) {
+        const auto self = topic_self();
         auto& subs = self->state.subscribers;
         if (auto i = subs.find(peer.address()); i != subs.end()) {
           heard(self, i->second.second); // subscribed until now
@@ -427,13 +430,15 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         }
         self->demonitor(peer);
       },
-      [self](mark_atom, causality::replica_id rid, const causality::node_clock& c) {
+      [](mark_atom, causality::replica_id rid, const causality::node_clock& c) {
+        const auto self = topic_self();
         reported(self, rid, c);
         if (auto s = self->state.env->store->observe(self->state.topic, rid, c); !s)
           self->state.env->logf(log_level::warn, "topic " + self->state.topic + ": " + s.err().message);
       },
-      [self](page_atom, const std::string& after, std::uint32_t max,
+      [](page_atom, const std::string& after, std::uint32_t max,
              const causality::node_clock& have) -> resync_page {
+        const auto self = topic_self();
         auto& st = self->state;
         resync_page out;
         auto r = st.env->store->page(st.topic, after,
@@ -466,8 +471,9 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         }
         return out;
       },
-      [self](join_atom, causality::replica_id sender, const causality::node_clock& c,
+      [](join_atom, causality::replica_id sender, const causality::node_clock& c,
              const causality::node_clock& held) {
+        const auto self = topic_self();
         auto& st = self->state;
         heard(self, sender);
         if (auto s = st.env->store->join_sender_entry(st.topic, sender, c, &held,
@@ -481,14 +487,16 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         for (const auto& [key, k] : st.keys)
           self->send(k.handle, kupdate_atom::value, read_key_state(*st.env, st.topic, key));
       },
-      [self](bundle_atom) -> api_result {
+      [](bundle_atom) -> api_result {
+        const auto self = topic_self();
         auto& st = self->state;
         auto r = storage::export_bundle(*st.env->store, st.env->self, st.topic);
         if (!r)
           return storage_error(r.err());
         return api_result{200, std::move(*r), true};
       },
-      [self](bundle_atom, const std::shared_ptr<const protocol::bundle>& b) -> api_result {
+      [](bundle_atom, const std::shared_ptr<const protocol::bundle>& b) -> api_result {
+        const auto self = topic_self();
         auto& st = self->state;
         if (!b || b->topic.id != st.topic)
           return error_result(400, "invalid", "bundle is not of topic " + st.topic);
@@ -514,7 +522,8 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
                                      {"keys_changed", r->keys_changed},
                                      {"new_writes", r->new_dots}});
       },
-      [self](status_atom) -> topic_info {
+      [](status_atom) -> topic_info {
+        const auto self = topic_self();
         auto& st = self->state;
         topic_info t;
         t.id = st.topic;
@@ -531,7 +540,8 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         return t;
       },
       // --- key actors -----------------------------------------------------
-      [self](kget_atom, const std::string& key) -> caf::result<key_state> {
+      [](kget_atom, const std::string& key) -> caf::result<key_state> {
+        const auto self = topic_self();
         if (auto why = bad_key(key)) {
           key_state s;
           s.topic = self->state.topic;
@@ -541,8 +551,9 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         }
         return self->delegate(activate(self, key).handle, kget_atom::value);
       },
-      [self](kwrite_atom, const std::string& key, const std::string& value, bool deleted,
+      [](kwrite_atom, const std::string& key, const std::string& value, bool deleted,
              std::uint64_t time_ms) -> caf::result<api_result> {
+        const auto self = topic_self();
         if (auto why = bad_key(key))
           return error_result(400, "invalid", *why);
         if (!deleted && json::parse(value, nullptr, false).is_discarded())
@@ -550,8 +561,9 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         return self->delegate(activate(self, key).handle, kwrite_atom::value, value, deleted,
                               time_ms);
       },
-      [self](kapply_atom, const protocol::signed_reply& r,
+      [](kapply_atom, const protocol::signed_reply& r,
              const caf::actor& from) -> caf::result<apply_result> {
+        const auto self = topic_self();
         apply_result bad;
         bad.ok = false;
         if (r.topic != self->state.topic)
@@ -566,12 +578,14 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         return self->delegate(activate(self, r.entries.front().key).handle, kapply_atom::value, r,
                               from);
       },
-      [self](kwatch_atom, const std::string& key, const caf::actor& watcher) {
+      [](kwatch_atom, const std::string& key, const caf::actor& watcher) {
+        const auto self = topic_self();
         if (bad_key(key) || !watcher)
           return;
         self->send(activate(self, key).handle, kwatch_atom::value, watcher);
       },
-      [self](kunwatch_atom, const std::string& key, const caf::actor& watcher) {
+      [](kunwatch_atom, const std::string& key, const caf::actor& watcher) {
+        const auto self = topic_self();
         // Unwatching an inactive key has nothing to do (and spawns nothing).
         auto i = self->state.keys.find(key);
         if (i == self->state.keys.end())
@@ -579,7 +593,8 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         ++i->second.forwarded;
         self->send(i->second.handle, kunwatch_atom::value, watcher);
       },
-      [self](kcommit_atom, const storage::write_op& op, std::uint64_t time_ms) -> key_commit {
+      [](kcommit_atom, const storage::write_op& op, std::uint64_t time_ms) -> key_commit {
+        const auto self = topic_self();
         auto& st = self->state;
         key_commit out;
         auto r = st.env->store->write(st.topic, {op}, time_ms);
@@ -601,7 +616,8 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         out.state = read_key_state(*st.env, st.topic, op.key);
         return out;
       },
-      [self](kcommit_atom, const protocol::signed_reply& r, const caf::actor& from) -> key_commit {
+      [](kcommit_atom, const protocol::signed_reply& r, const caf::actor& from) -> key_commit {
+        const auto self = topic_self();
         auto& st = self->state;
         key_commit out;
         const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
@@ -611,7 +627,8 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
           out.state = read_key_state(*st.env, st.topic, r.entries.front().key);
         return out;
       },
-      [self](kidle_atom, const std::string& key, std::uint64_t seen) {
+      [](kidle_atom, const std::string& key, std::uint64_t seen) {
+        const auto self = topic_self();
         auto& st = self->state;
         auto i = st.keys.find(key);
         const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
@@ -625,6 +642,23 @@ topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_e
         st.keys.erase(i);
       },
   };
+  return shared;
+}
+
+topic_actor::behavior_type topic_impl(topic_pointer self, std::shared_ptr<node_env> env,
+                                      std::string topic, node_actor node) {
+  self->state.env = std::move(env);
+  self->state.topic = std::move(topic);
+  self->state.node = std::move(node);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& subs = self->state.subscribers;
+    if (auto i = subs.find(dm.source); i != subs.end()) {
+      heard(self, i->second.second); // connected until now
+      subs.erase(i);
+    }
+  });
+  schedule_retire_check(self);
+  return topic_behavior();
 }
 
 } // namespace
