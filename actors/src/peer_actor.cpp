@@ -14,14 +14,157 @@
 #include <algorithm>
 #include <list>
 #include <map>
-#include <set>
+#include <optional>
+#include <stdexcept>
 #include <variant>
+#include <vector>
 
 namespace kith::actors::detail {
 
 namespace {
 
 using namespace protocol;
+
+/// Anti-entropy of one offered topic: the next round, and how many rounds
+/// in a row brought nothing (with settings.anti_entropy_idle_max, each
+/// doubles the wait, up to that).
+struct round_timing {
+  std::uint64_t next_ms = 0;
+  std::uint64_t started_ms = 0; // when the last round was asked for
+  std::uint32_t idle = 0;
+  bool brought = false; // an earlier part of the current answer brought writes
+};
+
+/// What a peer actor knows per topic, in one vector sorted by topic id:
+/// whether we pull it from the peer, the peer offered it, serves it to us
+/// on request, subscribed to it, or asked for it while we did not hold it;
+/// the local topic actor; the anti-entropy timing. One set or map per fact
+/// cost a tree node and a copy of the 38-62 byte topic id per fact (about
+/// 550 bytes per topic of a followed peer; docs/simulation.md, session
+/// 17). Iteration is in topic order, as the sets' was. References into it
+/// last until the next call that may add a topic (set, round, set_actor).
+class topic_links {
+public:
+  enum flag : std::uint8_t {
+    pulling = 1,      ///< topics we want from this peer
+    offered = 2,      ///< ... that it offered (rounds run on these)
+    serving = 4,      ///< topics it subscribed to
+    asked_unheld = 8, ///< ... that we did not hold when asked
+    mark_due = 16,    ///< a watermark report to send
+  };
+
+  [[nodiscard]] bool has(const std::string& topic, flag f) const {
+    const auto* l = find(topic);
+    return l && (l->flags & f) != 0;
+  }
+  /// Sets `f` on `topic`; true if it was not set.
+  bool set(const std::string& topic, flag f) {
+    auto& l = get(topic);
+    const bool was = (l.flags & f) != 0;
+    l.flags |= f;
+    return !was;
+  }
+  /// Clears `f` on `topic`; true if it was set.
+  bool clear(const std::string& topic, flag f) {
+    auto it = lower(topic);
+    if (it == links_.end() || it->topic != topic || (it->flags & f) == 0)
+      return false;
+    it->flags &= static_cast<std::uint8_t>(~f);
+    prune(it);
+    return true;
+  }
+  /// Clears `f` on every topic.
+  void clear_all(flag f) {
+    for (auto& l : links_)
+      l.flags &= static_cast<std::uint8_t>(~f);
+    links_.erase(std::remove_if(links_.begin(), links_.end(), [](const link& l) { return empty(l); }),
+                 links_.end());
+  }
+  [[nodiscard]] bool any(flag f) const {
+    return std::any_of(links_.begin(), links_.end(), [f](const link& l) { return (l.flags & f) != 0; });
+  }
+  [[nodiscard]] std::size_t count(flag f) const {
+    return static_cast<std::size_t>(
+        std::count_if(links_.begin(), links_.end(), [f](const link& l) { return (l.flags & f) != 0; }));
+  }
+  /// The topics with `f`, in order.
+  [[nodiscard]] std::vector<std::string> with(flag f) const {
+    std::vector<std::string> out;
+    for (const auto& l : links_)
+      if ((l.flags & f) != 0)
+        out.push_back(l.topic);
+    return out;
+  }
+  /// Calls fn(topic, round or nullptr) for each topic with `f`, in order;
+  /// fn must not add topics.
+  template <class F>
+  void each(flag f, F fn) const {
+    for (const auto& l : links_)
+      if ((l.flags & f) != 0)
+        fn(l.topic, l.has_round ? &l.round : nullptr);
+  }
+
+  /// The local topic actor of `topic`, if known.
+  [[nodiscard]] std::optional<topic_actor> actor(const std::string& topic) const {
+    const auto* l = find(topic);
+    if (!l || !l->has_actor)
+      return std::nullopt;
+    return l->actor;
+  }
+  /// As actor(), for topics that must have one (a bug otherwise).
+  [[nodiscard]] topic_actor actor_at(const std::string& topic) const {
+    auto a = actor(topic);
+    if (!a)
+      throw std::out_of_range("peer actor: no topic actor for " + topic);
+    return *a;
+  }
+  void set_actor(const std::string& topic, topic_actor a) {
+    auto& l = get(topic);
+    l.actor = std::move(a);
+    l.has_actor = true;
+  }
+  /// The round timing of `topic`, made (all zero) on first use.
+  round_timing& round(const std::string& topic) {
+    auto& l = get(topic);
+    l.has_round = true;
+    return l.round;
+  }
+
+private:
+  struct link {
+    std::string topic;
+    topic_actor actor;
+    round_timing round;
+    std::uint8_t flags = 0;
+    bool has_actor = false;
+    bool has_round = false;
+  };
+  static bool empty(const link& l) {
+    return l.flags == 0 && !l.has_actor && !l.has_round;
+  }
+  std::vector<link>::iterator lower(const std::string& topic) {
+    return std::lower_bound(links_.begin(), links_.end(), topic,
+                            [](const link& l, const std::string& t) { return l.topic < t; });
+  }
+  [[nodiscard]] const link* find(const std::string& topic) const {
+    auto it = std::lower_bound(links_.begin(), links_.end(), topic,
+                               [](const link& l, const std::string& t) { return l.topic < t; });
+    return it != links_.end() && it->topic == topic ? &*it : nullptr;
+  }
+  link& get(const std::string& topic) {
+    auto it = lower(topic);
+    if (it == links_.end() || it->topic != topic) {
+      it = links_.insert(it, link{});
+      it->topic = topic;
+    }
+    return *it;
+  }
+  void prune(std::vector<link>::iterator it) {
+    if (empty(*it))
+      links_.erase(it);
+  }
+  std::vector<link> links_;
+};
 
 struct peer_state {
   std::shared_ptr<node_env> env;
@@ -56,22 +199,7 @@ struct peer_state {
   std::uint64_t last_tx_ms = 0;
   std::uint64_t established_ms = 0; // when the current connection's channel came up
 
-  std::set<std::string> pulling;  // topics we want from this peer
-  std::set<std::string> offered;  // ... that it offered (rounds run on these)
-  std::set<std::string> serving;  // topics it subscribed to
-  std::set<std::string> asked_unheld; // ... that we did not hold when asked
-  std::map<std::string, topic_actor> topics;
-  /// Anti-entropy per offered topic: the next round, and how many rounds
-  /// in a row brought nothing (with settings.anti_entropy_idle_max, each
-  /// doubles the wait, up to that).
-  struct round_timing {
-    std::uint64_t next_ms = 0;
-    std::uint64_t started_ms = 0; // when the last round was asked for
-    std::uint32_t idle = 0;
-    bool brought = false; // an earlier part of the current answer brought writes
-  };
-  std::map<std::string, round_timing> rounds;
-  std::set<std::string> marks_due;
+  topic_links links; // pulled, offered, served topics, their actors and rounds
   /// Resyncs in progress: the sender's clock at the first page, and the
   /// dots the pages carried or named as held (what the sender still held).
   struct resync_state {
@@ -110,16 +238,24 @@ struct peer_state {
   std::uint64_t last_tick_ms = 0; // the grid point of the last tick run
   bool tick_set = false;          // a tick is on its way, for:
   std::uint64_t tick_at_ms = 0;
-  // Queries we asked the peer (an aggregator), by id, with their deadline.
-  struct pending_query {
-    caf::typed_response_promise<query_result_msg> rp;
-    std::uint64_t deadline_ms = 0;
+  /// Aggregator queries, both ways: rare, so kept out of line and made on
+  /// first use (query_state()).
+  struct query_book {
+    struct pending {
+      caf::typed_response_promise<query_result_msg> rp;
+      std::uint64_t deadline_ms = 0;
+    };
+    std::map<std::uint64_t, pending> asked; // queries we asked the peer, by id
+    std::uint64_t next_id = 1;
+    std::uint64_t window_ms = 0; // queries the peer asked us: a per-second budget
+    std::uint32_t in_window = 0;
   };
-  std::map<std::uint64_t, pending_query> queries;
-  std::uint64_t next_query_id = 1;
-  // Queries the peer asked us: a per-second budget.
-  std::uint64_t query_window_ms = 0;
-  std::uint32_t queries_in_window = 0;
+  std::unique_ptr<query_book> queries;
+  query_book& query_state() {
+    if (!queries)
+      queries = std::make_unique<query_book>();
+    return *queries;
+  }
   static inline const char* name = "kith.peer";
 };
 
@@ -273,18 +409,21 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   st.building = 0;
   st.build_queue.clear();
   st.unsent = 0;
-  st.offered.clear();
-  st.marks_due.clear();
+  st.links.clear_all(topic_links::offered);
+  st.links.clear_all(topic_links::mark_due);
   st.resyncs.clear();
   st.last_error = reason;
-  for (const auto& t : st.serving)
-    if (auto it = st.topics.find(t); it != st.topics.end())
-      self->send(it->second, unsub_atom::value, caf::actor_cast<caf::actor>(self));
-  st.serving.clear();
-  st.asked_unheld.clear();
-  for (auto& [id, q] : st.queries)
-    q.rp.deliver(query_result_msg{id, {}, {}, "the connection closed: " + reason});
-  st.queries.clear();
+  st.links.each(topic_links::serving, [&](const std::string& t, const round_timing*) {
+    if (auto a = st.links.actor(t))
+      self->send(*a, unsub_atom::value, caf::actor_cast<caf::actor>(self));
+  });
+  st.links.clear_all(topic_links::serving);
+  st.links.clear_all(topic_links::asked_unheld);
+  if (st.queries) {
+    for (auto& [id, q] : st.queries->asked)
+      q.rp.deliver(query_result_msg{id, {}, {}, "the connection closed: " + reason});
+    st.queries->asked.clear();
+  }
   if (was_up) {
     log(self, log_level::info, "disconnected: " + reason);
     self->send(st.node, peerstate_atom::value, st.pk, false);
@@ -301,7 +440,8 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
 /// pull.
 void end_if_unneeded(peer_pointer self, const std::string& why) {
   auto& st = self->state;
-  if (!st.followed && !st.member && !st.lingering && st.serving.empty() && st.pulling.empty()) {
+  if (!st.followed && !st.member && !st.lingering && !st.links.any(topic_links::serving) &&
+      !st.links.any(topic_links::pulling)) {
     drop_connection(self, why, true);
     self->quit();
   }
@@ -313,8 +453,8 @@ void end_if_unneeded(peer_pointer self, const std::string& why) {
 /// other pull.
 void stop_pulling(peer_pointer self, const std::string& topic, const std::string& why) {
   auto& st = self->state;
-  st.pulling.erase(topic);
-  st.offered.erase(topic);
+  st.links.clear(topic, topic_links::pulling);
+  st.links.clear(topic, topic_links::offered);
   if (established(st))
     send_msg(self, unsubscribe_msg{{topic}});
   end_if_unneeded(self, why);
@@ -324,14 +464,14 @@ void stop_pulling(peer_pointer self, const std::string& topic, const std::string
 template <class F>
 void with_topic(peer_pointer self, const std::string& topic, F f) {
   auto& st = self->state;
-  if (auto it = st.topics.find(topic); it != st.topics.end()) {
-    f(it->second);
+  if (auto a = st.links.actor(topic)) {
+    f(*a);
     return;
   }
   self->request(st.node, caf::infinite, topic_atom::value, topic)
       .then([self, topic, f](topic_actor t) {
         if (t)
-          self->state.topics[topic] = t;
+          self->state.links.set_actor(topic, t);
         f(t);
       });
 }
@@ -346,7 +486,7 @@ std::uint64_t round_wait_ms(const sync_settings& s, std::uint32_t idle) {
   return std::max(std::min(wait, cap), static_cast<std::uint64_t>(s.anti_entropy.count()));
 }
 
-void start_round(peer_pointer self, const std::string& topic) {
+void start_round(peer_pointer self, std::string topic) {
   with_topic(self, topic, [self, topic](topic_actor t) {
     if (!t)
       return;
@@ -355,7 +495,7 @@ void start_round(peer_pointer self, const std::string& topic) {
           send_msg(self, sync_request_msg{topic, req.clock});
         });
   });
-  auto& r = self->state.rounds[topic];
+  auto& r = self->state.links.round(topic);
   r.started_ms = now_ms(self);
   r.brought = false;
   r.next_ms = r.started_ms + round_wait_ms(self->state.env->settings, r.idle);
@@ -373,7 +513,7 @@ void note_round_result(peer_pointer self, const std::string& topic, data_kind ki
   const auto& s = st.env->settings;
   if (s.anti_entropy_idle_max <= s.anti_entropy)
     return; // rounds every anti_entropy, as always
-  auto& r = st.rounds[topic];
+  auto& r = st.links.round(topic);
   if (kind == data_kind::answer) {
     const bool round_brought = r.brought || brought;
     r.brought = round_brought && !last;
@@ -418,7 +558,7 @@ void add_shared_topics(peer_state& st) {
     const bool writer = d->kind == topic_kind::open || d->creator == st.pk ||
                         std::find(d->writers.begin(), d->writers.end(), st.pk) != d->writers.end();
     if (writer)
-      st.pulling.insert(id);
+      st.links.set(id, topic_links::pulling);
   }
 }
 
@@ -439,8 +579,8 @@ void on_hello(peer_pointer self, const hello_msg& h) {
     st.env->tickets->put(*t, now_ms(self));
   log(self, log_level::info, "hello from replica " + std::to_string(st.rid->value()) + " (" + h.agent + ")");
   add_shared_topics(st);
-  if (!st.pulling.empty())
-    send_msg(self, subscribe_msg{{st.pulling.begin(), st.pulling.end()}});
+  if (st.links.any(topic_links::pulling))
+    send_msg(self, subscribe_msg{st.links.with(topic_links::pulling)});
 }
 
 void on_subscribe(peer_pointer self, const subscribe_msg& m) {
@@ -448,14 +588,14 @@ void on_subscribe(peer_pointer self, const subscribe_msg& m) {
   for (const auto& topic : m.topics) {
     with_topic(self, topic, [self, topic](topic_actor t) {
       auto& st = self->state;
-      if (!t && established(st) && st.asked_unheld.size() < 1024)
-        st.asked_unheld.insert(topic); // served once we hold it (pull_atom)
+      if (!t && established(st) && st.links.count(topic_links::asked_unheld) < 1024)
+        st.links.set(topic, topic_links::asked_unheld); // served once we hold it (pull_atom)
       if (!t || !established(st) || !st.rid)
         return;
       auto desc = st.env->store->topic(topic);
       if (!desc)
         return;
-      st.serving.insert(topic);
+      st.links.set(topic, topic_links::serving);
       self->request(t, caf::infinite, subscribe_atom::value, caf::actor_cast<caf::actor>(self), *st.rid)
           .then([self, d = *desc](bool new_member) {
             offer_msg o{{d}};
@@ -470,7 +610,7 @@ void on_subscribe(peer_pointer self, const subscribe_msg& m) {
 void on_offer(peer_pointer self, const offer_msg& m) {
   log(self, log_level::debug, "offer of " + std::to_string(m.topics.size()) + " topics");
   for (const auto& d : m.topics) {
-    if (self->state.pulling.count(d.id) == 0)
+    if (!self->state.links.has(d.id, topic_links::pulling))
       continue; // offered without being asked: ignore
     self->request(self->state.node, caf::infinite, topic_atom::value, d)
         .then([self, id = d.id,
@@ -481,9 +621,9 @@ void on_offer(peer_pointer self, const offer_msg& m) {
             return;
           }
           auto& st = self->state;
-          st.topics[id] = t;
-          st.offered.insert(id);
-          st.rounds[id].idle = 0; // a new connection: the base period again
+          st.links.set_actor(id, t);
+          st.links.set(id, topic_links::offered);
+          st.links.round(id).idle = 0; // a new connection: the base period again
           tick_by(self, now_ms(self)); // its first round
           // A replica that holds nothing of the topic starts with a full
           // resync: anti-entropy can only name dots still in the sender's
@@ -591,9 +731,9 @@ void on_data(peer_pointer self, data_msg m) {
           ") for " + m.reply.topic + ": " + std::to_string(m.reply.entries.size()) + " keys");
   if (m.kind != data_kind::push && st.env->observe) // no copies when no one observes
     st.env->note({node_observation::kind::sync_reply, st.id, m.reply.topic});
-  if (st.offered.count(m.reply.topic) == 0)
+  if (!st.links.has(m.reply.topic, topic_links::offered))
     return fail(self, error_code::protocol, "data for topic " + m.reply.topic + " we did not ask for");
-  auto t = st.topics.at(m.reply.topic);
+  auto t = st.links.actor_at(m.reply.topic);
   const std::string topic = m.reply.topic;
   const auto size = st.current_frame_bytes;
   const auto gen = st.conn_gen;
@@ -633,7 +773,7 @@ void on_data(peer_pointer self, data_msg m) {
         if (gen == st.conn_gen)
           note_round_result(self, topic, kind, last, r.new_dots > 0 || r.keys_changed > 0);
         if (r.new_dots > 0) {
-          self->state.marks_due.insert(topic);
+          self->state.links.set(topic, topic_links::mark_due);
           tick_by(self, now_ms(self));
         }
       });
@@ -663,7 +803,7 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
   // Ask for the next page only once this one is applied (the topic actor
   // answers the status request after the applies queued before it), so at
   // most one page per topic waits in memory.
-  auto t = st.topics.at(m.topic);
+  auto t = st.links.actor_at(m.topic);
   self->request(t, caf::infinite, status_atom::value)
       .then([self, m](const topic_info&) {
         auto& st = self->state;
@@ -675,7 +815,7 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
           return;
         }
         if (it->second.clock && st.rid)
-          self->send(st.topics.at(m.topic), join_atom::value, *st.rid, *it->second.clock,
+          self->send(st.links.actor_at(m.topic), join_atom::value, *st.rid, *it->second.clock,
                      std::move(it->second.held));
         st.resyncs.erase(it);
         log(self, log_level::info, "resync of " + m.topic + " complete");
@@ -694,13 +834,14 @@ void on_query(peer_pointer self, const query_msg& m) {
   query_result_msg out;
   out.id = m.id;
   const auto now = now_ms(self);
-  if (now >= st.query_window_ms + 1000) {
-    st.query_window_ms = now;
-    st.queries_in_window = 0;
+  auto& book = st.query_state();
+  if (now >= book.window_ms + 1000) {
+    book.window_ms = now;
+    book.in_window = 0;
   }
   if (!st.env->aggregate) {
     out.refused = "this node is not an aggregator";
-  } else if (++st.queries_in_window > max_queries_per_second) {
+  } else if (++book.in_window > max_queries_per_second) {
     out.refused = "too many queries: at most " + std::to_string(max_queries_per_second) +
                   " per second";
   } else {
@@ -717,11 +858,14 @@ void on_query(peer_pointer self, const query_msg& m) {
 
 void on_query_result(peer_pointer self, query_result_msg m) {
   auto& st = self->state;
-  auto it = st.queries.find(m.id);
-  if (it == st.queries.end())
+  if (!st.queries)
+    return;
+  auto& asked = st.queries->asked;
+  auto it = asked.find(m.id);
+  if (it == asked.end())
     return; // timed out meanwhile
   it->second.rp.deliver(std::move(m));
-  st.queries.erase(it);
+  asked.erase(it);
 }
 
 void on_frame(peer_pointer self, const std::string& frame) {
@@ -746,8 +890,8 @@ void on_frame(peer_pointer self, const std::string& frame) {
           on_subscribe(self, msg);
         } else if constexpr (std::is_same_v<T, unsubscribe_msg>) {
           for (const auto& t : msg.topics)
-            if (st.serving.erase(t) > 0)
-              self->send(st.topics.at(t), unsub_atom::value, caf::actor_cast<caf::actor>(self));
+            if (st.links.clear(t, topic_links::serving))
+              self->send(st.links.actor_at(t), unsub_atom::value, caf::actor_cast<caf::actor>(self));
         } else if constexpr (std::is_same_v<T, offer_msg>) {
           on_offer(self, msg);
         } else if constexpr (std::is_same_v<T, sync_request_msg>) {
@@ -755,8 +899,8 @@ void on_frame(peer_pointer self, const std::string& frame) {
         } else if constexpr (std::is_same_v<T, data_msg>) {
           on_data(self, std::move(msg));
         } else if constexpr (std::is_same_v<T, watermark_msg>) {
-          if (st.serving.count(msg.topic) > 0)
-            self->send(st.topics.at(msg.topic), mark_atom::value, *st.rid, std::move(msg.clock));
+          if (st.links.has(msg.topic, topic_links::serving))
+            self->send(st.links.actor_at(msg.topic), mark_atom::value, *st.rid, std::move(msg.clock));
         } else if constexpr (std::is_same_v<T, keepalive_msg>) {
           if (!msg.reply)
             send_msg(self, keepalive_msg{msg.nonce, true});
@@ -879,6 +1023,15 @@ void tick_by(peer_pointer self, std::uint64_t due_ms) {
   self->delayed_send(self, std::chrono::milliseconds(at - now), tick_atom::value, at);
 }
 
+/// The earliest deadline of the queries we asked (none: the maximum).
+std::uint64_t query_deadline(const peer_state& st) {
+  auto due = std::numeric_limits<std::uint64_t>::max();
+  if (st.queries)
+    for (const auto& [id, q] : st.queries->asked)
+      due = std::min(due, q.deadline_ms);
+  return due;
+}
+
 /// When on_tick has something to do next, as far as the peer's state
 /// says: a tick at every grid point while dialling, handshaking or
 /// connecting; on an established connection, at the next keepalive,
@@ -887,7 +1040,7 @@ void tick_by(peer_pointer self, std::uint64_t due_ms) {
 /// tick_by, so on_tick acts on the same grid points as a tick every
 /// settings.tick would (the same trace), without the idle ticks.
 std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
-  if (!st.marks_due.empty())
+  if (st.links.any(topic_links::mark_due))
     return now;
   if (!established(st)) {
     if (st.conn != 0 || st.dialing || !may_dial(st))
@@ -902,37 +1055,35 @@ std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
     auto due = dial_at;
     if (st.env->relays_handle && (st.followed || st.member))
       due = std::min(due, st.next_lookup_ms);
-    for (const auto& [id, q] : st.queries)
-      due = std::min(due, q.deadline_ms);
-    return due;
+    return std::min(due, query_deadline(st));
   }
   const auto& s = st.env->settings;
   auto due = st.last_rx_ms + static_cast<std::uint64_t>(s.peer_timeout.count()) + 1;
   due = std::min(due, st.last_tx_ms + static_cast<std::uint64_t>(s.keepalive.count()));
   if (st.unsent > 0)
     due = std::min(due, st.write_progress_ms + static_cast<std::uint64_t>(s.write_stall.count()) + 1);
-  for (const auto& t : st.offered) {
-    auto r = st.rounds.find(t);
-    due = std::min(due, r == st.rounds.end() ? now : r->second.next_ms);
-  }
+  st.links.each(topic_links::offered, [&](const std::string&, const round_timing* r) {
+    due = std::min(due, r ? r->next_ms : now);
+  });
   if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading)
     due = std::min(due, st.next_upgrade_ms);
-  for (const auto& [id, q] : st.queries)
-    due = std::min(due, q.deadline_ms);
-  return due;
+  return std::min(due, query_deadline(st));
 }
 
 void on_tick(peer_pointer self) {
   auto& st = self->state;
   const auto now = now_ms(self);
   const auto& s = st.env->settings;
-  for (auto it = st.queries.begin(); it != st.queries.end();) {
-    if (now < it->second.deadline_ms) {
-      ++it;
-      continue;
+  if (st.queries) {
+    auto& asked = st.queries->asked;
+    for (auto it = asked.begin(); it != asked.end();) {
+      if (now < it->second.deadline_ms) {
+        ++it;
+        continue;
+      }
+      it->second.rp.deliver(query_result_msg{it->first, {}, {}, "no answer in time"});
+      it = asked.erase(it);
     }
-    it->second.rp.deliver(query_result_msg{it->first, {}, {}, "no answer in time"});
-    it = st.queries.erase(it);
   }
   if (st.conn != 0 && st.ch && st.ch->state() == channel_state::handshaking)
     handle_output(self, st.ch->tick(now));
@@ -948,9 +1099,11 @@ void on_tick(peer_pointer self) {
     }
     if (now - st.last_tx_ms >= static_cast<std::uint64_t>(s.keepalive.count()))
       send_msg(self, keepalive_msg{st.env->rng->next_u64(), false});
-    for (const auto& t : st.offered)
-      if (now >= st.rounds[t].next_ms)
-        start_round(self, t);
+    // start_round adds no topic (offered ones have their link), but it
+    // sends: go by a list made first.
+    for (auto& t : st.links.with(topic_links::offered))
+      if (now >= st.links.round(t).next_ms)
+        start_round(self, std::move(t));
     // On a relayed connection, try a direct address now and then (the
     // peer may have become reachable, or only we were unreachable).
     if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading && now >= st.next_upgrade_ms) {
@@ -966,10 +1119,11 @@ void on_tick(peer_pointer self) {
                    caf::actor_cast<caf::actor>(self), st.upgrade_tag);
       }
     }
-    for (const auto& t : st.marks_due)
+    st.links.each(topic_links::mark_due, [&](const std::string& t, const round_timing*) {
       if (auto c = st.env->store->clock_copy(t))
         send_msg(self, watermark_msg{t, std::move(*c)});
-    st.marks_due.clear();
+    });
+    st.links.clear_all(topic_links::mark_due);
   } else if (st.conn == 0 && !st.dialing && may_dial(st)) {
     maybe_lookup(self);
     // With no address yet, give the relays a moment to answer the lookup
@@ -1111,7 +1265,8 @@ peer_actor::behavior_type peer_behavior() {
       [](push_atom, const signed_reply& r) {
         const auto self = peer_self();
         auto& st = self->state;
-        if (established(st) && st.rid && st.serving.count(r.topic) > 0 && r.from != *st.rid)
+        if (established(st) && st.rid && st.links.has(r.topic, topic_links::serving) &&
+            r.from != *st.rid)
           send_data(self, data_kind::push, r);
       },
       [](follow_atom, const std::string& addr) {
@@ -1126,7 +1281,7 @@ peer_actor::behavior_type peer_behavior() {
         }
         if (may_dial(st))
           wake(self);
-        if (st.pulling.insert(feed).second && established(st) && st.rid)
+        if (st.links.set(feed, topic_links::pulling) && established(st) && st.rid)
           send_msg(self, subscribe_msg{{feed}});
       },
       [](unfollow_atom) {
@@ -1169,14 +1324,14 @@ peer_actor::behavior_type peer_behavior() {
       [](pull_atom, const std::string& topic) {
         const auto self = peer_self();
         auto& st = self->state;
-        if (st.pulling.insert(topic).second && established(st) && st.rid)
+        if (st.links.set(topic, topic_links::pulling) && established(st) && st.rid)
           send_msg(self, subscribe_msg{{topic}});
-        if (st.asked_unheld.erase(topic) > 0 && established(st))
+        if (st.links.clear(topic, topic_links::asked_unheld) && established(st))
           on_subscribe(self, subscribe_msg{{topic}});
       },
       [](unpull_atom, const std::string& topic) {
         const auto self = peer_self();
-        if (self->state.pulling.count(topic) != 0)
+        if (self->state.links.has(topic, topic_links::pulling))
           stop_pulling(self, topic, "no longer pulling from this peer");
       },
       [](query_atom, query_msg& q) -> caf::result<query_result_msg> {
@@ -1184,11 +1339,12 @@ peer_actor::behavior_type peer_behavior() {
         auto& st = self->state;
         if (!established(st) || !st.rid)
           return query_result_msg{q.id, {}, {}, "not connected to " + short_id(st.id) + "…"};
-        if (st.queries.size() >= 64)
+        auto& book = st.query_state();
+        if (book.asked.size() >= 64)
           return query_result_msg{q.id, {}, {}, "too many queries waiting"};
-        q.id = st.next_query_id++;
+        q.id = book.next_id++;
         auto rp = self->make_response_promise<query_result_msg>();
-        st.queries[q.id] = peer_state::pending_query{rp, now_ms(self) + query_timeout_ms};
+        book.asked[q.id] = peer_state::query_book::pending{rp, now_ms(self) + query_timeout_ms};
         tick_by(self, now_ms(self) + query_timeout_ms);
         send_msg(self, q);
         return rp;
@@ -1218,8 +1374,8 @@ peer_actor::behavior_type peer_behavior() {
                   : st.failures > 0 ? "backoff"
                                     : "idle";
         p.address = st.conn != 0 ? st.conn_address : st.address;
-        p.pulling.assign(st.pulling.begin(), st.pulling.end());
-        p.serving.assign(st.serving.begin(), st.serving.end());
+        p.pulling = st.links.with(topic_links::pulling);
+        p.serving = st.links.with(topic_links::serving);
         p.bytes_in = st.bytes_in;
         p.bytes_out = st.bytes_out;
         p.entries_received = st.entries_received;
@@ -1243,7 +1399,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
   st.followed = followed;
   st.address = std::move(address);
   if (followed)
-    st.pulling.insert(feed_topic(pk).id);
+    st.links.set(feed_topic(pk).id, topic_links::pulling);
   ensure_ticking(self);
   return peer_behavior();
 }
