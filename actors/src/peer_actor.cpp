@@ -169,31 +169,42 @@ private:
 struct peer_state {
   std::shared_ptr<node_env> env;
   node_actor node;
-  public_key pk;
-  std::string id; // text form
+  public_key pk; // its text form: to_text(pk), made when needed
+
+  // The flags and small counters sit together (no padding between them):
+  // the whole actor must fit the allocation class checked below.
   bool followed = false;
-  bool member = false; // writes a shared topic we hold (met at a relay)
+  bool member = false;    // writes a shared topic we hold (met at a relay)
   bool lingering = false; // no longer met: kept while this connection lasts
+  bool upgrading = false; // trying a direct connection instead of a relayed one
+  bool outbound = false;  // we dialled the current connection
+  bool dialing = false;
+  bool read_paused = false; // read backpressure (applying_bytes)
+  bool ticking = false;     // housekeeping ticks (next_due_ms)
+  bool tick_set = false;    // a tick is on its way, for tick_at_ms
+  std::uint32_t failures = 0;
+  std::uint32_t candidate = 0; // index into candidates() of the next dial
+  // Answers and resync pages being built for the peer: at most
+  // max_building at once, later requests wait in build_queue in order, so
+  // a peer that asks many times over without reading holds a few pages in
+  // our memory, not one per request.
+  std::uint32_t building = 0;
+
   std::string address;             // given with `follow` (tried first)
   std::vector<std::string> found;  // from the peer's relay record
-  std::size_t candidate = 0;       // index into candidates() of the next dial
   std::string dialing_to;
   std::uint64_t next_lookup_ms = 0;
   // Upgrading a relayed connection to a direct one.
   std::uint64_t upgrade_tag = 0;
-  bool upgrading = false;
   std::uint64_t next_upgrade_ms = 0;
   std::uint64_t lookup_sent_ms = 0;
 
   // The connection (conn == 0: none).
   conn_id conn = 0;
-  bool outbound = false;
   std::string conn_address;
   std::shared_ptr<channel> ch;
   std::optional<replica_id> rid; // from the peer's hello
   std::uint64_t dial_tag = 0;
-  bool dialing = false;
-  std::uint32_t failures = 0;
   std::uint64_t next_dial_ms = 0;
   std::uint64_t last_rx_ms = 0;
   std::uint64_t last_tx_ms = 0;
@@ -202,11 +213,20 @@ struct peer_state {
   topic_links links; // pulled, offered, served topics, their actors and rounds
   /// Resyncs in progress: the sender's clock at the first page, and the
   /// dots the pages carried or named as held (what the sender still held).
+  /// Made on the first resync of a connection, dropped with it.
   struct resync_state {
     std::optional<causality::node_clock> clock;
     causality::node_clock held;
   };
-  std::map<std::string, resync_state> resyncs;
+  using resync_map = std::map<std::string, resync_state>;
+  std::unique_ptr<resync_map> resyncs;
+  /// The resync of `topic` in progress, or nullptr.
+  resync_state* resync_of(const std::string& topic) {
+    if (!resyncs)
+      return nullptr;
+    auto it = resyncs->find(topic);
+    return it == resyncs->end() ? nullptr : &it->second;
+  }
 
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
@@ -214,14 +234,8 @@ struct peer_state {
   std::string last_error;
   // Read backpressure: bytes of received data messages not yet applied.
   std::size_t applying_bytes = 0;
-  bool read_paused = false;
   std::uint64_t read_pauses = 0;
   std::uint64_t conn_gen = 0;        // bumped per connection: stale replies ignored
-  // Answers and resync pages being built for the peer: at most
-  // max_building at once, later requests wait here in order, so a peer
-  // that asks many times over without reading holds a few pages in our
-  // memory, not one per request.
-  std::size_t building = 0;
   // A list, not a deque: an empty std::deque allocates ~580 bytes, and
   // nearly every peer's queue is empty nearly always.
   std::list<std::variant<sync_request_msg, resync_request_msg>> build_queue;
@@ -234,10 +248,8 @@ struct peer_state {
   // Housekeeping ticks fall on a grid (the first tick, then every
   // settings.tick), but only on grid points where something is due; see
   // next_due_ms.
-  bool ticking = false;
   std::uint64_t last_tick_ms = 0; // the grid point of the last tick run
-  bool tick_set = false;          // a tick is on its way, for:
-  std::uint64_t tick_at_ms = 0;
+  std::uint64_t tick_at_ms = 0;   // the one on its way (tick_set)
   /// Aggregator queries, both ways: rare, so kept out of line and made on
   /// first use (query_state()).
   struct query_book {
@@ -270,12 +282,12 @@ peer_pointer peer_self() {
 // One peer actor per followed peer and per peer that follows us, so its
 // size is paid per relationship: CAF allocates the actor with a 64-byte
 // control block in front, and the total must stay within jemalloc's
-// 2 KiB size class (the next one is 2.5 KiB). Move rarely used state
+// 1,536-byte size class (the next one is 1,792). Move rarely used state
 // behind a pointer rather than grow this. Checked where the layouts are
 // the ones measured (libstdc++ without its debug containers, CAF 0.17).
 #if defined(__GLIBCXX__) && !defined(_GLIBCXX_DEBUG) && CAF_VERSION < 1800
-static_assert(sizeof(peer_impl_actor) + CAF_CACHE_LINE_SIZE <= 2048,
-              "the peer actor outgrew the 2 KiB allocation class");
+static_assert(sizeof(peer_impl_actor) + CAF_CACHE_LINE_SIZE <= 1536,
+              "the peer actor outgrew the 1,536-byte allocation class");
 #endif
 
 std::uint64_t now_ms(peer_pointer self) {
@@ -297,11 +309,14 @@ std::string short_id(const std::string& id) {
 }
 
 void log(peer_pointer self, log_level l, const std::string& what) {
-  self->state.env->logf(l, "peer " + short_id(self->state.id) + ": " + what);
+  if (self->state.env->log)
+    self->state.env->logf(l, "peer " + short_id(to_text(self->state.pk)) + ": " + what);
 }
 
 void emit_state(peer_pointer self, const std::string& state) {
-  self->state.env->emit(nlohmann::json{{"type", "peer"}, {"id", self->state.id}, {"state", state}});
+  if (self->state.env->on_event)
+    self->state.env->emit(
+        nlohmann::json{{"type", "peer"}, {"id", to_text(self->state.pk)}, {"state", state}});
 }
 
 constexpr std::size_t max_building = 4;
@@ -369,7 +384,7 @@ std::vector<std::string> candidates(const peer_state& st) {
     if (std::find(out.begin(), out.end(), a) == out.end())
       out.push_back(a);
   if (st.env->relays_handle)
-    out.push_back(std::string(circuit_address_prefix) + st.id);
+    out.push_back(std::string(circuit_address_prefix) + to_text(st.pk));
   return out;
 }
 
@@ -411,7 +426,7 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   st.unsent = 0;
   st.links.clear_all(topic_links::offered);
   st.links.clear_all(topic_links::mark_due);
-  st.resyncs.clear();
+  st.resyncs.reset();
   st.last_error = reason;
   st.links.each(topic_links::serving, [&](const std::string& t, const round_timing*) {
     if (auto a = st.links.actor(t))
@@ -630,7 +645,9 @@ void on_offer(peer_pointer self, const offer_msg& m) {
           // dot-key map, and those of writes every member had are gone.
           auto c = st.env->store->clock_copy(id);
           if (!c || c->dot_count() == 0 || resync) {
-            st.resyncs[id] = {};
+            if (!st.resyncs)
+              st.resyncs = std::make_unique<peer_state::resync_map>();
+            (*st.resyncs)[id] = {};
             ask_resync_page(self, id, {});
           } else {
             start_round(self, id);
@@ -730,7 +747,7 @@ void on_data(peer_pointer self, data_msg m) {
           (m.kind == data_kind::push ? "push" : m.kind == data_kind::answer ? "answer" : "resync") +
           ") for " + m.reply.topic + ": " + std::to_string(m.reply.entries.size()) + " keys");
   if (m.kind != data_kind::push && st.env->observe) // no copies when no one observes
-    st.env->note({node_observation::kind::sync_reply, st.id, m.reply.topic});
+    st.env->note({node_observation::kind::sync_reply, to_text(st.pk), m.reply.topic});
   if (!st.links.has(m.reply.topic, topic_links::offered))
     return fail(self, error_code::protocol, "data for topic " + m.reply.topic + " we did not ask for");
   auto t = st.links.actor_at(m.reply.topic);
@@ -744,14 +761,14 @@ void on_data(peer_pointer self, data_msg m) {
     self->send(st.env->transport_for(st.conn), pause_atom::value, st.conn);
   }
   if (m.kind == data_kind::resync) {
-    auto it = st.resyncs.find(topic);
-    if (it == st.resyncs.end())
+    auto* rs = st.resync_of(topic);
+    if (!rs)
       return fail(self, error_code::protocol, "resync data for " + topic + " we did not ask for");
-    if (!it->second.clock)
-      it->second.clock = m.reply.clock;
+    if (!rs->clock)
+      rs->clock = m.reply.clock;
     for (const auto& e : m.reply.entries)
       for (const auto& rec : e.records)
-        it->second.held.add(rec.first);
+        rs->held.add(rec.first);
   }
   self->request(t, caf::infinite, apply_atom::value, std::move(m.reply),
                 caf::actor_cast<caf::actor>(self))
@@ -781,8 +798,8 @@ void on_data(peer_pointer self, data_msg m) {
 
 void on_resync_done(peer_pointer self, const resync_done_msg& m) {
   auto& st = self->state;
-  auto it = st.resyncs.find(m.topic);
-  if (it == st.resyncs.end())
+  auto* rs = st.resync_of(m.topic);
+  if (!rs)
     return fail(self, error_code::protocol, "resync end for " + m.topic + " we did not ask for");
   // Keys left out because we have them: the sender still holds their dots.
   // A lie here cannot make us drop anything: at worst it keeps writes of
@@ -799,7 +816,7 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
                     "resync end for " + m.topic + " names writes we never had");
     }
   }
-  it->second.held.merge(m.held);
+  rs->held.merge(m.held);
   // Ask for the next page only once this one is applied (the topic actor
   // answers the status request after the applies queued before it), so at
   // most one page per topic waits in memory.
@@ -807,17 +824,19 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
   self->request(t, caf::infinite, status_atom::value)
       .then([self, m](const topic_info&) {
         auto& st = self->state;
-        auto it = st.resyncs.find(m.topic);
-        if (it == st.resyncs.end() || !established(st))
+        auto* rs = st.resync_of(m.topic);
+        if (!rs || !established(st))
           return;
         if (!m.complete) {
           ask_resync_page(self, m.topic, m.next_after);
           return;
         }
-        if (it->second.clock && st.rid)
-          self->send(st.links.actor_at(m.topic), join_atom::value, *st.rid, *it->second.clock,
-                     std::move(it->second.held));
-        st.resyncs.erase(it);
+        if (rs->clock && st.rid)
+          self->send(st.links.actor_at(m.topic), join_atom::value, *st.rid, *rs->clock,
+                     std::move(rs->held));
+        st.resyncs->erase(m.topic);
+        if (st.resyncs->empty())
+          st.resyncs.reset();
         log(self, log_level::info, "resync of " + m.topic + " complete");
         start_round(self, m.topic);
       });
@@ -1338,7 +1357,7 @@ peer_actor::behavior_type peer_behavior() {
         const auto self = peer_self();
         auto& st = self->state;
         if (!established(st) || !st.rid)
-          return query_result_msg{q.id, {}, {}, "not connected to " + short_id(st.id) + "…"};
+          return query_result_msg{q.id, {}, {}, "not connected to " + short_id(to_text(st.pk)) + "…"};
         auto& book = st.query_state();
         if (book.asked.size() >= 64)
           return query_result_msg{q.id, {}, {}, "too many queries waiting"};
@@ -1367,7 +1386,7 @@ peer_actor::behavior_type peer_behavior() {
         const auto self = peer_self();
         auto& st = self->state;
         peer_info p;
-        p.id = st.id;
+        p.id = to_text(st.pk);
         p.followed = st.followed;
         p.state = established(st) ? "connected"
                   : st.conn != 0 || st.dialing ? "connecting"
@@ -1395,7 +1414,6 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
   st.env = std::move(env);
   st.node = std::move(node);
   st.pk = pk;
-  st.id = to_text(pk);
   st.followed = followed;
   st.address = std::move(address);
   if (followed)
