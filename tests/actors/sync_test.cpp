@@ -730,3 +730,71 @@ TEST_CASE("a resync end naming held writes beyond the asker's own clock is refus
   CHECK(w.log_text().find("names writes we never had") != std::string::npos);
   caf::anon_send_exit(bad.actor, caf::exit_reason::user_shutdown);
 }
+
+namespace {
+
+/// Whether node `n` pulls anything from the peer `peer_id` (its peer
+/// actor's pulling list): a node that does not follow that peer pulls from
+/// it only as a co-follower of an author out of reach.
+bool pulls_from(world& w, world::node& n, const std::string& peer_id) {
+  const auto peers = w.api_json(n, "peers"); // kept: the loop reads into it
+  for (const auto& p : peers["peers"])
+    if (p["id"] == peer_id && !p["pulling"].empty())
+      return true;
+  return false;
+}
+
+/// Runs in steps of 2 virtual seconds until pred holds (checked between
+/// steps: it asks the node's API, which runs the scheduler itself) or
+/// `limit_s` pass.
+template <class Pred>
+bool every_2s_until(world& w, Pred pred, int limit_s) {
+  for (int t = 0; t < limit_s; t += 2) {
+    if (pred())
+      return true;
+    w.run_until([] { return false; }, std::chrono::seconds(2));
+  }
+  return pred();
+}
+
+} // namespace
+
+TEST_CASE("a follower pulls from a co-follower while the author's channel is down and stops once "
+          "it is up again (the peer actor's pushed link state, both ways)",
+          "[actors][relay]") {
+  const std::uint64_t seed = 41;
+  INFO("seed " << seed);
+  world w(seed);
+  const auto r0 = w.add_relay(0);
+  auto& a = w.add(0, {r0});
+  auto& b = w.add(1, {r0});
+  auto& c = w.add(2, {r0});
+  w.api_json(a, "post", {{"text", "first"}});
+  w.api_json(b, "follow", {{"id", w.id_of(a)}});
+  w.api_json(c, "follow", {{"id", w.id_of(a)}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1 && w.feed_size(c, w.id_of(a)) == 1; },
+                      std::chrono::seconds(30)));
+  w.run_until([] { return false; }, std::chrono::seconds(10)); // c meets b at the rendezvous
+  CHECK_FALSE(pulls_from(w, c, w.id_of(b)));
+
+  // a out of c's reach (no direct link, no relay): c's channel to a goes
+  // down and c pulls a's feed from b.
+  w.net->set_link(a.address, c.address, false);
+  w.net->set_link(a.address, "sim:relay", false);
+  const bool pulled = every_2s_until(w, [&] { return pulls_from(w, c, w.id_of(b)); }, 120);
+  INFO(w.log_text());
+  REQUIRE(pulled);
+
+  // a back: c's channel to a comes up again, and c stops pulling from b.
+  w.net->set_link(a.address, c.address, true);
+  w.net->set_link(a.address, "sim:relay", true);
+  const bool stopped = every_2s_until(w, [&] { return !pulls_from(w, c, w.id_of(b)); }, 120);
+  CHECK(stopped);
+  // The author is the one c is connected to at the end.
+  bool connected_to_a = false;
+  const auto peers = w.api_json(c, "peers");
+  for (const auto& p : peers["peers"])
+    if (p["id"] == w.id_of(a))
+      connected_to_a = p["state"] == "connected";
+  CHECK(connected_to_a);
+}
