@@ -10,7 +10,7 @@ namespace kith::actors::detail {
 
 /// A stateful actor whose behavior is one object shared by every actor of
 /// its kind instead of one heap object per actor (about 1.1 kB for a peer
-/// actor's 18 handlers; peer, topic and key actors are counted per
+/// actor's 17 handlers; peer, topic and key actors are counted per
 /// relationship and per key, docs/simulation.md). The shared handlers
 /// capture nothing and find the actor they run for with current(), which
 /// holds the actor whose message this thread is handling: every handler

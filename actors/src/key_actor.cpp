@@ -82,7 +82,7 @@ key_actor::behavior_type key_behavior() {
         return self->state.current;
       },
       [](kwrite_atom, const std::string& value, bool deleted,
-             std::uint64_t time_ms) -> caf::result<api_result> {
+         std::uint64_t time_ms) -> caf::result<api_result> {
         const auto self = key_self();
         touch(self);
         auto& st = self->state;
@@ -108,7 +108,7 @@ key_actor::behavior_type key_behavior() {
         return rp;
       },
       [](kapply_atom, const protocol::signed_reply& r,
-             const caf::actor& from) -> caf::result<apply_result> {
+         const caf::actor& from) -> caf::result<apply_result> {
         const auto self = key_self();
         touch(self);
         auto& st = self->state;

@@ -357,7 +357,7 @@ topic_actor::behavior_type topic_behavior() {
         schedule_retire_check(self);
       },
       [](doc_atom, const std::string& op, const std::string& params,
-             std::uint64_t time_ms) -> api_result {
+         std::uint64_t time_ms) -> api_result {
         const auto self = topic_self();
         json p = json::parse(params, nullptr, false);
         if (p.is_discarded() || !p.is_object())
@@ -450,7 +450,7 @@ topic_actor::behavior_type topic_behavior() {
           self->state.env->logf(log_level::warn, "topic " + self->state.topic + ": " + s.err().message);
       },
       [](page_atom, const std::string& after, std::uint32_t max,
-             const causality::node_clock& have) -> resync_page {
+         const causality::node_clock& have) -> resync_page {
         const auto self = topic_self();
         auto& st = self->state;
         resync_page out;
@@ -485,7 +485,7 @@ topic_actor::behavior_type topic_behavior() {
         return out;
       },
       [](join_atom, causality::replica_id sender, const causality::node_clock& c,
-             const causality::node_clock& held) {
+         const causality::node_clock& held) {
         const auto self = topic_self();
         auto& st = self->state;
         heard(self, sender);
@@ -565,7 +565,7 @@ topic_actor::behavior_type topic_behavior() {
         return self->delegate(activate(self, key).handle, kget_atom::value);
       },
       [](kwrite_atom, const std::string& key, const std::string& value, bool deleted,
-             std::uint64_t time_ms) -> caf::result<api_result> {
+         std::uint64_t time_ms) -> caf::result<api_result> {
         const auto self = topic_self();
         if (auto why = bad_key(key))
           return error_result(400, "invalid", *why);
@@ -575,7 +575,7 @@ topic_actor::behavior_type topic_behavior() {
                               time_ms);
       },
       [](kapply_atom, const protocol::signed_reply& r,
-             const caf::actor& from) -> caf::result<apply_result> {
+         const caf::actor& from) -> caf::result<apply_result> {
         const auto self = topic_self();
         apply_result bad;
         bad.ok = false;
