@@ -979,11 +979,15 @@ void on_tick(peer_pointer self) {
     }
     if (now - st.last_tx_ms >= static_cast<std::uint64_t>(s.keepalive.count()))
       send_msg(self, keepalive_msg{st.env->rng->next_u64(), false});
-    // start_round adds no topic (offered ones have their link), but it
-    // sends: go by a list made first.
-    for (auto& t : st.links.with(topic_links::offered))
-      if (now >= st.links.round(t).next_ms)
-        start_round(self, std::move(t));
+    // Rounds due (a topic without timing yet is due), listed first:
+    // start_round changes the links. Most ticks list none.
+    std::vector<std::string> due;
+    st.links.each(topic_links::offered, [&](const std::string& t, const round_timing* r) {
+      if (!r || now >= r->next_ms)
+        due.push_back(t);
+    });
+    for (auto& t : due)
+      start_round(self, std::move(t));
     // On a relayed connection, try a direct address now and then (the
     // peer may have become reachable, or only we were unreachable).
     if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading && now >= st.next_upgrade_ms) {
