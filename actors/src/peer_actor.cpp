@@ -43,6 +43,10 @@ struct peer_state {
   bool read_paused = false; // read backpressure (applying_bytes)
   bool ticking = false;     // housekeeping ticks (next_due_ms)
   bool tick_set = false;    // a tick is on its way, for tick_at_ms
+  // The relays have no record of the peer and will send it when the peer
+  // announces one (lookup with watch): no relayed dials, sparse lookups.
+  bool absent = false;
+  bool found_since_lookup = false; // a relay answered the last lookup with a record
   std::uint32_t failures = 0;
   std::uint32_t candidate = 0; // index into candidates() of the next dial
   // Answers and resync pages being built for the peer: at most
@@ -244,7 +248,9 @@ std::vector<std::string> candidates(const peer_state& st) {
   for (const auto& a : st.found)
     if (std::find(out.begin(), out.end(), a) == out.end())
       out.push_back(a);
-  if (st.env->relays_handle)
+  // A circuit needs the peer registered at a relay; while the relays say
+  // it is not (absent), trying one only costs the relay a refusal.
+  if (st.env->relays_handle && !st.absent)
     out.push_back(std::string(circuit_address_prefix) + to_text(st.pk));
   return out;
 }
@@ -803,6 +809,7 @@ void on_frame(peer_pointer self, const std::string& frame) {
 void on_established(peer_pointer self) {
   auto& st = self->state;
   st.failures = 0;
+  st.absent = false; // evidently online; the next lookup says where
   st.established_ms = now_ms(self);
   tick_by(self, st.established_ms);
   if (established(st))
@@ -850,6 +857,12 @@ void dial(peer_pointer self) {
              caf::actor_cast<caf::actor>(self), st.dial_tag);
 }
 
+/// How long a peer actor waits before asking the relays again while it
+/// knows an address (found or given), or while the relays watch for the
+/// peer's record (absent): they send it when it comes, so this lookup
+/// only covers a watch lost with a relay session.
+constexpr std::uint64_t absent_lookup_ms = 120'000;
+
 /// Asks the relays where the peer is (again every few minutes while it
 /// cannot be reached).
 void maybe_lookup(peer_pointer self) {
@@ -857,8 +870,9 @@ void maybe_lookup(peer_pointer self) {
   const auto now = now_ms(self);
   if (!st.env->relays_handle || !(st.followed || st.member) || now < st.next_lookup_ms)
     return;
-  st.next_lookup_ms = now + (st.found.empty() ? 5'000 : 120'000);
+  st.next_lookup_ms = now + (st.found.empty() && !st.absent ? 5'000 : absent_lookup_ms);
   st.lookup_sent_ms = now;
+  st.found_since_lookup = false;
   self->send(st.env->relays_handle, lookup_atom::value, st.pk, caf::actor_cast<caf::actor>(self));
 }
 
@@ -931,7 +945,8 @@ std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
     // new address that allows an earlier dial wakes the actor (wake).
     auto dial_at = st.next_dial_ms;
     if (st.address.empty() && st.found.empty())
-      dial_at = std::max(dial_at, st.lookup_sent_ms + 2'000);
+      dial_at = std::max(dial_at, st.absent ? std::numeric_limits<std::uint64_t>::max()
+                                            : st.lookup_sent_ms + 2'000);
     auto due = dial_at;
     if (st.env->relays_handle && (st.followed || st.member))
       due = std::min(due, st.next_lookup_ms);
@@ -1176,15 +1191,33 @@ peer_actor::behavior_type peer_behavior() {
       [](found_atom, std::vector<std::string>& addresses) {
         const auto self = peer_self();
         auto& st = self->state;
-        if (addresses == st.found)
+        st.found_since_lookup = true;
+        // After an absence (the relays watched for its record, which has
+        // just come), the peer is back: dial it now, not at the backoff.
+        const bool back = st.absent;
+        st.absent = false;
+        if (addresses == st.found && !back)
           return;
         st.found = std::move(addresses);
         st.candidate = 0;
         if (st.conn == 0 && !st.dialing) {
           st.next_dial_ms = 0;
+          if (back)
+            st.failures = 0;
           if (may_dial(st))
             wake(self);
         }
+      },
+      [](absent_atom) {
+        const auto self = peer_self();
+        auto& st = self->state;
+        // Another relay may have had the record (relays answer a lookup
+        // each): one that has it wins.
+        if (st.found_since_lookup || st.absent)
+          return;
+        st.absent = true;
+        st.candidate = 0;
+        st.next_lookup_ms = std::max(st.next_lookup_ms, st.lookup_sent_ms + absent_lookup_ms);
       },
       [](meet_atom) {
         const auto self = peer_self();

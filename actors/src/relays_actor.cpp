@@ -44,6 +44,9 @@ struct relay_session {
   std::uint64_t lookups = 0;
   std::string last_error;
   std::map<std::uint64_t, caf::actor> lookups_waiting; // req -> who asked
+  /// Identities this relay watches for us (a lookup with watch found no
+  /// record): who asked, told (found_atom) when the relay sends the record.
+  std::map<protocol::public_key, caf::actor> awaited;
   std::map<std::uint64_t, conn_id> circuits_waiting;   // open_circuit req -> local conn
   /// Circuit bytes passed to peer actors and not yet acknowledged by them.
   /// Above max_circuit_unhandled, the relay connection's own bytes are
@@ -177,7 +180,7 @@ bool quiet_topic(const node_env& env, const std::string& name) {
 }
 
 bool lookup_on(relay_session& r, const protocol::public_key& pk, const caf::actor& who) {
-  auto req = r.client->lookup(pk);
+  auto req = r.client->lookup(pk, true);
   if (!req)
     return false;
   ++r.lookups;
@@ -277,6 +280,7 @@ void session_down(relays_pointer self, std::size_t i, const std::string& why,
   r.announced = false;
   r.last_error = why;
   r.lookups_waiting.clear(); // the asker looks up again later
+  r.awaited.clear();         // ... and so does one waiting for a record
   r.circuits_waiting.clear();
   r.circuit_unhandled = 0;
   r.ack_owed = 0;
@@ -351,12 +355,18 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
           } else if constexpr (std::is_same_v<T, relay::lookup_result>) {
             auto it = r.lookups_waiting.find(e.req);
             if (it != r.lookups_waiting.end()) {
-              std::vector<std::string> addrs;
-              if (e.record)
-                addrs = e.record->addresses;
-              if (e.record)
-                caf::anon_send(it->second, found_atom::value, std::move(addrs));
+              if (e.record) {
+                caf::anon_send(it->second, found_atom::value, e.record->addresses);
+              } else if (e.watching) {
+                r.awaited[e.id] = it->second;
+                caf::anon_send(it->second, absent_atom::value);
+              }
               r.lookups_waiting.erase(it);
+            }
+          } else if constexpr (std::is_same_v<T, relay::present>) {
+            if (auto it = r.awaited.find(e.record.id); it != r.awaited.end()) {
+              caf::anon_send(it->second, found_atom::value, e.record.addresses);
+              r.awaited.erase(it);
             }
           } else if constexpr (std::is_same_v<T, relay::members_page>) {
             if (auto t = st.topic_of_key.find(e.topic); t != st.topic_of_key.end())

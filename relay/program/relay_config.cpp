@@ -46,7 +46,7 @@ constexpr std::size_t field_count() {
     return field_count<T, N + 1>();
 }
 
-static_assert(field_count<relay_limits>() == 30,
+static_assert(field_count<relay_limits>() == 32,
               "relay_limits gained or lost a field: update the [limits] table in "
               "relay/program/relay_config.cpp and docs/operations.md");
 static_assert(field_count<wire_limits>() == 9,
@@ -90,6 +90,8 @@ std::vector<std::pair<std::string, setter>> limit_fields(relay_limits& l) {
       field("max_topic_bytes", l, &L::max_topic_bytes),
       field("max_topics_per_connection", l, &L::max_topics_per_connection),
       field("max_watches_per_connection", l, &L::max_watches_per_connection),
+      field("max_presence_watches_per_connection", l, &L::max_presence_watches_per_connection),
+      field("max_presence_watches", l, &L::max_presence_watches),
       field("max_members_per_topic", l, &L::max_members_per_topic),
       field("max_topics", l, &L::max_topics),
       field("max_page_size", l, &L::max_page_size),

@@ -51,6 +51,7 @@ struct Message {
     reconnect @23 :Reconnect;
     goodbye @24 :Reason;             # code + text (circuit unused)
     pong @25 :Void;
+    present @26 :Record;             # an identity watched for (Lookup.watch) announced itself
   }
 }
 
@@ -66,6 +67,7 @@ struct Record {
 
 struct Lookup {
   id @0 :Data;                # 32 bytes
+  watch @1 :Bool;             # if not found: send `present` once it is announced
 }
 
 struct TopicRef {
@@ -118,6 +120,7 @@ struct LookupResult {
     notFound @1 :Void;
     record @2 :Record;
   }
+  watching @3 :Bool;          # not found, and the relay took the watch asked for
 }
 
 struct MembersPage {

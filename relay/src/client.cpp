@@ -1,6 +1,7 @@
 #include "kith/relay/client.hpp"
 
 #include <algorithm>
+#include <set>
 #include <unordered_map>
 
 namespace kith::relay {
@@ -33,6 +34,7 @@ struct relay_client::impl {
     std::uint64_t expiry_ms = 0; // announce
     std::uint64_t seq = 0;
     bool renewal = false;
+    bool watch = false;      // lookup
   };
 
   struct announcement {
@@ -64,6 +66,8 @@ struct relay_client::impl {
   std::uint64_t next_req = 1;
   std::uint64_t last_seq = 0;
   std::unordered_map<std::uint64_t, pending> requests;
+  /// Identities the relay said it watches for (lookups with watch).
+  std::set<public_key> awaiting;
   std::unordered_map<circuit_id, circuit_state> circuits;
   std::optional<announcement> announcing;
   std::optional<relay_terms> relay_terms_;
@@ -199,20 +203,39 @@ struct relay_client::impl {
       return;
     }
     if (x.record) {
-      const char* wrong = nullptr;
-      if (x.record->id != p->id)
-        wrong = "it is another identity's record";
-      else if (x.record->expiry_ms <= now)
-        wrong = "it has expired";
-      else if (!verify_record(*x.record))
-        wrong = "its signature does not verify";
-      if (wrong != nullptr) {
+      if (const char* wrong = record_fault(*x.record, p->id, now)) {
         o.events.push_back(refused{x.req, p->kind, code::bad_record,
                                    std::string("the relay's record does not check out: ") + wrong});
         return;
       }
     }
-    o.events.push_back(lookup_result{x.req, x.id, std::move(x.record)});
+    const bool watching = !x.record && x.watching && p->watch;
+    if (watching)
+      awaiting.insert(x.id);
+    o.events.push_back(lookup_result{x.req, x.id, std::move(x.record), watching});
+  }
+
+  /// Why a record from the relay cannot be used for `id`, or nullptr.
+  static const char* record_fault(const signed_record& r, const public_key& id, std::uint64_t now) {
+    if (r.id != id)
+      return "it is another identity's record";
+    if (r.expiry_ms <= now)
+      return "it has expired";
+    if (!verify_record(r))
+      return "its signature does not verify";
+    return nullptr;
+  }
+
+  void on(present_msg& x, client_output& o, std::uint64_t now) {
+    // Only for an identity this client waits for; anything else is
+    // dropped, and so is a record that does not check out (the next
+    // lookup asks again).
+    auto it = awaiting.find(x.record.id);
+    if (it == awaiting.end())
+      return;
+    awaiting.erase(it);
+    if (record_fault(x.record, x.record.id, now) == nullptr)
+      o.events.push_back(present{std::move(x.record)});
   }
 
   void on(members_page_msg& x, client_output& o, std::uint64_t) {
@@ -401,13 +424,14 @@ request_result relay_client::announce(std::vector<std::string> addresses, std::u
 
 void relay_client::stop_announcing() { impl_->announcing.reset(); }
 
-request_result relay_client::lookup(const protocol::public_key& id) {
+request_result relay_client::lookup(const protocol::public_key& id, bool watch) {
   request_result r;
   if (!impl_->ready(r))
     return r;
   impl::pending p{request_kind::lookup, id};
+  p.watch = watch;
   r.req = impl_->track(p);
-  impl_->send(lookup_msg{r.req, id});
+  impl_->send(lookup_msg{r.req, id, watch});
   return r;
 }
 

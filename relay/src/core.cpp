@@ -98,6 +98,7 @@ struct relay_core::impl {
     std::unique_ptr<signed_record> record; // most clients announce; none pay for two
     std::vector<std::string> topics;       // joined
     std::vector<std::string> watching;
+    std::vector<public_key> awaiting; // identities watched for (lookup with watch)
     std::vector<circuit_id> circuits;
   };
 
@@ -167,6 +168,8 @@ struct relay_core::impl {
   relay_metrics m;
   std::unordered_map<conn_id, connection> conns;
   std::unordered_map<public_key, conn_id, key_hash> by_id;
+  /// Who waits for an identity's record: its lookups with watch found none.
+  std::unordered_map<public_key, std::vector<conn_id>, key_hash> presence_watchers;
   std::unordered_map<std::string, std::uint32_t> per_ip; // registrations per address
   std::unordered_map<std::string, std::uint32_t> circuits_per_ip; // either end, per address
   std::unordered_map<std::string, topic_state> topics;
@@ -241,6 +244,9 @@ struct relay_core::impl {
     for (const auto& t : c.watching)
       remove_watcher(t, id);
     m.watches -= c.watching.size();
+    for (const auto& k : c.awaiting)
+      remove_presence_watcher(k, id);
+    m.presence_watches -= c.awaiting.size();
     if (c.record) {
       c.record.reset();
       --m.records;
@@ -356,6 +362,51 @@ struct relay_core::impl {
     auto& ws = it->second.watchers;
     ws.erase(std::remove(ws.begin(), ws.end(), id), ws.end());
     forget_topic_if_empty(it);
+  }
+
+  // --- presence --------------------------------------------------------------------
+
+  void remove_presence_watcher(const public_key& k, conn_id id) {
+    auto it = presence_watchers.find(k);
+    if (it == presence_watchers.end())
+      return;
+    auto& ws = it->second;
+    ws.erase(std::remove(ws.begin(), ws.end(), id), ws.end());
+    if (ws.empty())
+      presence_watchers.erase(it);
+  }
+
+  /// Waits for k's record on behalf of connection id; false when a cap
+  /// says no (the lookup is answered without a watch).
+  bool add_presence_watch(conn_id id, connection& c, const public_key& k) {
+    if (std::find(c.awaiting.begin(), c.awaiting.end(), k) != c.awaiting.end())
+      return true;
+    if (c.awaiting.size() >= lim.max_presence_watches_per_connection ||
+        m.presence_watches >= lim.max_presence_watches)
+      return false;
+    c.awaiting.push_back(k);
+    presence_watchers[k].push_back(id);
+    ++m.presence_watches;
+    return true;
+  }
+
+  /// k announced `r`: every connection waiting for it is told once.
+  void tell_presence(const public_key& k, const signed_record& r) {
+    auto it = presence_watchers.find(k);
+    if (it == presence_watchers.end())
+      return;
+    const auto waiting = std::move(it->second);
+    presence_watchers.erase(it);
+    for (conn_id w : waiting) {
+      auto c = conns.find(w);
+      if (c == conns.end())
+        continue;
+      auto& a = c->second.awaiting;
+      a.erase(std::remove(a.begin(), a.end(), k), a.end());
+      --m.presence_watches;
+      ++m.presence_sent;
+      send(w, c->second, present_msg{r});
+    }
   }
 
   /// The topic's state, created if there is room; nullptr when max_topics
@@ -542,6 +593,7 @@ struct relay_core::impl {
     *c.record = std::move(r);
     arm(c.record->expiry_ms, timer_kind::record, id, c.incarnation);
     send(id, c, ok_msg{x.req});
+    tell_presence(*c.id, *c.record);
   }
 
   void on(conn_id id, connection& c, lookup_msg& x, std::uint64_t now) {
@@ -551,6 +603,8 @@ struct relay_core::impl {
       if (t.record && t.record->expiry_ms > now)
         res.record = *t.record;
     }
+    if (!res.record && x.watch)
+      res.watching = add_presence_watch(id, c, x.id);
     send(id, c, res);
   }
 
@@ -933,7 +987,13 @@ struct relay_core::impl {
   // --- invariant -----------------------------------------------------------------------
 
   void check() const {
-    std::size_t registered = 0, records = 0, memberships = 0, watches = 0;
+    std::size_t registered = 0, records = 0, memberships = 0, watches = 0, presence = 0;
+    std::size_t presence_listed = 0;
+    for (const auto& [k, ws] : presence_watchers) {
+      if (ws.empty())
+        throw std::logic_error("relay_core: an identity is watched for by nobody");
+      presence_listed += ws.size();
+    }
     std::unordered_map<std::string, std::uint32_t> ips;
     for (const auto& [id, c] : conns) {
       if (c.id) {
@@ -953,6 +1013,12 @@ struct relay_core::impl {
           throw std::logic_error("relay_core: joined topic without membership");
       }
       watches += c.watching.size();
+      presence += c.awaiting.size();
+      for (const auto& k : c.awaiting) {
+        auto w = presence_watchers.find(k);
+        if (w == presence_watchers.end() || std::count(w->second.begin(), w->second.end(), id) != 1)
+          throw std::logic_error("relay_core: a connection awaits an identity it is not listed for");
+      }
       for (circuit_id k : c.circuits) {
         auto f = circuits.find(k);
         if (f == circuits.end() || (f->second.a != id && f->second.b != id))
@@ -975,6 +1041,7 @@ struct relay_core::impl {
     }
     if (registered != by_id.size() || registered != m.registrations || ips != per_ip ||
         records != m.records || memberships != m.memberships || watches != m.watches ||
+        presence != m.presence_watches || presence != presence_listed ||
         topics.size() != m.topics || conns.size() != m.connections ||
         pending != m.circuits_pending || open != m.circuits_open || circuit_ips != circuits_per_ip)
       throw std::logic_error("relay_core: metrics gauges disagree with the state");
@@ -1169,6 +1236,8 @@ std::string relay_core::prometheus_text() const {
   scalar(out, "topics", "gauge", "Topics with members or watchers.", m.topics);
   scalar(out, "memberships", "gauge", "Topic memberships.", m.memberships);
   scalar(out, "watches", "gauge", "Topic watches.", m.watches);
+  scalar(out, "presence_watches", "gauge", "Identities clients wait for (lookups with watch).",
+         m.presence_watches);
   scalar(out, "circuits_pending", "gauge", "Circuits asked for and not yet accepted.",
          m.circuits_pending);
   scalar(out, "circuits_open", "gauge", "Open circuits.", m.circuits_open);
@@ -1183,6 +1252,8 @@ std::string relay_core::prometheus_text() const {
          m.handshakes_failed);
   scalar(out, "records_expired_total", "counter", "Records dropped at their expiry.",
          m.records_expired);
+  scalar(out, "presence_sent_total", "counter",
+         "Records sent to clients that waited for them (lookups with watch).", m.presence_sent);
   scalar(out, "circuits_total", "counter", "Circuits opened (accepted by their target).",
          m.circuits_opened);
   scalar(out, "relayed_bytes_total", "counter", "Circuit payload bytes forwarded.",

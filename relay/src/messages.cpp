@@ -60,7 +60,9 @@ void put(w::Message::Builder b, const relay_message& m) {
         if constexpr (std::is_same_v<T, announce_msg>) {
           put(b.initAnnounce(), x.record);
         } else if constexpr (std::is_same_v<T, lookup_msg>) {
-          b.initLookup().setId(as_data(x.id.bytes));
+          auto l = b.initLookup();
+          l.setId(as_data(x.id.bytes));
+          l.setWatch(x.watch);
         } else if constexpr (std::is_same_v<T, join_msg>) {
           b.initJoin().setTopic(as_data(x.topic));
         } else if constexpr (std::is_same_v<T, leave_msg>) {
@@ -117,6 +119,7 @@ void put(w::Message::Builder b, const relay_message& m) {
             put(r.initRecord(), *x.record);
           else
             r.setNotFound();
+          r.setWatching(x.watching);
         } else if constexpr (std::is_same_v<T, members_page_msg>) {
           auto p = b.initMembersPage();
           p.setTopic(as_data(x.topic));
@@ -149,6 +152,8 @@ void put(w::Message::Builder b, const relay_message& m) {
           put_reason(b.initGoodbye(), 0, x.code, x.reason);
         } else if constexpr (std::is_same_v<T, pong_msg>) {
           b.setPong();
+        } else if constexpr (std::is_same_v<T, present_msg>) {
+          put(b.initPresent(), x.record);
         } else if constexpr (std::is_same_v<T, unknown_msg>) {
           // It stands for bytes this build cannot write: a caller bug.
           throw std::invalid_argument("encode_relay_message: unknown_msg is decode-only");
@@ -175,6 +180,7 @@ public:
       case w::Message::LOOKUP: {
         lookup_msg out{req, {}};
         fixed(m.getLookup().getId(), out.id.bytes, "lookup id");
+        out.watch = m.getLookup().getWatch();
         return out;
       }
       case w::Message::JOIN:
@@ -252,6 +258,7 @@ public:
           default:
             fail("lookup_result: unknown variant");
         }
+        out.watching = r.getWatching();
         return out;
       }
       case w::Message::MEMBERS_PAGE: {
@@ -310,6 +317,8 @@ public:
       }
       case w::Message::PONG:
         return pong_msg{req};
+      case w::Message::PRESENT:
+        return present_msg{record(m.getPresent())};
     }
     return unknown_msg{req, static_cast<std::uint16_t>(m.which())};
   }
@@ -357,7 +366,7 @@ constexpr const char* names[] = {
     "circuit_data",   "welcome",          "ok",            "lookup_result",
     "members_page",   "topic_event",      "circuit_incoming", "circuit_opened",
     "circuit_closed", "refused",          "reconnect",     "goodbye",
-    "pong",           "unknown"};
+    "pong",           "present",          "unknown"};
 static_assert(std::size(names) == std::variant_size_v<relay_message>);
 
 constexpr const char* code_names[] = {

@@ -456,6 +456,43 @@ TEST_CASE("nodes known only by id find each other through a relay; unreachable o
   CHECK(relays[0]["circuits_open"].get<int>() == 1);
 }
 
+TEST_CASE("a follower of an offline author dials it when the relay says it is back, not by polling",
+          "[actors][relay]") {
+  const std::uint64_t seed = 29;
+  INFO("seed " << seed);
+  world w(seed);
+  const auto relay = w.add_relay();
+  auto& b = w.add(1, {relay});
+  // The author's identity, before its node exists (w.add(0) makes the same).
+  const auto author = protocol::to_text(protocol::identity::from_seed(seed_for(seed, 0)).pub());
+  w.api_json(b, "follow", {{"id", author}}); // by id only: the relay is the way to it
+  CHECK_FALSE(w.run_until([] { return false; }, std::chrono::seconds(200)));
+  const auto relays = w.api_json(b, "relays")["relays"];
+  REQUIRE(relays.size() == 1);
+  // One lookup at the start, then one every 120 s while the relay
+  // watches (it was one every 5 s, each followed by a circuit attempt).
+  CHECK(relays[0]["lookups"].get<int>() <= 3);
+  const auto relayed_dials = [&] {
+    const auto text = w.log_text();
+    std::size_t n = 0;
+    for (auto at = text.find("dialling relay/"); at != std::string::npos;
+         at = text.find("dialling relay/", at + 1))
+      ++n;
+    return n;
+  };
+  CHECK(relayed_dials() == 0);
+
+  const auto away_until = w.sched->clock().now();
+  auto& a = w.add(0, {relay});
+  w.api_json(a, "post", {{"text", "back"}});
+  REQUIRE(w.run_until([&] { return w.feed_size(b, author) == 1; }, std::chrono::seconds(30)));
+  // Found at once (the next lookup was about 40 s away), and directly.
+  CHECK(w.sched->clock().now() - away_until < std::chrono::seconds(5));
+  const auto peers = w.api_json(b, "peers")["peers"];
+  REQUIRE(peers.size() == 1);
+  CHECK(peers[0]["address"] == a.address);
+}
+
 TEST_CASE("writers of a shared topic meet at the relay's rendezvous and sync without following "
           "each other",
           "[actors][relay]") {

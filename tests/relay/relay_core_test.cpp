@@ -141,6 +141,100 @@ TEST_CASE("announce then lookup returns the verified signed record", "[relay]") 
   CHECK(net.relay.metrics().records == 1);
 }
 
+TEST_CASE("a lookup with watch that finds nothing brings the record once the identity announces",
+          "[relay][presence]") {
+  network net;
+  auto& b = net.connect(person(2), ip_of(2));
+  auto q = b.client->lookup(person(1).pub(), true);
+  REQUIRE(q);
+  net.flush(b);
+  auto res = b.one<lookup_result>();
+  CHECK(res.req == q.req);
+  CHECK_FALSE(res.record);
+  CHECK(res.watching);
+  CHECK(net.relay.metrics().presence_watches == 1);
+  // Without watch: not found, and nothing follows.
+  auto& c = net.connect(person(3), ip_of(3));
+  REQUIRE(c.client->lookup(person(1).pub()));
+  net.flush(c);
+  CHECK_FALSE(c.one<lookup_result>().watching);
+
+  auto& a = net.connect(person(1), ip_of(1));
+  CHECK(b.take<present>().empty()); // registered, but no record yet
+  REQUIRE(a.client->announce({"tcp://192.0.2.1:7000"}, 600'000, net.now));
+  net.flush(a);
+  auto p = b.one<present>();
+  CHECK(p.record.id == person(1).pub());
+  CHECK(p.record.addresses == std::vector<std::string>{"tcp://192.0.2.1:7000"});
+  CHECK(verify_record(p.record));
+  CHECK(c.take<present>().empty());
+  CHECK(net.relay.metrics().presence_watches == 0);
+  CHECK(net.relay.metrics().presence_sent == 1);
+  CHECK(has_line(net.relay.prometheus_text(), "kith_relay_presence_sent_total 1"));
+
+  // A watch fires once: a renewal, or a record found by the lookup itself,
+  // sends nothing more.
+  net.advance_by_steps(500'000, 10'000);
+  CHECK_FALSE(a.take<announced>().empty());
+  CHECK(b.take<present>().empty());
+  REQUIRE(b.client->lookup(person(1).pub(), true));
+  net.flush(b);
+  auto again = b.one<lookup_result>();
+  CHECK(again.record);
+  CHECK_FALSE(again.watching);
+  CHECK(net.relay.metrics().presence_watches == 0);
+  CHECK(b.open());
+}
+
+TEST_CASE("presence watches are capped and end with the connection that waits", "[relay][presence]") {
+  relay_limits lim;
+  lim.max_presence_watches_per_connection = 2;
+  lim.max_presence_watches = 3;
+  network net(lim);
+  auto& b = net.connect(person(2), ip_of(2));
+  auto& c = net.connect(person(3), ip_of(3));
+  for (std::uint64_t n : {10, 11, 12, 10})
+    REQUIRE(b.client->lookup(person(n).pub(), true));
+  net.flush(b);
+  auto rs = b.take<lookup_result>();
+  REQUIRE(rs.size() == 4);
+  CHECK(rs[0].watching);
+  CHECK(rs[1].watching);
+  CHECK_FALSE(rs[2].watching); // over the per-connection cap
+  CHECK(rs[3].watching);       // already watched: still one watch
+  CHECK(net.relay.metrics().presence_watches == 2);
+  for (std::uint64_t n : {10, 13})
+    REQUIRE(c.client->lookup(person(n).pub(), true));
+  net.flush(c);
+  auto cs = c.take<lookup_result>();
+  REQUIRE(cs.size() == 2);
+  CHECK(cs[0].watching);
+  CHECK_FALSE(cs[1].watching); // over the relay-wide cap
+  CHECK(net.relay.metrics().presence_watches == 3);
+
+  // b goes: its watches go with it; c still hears of person 10.
+  net.disconnect(b);
+  CHECK(net.relay.metrics().presence_watches == 1);
+  auto& p10 = net.connect(person(10), ip_of(10));
+  REQUIRE(p10.client->announce({"tcp://ten"}, 60'000, net.now));
+  net.flush(p10);
+  CHECK(c.one<present>().record.addresses == std::vector<std::string>{"tcp://ten"});
+  CHECK(net.relay.metrics().presence_watches == 0);
+  CHECK(net.relay.metrics().presence_sent == 1);
+}
+
+TEST_CASE("a client that sends present to the relay is refused", "[relay][presence]") {
+  network net;
+  raw_client raw(net, person(5));
+  raw.send(present_msg{make_record(person(5), {"tcp://x"}, net.now + 60'000, 1)});
+  auto got = raw.read();
+  REQUIRE(got.size() == 1);
+  auto* r = std::get_if<refused_msg>(&got[0]);
+  REQUIRE(r);
+  CHECK(r->code == code::bad_request);
+  CHECK(raw.ep().open());
+}
+
 TEST_CASE("a record disappears at its expiry unless the client renews it", "[relay]") {
   network net;
   auto& a = net.connect(person(1), ip_of(1));

@@ -63,6 +63,9 @@ std::vector<relay_message> every_message() {
       reconnect_msg{12'345},
       goodbye_msg{code::replaced, "replaced by a newer connection"},
       pong_msg{19},
+      lookup_msg{20, key_of(3), true},
+      lookup_result_msg{21, key_of(3), std::nullopt, true},
+      present_msg{rec},
   };
 }
 

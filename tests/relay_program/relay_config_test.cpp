@@ -50,6 +50,8 @@ max_record_bytes = 1014
 max_topic_bytes = 15
 max_topics_per_connection = 1016
 max_watches_per_connection = 1017
+max_presence_watches_per_connection = 1031
+max_presence_watches = 1032
 max_members_per_topic = 1018
 max_topics = 1019
 max_page_size = 20
@@ -103,6 +105,8 @@ drain_seconds = 3
   CHECK(l.max_topic_bytes == 15);
   CHECK(l.max_topics_per_connection == 1016);
   CHECK(l.max_watches_per_connection == 1017);
+  CHECK(l.max_presence_watches_per_connection == 1031);
+  CHECK(l.max_presence_watches == 1032);
   CHECK(l.max_members_per_topic == 1018);
   CHECK(l.max_topics == 1019);
   CHECK(l.max_page_size == 20);

@@ -69,6 +69,7 @@ using pull_atom = caf::atom_constant<caf::atom("pull")>;
 using unpull_atom = caf::atom_constant<caf::atom("unpull")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using found_atom = caf::atom_constant<caf::atom("found")>;
+using absent_atom = caf::atom_constant<caf::atom("absent")>;
 using meet_atom = caf::atom_constant<caf::atom("meet")>;
 using left_atom = caf::atom_constant<caf::atom("left")>;
 using unmeet_atom = caf::atom_constant<caf::atom("unmeet")>;
@@ -362,6 +363,10 @@ using peer_actor = caf::typed_actor<
     caf::reacts_to<unpull_atom, std::string>,
     // Addresses of the peer found through relays (its signed record).
     caf::reacts_to<found_atom, std::vector<std::string>>,
+    // A relay has no record of the peer and will send one (found_atom)
+    // when the peer announces itself: no need to ask again soon, and no
+    // relayed connection can reach it meanwhile.
+    caf::reacts_to<absent_atom>,
     // The peer writes a shared topic we hold (met at a relay's rendezvous):
     // keep a connection to it as if followed, without pulling its feed.
     caf::reacts_to<meet_atom>,

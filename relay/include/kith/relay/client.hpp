@@ -76,6 +76,14 @@ struct lookup_result {
   std::uint64_t req = 0;
   protocol::public_key id;
   std::optional<signed_record> record;
+  /// No record, and the relay will send it once `id` announces one (the
+  /// lookup asked to watch): a `present` event follows then.
+  bool watching = false;
+};
+/// An identity looked up with watch, not found then, announced this
+/// record (verified like a lookup's). Once per watch.
+struct present {
+  signed_record record;
 };
 /// One page of a topic's members (unauthenticated: the relay's word).
 struct members_page {
@@ -134,7 +142,7 @@ struct goodbye {
 using client_event =
     std::variant<welcomed, announced, acknowledged, lookup_result, members_page, topic_event,
                  circuit_incoming, circuit_opened, circuit_data, circuit_closed, refused,
-                 reconnect, goodbye>;
+                 reconnect, goodbye, present>;
 
 /// What one receive() or tick() produced. Send `to_send` on the stream;
 /// when `error` is set the client is closed: close the stream and log it.
@@ -198,8 +206,11 @@ public:
                                         std::uint64_t now_ms);
   /// Stops renewals; the relay drops the record at its expiry.
   void stop_announcing();
-  /// Answered by lookup_result (verified) or refused.
-  [[nodiscard]] request_result lookup(const protocol::public_key& id);
+  /// Answered by lookup_result (verified) or refused. With `watch`, a
+  /// relay that has no record for `id` remembers the ask (lookup_result
+  /// says watching) and sends the record when `id` announces one: a
+  /// `present` event, instead of the caller asking again and again.
+  [[nodiscard]] request_result lookup(const protocol::public_key& id, bool watch = false);
   /// `topic` is opaque, 1 to 64 bytes; pass rendezvous_key(name) to keep
   /// the name from the relay. Answered by acknowledged or refused.
   [[nodiscard]] request_result join(std::string_view topic);

@@ -61,6 +61,11 @@ struct relay_limits {
   std::size_t max_topic_bytes = 64;
   std::size_t max_topics_per_connection = 64;  // joined
   std::size_t max_watches_per_connection = 64;
+  // --- presence (a lookup with watch that found nothing) ---------------------------
+  /// Identities one client may wait for at once. Past it, lookups are
+  /// answered without a watch and the client asks again later.
+  std::size_t max_presence_watches_per_connection = 1024;
+  std::size_t max_presence_watches = 1'000'000; // relay-wide
   std::size_t max_members_per_topic = 10'000;
   std::size_t max_topics = 200'000;            // distinct topics relay-wide
   std::uint32_t max_page_size = 100;           // ids per members page
@@ -91,6 +96,7 @@ struct relay_metrics {
   std::uint64_t topics = 0;           // topics with members or watchers
   std::uint64_t memberships = 0;
   std::uint64_t watches = 0;
+  std::uint64_t presence_watches = 0; // identities waited for, per client
   std::uint64_t circuits_pending = 0; // asked, not yet accepted
   std::uint64_t circuits_open = 0;
   // counters
@@ -100,6 +106,7 @@ struct relay_metrics {
   std::uint64_t handshakes_failed = 0;
   std::uint64_t records_expired = 0;
   std::uint64_t circuits_opened = 0;
+  std::uint64_t presence_sent = 0;    // present messages for watched identities
   std::uint64_t relayed_bytes = 0;    // circuit payload forwarded
   /// Messages received from clients, by relay_message index.
   std::array<std::uint64_t, std::variant_size_v<relay_message>> requests{};

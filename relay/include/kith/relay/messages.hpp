@@ -90,6 +90,9 @@ struct announce_msg {
 struct lookup_msg {
   std::uint64_t req = 0;
   protocol::public_key id;
+  /// When the identity has no record: tell this connection once it
+  /// announces one (present_msg), instead of it asking again and again.
+  bool watch = false;
 };
 struct join_msg {
   std::uint64_t req = 0;
@@ -159,6 +162,7 @@ struct lookup_result_msg {
   std::uint64_t req = 0;
   protocol::public_key id;
   std::optional<signed_record> record;
+  bool watching = false; // no record, and a present_msg follows when there is one
 };
 struct members_page_msg {
   std::uint64_t req = 0;
@@ -201,6 +205,11 @@ struct goodbye_msg {
 struct pong_msg {
   std::uint64_t req = 0;
 };
+/// Unasked: an identity this connection looked up with `watch` (and did
+/// not find) announced this record. Sent once per watch.
+struct present_msg {
+  signed_record record;
+};
 
 /// Decoded only: a union member this build does not know (a newer peer).
 /// The relay answers refused{req, unsupported}; a client ignores it.
@@ -215,7 +224,7 @@ using relay_message =
                  close_circuit_msg, ping_msg, circuit_data_msg, welcome_msg, ok_msg,
                  lookup_result_msg, members_page_msg, topic_event_msg, circuit_incoming_msg,
                  circuit_opened_msg, circuit_closed_msg, refused_msg, reconnect_msg,
-                 goodbye_msg, pong_msg, unknown_msg>;
+                 goodbye_msg, pong_msg, present_msg, unknown_msg>;
 
 namespace detail {
 template <class T, class V>
