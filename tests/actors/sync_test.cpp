@@ -469,9 +469,9 @@ TEST_CASE("a follower of an offline author dials it when the relay says it is ba
   CHECK_FALSE(w.run_until([] { return false; }, std::chrono::seconds(200)));
   const auto relays = w.api_json(b, "relays")["relays"];
   REQUIRE(relays.size() == 1);
-  // One lookup at the start, then one every 120 s while the relay
-  // watches (it was one every 5 s, each followed by a circuit attempt).
-  CHECK(relays[0]["lookups"].get<int>() <= 3);
+  // One lookup at the start, then one every 30 s while the relay watches
+  // (it was one every 5 s, 41 here, each followed by a circuit attempt).
+  CHECK(relays[0]["lookups"].get<int>() <= 8);
   const auto relayed_dials = [&] {
     const auto text = w.log_text();
     std::size_t n = 0;
