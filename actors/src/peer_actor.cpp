@@ -858,12 +858,10 @@ void dial(peer_pointer self) {
 }
 
 /// How long a peer actor waits before asking the relays again while they
-/// watch for the peer's record (absent). They send it when it comes, so
-/// this lookup covers a watch that was lost. At 120 s, 7 of 10,000
-/// follows in the 1,000-node scale run waited for it (convergence 92 s
-/// instead of 29 s; the lost push is not understood yet, see
-/// docs/simulation.md, "Session 18"); at 30 s none lagged.
-constexpr std::uint64_t absent_lookup_ms = 30'000;
+/// watch for the peer's record (absent). They send it when it comes, and
+/// a watch lost with a relay session is reported (absent_atom, false), so
+/// this lookup only covers what neither catches.
+constexpr std::uint64_t absent_lookup_ms = 120'000;
 
 /// Asks the relays where the peer is (again every few minutes while it
 /// cannot be reached).
@@ -1210,9 +1208,18 @@ peer_actor::behavior_type peer_behavior() {
             wake(self);
         }
       },
-      [](absent_atom) {
+      [](absent_atom, bool watching) {
         const auto self = peer_self();
         auto& st = self->state;
+        if (!watching) { // the watch went with a relay session
+          if (st.absent) {
+            st.absent = false;
+            st.next_lookup_ms = 0;
+            if (st.conn == 0 && !st.dialing && may_dial(st))
+              wake(self);
+          }
+          return;
+        }
         // Another relay may have had the record (relays answer a lookup
         // each): one that has it wins.
         if (st.found_since_lookup || st.absent)

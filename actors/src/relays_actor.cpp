@@ -280,7 +280,12 @@ void session_down(relays_pointer self, std::size_t i, const std::string& why,
   r.announced = false;
   r.last_error = why;
   r.lookups_waiting.clear(); // the asker looks up again later
-  r.awaited.clear();         // ... and so does one waiting for a record
+  // The relay forgot these watches with the session: their askers ask
+  // again (deferred until a session is up), or they would wait for a
+  // record that no relay will send.
+  for (const auto& [pk, who] : r.awaited)
+    caf::anon_send(who, absent_atom::value, false);
+  r.awaited.clear();
   r.circuits_waiting.clear();
   r.circuit_unhandled = 0;
   r.ack_owed = 0;
@@ -359,7 +364,7 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
                 caf::anon_send(it->second, found_atom::value, e.record->addresses);
               } else if (e.watching) {
                 r.awaited[e.id] = it->second;
-                caf::anon_send(it->second, absent_atom::value);
+                caf::anon_send(it->second, absent_atom::value, true);
               }
               r.lookups_waiting.erase(it);
             }

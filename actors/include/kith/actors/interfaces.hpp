@@ -365,8 +365,9 @@ using peer_actor = caf::typed_actor<
     caf::reacts_to<found_atom, std::vector<std::string>>,
     // A relay has no record of the peer and will send one (found_atom)
     // when the peer announces itself: no need to ask again soon, and no
-    // relayed connection can reach it meanwhile.
-    caf::reacts_to<absent_atom>,
+    // relayed connection can reach it meanwhile. With false: that watch
+    // was lost with the relay session; ask again.
+    caf::reacts_to<absent_atom, bool>,
     // The peer writes a shared topic we hold (met at a relay's rendezvous):
     // keep a connection to it as if followed, without pulling its feed.
     caf::reacts_to<meet_atom>,
