@@ -46,7 +46,8 @@ struct relay_session {
   std::map<std::uint64_t, caf::actor> lookups_waiting; // req -> who asked
   /// Identities this relay watches for us (a lookup with watch found no
   /// record): who asked, told (found_atom) when the relay sends the record.
-  std::map<protocol::public_key, caf::actor> awaited;
+  /// Weak: a peer actor that ended meanwhile is not kept alive by this.
+  std::map<protocol::public_key, caf::actor_addr> awaited;
   std::map<std::uint64_t, conn_id> circuits_waiting;   // open_circuit req -> local conn
   /// Circuit bytes passed to peer actors and not yet acknowledged by them.
   /// Above max_circuit_unhandled, the relay connection's own bytes are
@@ -284,7 +285,8 @@ void session_down(relays_pointer self, std::size_t i, const std::string& why,
   // again (deferred until a session is up), or they would wait for a
   // record that no relay will send.
   for (const auto& [pk, who] : r.awaited)
-    caf::anon_send(who, absent_atom::value, false);
+    if (auto alive = caf::actor_cast<caf::actor>(who))
+      caf::anon_send(alive, absent_atom::value, false);
   r.awaited.clear();
   r.circuits_waiting.clear();
   r.circuit_unhandled = 0;
@@ -363,14 +365,15 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
               if (e.record) {
                 caf::anon_send(it->second, found_atom::value, e.record->addresses);
               } else if (e.watching) {
-                r.awaited[e.id] = it->second;
+                r.awaited[e.id] = it->second.address();
                 caf::anon_send(it->second, absent_atom::value, true);
               }
               r.lookups_waiting.erase(it);
             }
           } else if constexpr (std::is_same_v<T, relay::present>) {
             if (auto it = r.awaited.find(e.record.id); it != r.awaited.end()) {
-              caf::anon_send(it->second, found_atom::value, e.record.addresses);
+              if (auto alive = caf::actor_cast<caf::actor>(it->second))
+                caf::anon_send(alive, found_atom::value, e.record.addresses);
               r.awaited.erase(it);
             }
           } else if constexpr (std::is_same_v<T, relay::members_page>) {
