@@ -862,6 +862,10 @@ void dial(peer_pointer self) {
 /// a watch lost with a relay session is reported (absent_atom, false), so
 /// this lookup only covers what neither catches.
 constexpr std::uint64_t absent_lookup_ms = 120'000;
+/// A peer the relays report back (its record came after an absence) is
+/// dialled within this long, at a random point: its followers all learn
+/// it at once.
+constexpr std::uint64_t back_dial_spread_ms = 5'000;
 
 /// Asks the relays where the peer is (again every few minutes while it
 /// cannot be reached).
@@ -1202,8 +1206,13 @@ peer_actor::behavior_type peer_behavior() {
         st.candidate = 0;
         if (st.conn == 0 && !st.dialing) {
           st.next_dial_ms = 0;
-          if (back)
+          if (back) {
+            // Every follower hears of a returning peer at the same moment:
+            // spread their dials over a few seconds rather than have them
+            // all handshake and resync with it at once.
             st.failures = 0;
+            st.next_dial_ms = now_ms(self) + st.env->rng->next_u64() % back_dial_spread_ms;
+          }
           if (may_dial(st))
             wake(self);
         }
