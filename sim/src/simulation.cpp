@@ -5,6 +5,7 @@
 #include "kith/actors/sim_network.hpp"
 #include "kith/storage/documents.hpp"
 
+#include <caf/actor_registry.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
@@ -25,12 +26,57 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include <unistd.h>
+
 namespace kith::sim {
 
 namespace {
 
 using nlohmann::json;
 using namespace std::chrono;
+
+/// This process's resident memory now, in MB (from /proc; 0 where there is
+/// none), for the progress lines.
+double resident_mb() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f)
+    return 0;
+  unsigned long long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / 1e6 : 0;
+}
+
+/// Node i's follows: `k` distinct nodes other than i out of n, in the
+/// order drawn. Up to 10,000 nodes (and wherever they are at least half
+/// of the others), the first k of a shuffle of all the others: the graph
+/// every scenario and trace up to that size was made with. Above it,
+/// draws that skip repeats, O(k) per node instead of O(n): the shuffle
+/// would take O(n^2) in all. Either way the result keeps no spare
+/// capacity: the list of every other node, left behind as the vector's
+/// capacity, was 1.4 GB of a 10,000-node run's heap.
+std::vector<std::size_t> pick_follows(std::size_t i, std::size_t n, std::size_t k, std::mt19937_64& g) {
+  const std::size_t others = n > 0 ? n - 1 : 0;
+  k = std::min(k, others);
+  std::vector<std::size_t> out;
+  if (n <= 10'000 || 2 * k >= others) {
+    for (std::size_t j = 0; j < n; ++j)
+      if (j != i)
+        out.push_back(j);
+    std::shuffle(out.begin(), out.end(), g);
+    out.resize(k);
+    out.shrink_to_fit();
+    return out;
+  }
+  out.reserve(k);
+  std::uniform_int_distribution<std::size_t> any(0, n - 1);
+  while (out.size() < k) {
+    const auto j = any(g);
+    if (j != i && std::find(out.begin(), out.end(), j) == out.end())
+      out.push_back(j);
+  }
+  return out;
+}
 
 std::string hex64(std::uint64_t v) {
   char buf[17];
@@ -240,13 +286,7 @@ public:
     // Follows: each node follows `follows` distinct others (a late node
     // when it joins).
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
-      std::vector<std::size_t> others;
-      for (std::size_t j = 0; j < nodes_.size(); ++j)
-        if (j != i)
-          others.push_back(j);
-      std::shuffle(others.begin(), others.end(), rng_);
-      others.resize(std::min<std::size_t>(others.size(), s_.follows));
-      nodes_[i].follows = std::move(others);
+      nodes_[i].follows = pick_follows(i, nodes_.size(), s_.follows, rng_);
       if (nodes_[i].joined)
         follow_all(i);
     }
@@ -267,6 +307,12 @@ public:
     o.ip_of = [](const std::string& address) { return address; };
     // One relay serves the whole simulated network.
     o.limits.max_registrations_per_ip = 1;
+    // Room for every node: an operator's defaults (40,000 identities) are
+    // for one server, and with a majority of the relays per node each
+    // relay serves more than half of any network (docs/simulation.md,
+    // "100,000 nodes").
+    o.limits.max_registrations = std::max<std::size_t>(o.limits.max_registrations, 2 * s_.nodes);
+    o.limits.max_connections = std::max<std::size_t>(o.limits.max_connections, 2 * s_.nodes + 1024);
     return o;
   }
 
@@ -2303,11 +2349,13 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                     simulated / paced, hours ? 1 : 0,
                     hours ? left_s / 3600 : minutes ? left_s / 60 : left_s, hours ? "h" : minutes ? "min" : "s");
     }
-    char buf[320];
+    char buf[400];
     std::snprintf(buf, sizeof buf,
-                  "%s: simulated %.1f s (workload %.0f s), %llu events, %llu messages (%.0f per wall s), wall %.1f s%s",
+                  "%s: simulated %.1f s (workload %.0f s), %llu events, %llu messages (%.0f per wall s), "
+                  "%zu actors, RSS %.0f MB, wall %.1f s%s",
                   phase.c_str(), simulated, s.duration_s, static_cast<unsigned long long>(events),
-                  static_cast<unsigned long long>(sends), rate, wall, eta);
+                  static_cast<unsigned long long>(sends), rate, w.sys_->registry().running(),
+                  resident_mb(), wall, eta);
     progress(buf);
   };
 
