@@ -13,6 +13,7 @@
 #include <caf/send.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <list>
 #include <map>
 #include <optional>
@@ -63,6 +64,9 @@ struct peer_state {
   std::uint64_t upgrade_tag = 0;
   std::uint64_t next_upgrade_ms = 0;
   std::uint64_t lookup_sent_ms = 0;
+  // While lingering: when the connection is closed unless pulled from again
+  // (linger_ms).
+  std::uint64_t linger_until_ms = 0;
 
   // The connection (conn == 0: none).
   conn_id conn = 0;
@@ -164,6 +168,19 @@ void tick_by(peer_pointer self, std::uint64_t due_ms);
 /// How recent our own direct connection must be for it to win over the
 /// peer's relayed one that arrives meanwhile (both dialled at once).
 constexpr std::uint64_t simultaneous_dial_window_ms = 5'000;
+
+/// How long a connection to a co-follower no longer pulled from is kept
+/// for the author's next absence (lingering). As long as the co-follower
+/// keeps us a member of the feed (co_follower_retire_after): past that it
+/// has retired us, and pulling again costs a full resync whether or not
+/// the connection stayed, so the connection would save only a (resumed)
+/// handshake while its keepalives, actors and channel state cost all along.
+std::uint64_t linger_ms(const node_env& env) {
+  const auto& s = env.settings;
+  const auto period = s.co_follower_retire_after.count() > 0 ? s.co_follower_retire_after : s.retire_after;
+  return period.count() > 0 ? static_cast<std::uint64_t>(period.count())
+                            : std::numeric_limits<std::uint64_t>::max() / 2;
+}
 
 bool established(const peer_state& st) {
   return st.conn != 0 && st.ch && st.ch->state() == channel_state::established;
@@ -319,14 +336,16 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
 
 /// Ends the actor, its connection closed for `why`, when nothing keeps it:
 /// not followed, not met or lingering, no subscription of the peer's, no
-/// pull.
-void end_if_unneeded(peer_pointer self, const std::string& why) {
+/// pull. Returns whether it did.
+bool end_if_unneeded(peer_pointer self, const std::string& why) {
   auto& st = self->state;
   if (!st.followed && !st.member && !st.lingering && !st.links.any(topic_links::serving) &&
       !st.links.any(topic_links::pulling)) {
     drop_connection(self, why, true);
     self->quit();
+    return true;
   }
+  return false;
 }
 
 /// Stops pulling `topic` from the peer (an unsubscribe if connected). The
@@ -966,6 +985,8 @@ std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
   });
   if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading)
     due = std::min(due, st.next_upgrade_ms);
+  if (st.lingering)
+    due = std::min(due, st.linger_until_ms);
   return std::min(due, query_deadline(st));
 }
 
@@ -986,6 +1007,12 @@ void on_tick(peer_pointer self) {
   }
   if (st.conn != 0 && st.ch && st.ch->state() == channel_state::handshaking)
     handle_output(self, st.ch->tick(now));
+  if (st.lingering && now >= st.linger_until_ms) {
+    st.lingering = false;
+    if (end_if_unneeded(self, "kept " + std::to_string(linger_ms(*st.env) / 1000) +
+                                  " s for the author's next absence, unused"))
+      return;
+  }
   if (established(st)) {
     if (now - st.last_rx_ms > static_cast<std::uint64_t>(s.peer_timeout.count()))
       return drop_connection(self, "peer silent for " + std::to_string((now - st.last_rx_ms) / 1000) + " s",
@@ -1254,6 +1281,10 @@ peer_actor::behavior_type peer_behavior() {
         auto& st = self->state;
         st.member = false;
         st.lingering = linger && st.conn != 0;
+        if (st.lingering) {
+          st.linger_until_ms = now_ms(self) + linger_ms(*st.env);
+          tick_by(self, st.linger_until_ms);
+        }
         end_if_unneeded(self, "no longer kept connected");
       },
       [](pull_atom, const std::string& topic) {

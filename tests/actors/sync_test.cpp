@@ -819,6 +819,16 @@ bool pulls_from(world& w, world::node& n, const std::string& peer_id) {
   return false;
 }
 
+/// The state node `n`'s peer actor for `peer_id` reports ("connected",
+/// "backoff", ...), or "" when it has none (the actor ended).
+std::string peer_state(world& w, world::node& n, const std::string& peer_id) {
+  const auto peers = w.api_json(n, "peers"); // kept: the loop reads into it
+  for (const auto& p : peers["peers"])
+    if (p["id"] == peer_id)
+      return p["state"].get<std::string>();
+  return "";
+}
+
 /// Runs in steps of 2 virtual seconds until pred holds (checked between
 /// steps: it asks the node's API, which runs the scheduler itself) or
 /// `limit_s` pass.
@@ -834,12 +844,17 @@ bool every_2s_until(world& w, Pred pred, int limit_s) {
 
 } // namespace
 
-TEST_CASE("a follower pulls from a co-follower while the author's channel is down and stops once "
-          "it is up again (the peer actor's pushed link state, both ways)",
-          "[actors][relay]") {
-  const std::uint64_t seed = 41;
-  INFO("seed " << seed);
-  world w(seed);
+namespace {
+
+/// Three nodes on one relay: a posts, b and c follow a and hold its post,
+/// and c has met b, a co-follower, at a's rendezvous.
+struct co_followers {
+  world::node& a;
+  world::node& b;
+  world::node& c;
+};
+
+co_followers follow_one_author(world& w) {
   const auto r0 = w.add_relay(0);
   auto& a = w.add(0, {r0});
   auto& b = w.add(1, {r0});
@@ -850,26 +865,66 @@ TEST_CASE("a follower pulls from a co-follower while the author's channel is dow
   REQUIRE(w.run_until([&] { return w.feed_size(b, w.id_of(a)) == 1 && w.feed_size(c, w.id_of(a)) == 1; },
                       std::chrono::seconds(30)));
   w.run_until([] { return false; }, std::chrono::seconds(10)); // c meets b at the rendezvous
-  CHECK_FALSE(pulls_from(w, c, w.id_of(b)));
+  return {a, b, c};
+}
 
-  // a out of c's reach (no direct link, no relay): c's channel to a goes
-  // down and c pulls a's feed from b.
-  w.net->set_link(a.address, c.address, false);
-  w.net->set_link(a.address, "sim:relay", false);
-  const bool pulled = every_2s_until(w, [&] { return pulls_from(w, c, w.id_of(b)); }, 120);
+/// Puts the author out of c's reach (no direct link, no relay) or back.
+void reach_author(world& w, const co_followers& n, bool up) {
+  w.net->set_link(n.a.address, n.c.address, up);
+  w.net->set_link(n.a.address, "sim:relay", up);
+}
+
+} // namespace
+
+TEST_CASE("a follower pulls from a co-follower while the author's channel is down and stops once "
+          "it is up again (the peer actor's pushed link state, both ways)",
+          "[actors][relay]") {
+  const std::uint64_t seed = 41;
+  INFO("seed " << seed);
+  world w(seed);
+  const auto n = follow_one_author(w);
+  CHECK_FALSE(pulls_from(w, n.c, w.id_of(n.b)));
+
+  // c's channel to a goes down and c pulls a's feed from b.
+  reach_author(w, n, false);
+  const bool pulled = every_2s_until(w, [&] { return pulls_from(w, n.c, w.id_of(n.b)); }, 120);
   INFO(w.log_text());
   REQUIRE(pulled);
 
   // a back: c's channel to a comes up again, and c stops pulling from b.
-  w.net->set_link(a.address, c.address, true);
-  w.net->set_link(a.address, "sim:relay", true);
-  const bool stopped = every_2s_until(w, [&] { return !pulls_from(w, c, w.id_of(b)); }, 120);
+  reach_author(w, n, true);
+  const bool stopped = every_2s_until(w, [&] { return !pulls_from(w, n.c, w.id_of(n.b)); }, 120);
   CHECK(stopped);
   // The author is the one c is connected to at the end.
-  bool connected_to_a = false;
-  const auto peers = w.api_json(c, "peers");
-  for (const auto& p : peers["peers"])
-    if (p["id"] == w.id_of(a))
-      connected_to_a = p["state"] == "connected";
-  CHECK(connected_to_a);
+  CHECK(peer_state(w, n.c, w.id_of(n.a)) == "connected");
+}
+
+TEST_CASE("a connection kept to a co-follower after the pulls stop closes once the co-follower "
+          "would have retired the puller",
+          "[actors][relay]") {
+  const std::uint64_t seed = 43;
+  INFO("seed " << seed);
+  world w(seed);
+  w.configure = [](node_env& env) { env.settings.co_follower_retire_after = std::chrono::seconds(60); };
+  const auto n = follow_one_author(w);
+  auto& a = n.a;
+  auto& b = n.b;
+  auto& c = n.c;
+  reach_author(w, n, false);
+  REQUIRE(every_2s_until(w, [&] { return pulls_from(w, c, w.id_of(b)); }, 120));
+  reach_author(w, n, true);
+  REQUIRE(every_2s_until(w, [&] { return !pulls_from(w, c, w.id_of(b)); }, 120));
+
+  // Kept for a's next absence: still connected well within the period.
+  w.run_until([] { return false; }, std::chrono::seconds(30));
+  CHECK(peer_state(w, c, w.id_of(b)) == "connected");
+  CHECK(peer_state(w, b, w.id_of(c)) == "connected");
+  // Past it (and a tick): closed, and both actors ended.
+  w.run_until([] { return false; }, std::chrono::seconds(40));
+  INFO(w.log_text());
+  CHECK(peer_state(w, c, w.id_of(b)).empty());
+  CHECK(peer_state(w, b, w.id_of(c)).empty());
+  CHECK(w.log_text().find("s for the author's next absence, unused") != std::string::npos);
+  // The author is still followed and connected.
+  CHECK(peer_state(w, c, w.id_of(a)) == "connected");
 }
