@@ -47,37 +47,6 @@ double resident_mb() {
   return n == 2 ? static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / 1e6 : 0;
 }
 
-/// Node i's follows: `k` distinct nodes other than i out of n, in the
-/// order drawn. Up to 10,000 nodes (and wherever they are at least half
-/// of the others), the first k of a shuffle of all the others: the graph
-/// every scenario and trace up to that size was made with. Above it,
-/// draws that skip repeats, O(k) per node instead of O(n): the shuffle
-/// would take O(n^2) in all. Either way the result keeps no spare
-/// capacity: the list of every other node, left behind as the vector's
-/// capacity, was 1.4 GB of a 10,000-node run's heap.
-std::vector<std::size_t> pick_follows(std::size_t i, std::size_t n, std::size_t k, std::mt19937_64& g) {
-  const std::size_t others = n > 0 ? n - 1 : 0;
-  k = std::min(k, others);
-  std::vector<std::size_t> out;
-  if (n <= 10'000 || 2 * k >= others) {
-    for (std::size_t j = 0; j < n; ++j)
-      if (j != i)
-        out.push_back(j);
-    std::shuffle(out.begin(), out.end(), g);
-    out.resize(k);
-    out.shrink_to_fit();
-    return out;
-  }
-  out.reserve(k);
-  std::uniform_int_distribution<std::size_t> any(0, n - 1);
-  while (out.size() < k) {
-    const auto j = any(g);
-    if (j != i && std::find(out.begin(), out.end(), j) == out.end())
-      out.push_back(j);
-  }
-  return out;
-}
-
 std::string hex64(std::uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
@@ -1713,6 +1682,32 @@ kv_verdict check_kv_key(const std::vector<kv_record>& log,
     v.lost_values.push_back(r.value);
   }
   return v;
+}
+
+// The shuffle of all the others would take O(n^2) in all at 100,000
+// nodes. The list of every other node, left behind as the vector's
+// capacity, was 1.4 GB of a 10,000-node run's heap: hence shrink_to_fit.
+std::vector<std::size_t> pick_follows(std::size_t i, std::size_t n, std::size_t k, std::mt19937_64& g) {
+  const std::size_t others = n > 0 ? n - 1 : 0;
+  k = std::min(k, others);
+  std::vector<std::size_t> out;
+  if (n <= 10'000 || 2 * k >= others) {
+    for (std::size_t j = 0; j < n; ++j)
+      if (j != i)
+        out.push_back(j);
+    std::shuffle(out.begin(), out.end(), g);
+    out.resize(k);
+    out.shrink_to_fit();
+    return out;
+  }
+  out.reserve(k);
+  std::uniform_int_distribution<std::size_t> any(0, n - 1);
+  while (out.size() < k) {
+    const auto j = any(g);
+    if (j != i && std::find(out.begin(), out.end(), j) == out.end())
+      out.push_back(j);
+  }
+  return out;
 }
 
 summary run(const scenario& s, const std::function<void(const std::string&)>& progress,

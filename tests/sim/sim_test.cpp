@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -894,4 +895,45 @@ TEST_CASE("shared topics that retire silent members (retire_shared_topics): the 
   CHECK(p->retire_shared_topics);
   CHECK_FALSE(parse_scenario("retire_shared_topics = 1\n", error));
   CHECK(error.find("retire_shared_topics") != std::string::npos);
+}
+
+TEST_CASE("follows are distinct others, fixed by the seed, and up to 10,000 nodes the first of a shuffle",
+          "[sim]") {
+  const std::uint64_t seed = 7;
+  INFO("seed " << seed);
+  // Up to 10,000 nodes: the first k of a shuffle of every other node, the
+  // graph the traces in docs/simulation.md were made with.
+  for (const std::size_t n : {5u, 100u, 10'000u}) {
+    std::mt19937_64 g(seed), naive(seed);
+    for (std::size_t i = 0; i < 3; ++i) {
+      const auto got = pick_follows(i, n, 10, g);
+      std::vector<std::size_t> all;
+      for (std::size_t j = 0; j < n; ++j)
+        if (j != i)
+          all.push_back(j);
+      std::shuffle(all.begin(), all.end(), naive);
+      all.resize(std::min<std::size_t>(10, n - 1));
+      CHECK(got == all);
+      CHECK(got.capacity() == got.size());
+    }
+  }
+  // Above it: k distinct nodes, never i, the same for the same seed.
+  std::mt19937_64 g1(seed), g2(seed);
+  for (std::size_t i = 0; i < 200; ++i) {
+    const auto a = pick_follows(i, 100'000, 50, g1);
+    const auto b = pick_follows(i, 100'000, 50, g2);
+    REQUIRE(a.size() == 50);
+    CHECK(a == b);
+    std::set<std::size_t> distinct(a.begin(), a.end());
+    CHECK(distinct.size() == 50);
+    CHECK(distinct.count(i) == 0);
+    CHECK(*distinct.rbegin() < 100'000);
+  }
+  // Many follows of a few others: repeats and i itself come up often.
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto a = pick_follows(i, 20'001, 9'000, g1);
+    const std::set<std::size_t> distinct(a.begin(), a.end());
+    CHECK(distinct.size() == 9'000);
+    CHECK(distinct.count(i) == 0);
+  }
 }

@@ -388,6 +388,15 @@ struct run_options {
 [[nodiscard]] std::optional<std::vector<std::int64_t>> parse_latency_samples(const std::string& text,
                                                                              std::string& error);
 
+/// Node i's follows: `k` distinct nodes other than i out of n (fewer when
+/// n - 1 < k), in the order drawn from `g`. Up to 10,000 nodes, and
+/// wherever they are at least half of the others, the first k of a
+/// shuffle of all the others (the graph every scenario and trace up to
+/// that size was made with); above it, draws that skip repeats, O(k) per
+/// node instead of O(n). The result keeps no spare capacity.
+[[nodiscard]] std::vector<std::size_t> pick_follows(std::size_t i, std::size_t n, std::size_t k,
+                                                    std::mt19937_64& g);
+
 /// Runs the scenario (check_scenario must have passed: a bad scenario
 /// throws std::invalid_argument). `progress` (may be empty) gets a line
 /// of text every few wall seconds.
