@@ -483,7 +483,7 @@ struct channel::impl {
     std::memcpy(rid.bytes.data(), plain->data(), id_bytes);
     std::memcpy(sig.bytes.data(), plain->data() + id_bytes, sig_bytes);
     hash256 t = responder_transcript();
-    if (!verify(rid, as_view(t.data(), t.size()), sig)) {
+    if (!verify_once(rid, as_view(t.data(), t.size()), sig)) {
       fail(out, "bad signature from responder " + to_text(rid));
       return;
     }
@@ -518,7 +518,7 @@ struct channel::impl {
     std::memcpy(iid.bytes.data(), plain->data(), id_bytes);
     std::memcpy(sig.bytes.data(), plain->data() + id_bytes, sig_bytes);
     hash256 t = initiator_transcript(hs_->self.pub());
-    if (!verify(iid, as_view(t.data(), t.size()), sig)) {
+    if (!verify_once(iid, as_view(t.data(), t.size()), sig)) {
       fail(out, "bad signature from initiator " + to_text(iid));
       return;
     }

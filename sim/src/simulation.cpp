@@ -1716,8 +1716,11 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     throw std::invalid_argument(*e);
   const auto wall0 = steady_clock::now();
   // Installed before the world is built and removed when run returns,
-  // whichever way (the memo is process-wide state).
-  protocol::verify_memo memo;
+  // whichever way (the memo is process-wide state). Room for about 32
+  // signatures per node (at least a million): a 100,000-node run with
+  // the default million forgot everything 7 times (about 40 bytes per
+  // entry: 128 MB at 100,000 nodes).
+  protocol::verify_memo memo(std::max<std::size_t>(std::size_t{1} << 20, std::size_t{32} * s.nodes));
   struct memo_scope {
     explicit memo_scope(protocol::verify_memo* m) { protocol::use_verify_memo(m); }
     ~memo_scope() { protocol::use_verify_memo(nullptr); }

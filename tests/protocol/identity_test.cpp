@@ -209,8 +209,19 @@ TEST_CASE("a verify memo answers good signatures once checked and never passes a
   CHECK(memo.figures().entries == 2);
   CHECK(verify(a.pub(), "batch", sig));
   CHECK(memo.figures().hits == 1); // forgotten: a miss again
+  // verify_once (handshake transcripts) checks without the memo: right
+  // answers, and the figures and entries stay as they were.
+  const auto before = memo.figures();
+  CHECK(verify_once(a.pub(), "batch", sig));
+  CHECK_FALSE(verify_once(a.pub(), "batch", forged));
+  CHECK(verify_once(a.pub(), "transcript", a.sign("transcript")));
+  CHECK(memo.figures().hits == before.hits);
+  CHECK(memo.figures().misses == before.misses);
+  CHECK(memo.figures().entries == before.entries);
+  CHECK(verify(a.pub(), "transcript", a.sign("transcript")));
+  CHECK(memo.figures().misses == before.misses + 1); // not remembered by verify_once
   use_verify_memo(nullptr);
   CHECK(verify(a.pub(), "batch", sig));
   CHECK_FALSE(verify(a.pub(), "batch", forged));
-  CHECK(memo.figures().misses == 12);
+  CHECK(memo.figures().misses == 13);
 }

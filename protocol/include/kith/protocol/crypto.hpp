@@ -70,6 +70,12 @@ private:
 /// good is not checked again.
 [[nodiscard]] bool verify(const public_key& pk, std::string_view msg, const signature& sig);
 
+/// Checks a signature over bytes signed once and checked once, such as a
+/// handshake transcript: like verify(), but never consults or fills the
+/// memo, where such an entry could only take the place of one that may
+/// be asked for again.
+[[nodiscard]] bool verify_once(const public_key& pk, std::string_view msg, const signature& sig);
+
 /// Remembers the signatures verify() found good, by a BLAKE2b-128 digest of
 /// key, signature and message, so the same signed bytes are checked once
 /// per process rather than once per receiver. For the simulator, whose
