@@ -105,7 +105,9 @@ struct sync_settings {
   /// once they reach the author again, and after a crash they do not even
   /// remember having pulled from us, so the whole retire_after would hold
   /// this feed's metadata back; if one pulls from us again it resyncs in
-  /// full. 0: only retire_after applies.
+  /// full. 0: only retire_after applies. The same period bounds how long
+  /// a connection to a co-follower is kept once we stop pulling from it
+  /// (peer_actor.cpp, linger_ms).
   std::chrono::milliseconds co_follower_retire_after{std::chrono::minutes(10)};
   /// Retire silent members of shared topics too (feeds always retire; open
   /// topics never). Off by default: see topic_actor.cpp retire_silent.
