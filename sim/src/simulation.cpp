@@ -279,7 +279,7 @@ public:
     // Room for every node: an operator's defaults (40,000 identities) are
     // for one server, and with a majority of the relays per node each
     // relay serves more than half of any network (docs/simulation.md,
-    // "100,000 nodes").
+    // "Session 19").
     o.limits.max_registrations = std::max<std::size_t>(o.limits.max_registrations, 2 * s_.nodes);
     o.limits.max_connections = std::max<std::size_t>(o.limits.max_connections, 2 * s_.nodes + 1024);
     return o;

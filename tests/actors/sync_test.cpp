@@ -842,10 +842,6 @@ bool every_2s_until(world& w, Pred pred, int limit_s) {
   return pred();
 }
 
-} // namespace
-
-namespace {
-
 /// Three nodes on one relay: a posts, b and c follow a and hold its post,
 /// and c has met b, a co-follower, at a's rendezvous.
 struct co_followers {
