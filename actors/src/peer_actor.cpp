@@ -177,6 +177,8 @@ constexpr std::uint64_t simultaneous_dial_window_ms = 5'000;
 /// handshake while its keepalives, actors and channel state cost all along.
 std::uint64_t linger_ms(const node_env& env) {
   const auto& s = env.settings;
+  if (s.co_follower_linger)
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.co_follower_linger->count()));
   const auto period = s.co_follower_retire_after.count() > 0 ? s.co_follower_retire_after : s.retire_after;
   return period.count() > 0 ? static_cast<std::uint64_t>(period.count())
                             : std::numeric_limits<std::uint64_t>::max() / 2;

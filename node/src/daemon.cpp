@@ -259,6 +259,12 @@ storage::result<daemon_config> load_config(const data_dir& home) {
           return bad("sync.co_follower_retire_after_seconds",
                      "an integer from 0 (as retire_after_seconds) to 31622400 (a year)");
         c.co_follower_retire_after_s = static_cast<std::uint32_t>(*x);
+      } else if (key == "co_follower_linger_seconds") {
+        auto x = v.value<std::int64_t>();
+        if (!x || *x < 0 || *x > 86400)
+          return bad("sync.co_follower_linger_seconds",
+                     "an integer from 0 (close at once) to 86400 (a day)");
+        c.co_follower_linger_s = static_cast<std::uint32_t>(*x);
       } else {
         return storage::error{storage::errc::invalid, path + ": unknown key 'sync." + key + "'"};
       }
@@ -342,6 +348,8 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
   env->settings.anti_entropy = std::chrono::seconds(cfg.anti_entropy_s);
   env->settings.retire_after = std::chrono::seconds(cfg.retire_after_s);
   env->settings.co_follower_retire_after = std::chrono::seconds(cfg.co_follower_retire_after_s);
+  if (cfg.co_follower_linger_s)
+    env->settings.co_follower_linger = std::chrono::seconds(*cfg.co_follower_linger_s);
   env->addresses = load_addresses(home);
   env->relays = cfg.relays;
   env->announce = cfg.announce;

@@ -231,6 +231,9 @@ public:
       if (s_.co_follower_retire_after_s)
         env->settings.co_follower_retire_after =
             milliseconds(static_cast<std::int64_t>(*s_.co_follower_retire_after_s * 1000));
+      if (s_.co_follower_linger_s)
+        env->settings.co_follower_linger =
+            milliseconds(static_cast<std::int64_t>(*s_.co_follower_linger_s * 1000));
       env->settings.retire_shared = s_.retire_shared_topics;
       if (!s_.resume_tickets)
         env->settings.resume_tickets = 0;
@@ -1360,6 +1363,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           key == "anti_entropy_idle_max_s" || key == "keepalive_s" || key == "peer_timeout_s" ||
           key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
           key == "retire_after_s" || key == "co_follower_retire_after_s" || key == "jitter_ms" ||
+          key == "co_follower_linger_s" ||
           key == "co_follower_pass_over_checks" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s" ||
           key == "duplicate_probability" || key == "reorder_probability" ||
@@ -1442,6 +1446,11 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       if (*x < 0)
         return bad(key, "seconds of silence before a co-follower member is retired (0: as retire_after_s)");
       s.co_follower_retire_after_s = *x;
+    } else if (key == "co_follower_linger_s") {
+      if (*x < 0 || *x > 86400)
+        return bad(key, "seconds from 0 (close at once) to 86400 that a connection to a co-follower "
+                        "stays once no longer pulled from");
+      s.co_follower_linger_s = *x;
     } else if (key == "co_follower_pass_over_checks") {
       if (*x < 1 || *x > 1000 || *x != std::floor(*x))
         return bad(key, "a whole number of missed checks from 1 to 1000");
@@ -2910,6 +2919,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         {"retire_after_s", s.retire_after_s ? json(*s.retire_after_s) : json("node default")},
         {"co_follower_retire_after_s",
          s.co_follower_retire_after_s ? json(*s.co_follower_retire_after_s) : json("node default")},
+        {"co_follower_linger_s",
+         s.co_follower_linger_s ? json(*s.co_follower_linger_s) : json("node default")},
         {"retire_shared_topics", s.retire_shared_topics},
         {"co_follower_pass_over_checks",
          s.co_follower_pass_over_checks ? json(*s.co_follower_pass_over_checks) : json("node default")},

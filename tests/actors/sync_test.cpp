@@ -924,3 +924,26 @@ TEST_CASE("a connection kept to a co-follower after the pulls stop closes once t
   // The author is still followed and connected.
   CHECK(peer_state(w, c, w.id_of(a)) == "connected");
 }
+
+TEST_CASE("co_follower_linger 0 closes a co-follower connection once the pulls stop",
+          "[actors][relay]") {
+  const std::uint64_t seed = 47;
+  INFO("seed " << seed);
+  world w(seed);
+  w.configure = [](node_env& env) {
+    env.settings.co_follower_retire_after = std::chrono::seconds(60);
+    env.settings.co_follower_linger = std::chrono::milliseconds(0);
+  };
+  const auto n = follow_one_author(w);
+  reach_author(w, n, false);
+  REQUIRE(every_2s_until(w, [&] { return pulls_from(w, n.c, w.id_of(n.b)); }, 120));
+  reach_author(w, n, true);
+  REQUIRE(every_2s_until(w, [&] { return !pulls_from(w, n.c, w.id_of(n.b)); }, 120));
+  // A tick later, not after the 60 s retirement period.
+  w.run_until([] { return false; }, std::chrono::seconds(5));
+  INFO(w.log_text());
+  CHECK(peer_state(w, n.c, w.id_of(n.b)).empty());
+  CHECK(peer_state(w, n.b, w.id_of(n.c)).empty());
+  CHECK(w.log_text().find("kept 0 s for the author's next absence, unused") != std::string::npos);
+  CHECK(peer_state(w, n.c, w.id_of(n.a)) == "connected");
+}

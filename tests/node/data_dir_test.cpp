@@ -92,6 +92,7 @@ TEST_CASE("config.toml sets the retirement period, and a bad one is refused nami
   REQUIRE(defaults);
   CHECK(defaults->retire_after_s == 7 * 24 * 3600);
   CHECK(defaults->co_follower_retire_after_s == 600);
+  CHECK_FALSE(defaults->co_follower_linger_s);
 
   write("[sync]\nretire_after_seconds = 0\n");
   auto never = node::load_config(dir);
@@ -99,12 +100,17 @@ TEST_CASE("config.toml sets the retirement period, and a bad one is refused nami
   CHECK(never->retire_after_s == 0);
 
   write("[sync]\nretire_after_seconds = 3600\nanti_entropy_seconds = 10\n"
-        "co_follower_retire_after_seconds = 120\n");
+        "co_follower_retire_after_seconds = 120\nco_follower_linger_seconds = 0\n");
   auto hour = node::load_config(dir);
   REQUIRE(hour);
   CHECK(hour->retire_after_s == 3600);
   CHECK(hour->anti_entropy_s == 10);
   CHECK(hour->co_follower_retire_after_s == 120);
+  CHECK(hour->co_follower_linger_s == std::optional<std::uint32_t>(0));
+  write("[sync]\nco_follower_linger_seconds = 90000\n");
+  auto day = node::load_config(dir);
+  REQUIRE_FALSE(day);
+  CHECK(day.err().message.find("sync.co_follower_linger_seconds") != std::string::npos);
   write("[sync]\nco_follower_retire_after_seconds = -5\n");
   auto neg = node::load_config(dir);
   REQUIRE_FALSE(neg);

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -109,6 +110,11 @@ struct sync_settings {
   /// a connection to a co-follower is kept once we stop pulling from it
   /// (peer_actor.cpp, linger_ms).
   std::chrono::milliseconds co_follower_retire_after{std::chrono::minutes(10)};
+  /// How long a connection to a co-follower is kept once we stop pulling
+  /// from it (the author is back), for the author's next absence: unset,
+  /// as long as the co-follower keeps us a member (co_follower_retire_
+  /// after, or retire_after when that is 0); 0 closes it at the next tick.
+  std::optional<std::chrono::milliseconds> co_follower_linger;
   /// Retire silent members of shared topics too (feeds always retire; open
   /// topics never). Off by default: see topic_actor.cpp retire_silent.
   bool retire_shared = false;

@@ -27,10 +27,13 @@ struct daemon_config {
   /// retire_after_seconds; 0: never). Default: sync_settings' (7 days).
   std::uint32_t retire_after_s = 7 * 24 * 3600;
   /// The same for co-followers of feeds we follow ([sync]
-  /// co_follower_retire_after_seconds; 0: as retire_after), and how long
-  /// a connection to a co-follower no longer pulled from is kept.
-  /// Default: sync_settings' (10 minutes).
+  /// co_follower_retire_after_seconds; 0: as retire_after). Default:
+  /// sync_settings' (10 minutes).
   std::uint32_t co_follower_retire_after_s = 600;
+  /// How long a connection to a co-follower no longer pulled from is kept
+  /// ([sync] co_follower_linger_seconds; 0: closed at once). Unset: as
+  /// long as co_follower_retire_after_s.
+  std::optional<std::uint32_t> co_follower_linger_s;
   bool sync_writes = true;                // fsync every commit
   /// The web UI's files, served on the API port (docs/web.md). Unset: the
   /// directory found by default_web_dir(); "": no web UI.

@@ -240,6 +240,10 @@ struct scenario {
   /// co_follower_retire_after); 0: as retire_after_s. Unset: the node's
   /// default (10 minutes).
   std::optional<double> co_follower_retire_after_s;
+  /// How long a connection to a co-follower stays once no longer pulled
+  /// from (actors::sync_settings::co_follower_linger); 0: closed at once.
+  /// Unset: the node's default.
+  std::optional<double> co_follower_linger_s;
   /// Retire silent members of shared topics as well as of feeds
   /// (actors::sync_settings::retire_shared).
   bool retire_shared_topics = false;
