@@ -160,6 +160,9 @@ struct node_state {
   /// choices skip them until every other has been passed over too. Always
   /// a subset of co_followers (feed -> ids).
   std::map<std::string, std::set<protocol::public_key>> passed_over;
+  /// Feed rendezvous whose joined/left events we asked the relays to stop
+  /// sending (update_feed_watch).
+  std::set<std::string> unwatched_feeds;
   /// Peers met (kept connected) for a reason other than co-following:
   /// writers of shared topics we hold, aggregators. A co-follower passed
   /// over is released (unmeet) unless it is one of these.
@@ -410,6 +413,29 @@ void join_feed_rendezvous(node_pointer self, const protocol::public_key& author)
   auto feed = protocol::feed_topic(author).id;
   if (st.feed_rendezvous.insert(feed).second)
     self->send(st.env->relays_handle, meet_atom::value, feed);
+}
+
+/// Watches `feed`'s rendezvous only while it may bring a co-follower we
+/// would take: the list is not full, or holds some passed over (a
+/// newcomer takes the place of one). With max_co_followers usable ones
+/// known, the joined/left events of every other follower, each fanned
+/// out by the relay to every watcher, would change nothing; unwatching
+/// then took about a ninth of the frames off a churning network
+/// (docs/simulation.md, session 20). The node stays a member, so others
+/// still find it. A known co-follower that leaves is no longer reported:
+/// it is found out of reach when pulled from and passed over, which
+/// watches the rendezvous again (the relays list its members anew).
+void update_feed_watch(node_pointer self, const std::string& feed) {
+  auto& st = self->state;
+  if (!st.env->relays_handle || st.feed_rendezvous.count(feed) == 0)
+    return;
+  const auto cf = st.co_followers.find(feed);
+  const auto po = st.passed_over.find(feed);
+  const bool full = cf != st.co_followers.end() && cf->second.size() >= max_co_followers &&
+                    (po == st.passed_over.end() || po->second.empty());
+  if (full ? !st.unwatched_feeds.insert(feed).second : st.unwatched_feeds.erase(feed) == 0)
+    return;
+  self->send(st.env->relays_handle, rwatch_atom::value, feed, !full);
 }
 
 /// Pulls `feed` from up to max_pull_from_co_followers of its co-followers,
@@ -761,6 +787,8 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
                                    {"announced", i.announced},
                                    {"lookups", i.lookups},
                                    {"circuits_open", i.circuits_open},
+                                   {"topics_joined", i.topics_joined},
+                                   {"topics_watched", i.topics_watched},
                                    {"last_error", i.last_error}});
               rp.deliver(json_result(200, json{{"relays", arr}}));
             },
@@ -1365,6 +1393,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
             if (cf.size() < max_co_followers)
               cf.insert(pk);
           }
+          update_feed_watch(self, topic);
           if (st.restore_own_feed && topic == st.env->store->feed_topic_id())
             pull_from_co_followers(self);
           return;
@@ -1397,6 +1426,9 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           st.next_co_check_ms = now + co_check_period_ms;
           check_pulled_co_followers(self);
           pull_from_co_followers(self);
+          // Passed over since, or left: watch again where that made room.
+          for (const auto& feed : st.feed_rendezvous)
+            update_feed_watch(self, feed);
         }
         for (auto it = st.handshaking.begin(); it != st.handshaking.end();) {
           auto out = it->second.ch->tick(now);

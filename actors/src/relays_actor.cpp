@@ -81,6 +81,9 @@ struct relays_state {
   /// closes arrive by that name, so this is the hot-path lookup.
   std::map<std::pair<std::size_t, relay::circuit_id>, conn_id> by_circuit;
   std::set<std::string> topics; // rendezvous topics (names) to join on every relay
+  /// Of those, the ones the node stopped watching (rwatch_atom): joined
+  /// without a watch or a members listing, also at the next welcome.
+  std::set<std::string> unwatched;
   std::map<std::string, std::string> topic_of_key; // rendezvous key -> name
   std::vector<std::string> announce; // our dial addresses
   /// Lookups asked while no session was up: run at the next welcome.
@@ -176,8 +179,8 @@ void join_topic(relay_session& r, const std::string& name, bool quiet) {
     (void)r.client->members(key);
 }
 
-bool quiet_topic(const node_env& env, const std::string& name) {
-  return name == directory_topic && !env.aggregate;
+bool quiet_topic(const relays_state& st, const std::string& name) {
+  return (name == directory_topic && !st.env->aggregate) || st.unwatched.count(name) > 0;
 }
 
 bool lookup_on(relay_session& r, const protocol::public_key& pk, const caf::actor& who) {
@@ -351,7 +354,7 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
             if (!a)
               log(self, log_level::warn, r, "cannot announce: " + a.error);
             for (const auto& t : st.topics)
-              join_topic(r, t, quiet_topic(*st.env, t));
+              join_topic(r, t, quiet_topic(st, t));
             for (const auto& [pk, who] : st.deferred_lookups)
               (void)lookup_on(r, pk, who);
             st.deferred_lookups.clear();
@@ -630,7 +633,28 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
         for (auto& r : st.relays) {
           if (!r.client || !r.client->established())
             continue;
-          join_topic(r, topic, quiet_topic(*st.env, topic));
+          join_topic(r, topic, quiet_topic(st, topic));
+          flush(self, r);
+        }
+      },
+      [self](rwatch_atom, const std::string& topic, bool on) {
+        auto& st = self->state;
+        if (st.topics.count(topic) == 0 || (topic == directory_topic && !st.env->aggregate))
+          return;
+        if (on ? st.unwatched.erase(topic) == 0 : !st.unwatched.insert(topic).second)
+          return;
+        const auto key = relay::rendezvous_key(topic);
+        if (!on)
+          st.present.erase(key); // no left events come to keep it true
+        for (auto& r : st.relays) {
+          if (!r.client || !r.client->established())
+            continue;
+          if (on) {
+            (void)r.client->watch(key);
+            (void)r.client->members(key);
+          } else {
+            (void)r.client->unwatch(key);
+          }
           flush(self, r);
         }
       },
@@ -677,6 +701,11 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
           ri.lookups = r.lookups;
           for (const auto& [c, ci] : st.circuits)
             ri.circuits_open += ci.relay == i && ci.id != 0 ? 1 : 0;
+          if (r.client && r.client->established()) {
+            ri.topics_joined = st.topics.size();
+            ri.topics_watched = static_cast<std::uint64_t>(std::count_if(
+                st.topics.begin(), st.topics.end(), [&](const std::string& t) { return !quiet_topic(st, t); }));
+          }
           ri.last_error = r.last_error;
           out.push_back(std::move(ri));
         }

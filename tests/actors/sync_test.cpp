@@ -3,6 +3,7 @@
 
 #include "world.hpp"
 
+#include <algorithm>
 #include <random>
 #include <set>
 
@@ -923,6 +924,67 @@ TEST_CASE("a connection kept to a co-follower after the pulls stop closes once t
   CHECK(w.log_text().find("s for the author's next absence, unused") != std::string::npos);
   // The author is still followed and connected.
   CHECK(peer_state(w, c, w.id_of(a)) == "connected");
+}
+
+namespace {
+
+/// Rendezvous topics whose joined/left events node `n` hears at its first
+/// relay (the relays API's topics_watched).
+std::int64_t topics_watched(world& w, world::node& n) {
+  const auto relays = w.api_json(n, "relays"); // kept: indexed below
+  return relays["relays"].empty() ? -1 : relays["relays"][0]["topics_watched"].get<std::int64_t>();
+}
+
+} // namespace
+
+TEST_CASE("a follower stops watching a feed's rendezvous once it knows eight co-followers, and "
+          "watches again when one is passed over",
+          "[actors][relay]") {
+  const std::uint64_t seed = 53;
+  INFO("seed " << seed);
+  world w(seed);
+  const auto r0 = w.add_relay(0);
+  auto& a = w.add(0, {r0});
+  std::vector<world::node*> f;
+  for (std::size_t i = 1; i <= 10; ++i)
+    f.push_back(&w.add(i, {r0}));
+  w.api_json(a, "post", {{"text", "first"}});
+  for (auto* x : f)
+    w.api_json(*x, "follow", {{"id", w.id_of(a)}});
+  REQUIRE(w.run_until(
+      [&] {
+        return std::all_of(f.begin(), f.end(), [&](world::node* x) { return w.feed_size(*x, w.id_of(a)) == 1; });
+      },
+      std::chrono::seconds(60)));
+  w.run_until([] { return false; }, std::chrono::seconds(10)); // the rendezvous settles
+  // Each follower met nine others there and keeps eight: no more events.
+  for (auto* x : f) {
+    CHECK(topics_watched(w, *x) == 0);
+    CHECK(w.api_json(*x, "relays")["relays"][0]["topics_joined"].get<int>() >= 1);
+  }
+  // A post still reaches everyone (pushed by the author; the rendezvous is
+  // only for its absences).
+  w.api_json(a, "post", {{"text", "second"}});
+  CHECK(w.run_until(
+      [&] {
+        return std::all_of(f.begin(), f.end(), [&](world::node* x) { return w.feed_size(*x, w.id_of(a)) == 2; });
+      },
+      std::chrono::seconds(30)));
+
+  // The author and every co-follower out of f[0]'s reach, the co-followers
+  // off the relay too (their `left` events are not sent to f[0] now): the
+  // ones f[0] pulls from are passed over, and it watches again.
+  auto& x = *f[0];
+  w.net->set_link(a.address, x.address, false);
+  w.net->set_link(a.address, "sim:relay", false);
+  for (std::size_t i = 1; i < f.size(); ++i) {
+    w.net->set_link(x.address, f[i]->address, false);
+    w.net->set_link(f[i]->address, "sim:relay", false);
+  }
+  const bool watching = every_2s_until(w, [&] { return topics_watched(w, x) == 1; }, 120);
+  INFO(w.log_text());
+  CHECK(watching);
+  CHECK(w.log_text().find("out of reach; passed over") != std::string::npos);
 }
 
 TEST_CASE("co_follower_linger 0 closes a co-follower connection once the pulls stop",

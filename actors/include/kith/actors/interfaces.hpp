@@ -104,6 +104,10 @@ struct relay_info {
   bool announced = false;
   std::uint64_t lookups = 0;
   std::uint64_t circuits_open = 0;
+  /// Rendezvous topics joined at this relay, and of those the ones whose
+  /// joined/left events we hear (watched).
+  std::uint64_t topics_joined = 0;
+  std::uint64_t topics_watched = 0;
   std::string last_error;
 };
 
@@ -202,6 +206,7 @@ using kwatch_atom = caf::atom_constant<caf::atom("kwatch")>;
 using kunwatch_atom = caf::atom_constant<caf::atom("kunwatch")>;
 using kidle_atom = caf::atom_constant<caf::atom("kidle")>;     // key actor -> topic: may I stop?
 using kchange_atom = caf::atom_constant<caf::atom("kchange")>; // key actor -> watchers
+using rwatch_atom = caf::atom_constant<caf::atom("rwatch")>;   // node -> relays: rendezvous events on/off
 
 /// One key as committed: its live siblings and the context a writer passes
 /// back to replace them (storage::key_view). A copy, never shared: each
@@ -410,6 +415,10 @@ using relays_actor = caf::typed_actor<
     // join go to the node as (meet_atom, topic, public_key), members that
     // leave as (left_atom, topic, public_key).
     caf::reacts_to<meet_atom, std::string>,
+    // Stop (false) or start again (true) watching a joined rendezvous
+    // topic: while not watched, the relays send no joined/left events for
+    // it (the node stays a member); watching again lists its members anew.
+    caf::reacts_to<rwatch_atom, std::string, bool>,
     // This node's own dial addresses, to announce (replaces the last).
     caf::reacts_to<found_atom, std::vector<std::string>>,
     caf::reacts_to<tick_atom>,
