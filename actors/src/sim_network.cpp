@@ -95,7 +95,7 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         net->mix(bytes);
         sim_network::packet_outcome pk;
         if (net->packet_model_on())
-          pk = net->draw_packet_faults(it->second.local, it->second.remote, bytes.size());
+          pk = net->draw_packet_faults(it->second.local, it->second.remote, bytes.size(), it->first, now);
         if ((net->reset_probability > 0 && net->draw() < net->reset_probability) || pk.give_up) {
           ++net->reset_count;
           net->close_end(it->first, it->second);
@@ -388,6 +388,11 @@ void sim_network::set_packet_faults(double loss, double duplicate, double reorde
   mss = std::max<std::size_t>(1, mss_bytes);
 }
 
+void sim_network::set_congestion_window(bool on) {
+  std::lock_guard lock(mu);
+  congestion_window = on;
+}
+
 void sim_network::set_link_packet_faults(const std::string& a, const std::string& b, double loss,
                                          double duplicate, double reorder) {
   std::lock_guard lock(mu);
@@ -401,7 +406,8 @@ sim_network::packet_figures sim_network::packet_faults() const {
 
 sim_network::packet_outcome sim_network::draw_packet_faults(const std::string& local,
                                                             const std::string& remote,
-                                                            std::size_t size) {
+                                                            std::size_t size, conn_id from,
+                                                            std::int64_t now_ms) {
   constexpr std::uint32_t give_up_after = 15; // retransmissions lost in a row (Linux's tcp_retries2)
   packet_outcome out;
   packet_setting p{packet_loss, packet_duplicate, packet_reorder};
@@ -415,19 +421,57 @@ sim_network::packet_outcome sim_network::draw_packet_faults(const std::string& l
   packets.segments += segments;
   const std::int64_t one_way = latency_of(local, remote).count();
   const std::int64_t rtt = 2 * one_way;
+  const std::int64_t rto = rtt + min_rto.count(); // Linux's, for a steady round trip
+  window_state* win = nullptr;
+  if (congestion_window) {
+    constexpr double initial_window = 10;   // segments (RFC 6928, Linux)
+    constexpr double max_window = 1 << 16; // segments: a bound, not a receive window
+    win = &windows[from];
+    // A new connection, or one idle longer than a timeout (Linux's
+    // tcp_cwnd_restart: a window from before the idle spell, larger or
+    // smaller, says nothing of the path now), starts at the initial window.
+    if (win->cwnd == 0 || now_ms - win->last_send_ms > rto)
+      win->cwnd = initial_window;
+    win->last_send_ms = now_ms;
+    // One window's worth per round trip; a send smaller than the window
+    // leaves it as it is (it was not limited by it).
+    std::size_t left = segments;
+    std::uint64_t waits = 0;
+    while (left > static_cast<std::size_t>(win->cwnd)) {
+      const auto sent = static_cast<std::size_t>(win->cwnd);
+      left -= sent;
+      ++waits;
+      if (win->ssthresh == 0)
+        win->cwnd += static_cast<double>(sent); // slow start
+      else if (win->cwnd < win->ssthresh)
+        win->cwnd = std::min(win->cwnd + static_cast<double>(sent), win->ssthresh);
+      else
+        win->cwnd += static_cast<double>(sent) / win->cwnd; // congestion avoidance
+      win->cwnd = std::min(win->cwnd, max_window);
+    }
+    if (waits > 0) {
+      packets.window_waits += waits;
+      packets.window_delay_ms += waits * static_cast<std::uint64_t>(rtt);
+    }
+    out.extra_ms += static_cast<std::int64_t>(waits) * rtt;
+  }
   if (p.loss > 0) {
+    const std::int64_t before = out.extra_ms;
     std::size_t lost = 0;
     for (std::size_t i = 0; i < segments; ++i)
       lost += draw() < p.loss ? 1 : 0;
     if (lost > 0) {
       packets.lost += lost;
       ++packets.delayed_sends;
-      // Linux's timeout for a steady round trip: the round trip plus its
-      // floor for the variance term (tcp_rto_min).
-      const std::int64_t rto = rtt + min_rto.count();
       // The first loss: fast retransmit needs three segments behind it.
+      // Timeout: Linux's for a steady round trip, the round trip plus its
+      // floor for the variance term (tcp_rto_min).
       const bool fast = segments >= 4;
-      out.extra_ms = fast ? rtt : rto;
+      out.extra_ms += fast ? rtt : rto;
+      if (win) {
+        win->ssthresh = std::max(2.0, win->cwnd / 2);
+        win->cwnd = fast ? win->ssthresh : 1;
+      }
       packets.timeouts += fast ? 0 : 1;
       out.extra_bytes += std::min(size, lost * mss);
       // Each retransmission may be lost too: a timeout, doubled each time.
@@ -435,6 +479,8 @@ sim_network::packet_outcome sim_network::draw_packet_faults(const std::string& l
       for (std::uint32_t again = 1; draw() < p.loss; ++again) {
         ++packets.lost;
         ++packets.timeouts;
+        if (win)
+          win->cwnd = 1;
         if (again >= give_up_after) {
           ++packets.gave_up;
           out.give_up = true;
@@ -444,7 +490,7 @@ sim_network::packet_outcome sim_network::draw_packet_faults(const std::string& l
         out.extra_bytes += std::min(size, mss);
         backoff = std::min<std::int64_t>(2 * backoff, 120'000); // TCP_RTO_MAX
       }
-      packets.loss_delay_ms += static_cast<std::uint64_t>(out.extra_ms);
+      packets.loss_delay_ms += static_cast<std::uint64_t>(out.extra_ms - before);
     }
   }
   if (p.duplicate > 0)

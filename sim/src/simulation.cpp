@@ -106,6 +106,7 @@ public:
     net_->set_tampering(s.duplicate_probability, s.reorder_probability);
     net_->set_packet_faults(s.packet_loss, s.packet_duplicate, s.packet_reorder,
                             milliseconds(static_cast<std::int64_t>(s.min_rto_ms)));
+    net_->set_congestion_window(s.congestion_window);
     if (s.bandwidth_bytes_s > 0)
       net_->set_default_bandwidth(s.bandwidth_bytes_s);
     for (const auto& l : s.links) {
@@ -1348,7 +1349,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
       continue;
     }
     if (key == "relay" || key == "verify_memo" || key == "shared_values" ||
-        key == "retire_shared_topics" || key == "resume_tickets") {
+        key == "retire_shared_topics" || key == "resume_tickets" || key == "congestion_window") {
       auto b = v.is_boolean() ? v.value<bool>() : std::nullopt;
       if (!b)
         return bad(key, "true or false");
@@ -1356,6 +1357,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
        : key == "verify_memo" ? s.verify_memo
        : key == "shared_values" ? s.shared_values
        : key == "resume_tickets" ? s.resume_tickets
+       : key == "congestion_window" ? s.congestion_window
                                 : s.retire_shared_topics) = *b;
     } else if (!x) {
       if (key == "seed" || key == "nodes" || key == "follows" || key == "duration_s" ||
@@ -3020,7 +3022,10 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                      {"loss_delay_ms", p.loss_delay_ms},
                                      {"duplicated", p.duplicated},
                                      {"reordered", p.reordered},
-                                     {"gave_up", p.gave_up}};
+                                     {"gave_up", p.gave_up},
+                                     {"congestion_window", s.congestion_window},
+                                     {"window_waits", p.window_waits},
+                                     {"window_delay_ms", p.window_delay_ms}};
   }
   out.checkpoints_ok = ck.failed == 0;
   out.checkpoint_failure = ck.first_failure;

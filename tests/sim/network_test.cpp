@@ -471,6 +471,66 @@ TEST_CASE("segment loss below the stream delays a send by a timeout (a small sen
   (void)cb;
 }
 
+TEST_CASE("a send larger than the congestion window waits a round trip per further window, and "
+          "losses shrink the window for the sends behind them",
+          "[sim][network]") {
+  const std::uint64_t seed = 13;
+  INFO("seed " << seed);
+  constexpr std::size_t seg = 1448;
+  SECTION("slow start from ten segments, kept between sends close together") {
+    pair_world w;
+    w.net->set_faults(milliseconds(0), 0, seed);
+    w.net->set_packet_faults(1e-12, 0, 0); // the model on, nothing lost
+    auto [ca, cb] = w.connect();
+    const auto t0 = w.now();
+    // 100 segments: 10, 20, 40 and the last 30 in the fourth round trip.
+    caf::anon_send(w.ta, send_atom::value, ca, std::string(100 * seg, 'x'));
+    w.advance_to(t0 + 100);
+    // 100 ms later (less than a timeout): the window is 80 now, so one wait.
+    caf::anon_send(w.ta, send_atom::value, ca, std::string(100 * seg, 'y'));
+    w.advance_to(t0 + 10'000);
+    auto at_b = pair_world::of(*w.lb, "bytes");
+    REQUIRE(at_b.size() == 2);
+    CHECK(at_b[0].at_ms - t0 == 10 + 3 * 20);
+    CHECK(at_b[1].at_ms - t0 == 100 + 10 + 20);
+    // After 10 s idle it starts over at ten segments: three waits again.
+    const auto t1 = w.now();
+    caf::anon_send(w.ta, send_atom::value, ca, std::string(100 * seg, 'z'));
+    w.advance_to(t1 + 1000);
+    at_b = pair_world::of(*w.lb, "bytes");
+    REQUIRE(at_b.size() == 3);
+    CHECK(at_b[2].at_ms - t1 == 10 + 3 * 20);
+    const auto f = w.net->packet_faults();
+    CHECK(f.window_waits == 7);
+    CHECK(f.window_delay_ms == 140);
+    // Off: the same send takes the latency only.
+    w.net->set_congestion_window(false);
+    const auto t2 = w.now();
+    caf::anon_send(w.ta, send_atom::value, ca, std::string(100 * seg, 'w'));
+    w.advance_to(t2 + 1000);
+    CHECK(pair_world::of(*w.lb, "bytes").back().at_ms - t2 == 10);
+    (void)cb;
+  }
+  SECTION("a burst of 20-segment sends waits only at its start on a clean link, often on a lossy one") {
+    auto waits = [&](double loss) {
+      pair_world w;
+      w.net->set_faults(milliseconds(0), 0, seed);
+      w.net->set_packet_faults(loss, 0, 0);
+      auto [ca, cb] = w.connect();
+      for (int i = 0; i < 40; ++i) {
+        caf::anon_send(w.ta, send_atom::value, ca, std::string(20 * seg, 'x'));
+        w.advance_to(w.now() + 30); // closer together than a timeout
+      }
+      w.advance_to(w.now() + 60'000);
+      REQUIRE(pair_world::of(*w.lb, "bytes").size() == 40);
+      (void)cb;
+      return w.net->packet_faults().window_waits;
+    };
+    CHECK(waits(1e-12) == 1); // the first send: 10 + 10; the window is 20 after it
+    CHECK(waits(0.05) > 5);   // a loss in 20 segments (64%) halves the window, or drops it to 1
+  }
+}
+
 TEST_CASE("a link's own packet faults replace the network's on that link", "[sim][network]") {
   const std::uint64_t seed = 12;
   INFO("seed " << seed);

@@ -117,6 +117,19 @@ public:
   void set_packet_faults(double loss, double duplicate, double reorder,
                          std::chrono::milliseconds min_rto = std::chrono::milliseconds(200),
                          std::size_t mss_bytes = 1448);
+  /// With packet faults on a link, each direction of a connection also
+  /// has a congestion window (on unless turned off here): it starts at 10
+  /// segments (Linux's initial window) and starts there again after an
+  /// idle spell longer than a retransmission timeout (tcp_cwnd_restart); a
+  /// send of more segments than the window waits a round trip for each
+  /// further window's worth, the window growing by the segments sent in
+  /// slow start (up to the threshold) and by about one per round trip
+  /// after; a loss recovered by fast retransmit halves it, one recovered
+  /// by a timeout sets it to one segment (the threshold halves in both
+  /// cases, RFC 5681). A send smaller than the window does not grow it.
+  /// So a loss slows the sends behind it, not only the one it hit. Links
+  /// without packet faults have no window (their traces do not change).
+  void set_congestion_window(bool on);
   /// The link between a and b (both directions) takes its own loss,
   /// duplication and reordering probabilities instead of those of
   /// set_packet_faults (min_rto and the segment size stay the network's).
@@ -132,6 +145,8 @@ public:
     std::uint64_t duplicated = 0;   // segments sent twice
     std::uint64_t reordered = 0;    // sends with a late segment
     std::uint64_t gave_up = 0;      // connections reset: 15 retransmissions lost in a row
+    std::uint64_t window_waits = 0; // round trips sends waited for the congestion window
+    std::uint64_t window_delay_ms = 0; // the delay of those waits, in all
   };
   [[nodiscard]] packet_figures packet_faults() const;
   struct tamper_figures {
@@ -239,7 +254,16 @@ public:
     bool give_up = false;
   };
   packet_outcome draw_packet_faults(const std::string& local, const std::string& remote,
-                                    std::size_t size);
+                                    std::size_t size, conn_id from, std::int64_t now_ms);
+  /// One direction's congestion window (set_congestion_window), kept only
+  /// for connections on links with packet faults; dropped with the end.
+  struct window_state {
+    double cwnd = 0;     // segments; 0: no send yet
+    double ssthresh = 0; // 0: no loss yet (slow start unbounded)
+    std::int64_t last_send_ms = 0;
+  };
+  bool congestion_window = true;
+  std::map<conn_id, window_state> windows;
   /// One send's extra delay in ms (one draw; two for log-normal), with
   /// the default distribution or the one of the link a-b.
   std::int64_t draw_jitter_ms();
@@ -371,8 +395,10 @@ public:
     if (other != conns.end()) {
       if (other->second.open || !other->second.held.empty())
         return;
+      windows.erase(other->first);
       conns.erase(other);
     }
+    windows.erase(it->first);
     conns.erase(it);
   }
   /// Closes every open connection matching pred, in id order; returns

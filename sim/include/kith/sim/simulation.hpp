@@ -223,6 +223,10 @@ struct scenario {
   double packet_duplicate = 0;
   double packet_reorder = 0;
   double min_rto_ms = 200;
+  /// A congestion window per direction on links with packet faults
+  /// (actors::sim_network::set_congestion_window); false: a loss delays
+  /// only the send it hit, as before session 20.
+  bool congestion_window = true;
   std::uint64_t bandwidth_bytes_s = 0; // every link, each direction (0: unlimited)
   std::vector<link_setting> links;
   std::vector<fault> faults;
