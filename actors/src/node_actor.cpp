@@ -420,7 +420,7 @@ void join_feed_rendezvous(node_pointer self, const protocol::public_key& author)
 /// newcomer takes the place of one). With max_co_followers usable ones
 /// known, the joined/left events of every other follower, each fanned
 /// out by the relay to every watcher, would change nothing; unwatching
-/// then took about a ninth of the frames off a churning network
+/// then took about a tenth of the messages off a churning network
 /// (docs/simulation.md, session 20). The node stays a member, so others
 /// still find it. A known co-follower that leaves is no longer reported:
 /// it is found out of reach when pulled from and passed over, which
