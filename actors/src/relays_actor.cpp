@@ -179,8 +179,14 @@ void join_topic(relay_session& r, const std::string& name, bool quiet) {
     (void)r.client->members(key);
 }
 
+/// The public directory for a node that is not an aggregator: it wants to
+/// be listed, not to hear of everyone else.
+bool listed_only(const relays_state& st, const std::string& name) {
+  return name == directory_topic && !st.env->aggregate;
+}
+
 bool quiet_topic(const relays_state& st, const std::string& name) {
-  return (name == directory_topic && !st.env->aggregate) || st.unwatched.count(name) > 0;
+  return listed_only(st, name) || st.unwatched.count(name) > 0;
 }
 
 bool lookup_on(relay_session& r, const protocol::public_key& pk, const caf::actor& who) {
@@ -639,7 +645,7 @@ relays_actor::behavior_type relays_impl(relays_pointer self, std::shared_ptr<nod
       },
       [self](rwatch_atom, const std::string& topic, bool on) {
         auto& st = self->state;
-        if (st.topics.count(topic) == 0 || (topic == directory_topic && !st.env->aggregate))
+        if (st.topics.count(topic) == 0 || listed_only(st, topic))
           return;
         if (on ? st.unwatched.erase(topic) == 0 : !st.unwatched.insert(topic).second)
           return;

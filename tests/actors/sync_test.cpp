@@ -935,6 +935,11 @@ std::int64_t topics_watched(world& w, world::node& n) {
   return relays["relays"].empty() ? -1 : relays["relays"][0]["topics_watched"].get<std::int64_t>();
 }
 
+/// Whether every node of `f` holds `n` posts of `author`'s feed.
+bool all_hold(world& w, const std::vector<world::node*>& f, const std::string& author, std::size_t n) {
+  return std::all_of(f.begin(), f.end(), [&](world::node* x) { return w.feed_size(*x, author) == n; });
+}
+
 } // namespace
 
 TEST_CASE("a follower stops watching a feed's rendezvous once it knows eight co-followers, and "
@@ -951,11 +956,7 @@ TEST_CASE("a follower stops watching a feed's rendezvous once it knows eight co-
   w.api_json(a, "post", {{"text", "first"}});
   for (auto* x : f)
     w.api_json(*x, "follow", {{"id", w.id_of(a)}});
-  REQUIRE(w.run_until(
-      [&] {
-        return std::all_of(f.begin(), f.end(), [&](world::node* x) { return w.feed_size(*x, w.id_of(a)) == 1; });
-      },
-      std::chrono::seconds(60)));
+  REQUIRE(w.run_until([&] { return all_hold(w, f, w.id_of(a), 1); }, std::chrono::seconds(60)));
   w.run_until([] { return false; }, std::chrono::seconds(10)); // the rendezvous settles
   // Each follower met nine others there and keeps eight: no more events.
   for (auto* x : f) {
@@ -965,11 +966,7 @@ TEST_CASE("a follower stops watching a feed's rendezvous once it knows eight co-
   // A post still reaches everyone (pushed by the author; the rendezvous is
   // only for its absences).
   w.api_json(a, "post", {{"text", "second"}});
-  CHECK(w.run_until(
-      [&] {
-        return std::all_of(f.begin(), f.end(), [&](world::node* x) { return w.feed_size(*x, w.id_of(a)) == 2; });
-      },
-      std::chrono::seconds(30)));
+  CHECK(w.run_until([&] { return all_hold(w, f, w.id_of(a), 2); }, std::chrono::seconds(30)));
 
   // The author and every co-follower out of f[0]'s reach, the co-followers
   // off the relay too (their `left` events are not sent to f[0] now): the
