@@ -11,6 +11,8 @@
 #include <caf/actor_system.hpp>
 #include <caf/send.hpp>
 
+#include <boost/container/flat_set.hpp>
+
 #include <algorithm>
 #include <random>
 #include <map>
@@ -133,6 +135,10 @@ std::optional<std::string> decide_role(pending_conn& pc, const std::string& byte
   return rest;
 }
 
+/// A few peer ids per feed (at most max_co_followers): a sorted vector,
+/// half the memory of a std::set's tree nodes, with the same order.
+using key_set = boost::container::flat_set<protocol::public_key>;
+
 struct node_state {
   std::shared_ptr<node_env> env;
   std::map<protocol::public_key, peer_actor> peers;
@@ -151,15 +157,15 @@ struct node_state {
   /// reached, its feed is pulled from them (it verifies the same: every
   /// write carries the author's signature).
   std::set<std::string> feed_rendezvous;
-  std::map<std::string, std::set<protocol::public_key>> co_followers;
-  std::map<std::string, std::set<protocol::public_key>> pulling_from;
+  std::map<std::string, key_set> co_followers;
+  std::map<std::string, key_set> pulling_from;
   /// Co-followers pulled from that were not connected at the last
   /// checks, with how many in a row (feed -> id -> misses).
   std::map<std::string, std::map<protocol::public_key, std::uint32_t>> pull_missed;
   /// Co-followers passed over while pulled (out of reach): the next
   /// choices skip them until every other has been passed over too. Always
   /// a subset of co_followers (feed -> ids).
-  std::map<std::string, std::set<protocol::public_key>> passed_over;
+  std::map<std::string, key_set> passed_over;
   /// Feed rendezvous whose joined/left events we asked the relays to stop
   /// sending (update_feed_watch).
   std::set<std::string> unwatched_feeds;
@@ -471,6 +477,12 @@ void pull_feed_from_co_followers(node_pointer self, const std::string& feed, con
     self->send(p, meet_atom::value);
     self->send(p, pull_atom::value, feed);
   }
+  // Empty sets are as good as none (every reader looks them up with
+  // find), and a map entry with a feed's id costs about 200 bytes.
+  if (pulling.empty())
+    st.pulling_from.erase(feed);
+  if (skipped.empty())
+    st.passed_over.erase(feed);
 }
 
 /// A co-follower met only to pull feeds from, and no longer pulled for
@@ -1382,13 +1394,15 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           // Another follower of a feed we follow (the relay's word: what it
           // serves is verified like anything else).
           auto& cf = st.co_followers[topic];
-          auto& skipped = st.passed_over[topic];
           if (pk != st.env->self.pub() && protocol::feed_topic(pk).id != topic &&
               cf.count(pk) == 0) {
-            if (cf.size() >= max_co_followers && !skipped.empty()) {
+            auto skipped = st.passed_over.find(topic);
+            if (cf.size() >= max_co_followers && skipped != st.passed_over.end()) {
               // Full: a newcomer takes the place of one passed over.
-              cf.erase(*skipped.begin());
-              skipped.erase(skipped.begin());
+              cf.erase(*skipped->second.begin());
+              skipped->second.erase(skipped->second.begin());
+              if (skipped->second.empty())
+                st.passed_over.erase(skipped);
             }
             if (cf.size() < max_co_followers)
               cf.insert(pk);

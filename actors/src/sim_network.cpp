@@ -37,11 +37,13 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         net->close_end(other->first, other->second);
         auto owner = other->second.owner;
         auto id = other->first;
-        auto delay = net->latency_of(it->second.local, it->second.remote);
+        const auto& local = net->address_name(it->second.local);
+        const auto& remote = net->address_name(it->second.remote);
+        auto delay = net->latency_of(local, remote);
         if (!net->holds.empty()) {
           // The close follows the bytes held before it.
           const auto now = static_cast<std::int64_t>(clock_ms(self->clock().now()));
-          const auto until = net->held_until(it->second.local, it->second.remote, now);
+          const auto until = net->held_until(local, remote, now);
           if (until > now)
             delay = std::chrono::milliseconds(
                 std::max(until + delay.count(), other->second.deliver_after_ms) - now);
@@ -62,8 +64,18 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         }
         const conn_id mine = net->next_id++;
         const conn_id theirs = net->next_id++;
-        net->conns[mine] = sim_network::end{address, to, owner, theirs, true};
-        net->conns[theirs] = sim_network::end{to, address, it->second, mine, true};
+        const auto here = net->address_id(address);
+        const auto there = net->address_id(to);
+        auto& m = net->conns[mine];
+        m.local = here;
+        m.remote = there;
+        m.owner = owner;
+        m.peer_end = theirs;
+        auto& t = net->conns[theirs];
+        t.local = there;
+        t.remote = here;
+        t.owner = it->second;
+        t.peer_end = mine;
         net->opened_end(mine, net->conns[mine]);
         net->opened_end(theirs, net->conns[theirs]);
         auto listener = it->second;
@@ -95,7 +107,9 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         net->mix(bytes);
         sim_network::packet_outcome pk;
         if (net->packet_model_on())
-          pk = net->draw_packet_faults(it->second.local, it->second.remote, bytes.size(), it->first, now);
+          pk = net->draw_packet_faults(net->address_name(it->second.local),
+                                       net->address_name(it->second.remote), bytes.size(), it->first,
+                                       now);
         if ((net->reset_probability > 0 && net->draw() < net->reset_probability) || pk.give_up) {
           ++net->reset_count;
           net->close_end(it->first, it->second);
@@ -108,19 +122,19 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
           return;
         }
         if (other->second.paused) {
-          other->second.held.push_back(bytes); // as a kernel buffer would
+          other->second.more().held.push_back(bytes); // as a kernel buffer would
           return;
         }
         // Tampering above the stream (set_tampering): what arrives is one
         // run of bytes, as a stream would hand it over. No copy without it.
         auto& to = other->second;
-        const bool tamper = !to.stashed.empty() || net->duplicate_probability > 0 ||
+        const bool tamper = to.has_stashed() || net->duplicate_probability > 0 ||
                             net->reorder_probability > 0;
         std::string payload = tamper ? bytes : std::string();
         bool tampered = false;
-        if (!to.stashed.empty()) {
-          payload += to.stashed; // the kept-back send, after this one
-          to.stashed.clear();
+        if (to.has_stashed()) {
+          payload += to.kept->stashed; // the kept-back send, after this one
+          to.kept->stashed.clear();
           tampered = true;
           ++net->tamper.swapped;
         }
@@ -131,7 +145,7 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         }
         if (net->reorder_probability > 0 && net->draw() < net->reorder_probability && !tampered &&
             !bytes.empty()) {
-          to.stashed = std::move(payload); // arrives after the next send
+          to.more().stashed = std::move(payload); // arrives after the next send
           ++net->tamper.reordered;
           return;
         }
@@ -139,9 +153,11 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         // (bandwidth), then takes latency plus jitter, never arriving before
         // the bytes sent earlier on this connection (a stream keeps its order).
         std::int64_t leave = now;
+        const auto& local = net->address_name(it->second.local);
+        const auto& remote = net->address_name(it->second.remote);
         if (!net->holds.empty()) {
           net->drop_ended_holds(now);
-          leave = net->held_until(it->second.local, it->second.remote, now);
+          leave = net->held_until(local, remote, now);
           if (leave > now)
             ++net->held_count;
         }
@@ -150,11 +166,11 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         // So do segments sent again or twice below the stream.
         const auto on_wire = (tamper ? payload.size() : bytes.size()) + pk.extra_bytes;
         if (net->default_bandwidth > 0 || !net->bandwidth.empty())
-          leave = (net->leave_us(it->second.local, it->second.remote, leave, on_wire) + 999) / 1000;
-        std::int64_t delay = net->latency_of(it->second.local, it->second.remote).count() + pk.extra_ms;
+          leave = (net->leave_us(local, remote, leave, on_wire) + 999) / 1000;
+        std::int64_t delay = net->latency_of(local, remote).count() + pk.extra_ms;
         if (net->jitter.count() > 0 || !net->link_jitter.empty() ||
             net->jitter_model == sim_network::jitter_kind::empirical)
-          delay += net->draw_jitter_ms(it->second.local, it->second.remote);
+          delay += net->draw_jitter_ms(local, remote);
         const auto arrive = std::max(leave + delay, other->second.deliver_after_ms);
         other->second.deliver_after_ms = arrive;
         if (tampered && to.tampered_at_ms < 0)
@@ -177,10 +193,12 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         if (it == net->conns.end() || !it->second.paused)
           return;
         it->second.paused = false;
-        auto held = std::move(it->second.held);
-        it->second.held.clear();
+        std::vector<std::string> held;
+        if (it->second.kept)
+          held.swap(it->second.kept->held);
         auto owner = it->second.owner;
-        const auto delay = net->latency_of(it->second.local, it->second.remote);
+        const auto delay = net->latency_of(net->address_name(it->second.local),
+                                           net->address_name(it->second.remote));
         net->forget(c); // if it was closed meanwhile
         lock.unlock();
         for (auto& b : held)
@@ -210,8 +228,8 @@ void sim_network::unlisten(const std::string& address) {
   {
     std::lock_guard lock(mu);
     listeners.erase(address);
-    list = close_where_at({address},
-                          [&](const end& e) { return e.local == address || e.remote == address; });
+    const auto id = address_id(address);
+    list = close_where_at({address}, [&](const end& e) { return e.local == id || e.remote == id; });
   }
   notify_closed(list, "node went away");
 }
@@ -231,8 +249,10 @@ void sim_network::set_link(const std::string& a, const std::string& b, bool up) 
       return;
     }
     cut.insert(key);
+    const auto ia = address_id(a);
+    const auto ib = address_id(b);
     list = close_where_at({a, b}, [&](const end& e) {
-      return (e.local == a && e.remote == b) || (e.local == b && e.remote == a);
+      return (e.local == ia && e.remote == ib) || (e.local == ib && e.remote == ia);
     });
   }
   notify_closed(list, "link down");
@@ -253,7 +273,7 @@ void sim_network::set_node_up(const std::string& a, bool up) {
     if (auto it = open_by_address.find(a); it != open_by_address.end())
       for (auto id : it->second) {
         const auto& e = conns.at(id);
-        auto r = rank_of.find(e.remote);
+        auto r = rank_of.find(address_name(e.remote));
         const auto rank = r != rank_of.end() ? r->second : rank_of.size();
         ids.emplace_back(rank, id);
         if (auto other = conns.find(e.peer_end); other != conns.end() && other->second.open)
@@ -514,7 +534,7 @@ sim_network::tamper_figures sim_network::tampering(std::int64_t now_ms) const {
       continue;
     if (e.tampered_at_ms >= 0)
       ++(e.tampered_at_ms <= now_ms ? f.open : f.in_flight);
-    if (!e.stashed.empty())
+    if (e.has_stashed())
       ++f.withheld;
   }
   return f;
@@ -537,7 +557,9 @@ std::uint64_t sim_network::partition(std::set<std::string> a, std::set<std::stri
     std::lock_guard lock(mu);
     id = next_partition++;
     list = close_where([&](const end& e) {
-      return (a.count(e.local) && b.count(e.remote)) || (b.count(e.local) && a.count(e.remote));
+      const auto& l = address_name(e.local);
+      const auto& r = address_name(e.remote);
+      return (a.count(l) && b.count(r)) || (b.count(l) && a.count(r));
     });
     partitions[id] = partition_rule{std::move(a), std::move(b)};
   }

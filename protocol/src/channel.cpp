@@ -155,7 +155,9 @@ struct channel::impl {
   // in the handshake state).
   std::optional<std::uint64_t> chain_started_ms_; // of the ticket resumed with
   bool resumed_ = false;
-  std::optional<resume_ticket> next_ticket_;
+  // Held only until the owner takes it (at the peer's hello): out of
+  // line, so the open channel does not carry its room for good.
+  std::unique_ptr<resume_ticket> next_ticket_;
 
   /// What only the handshake needs, dropped (its secrets wiped) as soon
   /// as the channel is open or closed: an open channel keeps its session
@@ -217,7 +219,8 @@ struct channel::impl {
     forget_ticket(next_ticket_);
   }
 
-  static void forget_ticket(std::optional<resume_ticket>& t) {
+  template <class Holder> // std::optional or std::unique_ptr
+  static void forget_ticket(Holder& t) {
     if (t)
       sodium_memzero(t->secret.data(), t->secret.size());
     t.reset();
@@ -308,7 +311,7 @@ struct channel::impl {
     std::memcpy(r.secret.data(), t.data() + ticket_id_bytes, ticket_secret_bytes);
     r.peer = *peer_;
     r.chain_started_ms = resumed_ ? chain_started_ms_ : std::nullopt;
-    next_ticket_ = r;
+    next_ticket_ = std::make_unique<resume_ticket>(r);
     sodium_memzero(t.data(), t.size());
     sodium_memzero(r.secret.data(), r.secret.size());
   }
@@ -675,7 +678,9 @@ std::optional<resume_ticket> channel::take_ticket() {
   auto& i = *impl_;
   if (i.step_ != impl::step::open)
     return std::nullopt;
-  auto t = std::move(i.next_ticket_);
+  if (!i.next_ticket_)
+    return std::nullopt;
+  std::optional<resume_ticket> t = *i.next_ticket_;
   impl::forget_ticket(i.next_ticket_);
   return t;
 }

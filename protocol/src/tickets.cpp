@@ -33,7 +33,7 @@ ticket_cache::ticket_cache(std::size_t max_tickets, std::uint64_t lifetime_ms, c
 
 ticket_cache::~ticket_cache() {
   for (auto& [id, e] : by_id_)
-    sodium_memzero(e.ticket.secret.data(), e.ticket.secret.size());
+    sodium_memzero(e.secret.data(), e.secret.size());
 }
 
 void ticket_cache::erase_locked(ticket_id id) {
@@ -41,7 +41,7 @@ void ticket_cache::erase_locked(ticket_id id) {
   if (it == by_id_.end())
     return;
   auto& e = it->second;
-  if (auto p = by_peer_.find(e.ticket.peer); p != by_peer_.end()) {
+  if (auto p = by_peer_.find(e.peer); p != by_peer_.end()) {
     auto& slots = p->second;
     auto end = slots.ids.begin() + slots.count;
     if (auto at = std::find(slots.ids.begin(), end, id); at != end) {
@@ -51,19 +51,16 @@ void ticket_cache::erase_locked(ticket_id id) {
     if (slots.count == 0)
       by_peer_.erase(p);
   }
-  sodium_memzero(e.ticket.secret.data(), e.ticket.secret.size());
+  sodium_memzero(e.secret.data(), e.secret.size());
   by_id_.erase(it);
 }
 
 void ticket_cache::evict_oldest_locked() {
-  while (!order_.empty()) {
-    auto [seq, id] = order_.front();
-    order_.pop_front();
-    if (auto it = by_id_.find(id); it != by_id_.end() && it->second.seq == seq) {
-      erase_locked(id);
-      return;
-    }
-  }
+  auto oldest = std::min_element(by_id_.begin(), by_id_.end(), [](const auto& a, const auto& b) {
+    return a.second.seq < b.second.seq;
+  });
+  if (oldest != by_id_.end())
+    erase_locked(oldest->first);
 }
 
 void ticket_cache::put(const resume_ticket& t, std::uint64_t now_ms) {
@@ -78,18 +75,9 @@ void ticket_cache::put(const resume_ticket& t, std::uint64_t now_ms) {
   while (by_id_.size() >= max_)
     evict_oldest_locked();
   const auto seq = next_seq_++;
-  by_id_.emplace(t.id, entry{t, t.chain_started_ms.value_or(now_ms), seq});
+  by_id_.emplace(t.id, entry{t.secret, t.peer, t.chain_started_ms.value_or(now_ms), seq});
   auto& slots = by_peer_[t.peer];
   slots.ids[slots.count++] = t.id;
-  order_.emplace_back(seq, t.id);
-  if (order_.size() > 2 * by_id_.size() + 64) {
-    // Most of the queue is tickets already taken: keep the live ones.
-    std::deque<std::pair<std::uint64_t, ticket_id>> live;
-    for (const auto& [s, id] : order_)
-      if (auto it = by_id_.find(id); it != by_id_.end() && it->second.seq == s)
-        live.emplace_back(s, id);
-    order_.swap(live);
-  }
 }
 
 std::optional<resume_ticket> ticket_cache::take_locked(const ticket_id& id, std::uint64_t now_ms) {
@@ -101,7 +89,10 @@ std::optional<resume_ticket> ticket_cache::take_locked(const ticket_id& id, std:
   // connection was accepted) counts as no time at all.
   const auto started = it->second.chain_started_ms;
   if (now_ms < started || now_ms - started < lifetime_ms_) {
-    t = it->second.ticket;
+    t.emplace();
+    t->id = id;
+    t->secret = it->second.secret;
+    t->peer = it->second.peer;
     t->chain_started_ms = started;
   }
   erase_locked(id);

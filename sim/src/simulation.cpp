@@ -2015,9 +2015,11 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     const auto& to_addr = w.nodes_[to].address;
     std::lock_guard lock(w.net_->mu);
     const auto t = static_cast<std::int64_t>(w.now_ms());
+    const auto to_id = w.net_->address_id(to_addr);
+    const auto from_id = w.net_->address_id(from_addr);
     std::uint64_t n = 0;
     for (const auto& [id, e] : w.net_->conns)
-      if (e.open && e.local == to_addr && e.remote == from_addr && e.deliver_after_ms > t)
+      if (e.open && e.local == to_id && e.remote == from_id && e.deliver_after_ms > t)
         ++n;
     return n;
   };

@@ -17,11 +17,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace kith::actors {
@@ -202,18 +204,43 @@ public:
   [[nodiscard]] std::uint64_t sends() const;
 
   // Used by the transport actors.
+  /// One end of a connection. The simulator holds two per connection,
+  /// tens per node: addresses are numbers (address_name), and what only
+  /// paused readers and reordering need sits out of line.
   struct end {
-    std::string local;
-    std::string remote;
+    std::uint32_t local = 0;  // address_id
+    std::uint32_t remote = 0; // address_id
     caf::actor owner;
     conn_id peer_end = 0;
-    bool open = true;
     std::int64_t deliver_after_ms = 0; // arrival time of the last bytes sent here
-    bool paused = false;            // the owner stopped reading
-    std::vector<std::string> held;  // bytes that arrived while paused
-    std::string stashed;            // reordered bytes waiting for the next send here
-    std::int64_t tampered_at_ms = -1; // first arrival of duplicated or swapped bytes (set_tampering)
+    std::int64_t tampered_at_ms = -1;  // first arrival of duplicated or swapped bytes (set_tampering)
+    bool open = true;
+    bool paused = false; // the owner stopped reading
+    struct withheld {
+      std::vector<std::string> held; // bytes that arrived while paused
+      std::string stashed;           // reordered bytes waiting for the next send here
+    };
+    std::unique_ptr<withheld> kept; // made on first use (more())
+    withheld& more() {
+      if (!kept)
+        kept = std::make_unique<withheld>();
+      return *kept;
+    }
+    [[nodiscard]] bool holds_bytes() const { return kept && !kept->held.empty(); }
+    [[nodiscard]] bool has_stashed() const { return kept && !kept->stashed.empty(); }
   };
+  /// Addresses as the ends name them: numbered in the order first seen
+  /// (never forgotten; a simulation has as many as it has nodes and
+  /// relays). A deque: a name's reference stays valid as others come.
+  std::uint32_t address_id(const std::string& address) {
+    auto [it, fresh] = address_ids.try_emplace(address, static_cast<std::uint32_t>(address_names.size()));
+    if (fresh)
+      address_names.push_back(address);
+    return it->second;
+  }
+  [[nodiscard]] const std::string& address_name(std::uint32_t id) const { return address_names[id]; }
+  std::deque<std::string> address_names;
+  std::unordered_map<std::string, std::uint32_t> address_ids;
   std::mutex mu;
   std::map<conn_id, end> conns;
   std::map<std::string, caf::actor> listeners;
@@ -372,14 +399,14 @@ public:
   /// Open ends by their local address: closing a node's or a link's
   /// connections looks at those only, not at every connection ever made.
   std::map<std::string, std::set<conn_id>> open_by_address;
-  void opened_end(conn_id id, const end& e) { open_by_address[e.local].insert(id); }
+  void opened_end(conn_id id, const end& e) { open_by_address[address_name(e.local)].insert(id); }
   void close_end(conn_id id, end& e) {
     e.open = false;
     if (e.tampered_at_ms >= 0) {
       e.tampered_at_ms = -1;
       ++tamper.closed;
     }
-    if (auto it = open_by_address.find(e.local); it != open_by_address.end()) {
+    if (auto it = open_by_address.find(address_name(e.local)); it != open_by_address.end()) {
       it->second.erase(id);
       if (it->second.empty())
         open_by_address.erase(it);
@@ -389,11 +416,11 @@ public:
   /// so the table holds open connections only (a closed id is unknown).
   void forget(conn_id id) {
     auto it = conns.find(id);
-    if (it == conns.end() || it->second.open || !it->second.held.empty())
+    if (it == conns.end() || it->second.open || it->second.holds_bytes())
       return;
     auto other = conns.find(it->second.peer_end);
     if (other != conns.end()) {
-      if (other->second.open || !other->second.held.empty())
+      if (other->second.open || other->second.holds_bytes())
         return;
       windows.erase(other->first);
       conns.erase(other);

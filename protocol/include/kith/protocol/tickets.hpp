@@ -9,7 +9,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <array>
-#include <deque>
 #include <unordered_map>
 #include <mutex>
 #include <optional>
@@ -49,10 +48,14 @@ public:
 
 private:
   using ticket_id = resume_ticket::ticket_id;
+  // The ticket's fields but its id (the table's key), in 80 bytes: with
+  // the table's own 32, each fits jemalloc's 112-byte class. The
+  // simulator holds tens of them per node.
   struct entry {
-    resume_ticket ticket;
+    std::array<std::uint8_t, 32> secret{};
+    public_key peer;
     std::uint64_t chain_started_ms = 0;
-    std::uint64_t seq = 0;
+    std::uint64_t seq = 0; // put order: the smallest goes first when full
   };
   /// SipHash-2-4 of the bytes under the cache's key.
   struct keyed_hash {
@@ -62,6 +65,9 @@ private:
   };
   std::optional<resume_ticket> take_locked(const ticket_id& id, std::uint64_t now_ms);
   void erase_locked(ticket_id id); // by value: callers pass ids that live in the tables
+  /// A scan of the table: only when it is full (max_ tickets), which a
+  /// node reaches with that many peers; cheaper in memory than a queue
+  /// of the put order, which every cache would carry.
   void evict_oldest_locked();
 
   const std::size_t max_;
@@ -79,7 +85,7 @@ private:
   /// Put order, for evicting the oldest: (seq, id), with entries of
   /// tickets already gone skipped (their seq no longer matches) and
   /// dropped in a compaction once they outnumber the live ones.
-  std::deque<std::pair<std::uint64_t, ticket_id>> order_;
-  std::uint64_t next_seq_ = 0;};
+  std::uint64_t next_seq_ = 0;
+};
 
 } // namespace kith::protocol
