@@ -142,7 +142,6 @@ using key_set = boost::container::flat_set<protocol::public_key>;
 struct node_state {
   std::shared_ptr<node_env> env;
   std::map<protocol::public_key, peer_actor> peers;
-  std::map<caf::actor_addr, protocol::public_key> peer_by_addr;
   std::map<std::string, topic_actor> topics;
   std::map<conn_id, pending_conn> handshaking;
   std::map<conn_id, peer_actor> routed;
@@ -221,7 +220,6 @@ peer_actor ensure_peer(node_pointer self, const protocol::public_key& pk, bool f
   auto p = spawn_peer(self->system(), st.env, pk, followed, address, self);
   self->monitor(p);
   st.peers.emplace(pk, p);
-  st.peer_by_addr.emplace(p.address(), pk);
   return p;
 }
 
@@ -1229,16 +1227,16 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
   }
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    auto it = st.peer_by_addr.find(dm.source);
-    if (it == st.peer_by_addr.end())
+    // Every peer actor is in `peers` from its spawn to its down (nothing
+    // else erases or replaces one), so a scan finds it: no second map
+    // from actor to key (80 bytes per peer), as `routed` is scanned too.
+    auto pit = std::find_if(st.peers.begin(), st.peers.end(),
+                            [&](const auto& entry) { return entry.second.address() == dm.source; });
+    if (pit == st.peers.end())
       return;
-    auto pk = it->second;
-    st.peer_by_addr.erase(it);
-    auto pit = st.peers.find(pk);
-    if (pit != st.peers.end() && pit->second.address() == dm.source) {
-      st.peers.erase(pit);
-      st.linked.erase(pk);
-    }
+    const auto pk = pit->first;
+    st.peers.erase(pit);
+    st.linked.erase(pk);
     for (auto r = st.routed.begin(); r != st.routed.end();)
       r = r->second.address() == dm.source ? st.routed.erase(r) : std::next(r);
     // A co-follower whose actor ended (its connection closed) is no longer
