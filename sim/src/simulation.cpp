@@ -1698,6 +1698,31 @@ kv_verdict check_kv_key(const std::vector<kv_record>& log,
 // The shuffle of all the others would take O(n^2) in all at 100,000
 // nodes. The list of every other node, left behind as the vector's
 // capacity, was 1.4 GB of a 10,000-node run's heap: hence shrink_to_fit.
+void recent_pace::add(double wall_s, double simulated_s) {
+  seen_.emplace_back(wall_s, simulated_s);
+  // Keep one observation at or before the window's start, so the pace
+  // spans the whole window once the run is that long.
+  while (seen_.size() > 2 && seen_[1].first <= wall_s - window_s_)
+    seen_.pop_front();
+}
+
+std::optional<double> recent_pace::pace() const {
+  if (seen_.size() < 2)
+    return std::nullopt;
+  const double wall = seen_.back().first - seen_.front().first;
+  const double simulated = seen_.back().second - seen_.front().second;
+  if (wall <= 0 || simulated <= 0)
+    return std::nullopt;
+  return simulated / wall;
+}
+
+std::optional<double> recent_pace::wall_left(double end_s) const {
+  const auto p = pace();
+  if (!p || seen_.empty())
+    return std::nullopt;
+  return std::max(0.0, end_s - seen_.back().second) / *p;
+}
+
 std::vector<std::size_t> pick_follows(std::size_t i, std::size_t n, std::size_t k, std::mt19937_64& g) {
   const std::size_t others = n > 0 ? n - 1 : 0;
   k = std::min(k, others);
@@ -2334,6 +2359,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     w.advance_to(t);
   };
   auto last_progress = steady_clock::now();
+  recent_pace pace;
   std::uint64_t last_sends = w.net_->sends();
   std::uint64_t events = 0;
   auto report = [&](const std::string& phase, std::uint64_t t) {
@@ -2349,15 +2375,20 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     const double simulated = (t - start) / 1000.0;
     const auto sends = w.net_->sends();
     // Messages per wall second since the last line; and, in the workload,
-    // the wall time left at the average pace so far.
+    // the wall time left at the pace of the last 30 wall seconds
+    // (recent_pace).
     const double rate = static_cast<double>(sends - last_sends) / since;
     last_sends = sends;
-    char eta[96] = "";
-    if (phase == "workload" && simulated > 0 && simulated < s.duration_s && paced > 0) {
-      const double left_s = (s.duration_s - simulated) * paced / simulated;
+    char eta[128] = "";
+    if (phase == "workload")
+      pace.add(paced, simulated);
+    const auto left = pace.wall_left(s.duration_s);
+    if (phase == "workload" && simulated < s.duration_s && left) {
+      const double left_s = *left;
       const bool hours = left_s >= 7200, minutes = left_s >= 120;
-      std::snprintf(eta, sizeof eta, ", %.3g simulated s per wall s, about %.*f wall %s left",
-                    simulated / paced, hours ? 1 : 0,
+      std::snprintf(eta, sizeof eta,
+                    ", %.3g simulated s per wall s in the last 30 wall s, about %.*f wall %s left at that pace",
+                    *pace.pace(), hours ? 1 : 0,
                     hours ? left_s / 3600 : minutes ? left_s / 60 : left_s, hours ? "h" : minutes ? "min" : "s");
     }
     char buf[400];

@@ -897,6 +897,51 @@ TEST_CASE("shared topics that retire silent members (retire_shared_topics): the 
   CHECK(error.find("retire_shared_topics") != std::string::npos);
 }
 
+TEST_CASE("the progress estimate follows the last minute's pace, not the start's join storm", "[sim]") {
+  recent_pace pace(60);
+  CHECK_FALSE(pace.wall_left(1000));
+  pace.add(0, 0);
+  CHECK_FALSE(pace.pace()); // one observation: no pace yet
+  // The storm: 600 wall seconds for the first simulated second.
+  double wall = 0, simulated = 0;
+  while (wall < 600) {
+    wall += 2;
+    simulated += 2.0 / 600;
+    pace.add(wall, simulated);
+  }
+  REQUIRE(pace.pace());
+  CHECK(*pace.pace() == Approx(1.0 / 600));
+  // Then one simulated second per wall second. Half a window in, the pace
+  // mixes both; a whole window in, it is the new pace alone.
+  for (int i = 0; i < 15; ++i) {
+    wall += 2;
+    simulated += 2;
+    pace.add(wall, simulated);
+  }
+  REQUIRE(pace.pace());
+  CHECK(*pace.pace() > 1.0 / 600);
+  CHECK(*pace.pace() < 1.0);
+  for (int i = 0; i < 35; ++i) {
+    wall += 2;
+    simulated += 2;
+    pace.add(wall, simulated);
+  }
+  REQUIRE(pace.pace());
+  CHECK(*pace.pace() == Approx(1.0));
+  // 100 wall seconds after the storm: 1000 - 101 simulated seconds left,
+  // as many wall seconds at this pace (an average since the start would
+  // say about 6,200).
+  REQUIRE(simulated == Approx(101.0));
+  REQUIRE(pace.wall_left(1000));
+  CHECK(*pace.wall_left(1000) == Approx(899.0));
+  CHECK(*pace.wall_left(50) == Approx(0.0)); // past the end: nothing left
+  // A clock that stood still for the whole window gives no pace.
+  recent_pace still(10);
+  still.add(0, 5);
+  still.add(20, 5);
+  CHECK_FALSE(still.pace());
+}
+
 TEST_CASE("follows are distinct others, fixed by the seed, and up to 10,000 nodes the first of a shuffle",
           "[sim]") {
   const std::uint64_t seed = 7;

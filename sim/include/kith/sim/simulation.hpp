@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -404,6 +405,29 @@ struct run_options {
 /// node instead of O(n). The result keeps no spare capacity.
 [[nodiscard]] std::vector<std::size_t> pick_follows(std::size_t i, std::size_t n, std::size_t k,
                                                     std::mt19937_64& g);
+
+/// The pace of a run for its progress lines: simulated seconds per wall
+/// second over about the last `window_s` wall seconds, not since the
+/// start. A large run spends its first simulated second or so with every
+/// node dialling and resyncing at once (ten wall minutes at 100,000
+/// nodes), then goes tens of times faster; an average since the start
+/// would carry that storm in every estimate to the end of the run.
+class recent_pace {
+public:
+  explicit recent_pace(double window_s = 30) : window_s_(window_s) {}
+  /// One observation: wall seconds and simulated seconds since the start
+  /// (both never decreasing).
+  void add(double wall_s, double simulated_s);
+  /// Simulated seconds per wall second over the window; nullopt before
+  /// two observations apart in wall time or while the clock stood still.
+  [[nodiscard]] std::optional<double> pace() const;
+  /// Wall seconds left to reach `end_s` simulated seconds at that pace.
+  [[nodiscard]] std::optional<double> wall_left(double end_s) const;
+
+private:
+  double window_s_;
+  std::deque<std::pair<double, double>> seen_; // (wall, simulated), oldest first
+};
 
 /// Runs the scenario (check_scenario must have passed: a bad scenario
 /// throws std::invalid_argument). `progress` (may be empty) gets a line
