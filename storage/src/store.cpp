@@ -36,6 +36,12 @@ struct store::topic_state {
   /// Members that owe a full resync -> our own base when they joined: the
   /// 'o' rows, loaded with the topic.
   std::map<replica_id, std::uint64_t> owed;
+  /// Signed batches stored since the last sweep of spent ones, and what
+  /// that sweep left and read (drop_spent_batches). In memory only: after
+  /// a restart the first sweep comes after min_batches_per_sweep.
+  std::size_t batches_since_sweep = 0;
+  std::size_t batches_after_sweep = 0;
+  std::size_t rows_read_by_sweep = 0;
 };
 
 struct store::commit_input {
@@ -1031,7 +1037,113 @@ status store::commit(topic_state& ts, commit_input& in) {
   ts.unstripped = std::move(unstripped);
   for (auto& ws : in.summaries)
     ts.summaries[ws.rid] = std::move(ws);
+  ts.batches_since_sweep += in.batches.size();
+  if (ts.batches_since_sweep >=
+      std::max({min_batches_per_sweep, ts.batches_after_sweep, ts.rows_read_by_sweep / 8})) {
+    // What is committed stays committed: a sweep that fails leaves its
+    // batches for the next one.
+    (void)drop_spent_batches(ts);
+  }
   return ok_status();
+}
+
+status store::drop_spent_batches(topic_state& ts) {
+  ts.batches_since_sweep = 0;
+  const lay::topic_rows& rows = ts.rows;
+  // Every dot a batch may still have to prove: the writes keys hold and
+  // the kept headers of writes they no longer hold.
+  std::map<std::uint64_t, std::vector<std::uint64_t>> live; // replica -> counters
+  std::size_t read = 0;
+  bool bad = false;
+  const std::string cp = lay::topic_prefix('c', rows);
+  auto st = kv_->scan(cp, prefix_end(cp), [&](std::string_view, std::string_view v) {
+    ++read;
+    container c;
+    if (!decoded(v, c)) {
+      bad = true;
+      return false;
+    }
+    for (const auto& [d, sib] : c.dots())
+      live[d.id.value()].push_back(d.n.value());
+    return true;
+  });
+  if (!st)
+    return st;
+  if (bad)
+    return corrupt("a stored container of " + ts.desc.id);
+  const std::string sp = lay::topic_prefix('s', rows);
+  constexpr std::size_t dot_row_size = 1 + lay::topic_rows::size + 16;
+  st = kv_->scan(sp, prefix_end(sp), [&](std::string_view k, std::string_view) {
+    ++read;
+    if (k.size() != dot_row_size) {
+      bad = true;
+      return false;
+    }
+    live[lay::get_be64(k, 1 + lay::topic_rows::size)].push_back(
+        lay::get_be64(k, 1 + lay::topic_rows::size + 8));
+    return true;
+  });
+  if (!st)
+    return st;
+  if (bad)
+    return corrupt("a kept header row of " + ts.desc.id);
+  for (auto& [rid, counters] : live)
+    std::sort(counters.begin(), counters.end());
+  kv_batch b;
+  std::size_t kept = 0, dropped = 0;
+  const std::string bp = lay::topic_prefix('b', rows);
+  st = kv_->scan(bp, prefix_end(bp), [&](std::string_view k, std::string_view v) {
+    ++read;
+    signed_batch sb;
+    if (k.size() != dot_row_size || !decoded(v, sb) || sb.leaves.empty()) {
+      bad = true;
+      return false;
+    }
+    const auto l = live.find(sb.rid.value());
+    const bool needed = l != live.end() && [&] {
+      auto i = std::lower_bound(l->second.begin(), l->second.end(), sb.first);
+      return i != l->second.end() && *i <= sb.last();
+    }();
+    if (needed) {
+      ++kept;
+    } else {
+      b.del(std::string(k));
+      ++dropped;
+    }
+    return true;
+  });
+  if (!st)
+    return st;
+  if (bad)
+    return corrupt("a stored signed batch of " + ts.desc.id);
+  if (dropped > 0)
+    if (auto c = kv_->commit(b, opts_.sync); !c)
+      return c.err();
+  ts.batches_after_sweep = kept;
+  ts.rows_read_by_sweep = read;
+  return ok_status();
+}
+
+status store::sweep_batches(const std::string& topic) {
+  std::lock_guard lock(mu_);
+  auto ts = state(topic);
+  if (!ts)
+    return ts.err();
+  return drop_spent_batches(**ts);
+}
+
+std::size_t store::batch_count(const std::string& topic) {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  auto rows = rows_of(topic);
+  if (!rows)
+    return n;
+  const std::string p = lay::topic_prefix('b', *rows);
+  (void) kv_->scan(p, prefix_end(p), [&](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  });
+  return n;
 }
 
 // --- local writes ---------------------------------------------------------------

@@ -410,6 +410,64 @@ TEST_CASE("an overwrite learned second-hand removes the old value through its ke
   }
 }
 
+TEST_CASE("signed batches that prove nothing held are dropped; those of kept headers stay until "
+          "every member has them",
+          "[store]") {
+  for (auto b : backends) {
+    DYNAMIC_SECTION(test::name_of(b)) {
+      group g(b);
+      auto k = doc_key(g.people[0], "doc", "title");
+      std::optional<protocol::signed_reply> push41;
+      auto overwrite = [&](int i) {
+        auto seen = g.nodes[0]->read(g.id(), k);
+        REQUIRE(seen);
+        auto push = g.nodes[0]->write(
+            g.id(), {put(k, "\"v" + std::to_string(i) + "\"", seen->context)}, static_cast<std::uint64_t>(i + 1));
+        REQUIRE(push);
+        if (i == 41)
+          push41 = *push;
+      };
+      REQUIRE(g.nodes[0]->write(g.id(), {put(k, "\"v0\"")}, 1));
+      // Forty overwrites nobody else has seen: each superseded write is a
+      // kept header, and its batch (one per write here) must stay to prove it.
+      for (int i = 1; i <= 40; ++i)
+        overwrite(i);
+      REQUIRE(g.nodes[0]->sweep_batches(g.id()));
+      CHECK(g.nodes[0]->superseded_count(g.id()) == 40);
+      CHECK(g.nodes[0]->batch_count(g.id()) == 41);
+      CHECK(g.nodes[0]->check_topic(g.id()));
+      // So a peer pulling now gets every header with its proof.
+      pull(*g.nodes[1], *g.nodes[0], g.id());
+      CHECK(values_of(*g.nodes[1], g.id(), k) == std::vector<std::string>{"\"v40\""});
+      // Once every member has every dot the headers go, and a sweep leaves
+      // the one batch that proves the value held.
+      g.sync_all();
+      for (auto& n : g.nodes) {
+        CHECK(n->superseded_count(g.id()) == 0);
+        REQUIRE(n->sweep_batches(g.id()));
+        CHECK(n->batch_count(g.id()) == 1);
+        CHECK(n->check_topic(g.id()));
+        CHECK(values_of(*n, g.id(), k) == std::vector<std::string>{"\"v40\""});
+      }
+      // Without being asked: as writes go by, spent batches do not pile up.
+      for (int i = 41; i <= 100; ++i) {
+        overwrite(i);
+        g.sync_all();
+      }
+      for (auto& n : g.nodes) {
+        CHECK(n->batch_count(g.id()) <= store::min_batches_per_sweep + 1);
+        CHECK(n->check_topic(g.id()));
+        CHECK(values_of(*n, g.id(), k) == std::vector<std::string>{"\"v100\""});
+      }
+      // A spent write replayed after its batch went changes nothing.
+      REQUIRE(push41);
+      REQUIRE(g.nodes[2]->apply(*push41));
+      CHECK(values_of(*g.nodes[2], g.id(), k) == std::vector<std::string>{"\"v100\""});
+      CHECK(g.nodes[2]->check_topic(g.id()));
+    }
+  }
+}
+
 TEST_CASE("in-memory stores sharing a value pool hold each value once and let it go with its "
           "last holder",
           "[store][kv]") {

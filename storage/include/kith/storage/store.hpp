@@ -288,6 +288,15 @@ public:
   /// that some member may not have seen yet), in order. A scan of their
   /// rows: for measurements and tests.
   [[nodiscard]] std::vector<dot> kept_dots(const std::string& topic);
+  /// The signed batches stored for the topic (a scan of their rows: for
+  /// measurements and tests). Batches that prove nothing the store still
+  /// holds are dropped as writes go by (drop_spent_batches).
+  [[nodiscard]] std::size_t batch_count(const std::string& topic);
+  /// Drops the topic's spent batches now (commit does it as batches come:
+  /// see drop_spent_batches below). For tests and tools.
+  [[nodiscard]] status sweep_batches(const std::string& topic);
+  /// Stored batches between two sweeps at least (see drop_spent_batches).
+  static constexpr std::size_t min_batches_per_sweep = 16;
   /// Sizes of a topic's causality metadata held in memory.
   struct metadata_sizes {
     std::size_t members = 0;         // watermark members, self included
@@ -331,6 +340,14 @@ private:
   /// commit writes nothing).
   [[nodiscard]] bool changes_nothing(const topic_state& ts, const commit_input& in) const;
   status commit(topic_state& ts, commit_input& in);
+  /// Drops the topic's signed batches that no longer prove anything held:
+  /// none of their counters is a write some key holds ('c' rows) or a
+  /// kept header ('s' rows). A scan of those rows and the batches, in
+  /// one atomic batch of deletes. commit runs it once at least
+  /// min_batches_per_sweep batches were stored since the last one, and
+  /// no sooner than the batches that one kept and an eighth of the rows
+  /// it read: a few row reads per stored batch, whatever the topic's size.
+  status drop_spent_batches(topic_state& ts);
   /// Keeps newer writer summaries (verified by the caller) and drops the
   /// stored values they say their writers superseded, in one commit.
   status apply_summaries(topic_state& ts, std::vector<protocol::writer_summary> summaries);
