@@ -1132,19 +1132,7 @@ status store::sweep_batches(const std::string& topic) {
   return drop_spent_batches(**ts);
 }
 
-std::size_t store::batch_count(const std::string& topic) {
-  std::lock_guard lock(mu_);
-  std::size_t n = 0;
-  auto rows = rows_of(topic);
-  if (!rows)
-    return n;
-  const std::string p = lay::topic_prefix('b', *rows);
-  (void) kv_->scan(p, prefix_end(p), [&](std::string_view, std::string_view) {
-    ++n;
-    return true;
-  });
-  return n;
-}
+std::size_t store::batch_count(const std::string& topic) { return count_rows(topic, 'b'); }
 
 // --- local writes ---------------------------------------------------------------
 
@@ -2149,13 +2137,15 @@ result<store::key_sizes> store::key_metadata(const std::string& topic) {
   return out;
 }
 
-std::size_t store::superseded_count(const std::string& topic) {
+std::size_t store::superseded_count(const std::string& topic) { return count_rows(topic, 's'); }
+
+std::size_t store::count_rows(const std::string& topic, char kind) {
   std::lock_guard lock(mu_);
   std::size_t n = 0;
   auto rows = rows_of(topic);
   if (!rows)
     return n;
-  const std::string p = lay::topic_prefix('s', *rows);
+  const std::string p = lay::topic_prefix(kind, *rows);
   (void) kv_->scan(p, prefix_end(p), [&](std::string_view, std::string_view) {
     ++n;
     return true;

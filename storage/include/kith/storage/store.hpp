@@ -348,6 +348,8 @@ private:
   /// no sooner than the batches that one kept and an eighth of the rows
   /// it read: a few row reads per stored batch, whatever the topic's size.
   status drop_spent_batches(topic_state& ts);
+  /// Rows of one kind of the topic (a scan): superseded_count, batch_count.
+  std::size_t count_rows(const std::string& topic, char kind);
   /// Keeps newer writer summaries (verified by the caller) and drops the
   /// stored values they say their writers superseded, in one commit.
   status apply_summaries(topic_state& ts, std::vector<protocol::writer_summary> summaries);
