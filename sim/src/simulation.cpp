@@ -692,6 +692,15 @@ public:
         kept += n.env->store->superseded_count(t);
     return kept;
   }
+  /// Signed batches every store holds (each proves some write it holds,
+  /// or is spent and awaits the next sweep: docs/storage.md).
+  std::size_t signed_batches() {
+    std::size_t held = 0;
+    for (auto& n : nodes_)
+      for (const auto& t : n.env->store->topics())
+        held += n.env->store->batch_count(t);
+    return held;
+  }
 
   const scenario& s_;
   std::mt19937_64 rng_;
@@ -2617,6 +2626,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   const json metadata_at_churn_end = [&] {
     const auto m = w.metadata();
     return json{{"kept_headers", w.kept_headers()},
+                {"signed_batches", w.signed_batches()},
                 {"dot_map_entries", m.dot_map_entries},
                 {"watermark_members", m.members},
                 {"unstripped_keys", m.unstripped_keys}};
@@ -2971,6 +2981,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
         {"deletes_lost_with_departed_author", deletes_lost_with_author},
         {"at_churn_end", metadata_at_churn_end},
         {"at_end", json{{"kept_headers", w.kept_headers()},
+                        {"signed_batches", w.signed_batches()},
                         {"dot_map_entries", m.dot_map_entries},
                         {"watermark_members", m.members},
                         {"unstripped_keys", m.unstripped_keys}}},

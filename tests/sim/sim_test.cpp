@@ -323,6 +323,8 @@ TEST_CASE("the key-value workload converges to the naive model's values, keeping
   CHECK(kv["resurrected_deletes"] == 0);
   CHECK(kv["replicas_agree"] == true);
   CHECK(kv["keys_with_siblings"].get<int>() > 0);
+  // Every replica holds the batches that prove its values: at least one.
+  CHECK(a.json["membership"]["at_end"]["signed_batches"].get<int>() > 0);
   auto b = run(s);
   CHECK(without_wall(a.json) == without_wall(b.json));
 }
