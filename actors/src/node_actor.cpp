@@ -1395,7 +1395,8 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           if (pk != st.env->self.pub() && protocol::feed_topic(pk).id != topic &&
               cf.count(pk) == 0) {
             auto skipped = st.passed_over.find(topic);
-            if (cf.size() >= max_co_followers && skipped != st.passed_over.end()) {
+            if (cf.size() >= max_co_followers && skipped != st.passed_over.end() &&
+                !skipped->second.empty()) {
               // Full: a newcomer takes the place of one passed over.
               cf.erase(*skipped->second.begin());
               skipped->second.erase(skipped->second.begin());
@@ -1428,8 +1429,11 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
         auto& st = self->state;
         if (auto cf = st.co_followers.find(topic); cf != st.co_followers.end())
           cf->second.erase(pk);
-        if (auto po = st.passed_over.find(topic); po != st.passed_over.end())
+        if (auto po = st.passed_over.find(topic); po != st.passed_over.end()) {
           po->second.erase(pk);
+          if (po->second.empty())
+            st.passed_over.erase(po);
+        }
       },
       [self](tick_atom) {
         auto& st = self->state;
