@@ -685,21 +685,22 @@ public:
   std::shared_ptr<actors::membership_counters> counters_ =
       std::make_shared<actors::membership_counters>();
 
-  std::size_t kept_headers() {
-    std::size_t kept = 0;
+  /// count(store, topic) summed over every topic of every store.
+  template <class Count>
+  std::size_t sum_over_topics(Count count) {
+    std::size_t sum = 0;
     for (auto& n : nodes_)
       for (const auto& t : n.env->store->topics())
-        kept += n.env->store->superseded_count(t);
-    return kept;
+        sum += count(*n.env->store, t);
+    return sum;
+  }
+  std::size_t kept_headers() {
+    return sum_over_topics([](storage::store& st, const std::string& t) { return st.superseded_count(t); });
   }
   /// Signed batches every store holds (each proves some write it holds,
   /// or is spent and awaits the next sweep: docs/storage.md).
   std::size_t signed_batches() {
-    std::size_t held = 0;
-    for (auto& n : nodes_)
-      for (const auto& t : n.env->store->topics())
-        held += n.env->store->batch_count(t);
-    return held;
+    return sum_over_topics([](storage::store& st, const std::string& t) { return st.batch_count(t); });
   }
 
   const scenario& s_;
