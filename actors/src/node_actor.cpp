@@ -17,6 +17,7 @@
 #include <random>
 #include <map>
 #include <set>
+#include <tuple>
 #include <sodium.h>
 
 namespace kith::actors {
@@ -826,6 +827,48 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
                 [](const json& a, const json& b) { return a["id"] < b["id"]; });
       return json_result(200, json{{"topics", arr}});
     });
+  }
+  if (op == "follow" && p.contains("follows")) {
+    // A list of follows: their documents go into our feed as one signed
+    // batch (one signature, one stored batch at every replica of the
+    // feed) instead of one each. Checked whole before anything is done.
+    const auto& list = p["follows"];
+    if (!list.is_array() || list.empty() ||
+        list.size() > storage::documents::max_documents_per_batch)
+      return error_result(400, "invalid",
+                          "field 'follows' must be an array of 1 to " +
+                              std::to_string(storage::documents::max_documents_per_batch) +
+                              " {\"id\", \"address\"?} objects");
+    std::vector<std::tuple<protocol::public_key, std::string, std::string>> wanted;
+    std::set<protocol::public_key> seen;
+    for (const auto& f : list) {
+      if (!f.is_object() || !f.contains("id") || !f["id"].is_string() ||
+          (f.contains("address") && !f["address"].is_string()))
+        return error_result(400, "invalid", "each follow is {\"id\": string, \"address\"?: string}");
+      const auto id = f["id"].get<std::string>();
+      std::string why;
+      auto pk = protocol::parse_id(id, &why);
+      if (!pk)
+        return error_result(400, "invalid", "not an identity: " + why);
+      if (*pk == st.env->self.pub())
+        return error_result(400, "invalid", "a node does not follow itself");
+      if (!seen.insert(*pk).second)
+        return error_result(400, "invalid", id + " is listed twice");
+      wanted.emplace_back(*pk, id, f.value("address", std::string{}));
+    }
+    auto feed = ensure_topic(self, store.feed_topic_id());
+    json docs = json::array();
+    for (const auto& [pk, id, address] : wanted) {
+      st.follows[pk] = address;
+      if (!address.empty() && st.env->remember_address)
+        st.env->remember_address(id, address);
+      ensure_peer(self, pk, true, address);
+      join_feed_rendezvous(self, pk);
+      docs.push_back(json{{"subject", follows_prefix(self) + id},
+                          {"doc", json{{"id", id}, {"since", time_ms}}}});
+    }
+    return self->delegate(feed, doc_atom::value, std::string("put_many"),
+                          json{{"docs", std::move(docs)}}.dump(), time_ms);
   }
   if (op == "follow" || op == "unfollow") {
     std::string why;

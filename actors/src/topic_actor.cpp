@@ -322,6 +322,18 @@ api_result run_doc_op(topic_pointer self, const std::string& op, const json& p,
     for (auto d : *r)
       dots.push_back(json{{"replica", d.id.value()}, {"counter", d.n.value()}});
     out = json_result(200, json{{"subject", p.at("subject")}, {"topic", st.topic}, {"dots", dots}});
+  } else if (op == "put_many") {
+    // [{"subject", "doc"}, ...] in one signed batch (documents::put_many).
+    const auto& list = p.at("docs");
+    if (!list.is_array())
+      return error_result(400, "invalid", "field 'docs' must be an array");
+    std::vector<std::pair<std::string, json>> batch;
+    for (const auto& d : list)
+      batch.emplace_back(d.at("subject").get<std::string>(), d.at("doc"));
+    auto r = docs.put_many(batch, time_ms, st.topic);
+    if (!r)
+      return storage_error(r.err());
+    out = json_result(200, json{{"topic", st.topic}, {"documents", batch.size()}, {"writes", r->size()}});
   } else if (op == "del") {
     std::optional<std::string> pred;
     if (p.contains("predicate") && p["predicate"].is_string())

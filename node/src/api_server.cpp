@@ -443,6 +443,11 @@ route_result route(http::verb m, std::string_view target, const std::string& bod
       return call_with_body("follow", body, depth, {{"id", vt::string, req}, {"address", vt::string, opt}});
     return call_with_body("unfollow", body, depth, {{"id", vt::string, req}});
   }
+  if (path == "/v1/follows") { // a list of follows, written as one batch
+    if (m != http::verb::post)
+      return not_allowed(m, "POST");
+    return call_with_body("follow", body, depth, {{"follows", vt::array, req}});
+  }
   if (path == "/v1/connect") {
     if (m != http::verb::post)
       return not_allowed(m, "POST");

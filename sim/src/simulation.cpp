@@ -265,13 +265,21 @@ public:
     }
   }
 
+  /// Node i follows its list in one call: one signed batch in its feed
+  /// for all of them (a node importing its follows), not one per follow.
   void follow_all(std::size_t i) {
+    if (nodes_[i].follows.empty())
+      return;
+    json list = json::array();
     for (auto j : nodes_[i].follows) {
       json p{{"id", id_of(j)}};
       if (!s_.relay)
         p["address"] = nodes_[j].address;
-      api(i, "follow", p);
+      list.push_back(std::move(p));
     }
+    const auto r = api(i, "follow", json{{"follows", std::move(list)}});
+    if (r.status != 200) // the list is ours: a refusal is a bug, not a fault to simulate
+      throw std::runtime_error("node " + std::to_string(i) + " refused its follows: " + r.json);
   }
 
   actors::relay_host_options relay_options() const {

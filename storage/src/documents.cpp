@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <iterator>
 #include <set>
 
 namespace kith::storage {
@@ -65,17 +66,9 @@ result<std::string> documents::topic_for(const std::string& subject, std::string
   return protocol::feed_topic(*pk).id;
 }
 
-result<std::vector<dot>> documents::put(const std::string& subject, const json& obj,
-                                        std::uint64_t time_ms, std::string topic,
-                                        const json& contexts) {
-  const std::string me = protocol::to_text(store_.author());
-  if (topic.empty() && subject.rfind(me + "/", 0) != 0 && check_subject(subject))
-    return error{errc::unauthorized,
-                 "you can write only your own documents (" + me +
-                     "/...) to your feed; to edit a group's document, name its shared topic"};
-  auto t = topic_for(subject, std::move(topic));
-  if (!t)
-    return t.err();
+result<std::vector<write_op>> documents::ops_for(const std::string& topic,
+                                                const std::string& subject, const json& obj,
+                                                const json& contexts) {
   if (!obj.is_object() || obj.empty())
     return error{errc::invalid, "a document is a non-empty JSON object"};
   if (!contexts.is_object())
@@ -91,14 +84,29 @@ result<std::vector<dot>> documents::put(const std::string& subject, const json& 
         return error{errc::invalid, "the context given for \"" + pred + "\" is malformed"};
       op.context = *v;
     } else {
-      auto cur = store_.read(*t, op.key);
+      auto cur = store_.read(topic, op.key);
       if (!cur)
         return cur.err();
       op.context = cur->context;
     }
     ops.push_back(std::move(op));
   }
-  auto push = store_.write(*t, ops, time_ms);
+  return ops;
+}
+
+status documents::check_own(const std::string& subject, const std::string& topic) const {
+  const std::string me = protocol::to_text(store_.author());
+  if (topic.empty() && subject.rfind(me + "/", 0) != 0 && check_subject(subject))
+    return error{errc::unauthorized,
+                 "you can write only your own documents (" + me +
+                     "/...) to your feed; to edit a group's document, name its shared topic"};
+  return ok_status();
+}
+
+result<std::vector<dot>> documents::commit(const std::string& topic,
+                                           const std::vector<write_op>& ops,
+                                           std::uint64_t time_ms) {
+  auto push = store_.write(topic, ops, time_ms);
   if (!push)
     return push.err();
   if (on_push_)
@@ -108,6 +116,48 @@ result<std::vector<dot>> documents::put(const std::string& subject, const json& 
     for (const auto& [d, body] : e.records)
       dots.push_back(d);
   return dots;
+}
+
+result<std::vector<dot>> documents::put(const std::string& subject, const json& obj,
+                                        std::uint64_t time_ms, std::string topic,
+                                        const json& contexts) {
+  if (auto own = check_own(subject, topic); !own)
+    return own.err();
+  auto t = topic_for(subject, std::move(topic));
+  if (!t)
+    return t.err();
+  auto ops = ops_for(*t, subject, obj, contexts);
+  if (!ops)
+    return ops.err();
+  return commit(*t, *ops, time_ms);
+}
+
+result<std::vector<dot>> documents::put_many(const std::vector<std::pair<std::string, json>>& docs,
+                                             std::uint64_t time_ms, std::string topic) {
+  if (docs.empty() || docs.size() > max_documents_per_batch)
+    return error{errc::invalid, "a batch holds 1 to " + std::to_string(max_documents_per_batch) +
+                                    " documents, not " + std::to_string(docs.size())};
+  std::optional<std::string> t;
+  std::set<std::string> seen;
+  std::vector<write_op> ops;
+  for (const auto& [subject, obj] : docs) {
+    if (auto own = check_own(subject, topic); !own)
+      return own.err();
+    auto ti = topic_for(subject, topic);
+    if (!ti)
+      return ti.err();
+    if (t && *t != *ti)
+      return error{errc::invalid, "the documents of one batch must be in one topic; \"" +
+                                      subject + "\" is in another"};
+    t = std::move(*ti);
+    if (!seen.insert(subject).second)
+      return error{errc::invalid, "\"" + subject + "\" appears twice in one batch"};
+    auto more = ops_for(*t, subject, obj, json::object());
+    if (!more)
+      return more.err();
+    std::move(more->begin(), more->end(), std::back_inserter(ops));
+  }
+  return commit(*t, ops, time_ms);
 }
 
 result<json> documents::get(const std::string& subject, std::string topic) {

@@ -1006,3 +1006,62 @@ TEST_CASE("co_follower_linger 0 closes a co-follower connection once the pulls s
   CHECK(w.log_text().find("kept 0 s for the author's next absence, unused") != std::string::npos);
   CHECK(peer_state(w, n.c, w.id_of(n.a)) == "connected");
 }
+
+TEST_CASE("a list of follows is one signed batch in the feed; each author's posts arrive",
+          "[actors][sync]") {
+  world w(23);
+  auto& b = w.add(0);
+  std::vector<world::node*> authors;
+  for (int i = 1; i <= 3; ++i) {
+    authors.push_back(&w.add(i));
+    w.api_json(*authors.back(), "post", {{"text", "from " + std::to_string(i)}});
+  }
+  auto& d = w.add(4); // follows b, so it receives b's follow documents
+  const auto feed = b.env->store->feed_topic_id();
+  const auto batches = b.env->store->batch_count(feed);
+
+  // A refused list changes nothing: no peer, no write.
+  json bad = json::array({json{{"id", w.id_of(*authors[0])}}, json{{"id", "nonsense"}}});
+  CHECK(w.api(b, "follow", {{"follows", bad}}).status == 400);
+  json twice = json::array({json{{"id", w.id_of(*authors[0])}}, json{{"id", w.id_of(*authors[0])}}});
+  CHECK(w.api(b, "follow", {{"follows", twice}}).status == 400);
+  CHECK(w.api(b, "follow", {{"follows", json::array()}}).status == 400);
+  CHECK(w.api_json(b, "peers")["peers"].empty());
+  CHECK(b.env->store->batch_count(feed) == batches);
+
+  json list = json::array();
+  for (auto* a : authors)
+    list.push_back(json{{"id", w.id_of(*a)}, {"address", a->address}});
+  auto r = w.api(b, "follow", {{"follows", list}});
+  REQUIRE(r.status == 200);
+  CHECK(b.env->store->batch_count(feed) == batches + 1);
+  w.api_json(d, "follow", {{"id", w.id_of(b)}, {"address", b.address}});
+  const bool got = w.run_until(
+      [&] {
+        for (auto* a : authors)
+          if (w.feed_size(b, w.id_of(*a)) != 1)
+            return false;
+        return true;
+      },
+      std::chrono::seconds(30));
+  INFO(w.log_text());
+  REQUIRE(got);
+  const auto peers = w.api_json(b, "peers")["peers"];
+  CHECK(peers.size() == 4); // the three followed, and d that follows b
+  std::size_t followed = 0;
+  for (std::size_t i = 0; i < peers.size(); ++i)
+    followed += peers[i]["followed"].get<bool>() ? 1 : 0;
+  CHECK(followed == 3);
+  // d holds b's three follow documents, verified from the one batch.
+  REQUIRE(w.run_until(
+      [&] {
+        storage::documents docs(*d.env->store);
+        for (auto* a : authors) {
+          auto doc = docs.get(w.id_of(b) + "/follows/" + w.id_of(*a));
+          if (!doc || doc->is_null())
+            return false;
+        }
+        return true;
+      },
+      std::chrono::seconds(30)));
+}

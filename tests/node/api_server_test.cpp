@@ -315,6 +315,8 @@ TEST_CASE("each route maps to its operation and parameters", "[api]") {
       {"POST", "/v1/follow", R"({"id":"kabc","address":"10.0.0.1:7000","extra":1})", "follow",
        {{"id", "kabc"}, {"address", "10.0.0.1:7000"}}},
       {"POST", "/v1/unfollow", R"({"id":"kabc"})", "unfollow", {{"id", "kabc"}}},
+      {"POST", "/v1/follows", R"({"follows":[{"id":"kabc"},{"id":"kdef","address":"h:1"}]})",
+       "follow", {{"follows", json::array({{{"id", "kabc"}}, {{"id", "kdef"}, {"address", "h:1"}}})}}},
       {"POST", "/v1/connect", R"({"address":"host:1"})", "connect", {{"address", "host:1"}}},
       {"POST", "/v1/connect", R"({"address":"host:1","id":"kx"})", "connect",
        {{"address", "host:1"}, {"id", "kx"}}},

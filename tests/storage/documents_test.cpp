@@ -411,3 +411,61 @@ TEST_CASE("a property too large for peers to accept is refused when written", "[
   auto bytes = protocol::encode_message(protocol::data_msg{protocol::data_kind::resync, true, page->reply});
   CHECK(protocol::decode_message(bytes));
 }
+
+TEST_CASE("put_many writes several documents as one signed batch, all or nothing", "[documents]") {
+  for (auto b : {backend::memory, backend::rocksdb}) {
+    DYNAMIC_SECTION(test::name_of(b)) {
+      test::temp_dir dir_a, dir_b;
+      auto ann = test::person(1), bob = test::person(2);
+      auto sa = test::open_store(b, ann, 1, dir_a);
+      auto sb = test::open_store(b, bob, 2, dir_b);
+      std::vector<signed_reply> pushes;
+      documents da(*sa, [&](const signed_reply& r) { pushes.push_back(r); });
+      const auto feed = sa->feed_topic_id();
+      const std::string me = protocol::to_text(ann.pub());
+      std::vector<std::pair<std::string, json>> follows;
+      for (int i = 2; i < 12; ++i) {
+        const auto id = protocol::to_text(test::person(i).pub());
+        follows.emplace_back(me + "/follows/" + id, json{{"id", id}, {"since", 100}});
+      }
+      const auto before = sa->batch_count(feed);
+      auto dots = da.put_many(follows, 100);
+      REQUIRE(dots);
+      CHECK(dots->size() == 20); // two properties per document
+      CHECK(sa->batch_count(feed) == before + 1);
+      REQUIRE(pushes.size() == 1);
+      CHECK(pushes[0].batches.size() == 1); // one signature for the twenty writes
+      for (const auto& [subject, doc] : follows)
+        CHECK((*da.get(subject))["doc"] == doc);
+
+      // Another replica verifies the batch and holds every document.
+      REQUIRE(sb->add_topic(protocol::feed_topic(ann.pub())));
+      auto applied = sb->apply(pushes[0]);
+      REQUIRE(applied);
+      CHECK(applied->new_dots == 20);
+      documents db(*sb);
+      for (const auto& [subject, doc] : follows)
+        CHECK((*db.get(subject))["doc"] == doc);
+
+      // Refused whole: nothing of a refused batch is stored.
+      const auto other = protocol::to_text(bob.pub());
+      const std::string fresh = me + "/follows/fresh";
+      const auto refused = [&](std::vector<std::pair<std::string, json>> docs) {
+        const auto n = sa->batch_count(feed);
+        auto r = da.put_many(docs, 200);
+        const bool nothing = sa->batch_count(feed) == n && (*da.get(fresh)).is_null();
+        return !r && nothing;
+      };
+      CHECK(refused({{fresh, json{{"a", 1}}}, {fresh, json{{"b", 2}}}}));      // a subject twice
+      CHECK(refused({{fresh, json{{"a", 1}}}, {me + "/x", json::array()}}));   // not an object
+      CHECK(refused({{fresh, json{{"a", 1}}}, {other + "/x", json{{"a", 1}}}})); // another's feed
+      CHECK(refused({}));
+      std::vector<std::pair<std::string, json>> too_many;
+      for (std::size_t i = 0; i <= documents::max_documents_per_batch; ++i)
+        too_many.emplace_back(me + "/n/" + std::to_string(i), json{{"a", 1}});
+      CHECK(refused(too_many));
+      too_many.pop_back();
+      CHECK(da.put_many(too_many, 300));
+    }
+  }
+}

@@ -30,6 +30,16 @@ public:
   [[nodiscard]] result<std::vector<dot>> put(const std::string& subject, const json& obj,
                                              std::uint64_t time_ms, std::string topic = {},
                                              const json& contexts = json::object());
+  /// Writes several documents of one topic (each replacing what this node
+  /// has seen of its properties) as one signed batch: one signature and
+  /// one stored batch for all of them instead of one each, e.g. a list of
+  /// follows. All or nothing: a bad document, a subject given twice or
+  /// subjects in different topics refuse the whole batch. At most
+  /// max_documents_per_batch documents.
+  static constexpr std::size_t max_documents_per_batch = 1024;
+  [[nodiscard]] result<std::vector<dot>>
+  put_many(const std::vector<std::pair<std::string, json>>& docs, std::uint64_t time_ms,
+           std::string topic = {});
   /// Reassembles a document: {"subject", "topic", "doc": {pred: value},
   /// "conflicts": {pred: [values]} for predicates with siblings,
   /// "context": {pred: {replica: counter}}}. doc shows the newest sibling.
@@ -65,6 +75,12 @@ public:
   [[nodiscard]] result<json> tagged(const std::string& tag, std::size_t limit);
 
 private:
+  /// Refuses a write to another author's document in the feeds (topic empty).
+  status check_own(const std::string& subject, const std::string& topic) const;
+  result<std::vector<write_op>> ops_for(const std::string& topic, const std::string& subject,
+                                        const json& obj, const json& contexts);
+  result<std::vector<dot>> commit(const std::string& topic, const std::vector<write_op>& ops,
+                                  std::uint64_t time_ms);
   result<std::string> topic_for(const std::string& subject, std::string topic) const;
   result<json> hits_to_json(const std::vector<index_hit>& hits);
   store& store_;
