@@ -117,6 +117,36 @@ std::optional<std::string> read_file(const std::string& path, std::string& why) 
   return ss.str();
 }
 
+/// A follow list for `kith follow --list`: one "<id> [host:port]" per
+/// line, blank lines and #-comments skipped. Ids are checked by the node.
+std::optional<storage::json> parse_follow_list(const std::string& text, std::string& why) {
+  storage::json out = storage::json::array();
+  std::istringstream in(text);
+  std::string line;
+  for (std::size_t n = 1; std::getline(in, line); ++n) {
+    if (auto hash = line.find('#'); hash != std::string::npos)
+      line.erase(hash);
+    std::istringstream words(line);
+    std::string id, addr, extra;
+    if (!(words >> id))
+      continue;
+    words >> addr;
+    if (words >> extra) {
+      why = "line " + std::to_string(n) + ": expected <id> [host:port], found more";
+      return std::nullopt;
+    }
+    storage::json f{{"id", id}};
+    if (!addr.empty())
+      f["address"] = addr;
+    out.push_back(std::move(f));
+  }
+  if (out.empty()) {
+    why = "no ids in the list";
+    return std::nullopt;
+  }
+  return out;
+}
+
 /// Writes `bytes` to `path` ("-" is stdout) through a temporary file, so a
 /// failed export leaves no half-written bundle behind.
 bool write_file(const std::string& path, const std::string& bytes, std::string& why) {
@@ -261,9 +291,18 @@ int main(int argc, char** argv) {
   auto* peers = app.add_subcommand("peers", "connected and followed peers, with sync state");
   auto* relays = app.add_subcommand("relays", "the node's relay sessions (announced, lookups, circuits)");
   std::string who, address;
+  std::string follow_list;
   auto* follow = app.add_subcommand("follow", "follow someone: replicate their feed");
-  follow->add_option("id", who, "their id (kith id prints it)")->required();
+  auto* follow_id = follow->add_option("id", who, "their id (kith id prints it)");
   follow->add_option("address", address, "host:port where their node listens");
+  follow->add_option("--list", follow_list,
+                     "follow every id of a file at once (one signed write): a line is "
+                     "<id> [host:port], # starts a comment; - reads stdin")
+      ->excludes(follow_id);
+  follow->callback([&] {
+    if (who.empty() && follow_list.empty())
+      throw CLI::ValidationError("follow", "give an id, or --list FILE");
+  });
   auto* unfollow = app.add_subcommand("unfollow", "stop following someone");
   unfollow->add_option("id", who)->required();
 
@@ -369,6 +408,33 @@ int main(int argc, char** argv) {
     if (r->status != 200)
       return fail_reply(*r);
     print(status->parsed() ? r->body : r->body[what]);
+    return 0;
+  }
+  if (follow->parsed() && !follow_list.empty()) {
+    std::string why;
+    std::optional<std::string> text;
+    if (follow_list == "-") {
+      std::ostringstream ss;
+      ss << std::cin.rdbuf();
+      text = ss.str();
+    } else {
+      text = read_file(follow_list, why);
+    }
+    if (!text) {
+      std::cerr << "kith: " << why << "\n";
+      return 2;
+    }
+    auto list = parse_follow_list(*text, why);
+    if (!list) {
+      std::cerr << "kith: " << follow_list << ": " << why << "\n";
+      return 2;
+    }
+    auto r = call_daemon(dir, "POST", "/v1/follows", storage::json{{"follows", *list}});
+    if (!r)
+      return need_daemon();
+    if (r->status != 200)
+      return fail_reply(*r);
+    std::cerr << "kith: following " << list->size() << " more (one signed write)\n";
     return 0;
   }
   if (follow->parsed() || unfollow->parsed()) {

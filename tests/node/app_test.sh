@@ -17,7 +17,14 @@ for n in ann bob cat; do
 done
 for n in ann bob cat; do wait_for "$n starts" 10 test -s "$root/$n/api.addr"; done
 ann="$(k ann id)"; bob="$(k bob id)"; cat="$(k cat id)"
-for a in ann bob cat; do for b in ann bob cat; do
+# Ann follows her list in one call (kith follow --list); a list with an
+# id that is not one is refused whole first.
+printf '%s\n' "$bob" "not-an-id" | k ann follow --list - 2>/dev/null && fail "a list with a bad id is refused"
+k ann status | grep -q '"follows": 0' || fail "a refused list follows no one"
+printf '# ann follows\n%s\n\n%s  # cat\n' "$bob" "$cat" | k ann follow --list - 2>/dev/null ||
+  fail "ann follows bob and cat from a list"
+k ann status | grep -q '"follows": 2' || fail "ann follows the two of her list"
+for a in bob cat; do for b in ann bob cat; do
   [ "$a" = "$b" ] || k "$a" follow "$(k "$b" id)" 2>/dev/null || fail "$a follows $b"
 done; done
 
