@@ -112,6 +112,7 @@ struct Welcome {
   requestBurst @10 :UInt32;
   observedIp @11 :Text;       # the client's address as the relay saw it
   resumes @12 :Bool;          # the relay keeps channel resumption tickets (false: as before)
+  relayTimeMs @13 :UInt64;    # the relay's unix time in ms when it sent this (0: not given)
 }
 
 struct LookupResult {

@@ -71,6 +71,17 @@ struct relay_client::impl {
   std::unordered_map<circuit_id, circuit_state> circuits;
   std::optional<announcement> announcing;
   std::optional<relay_terms> relay_terms_;
+  /// The relay's clock minus ours, from its welcome (0 until then, and
+  /// with relays that do not send their time). Records are stamped and
+  /// checked in the relay's time: a client whose clock is off by more
+  /// than a record's TTL would otherwise announce records the relay takes
+  /// as expired (behind) or take every record it looks up as expired
+  /// (ahead).
+  std::int64_t relay_offset_ms = 0;
+  std::uint64_t relay_now(std::uint64_t now) const {
+    const auto t = static_cast<std::int64_t>(std::min(now, std::uint64_t{1} << 52)) + relay_offset_ms;
+    return t > 0 ? static_cast<std::uint64_t>(t) : 0;
+  }
   bool closed = false;
   std::string close_reason;
 
@@ -137,7 +148,7 @@ struct relay_client::impl {
     // records still order after its earlier ones.
     const std::uint64_t seq = std::max(last_seq + 1, now);
     last_seq = seq;
-    auto rec = make_record(self, addresses, now + ttl, seq);
+    auto rec = make_record(self, addresses, relay_now(now) + ttl, seq);
     pending p{request_kind::announce, {}};
     p.expiry_ms = rec.expiry_ms;
     p.seq = seq;
@@ -168,8 +179,15 @@ struct relay_client::impl {
 
   // --- receiving -----------------------------------------------------------------------
 
-  void on(welcome_msg& x, client_output& o, std::uint64_t) {
+  void on(welcome_msg& x, client_output& o, std::uint64_t now) {
     relay_terms_ = x.terms;
+    // Half a round trip late at most: seconds, against the minutes a
+    // record lives. Both times capped (2^52 ms is 140,000 years) so that
+    // a wild value cannot overflow the difference.
+    constexpr std::uint64_t cap = std::uint64_t{1} << 52;
+    if (x.relay_time_ms != 0)
+      relay_offset_ms = static_cast<std::int64_t>(std::min(x.relay_time_ms, cap)) -
+                        static_cast<std::int64_t>(std::min(now, cap));
     o.events.push_back(welcomed{*ch.peer(), x.terms, std::move(x.observed_ip)});
   }
 
@@ -203,7 +221,7 @@ struct relay_client::impl {
       return;
     }
     if (x.record) {
-      if (const char* wrong = record_fault(*x.record, p->id, now)) {
+      if (const char* wrong = record_fault(*x.record, p->id, relay_now(now))) {
         o.events.push_back(refused{x.req, p->kind, code::bad_record,
                                    std::string("the relay's record does not check out: ") + wrong});
         return;
@@ -234,7 +252,7 @@ struct relay_client::impl {
     if (it == awaiting.end())
       return;
     awaiting.erase(it);
-    if (record_fault(x.record, x.record.id, now) == nullptr)
+    if (record_fault(x.record, x.record.id, relay_now(now)) == nullptr)
       o.events.push_back(present{std::move(x.record)});
   }
 

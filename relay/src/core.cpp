@@ -307,7 +307,7 @@ struct relay_core::impl {
     ++m.registrations;
     c.last_rx_ms = now;
     arm(now + lim.idle_timeout_ms, timer_kind::idle, id, c.incarnation);
-    send(id, c, welcome_msg{terms(), c.ip});
+    send(id, c, welcome_msg{terms(), c.ip, now});
     if (restarting)
       send(id, c, reconnect_msg{restart_delay(peer)});
   }

@@ -110,6 +110,7 @@ void put(w::Message::Builder b, const relay_message& m) {
           wb.setRequestBurst(t.request_burst);
           wb.setObservedIp(as_text(x.observed_ip));
           wb.setResumes(t.resumes);
+          wb.setRelayTimeMs(x.relay_time_ms);
         } else if constexpr (std::is_same_v<T, ok_msg>) {
           b.setOk();
         } else if constexpr (std::is_same_v<T, lookup_result_msg>) {
@@ -240,6 +241,7 @@ public:
         t.request_burst = wr.getRequestBurst();
         t.resumes = wr.getResumes();
         out.observed_ip = reason(wr.getObservedIp(), "observed ip");
+        out.relay_time_ms = wr.getRelayTimeMs();
         return out;
       }
       case w::Message::OK:

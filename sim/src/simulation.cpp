@@ -154,7 +154,17 @@ public:
     /// fault's own timer; cleared when churn or the settle phase takes over.
     bool fault_down = false;
     std::uint64_t fault_crashes = 0; // numbers each rare-path crash (its restart timer's)
+    std::int64_t skew_ms = 0; // its wall clock's error (clock_skew_s)
   };
+
+  /// The simulated unix time: virtual time from a fixed date, so that a
+  /// clock that is behind stays positive.
+  static constexpr std::uint64_t unix_base_ms = 1'700'000'000'000;
+  std::uint64_t unix_ms() const { return unix_base_ms + now_ms(); }
+  /// Node i's wall clock: the simulated unix time and its skew.
+  std::uint64_t unix_ms_at(std::size_t i) const {
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(unix_ms()) + nodes_[i].skew_ms);
+  }
 
   /// One relay process. A crash closes its connections and loses its state
   /// (registrations, rendezvous, circuits); a restart spawns a fresh core
@@ -215,6 +225,7 @@ public:
       env->rng = std::make_shared<actors::entropy>(actors::seed_for(s_.seed, 1000 + i));
       by_id_[protocol::to_text(id.pub())] = i;
       env->observe = [this, i](const actors::node_observation& o) { observe(i, o); };
+      env->unix_ms = [this, i] { return unix_ms_at(i); };
       // KITH_SIM_LOG set: every node's log lines on stderr, with the
       // virtual time and node number (no effect on the trace).
       if (std::getenv("KITH_SIM_LOG"))
@@ -256,6 +267,14 @@ public:
       nodes_.back().actor = actors::spawn_node(*sys_, env);
       net_->listen(address, caf::actor_cast<caf::actor>(nodes_.back().actor));
     }
+    // Clock errors from their own stream, so that turning them on
+    // changes no other draw of the run.
+    if (s_.clock_skew_s > 0) {
+      std::mt19937_64 g(s_.seed ^ 0xc10c5e3a5e3a5e3aull);
+      const auto k = static_cast<std::uint64_t>(s_.clock_skew_s * 1000);
+      for (auto& n : nodes_)
+        n.skew_ms = static_cast<std::int64_t>(g() % (2 * k + 1)) - static_cast<std::int64_t>(k);
+    }
     // Follows: each node follows `follows` distinct others (a late node
     // when it joins).
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
@@ -284,6 +303,7 @@ public:
 
   actors::relay_host_options relay_options() const {
     actors::relay_host_options o;
+    o.unix_ms = [this] { return unix_ms(); };
     // Every simulated node is its own host ("sim:<n>"), not one IP "sim".
     o.ip_of = [](const std::string& address) { return address; };
     // One relay serves the whole simulated network.
@@ -448,7 +468,7 @@ public:
   actors::api_result api(std::size_t i, const std::string& op, const json& params) {
     auto out = std::make_shared<std::optional<actors::api_result>>();
     auto target = nodes_[i].actor;
-    const std::uint64_t t = 1'700'000'000'000 + now_ms();
+    const std::uint64_t t = unix_ms_at(i);
     sys_->spawn(
         [=](caf::event_based_actor* self, int) {
           self->request(target, caf::infinite, actors::api_atom::value, op, params.dump(),
@@ -1383,7 +1403,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           key == "anti_entropy_idle_max_s" || key == "keepalive_s" || key == "peer_timeout_s" ||
           key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
           key == "retire_after_s" || key == "co_follower_retire_after_s" || key == "jitter_ms" ||
-          key == "co_follower_linger_s" ||
+          key == "co_follower_linger_s" || key == "clock_skew_s" ||
           key == "co_follower_pass_over_checks" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s" ||
           key == "duplicate_probability" || key == "reorder_probability" ||
@@ -1471,6 +1491,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
         return bad(key, "seconds from 0 (close at once) to 86400 that a connection to a co-follower "
                         "stays once no longer pulled from");
       s.co_follower_linger_s = *x;
+    } else if (key == "clock_skew_s") {
+      if (*x < 0 || *x > 7 * 86400)
+        return bad(key, "seconds from 0 to 604800 that a node's clock may be off, either way");
+      s.clock_skew_s = *x;
     } else if (key == "co_follower_pass_over_checks") {
       if (*x < 1 || *x > 1000 || *x != std::floor(*x))
         return bad(key, "a whole number of missed checks from 1 to 1000");
@@ -2907,6 +2931,16 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     out.json["jitter_samples"] = json{{"file", s.jitter_samples_file},
                                       {"count", s.jitter_samples_ms.size()},
                                       {"hash", hex64(h)}};
+  }
+  if (s.clock_skew_s > 0) {
+    std::int64_t behind = 0, ahead = 0;
+    for (const auto& n : w.nodes_) {
+      behind = std::min(behind, n.skew_ms);
+      ahead = std::max(ahead, n.skew_ms);
+    }
+    out.json["clock_skew"] = json{{"max_s", s.clock_skew_s},
+                                  {"most_behind_s", static_cast<double>(behind) / 1000},
+                                  {"most_ahead_s", static_cast<double>(ahead) / 1000}};
   }
   out.json["shared_values"] =
       json{{"on", s.shared_values},

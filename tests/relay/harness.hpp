@@ -50,6 +50,7 @@ struct endpoint {
   std::optional<std::string> client_error; // the client closed itself
   std::optional<std::string> relay_closed; // the relay closed the connection (reason)
   bool hung_up = false;                    // the client's side closed the transport
+  std::int64_t clock_error_ms = 0;         // the client's clock minus the relay's
   std::string raw_in;                      // raw endpoints: bytes from the relay
 
   [[nodiscard]] bool open() const { return !client_error && !relay_closed && !hung_up; }
@@ -89,13 +90,26 @@ public:
   /// Every action the relay emitted, in order (for determinism checks).
   std::vector<relay_action> trace;
 
+  /// The time on e's clock (the relay's is `now`).
+  [[nodiscard]] std::uint64_t clock_of(const endpoint& e) const {
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(now) + e.clock_error_ms);
+  }
+
   /// Connects a client for `who` from `ip` and runs the handshake.
   endpoint& connect(const protocol::identity& who, const std::string& ip = "10.0.0.1",
                     std::optional<protocol::public_key> pin = std::nullopt,
                     const protocol::resume_ticket* ticket = nullptr) {
+    return connect_with_clock(who, ip, 0, pin, ticket);
+  }
+  /// The same for a client whose clock is off by clock_error_ms.
+  endpoint& connect_with_clock(const protocol::identity& who, const std::string& ip,
+                               std::int64_t clock_error_ms,
+                               std::optional<protocol::public_key> pin = std::nullopt,
+                               const protocol::resume_ticket* ticket = nullptr) {
     auto& e = attach(ip);
+    e.clock_error_ms = clock_error_ms;
     e.client.emplace(who, pin ? pin : std::optional(relay.id()),
-                     seed_of(client_seed_base_ + e.conn, 0xc1), now);
+                     seed_of(client_seed_base_ + e.conn, 0xc1), clock_of(e));
     if (ticket)
       e.client->offer_ticket(*ticket);
     to_relay(e, e.client->start());
@@ -134,7 +148,7 @@ public:
     apply(relay.tick(now));
     for (auto& [id, e] : endpoints_)
       if (e->client && e->open()) {
-        auto o = e->client->tick(now);
+        auto o = e->client->tick(clock_of(*e));
         handle_client_output(*e, std::move(o));
       }
     pump();
@@ -232,7 +246,7 @@ private:
       } else if (e.client) {
         if (!e.open())
           continue;
-        handle_client_output(e, e.client->receive(p.bytes, now));
+        handle_client_output(e, e.client->receive(p.bytes, clock_of(e)));
       } else {
         e.raw_in += p.bytes;
       }

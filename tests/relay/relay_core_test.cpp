@@ -267,6 +267,36 @@ TEST_CASE("a record disappears at its expiry unless the client renews it", "[rel
   CHECK(b.open());
 }
 
+TEST_CASE("clients with clocks hours off announce, renew and find records in the relay's time",
+          "[relay]") {
+  using namespace std::chrono_literals;
+  network net;
+  const std::int64_t two_hours = 2 * 3'600'000, three_hours = 3 * 3'600'000;
+  auto& slow = net.connect_with_clock(person(1), ip_of(1), -two_hours);
+  auto& fast = net.connect_with_clock(person(2), ip_of(2), three_hours);
+  // By its own clock the slow client's record would have expired two
+  // hours ago at the relay, and the fast one would take every record for
+  // expired: both stamp and check in the time the relay's welcome gave.
+  REQUIRE(slow.client->announce({"tcp://192.0.2.1:7000"}, 600'000, net.clock_of(slow)));
+  net.flush(slow);
+  auto ann = slow.one<announced>();
+  CHECK(ann.expiry_ms == net.now + 600'000);
+  CHECK(slow.take<refused>().empty());
+
+  // Renewals keep the record past its first TTL.
+  net.advance_by_steps(1'500'000, 10'000);
+  REQUIRE(fast.client->lookup(person(1).pub()));
+  net.flush(fast);
+  auto res = fast.one<lookup_result>();
+  REQUIRE(res.record);
+  CHECK(res.record->expiry_ms > net.now);
+  CHECK(fast.take<refused>().empty());
+  CHECK(slow.take<announced>().size() >= 2); // renewals acknowledged
+  CHECK(net.relay.metrics().records_expired == 0);
+  CHECK(slow.open());
+  CHECK(fast.open());
+}
+
 TEST_CASE("a record is gone as soon as its client disconnects", "[relay]") {
   network net;
   auto& a = net.connect(person(1), ip_of(1));

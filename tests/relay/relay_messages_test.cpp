@@ -50,7 +50,7 @@ std::vector<relay_message> every_message() {
       close_circuit_msg{11, 79, "done"},
       ping_msg{12},
       circuit_data_msg{80, std::string("\x00\x01\xffpayload", 10)},
-      welcome_msg{terms, "192.0.2.1"},
+      welcome_msg{terms, "192.0.2.1", 1'700'000'123'456},
       ok_msg{13},
       lookup_result_msg{14, alice.pub(), rec},
       lookup_result_msg{15, key_of(2), std::nullopt},

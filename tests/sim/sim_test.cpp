@@ -66,6 +66,13 @@ TEST_CASE("scenario files are checked key by key", "[sim]") {
     CHECK_FALSE(parse_scenario(bad, error));
     CHECK(error.find("co_follower_pass_over_checks") != std::string::npos);
   }
+  auto skew = parse_scenario("clock_skew_s = 900\n", error);
+  REQUIRE(skew);
+  CHECK(skew->clock_skew_s == Approx(900));
+  for (const char* bad : {"clock_skew_s = -1\n", "clock_skew_s = 700000\n", "clock_skew_s = \"x\"\n"}) {
+    CHECK_FALSE(parse_scenario(bad, error));
+    CHECK(error.find("clock_skew_s") != std::string::npos);
+  }
 }
 
 TEST_CASE("sparse rounds on quiet feeds: fewer messages, the same convergence, and the summary "
@@ -983,4 +990,18 @@ TEST_CASE("follows are distinct others, fixed by the seed, and up to 10,000 node
     CHECK(distinct.size() == 9'000);
     CHECK(distinct.count(i) == 0);
   }
+}
+
+TEST_CASE("nodes whose clocks are hours off still find each other through the relay and converge",
+          "[sim]") {
+  auto s = small(5);
+  s.clock_skew_s = 7200; // well past a relay record's 10-minute TTL, both ways
+  auto r = run(s);
+  INFO(r.json.dump(2));
+  CHECK(r.converged);
+  CHECK(r.json["lagging"].empty());
+  CHECK(r.json["clock_skew"]["most_behind_s"].get<double>() < -600);
+  CHECK(r.json["clock_skew"]["most_ahead_s"].get<double>() > 600);
+  CHECK(r.json["churn_transitions"].get<int>() > 0); // reconnections went through lookups
+  CHECK(without_wall(run(s).json) == without_wall(r.json));
 }

@@ -154,6 +154,10 @@ struct circuit_data_msg {
 struct welcome_msg {
   relay_terms terms;
   std::string observed_ip;
+  /// The relay's unix time in ms as it sent this; 0 from older relays.
+  /// Clients stamp and check records in the relay's time, so that a
+  /// client whose clock is off is still found (docs/relay-protocol.md).
+  std::uint64_t relay_time_ms = 0;
 };
 struct ok_msg {
   std::uint64_t req = 0;

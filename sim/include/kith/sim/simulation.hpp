@@ -249,6 +249,11 @@ struct scenario {
   /// from (actors::sync_settings::co_follower_linger); 0: closed at once.
   /// Unset: the node's default.
   std::optional<double> co_follower_linger_s;
+  /// Each node's wall clock (its relay records' times, and the time its
+  /// posts and follows carry) is off by a fixed amount drawn uniformly
+  /// from [-clock_skew_s, +clock_skew_s] (a stream of its own from the
+  /// seed); the relays keep the true time. 0: every clock is right.
+  double clock_skew_s = 0;
   /// Retire silent members of shared topics as well as of feeds
   /// (actors::sync_settings::retire_shared).
   bool retire_shared_topics = false;
