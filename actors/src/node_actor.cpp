@@ -37,6 +37,49 @@ std::uint64_t entropy::next_u64() {
   return v;
 }
 
+namespace {
+
+/// Each alternative's name, from a default-constructed one.
+template <std::size_t... I>
+std::array<const char*, sizeof...(I)> message_names(std::index_sequence<I...>) {
+  return {protocol::message_name(protocol::message{std::in_place_index<I>})...};
+}
+
+} // namespace
+
+// Data messages take the last two slots for answers and resync pages;
+// their own slot counts pushes.
+std::size_t membership_counters::sent_kind_of(const protocol::message& m) {
+  constexpr std::size_t alternatives = std::variant_size_v<protocol::message>;
+  if (const auto* d = std::get_if<protocol::data_msg>(&m)) {
+    if (d->kind == protocol::data_kind::answer)
+      return alternatives;
+    if (d->kind == protocol::data_kind::resync)
+      return alternatives + 1;
+  }
+  return m.index();
+}
+
+const char* membership_counters::sent_kind_name(std::size_t slot) {
+  constexpr std::size_t alternatives = std::variant_size_v<protocol::message>;
+  if (slot == alternatives)
+    return "data_answer";
+  if (slot == alternatives + 1)
+    return "data_resync";
+  if (slot == protocol::message{protocol::data_msg{}}.index())
+    return "data_push";
+  if (slot >= alternatives)
+    return "unknown";
+  static const auto names = message_names(std::make_index_sequence<alternatives>{});
+  return names[slot];
+}
+
+void membership_counters::count_sent(const protocol::message& m, std::size_t bytes) {
+  const auto slot = sent_kind_of(m);
+  sent_messages[slot].fetch_add(1, std::memory_order_relaxed);
+  sent_bytes[slot].fetch_add(bytes, std::memory_order_relaxed);
+}
+
 namespace detail {
 
 std::uint64_t backoff_ms(const node_env& env, std::uint32_t failures) {

@@ -3037,6 +3037,15 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                   {"resumed", c.handshakes_resumed.load()},
                                   {"relay_full", c.relay_handshakes_full.load()},
                                   {"relay_resumed", c.relay_handshakes_resumed.load()}};
+    // Node-to-node protocol messages by kind, as encoded (the network's
+    // `messages` and `bytes` also count handshakes, relay traffic and the
+    // channel's framing).
+    json kinds = json::object();
+    for (std::size_t k = 0; k < actors::membership_counters::sent_kinds; ++k)
+      if (const auto n = c.sent_messages[k].load())
+        kinds[actors::membership_counters::sent_kind_name(k)] =
+            json{{"messages", n}, {"bytes", c.sent_bytes[k].load()}};
+    out.json["sent_by_kind"] = std::move(kinds);
   }
   // Relays, rare-path faults and checkpoints (after the trace hash is read:
   // the status requests below send nothing on the network anyway).

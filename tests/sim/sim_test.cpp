@@ -1005,3 +1005,29 @@ TEST_CASE("nodes whose clocks are hours off still find each other through the re
   CHECK(r.json["churn_transitions"].get<int>() > 0); // reconnections went through lookups
   CHECK(without_wall(run(s).json) == without_wall(r.json));
 }
+
+TEST_CASE("the summary splits the nodes' protocol messages by kind, within the network's totals",
+          "[sim]") {
+  auto r = run(small(3));
+  INFO(r.json.dump(2));
+  const auto& k = r.json["sent_by_kind"];
+  for (const char* kind : {"hello", "subscribe", "offer", "sync_request", "data_answer", "data_push"}) {
+    INFO(kind);
+    REQUIRE(k.contains(kind));
+    CHECK(k[kind]["messages"].get<std::uint64_t>() > 0);
+    // Every message costs more than its kind's tag on the wire.
+    CHECK(k[kind]["bytes"].get<std::uint64_t>() > k[kind]["messages"].get<std::uint64_t>());
+  }
+  std::uint64_t messages = 0, bytes = 0;
+  for (const auto& [name, v] : k.items()) {
+    messages += v["messages"].get<std::uint64_t>();
+    bytes += v["bytes"].get<std::uint64_t>();
+  }
+  // The network also carries handshakes, relay sessions and framing.
+  CHECK(messages < r.json["messages"].get<std::uint64_t>());
+  CHECK(bytes < r.json["bytes"].get<std::uint64_t>());
+  // One hello per end of a channel that came up, at most.
+  const auto& h = r.json["handshakes"];
+  CHECK(k["hello"]["messages"].get<std::uint64_t>() <=
+        h["full"].get<std::uint64_t>() + h["resumed"].get<std::uint64_t>());
+}

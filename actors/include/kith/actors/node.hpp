@@ -1,17 +1,20 @@
 #pragma once
 
 #include "kith/actors/interfaces.hpp"
+#include "kith/protocol/messages.hpp"
 #include "kith/protocol/tickets.hpp"
 #include "kith/storage/store.hpp"
 
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
+#include <variant>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -55,6 +58,17 @@ struct membership_counters {
   // The same for this node's sessions with its relays.
   std::atomic<std::uint64_t> relay_handshakes_full{0};
   std::atomic<std::uint64_t> relay_handshakes_resumed{0};
+  /// Node-to-node protocol messages sent, by kind, with their encoded
+  /// bytes (before the channel's framing and encryption): one slot per
+  /// protocol::message alternative, data messages split by data_kind
+  /// (sent_kind_of, sent_kind_name).
+  static constexpr std::size_t sent_kinds = std::variant_size_v<protocol::message> + 2;
+  std::array<std::atomic<std::uint64_t>, sent_kinds> sent_messages{};
+  std::array<std::atomic<std::uint64_t>, sent_kinds> sent_bytes{};
+  void count_sent(const protocol::message& m, std::size_t bytes);
+  /// The slot of m, and the name of a slot ("data_push", "keepalive", ...).
+  [[nodiscard]] static std::size_t sent_kind_of(const protocol::message& m);
+  [[nodiscard]] static const char* sent_kind_name(std::size_t slot);
 };
 
 /// Timing and limits of the sync protocol (defaults for a personal node).
