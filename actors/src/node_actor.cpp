@@ -777,6 +777,20 @@ json tags_json(const std::vector<protocol::tag_count_msg>& tags) {
   return out;
 }
 
+/// Starts following `pk` (text form `id`): remembers it and its address,
+/// spawns or tells its peer actor, joins its feed's rendezvous. Returns
+/// the follow document to write in our feed ({"subject", "doc"}).
+json start_following(node_pointer self, const protocol::public_key& pk, const std::string& id,
+                     const std::string& address, std::uint64_t time_ms) {
+  auto& st = self->state;
+  st.follows[pk] = address;
+  if (!address.empty() && st.env->remember_address)
+    st.env->remember_address(id, address);
+  ensure_peer(self, pk, true, address);
+  join_feed_rendezvous(self, pk);
+  return json{{"subject", follows_prefix(self) + id}, {"doc", json{{"id", id}, {"since", time_ms}}}};
+}
+
 caf::result<api_result> run_api(node_pointer self, const std::string& op, const json& p,
                                 const std::string& body, std::uint64_t time_ms) {
   auto& st = self->state;
@@ -901,15 +915,8 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
     }
     auto feed = ensure_topic(self, store.feed_topic_id());
     json docs = json::array();
-    for (const auto& [pk, id, address] : wanted) {
-      st.follows[pk] = address;
-      if (!address.empty() && st.env->remember_address)
-        st.env->remember_address(id, address);
-      ensure_peer(self, pk, true, address);
-      join_feed_rendezvous(self, pk);
-      docs.push_back(json{{"subject", follows_prefix(self) + id},
-                          {"doc", json{{"id", id}, {"since", time_ms}}}});
-    }
+    for (const auto& [pk, id, address] : wanted)
+      docs.push_back(start_following(self, pk, id, address, time_ms));
     return self->delegate(feed, doc_atom::value, std::string("put_many"),
                           json{{"docs", std::move(docs)}}.dump(), time_ms);
   }
@@ -927,13 +934,8 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
     json params;
     std::string doc_op;
     if (op == "follow") {
-      st.follows[*pk] = address;
-      if (!address.empty() && st.env->remember_address)
-        st.env->remember_address(id, address);
-      ensure_peer(self, *pk, true, address);
-      join_feed_rendezvous(self, *pk);
       doc_op = "put";
-      params = json{{"subject", subject}, {"doc", json{{"id", id}, {"since", time_ms}}}};
+      params = start_following(self, *pk, id, address, time_ms);
     } else {
       st.follows.erase(*pk);
       if (auto it = st.peers.find(*pk); it != st.peers.end())
