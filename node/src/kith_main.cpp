@@ -294,11 +294,12 @@ int main(int argc, char** argv) {
   std::string follow_list;
   auto* follow = app.add_subcommand("follow", "follow someone: replicate their feed");
   auto* follow_id = follow->add_option("id", who, "their id (kith id prints it)");
-  follow->add_option("address", address, "host:port where their node listens");
+  auto* follow_address = follow->add_option("address", address, "host:port where their node listens");
   follow->add_option("--list", follow_list,
                      "follow every id of a file at once (one signed write): a line is "
                      "<id> [host:port], # starts a comment; - reads stdin")
-      ->excludes(follow_id);
+      ->excludes(follow_id)
+      ->excludes(follow_address);
   follow->callback([&] {
     if (who.empty() && follow_list.empty())
       throw CLI::ValidationError("follow", "give an id, or --list FILE");
@@ -434,7 +435,8 @@ int main(int argc, char** argv) {
       return need_daemon();
     if (r->status != 200)
       return fail_reply(*r);
-    std::cerr << "kith: following " << list->size() << " more (one signed write)\n";
+    std::cerr << "kith: following the " << list->size() << " ids of " << follow_list
+              << " (one signed write)\n";
     return 0;
   }
   if (follow->parsed() || unfollow->parsed()) {

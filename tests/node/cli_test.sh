@@ -36,6 +36,12 @@ contains "feed lists both" "bye #dogs" "$kith" feed --limit 5
 contains "reindex" "index rows" "$kith" reindex
 contains "check" ": ok" "$kith" check
 contains "bad json refused" "not valid JSON" "$kith" put me/x 'nope'
+printf '# no one yet\n\n' > "$home/empty.txt"
+contains "an empty follow list is refused" "no ids in the list" "$kith" follow --list "$home/empty.txt"
+printf 'kabc host:1 extra\n' > "$home/bad.txt"
+contains "a follow list line with three words is refused" "line 1" "$kith" follow --list "$home/bad.txt"
+contains "a missing follow list is named" "cannot open" "$kith" follow --list "$home/nope.txt"
+expect "follow needs an id or a list" 105 "$kith" follow
 other="$(KITH_HOME="$home/other" "$kith" init 2>/dev/null)"
 contains "foreign subject refused" "only your own documents" "$kith" put "$other/x" '{"a":1}'
 expect "missing document" 3 "$kith" get me/nothing
