@@ -33,6 +33,11 @@ void run(host_pointer self, std::vector<relay::relay_action> actions) {
   }
 }
 
+void report_metrics(host_pointer self) {
+  if (auto& m = self->state.opts.metrics)
+    *m = self->state.core->metrics();
+}
+
 caf::behavior relay_host_impl(host_pointer self, transport_actor transport,
                               protocol::identity id, protocol::key_seed seed,
                               relay_host_options o) {
@@ -60,9 +65,11 @@ caf::behavior relay_host_impl(host_pointer self, transport_actor transport,
       },
       [self](stop_atom, const std::string& reason) {
         run(self, self->state.core->shutdown(reason));
+        report_metrics(self);
       },
       [self](tick_atom) {
         run(self, self->state.core->tick(now(self)));
+        report_metrics(self);
         self->delayed_send(self, self->state.opts.tick, tick_atom::value);
       },
   };

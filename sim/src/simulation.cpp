@@ -177,6 +177,8 @@ public:
     std::uint32_t incarnation = 0;
     std::uint64_t down_since_ms = 0;
     bool draining = false; // graceful restart begun: not accepting, goodbye pending
+    /// Each process's metrics (relay_host_options::metrics), oldest first.
+    std::vector<std::shared_ptr<relay::relay_metrics>> metrics;
   };
 
   std::shared_ptr<storage::store> make_store(std::size_t i, std::uint32_t losses) {
@@ -356,7 +358,9 @@ public:
     auto& r = relays_[k];
     const auto seed = relay_seed(k, 1 + r.incarnation);
     ++r.incarnation;
-    r.actor = actors::spawn_relay_host(*sys_, r.transport, r.id, seed, relay_options());
+    auto o = relay_options();
+    o.metrics = r.metrics.emplace_back(std::make_shared<relay::relay_metrics>());
+    r.actor = actors::spawn_relay_host(*sys_, r.transport, r.id, seed, std::move(o));
     net_->listen(r.address, r.actor);
   }
   [[nodiscard]] bool relay_running(std::size_t k) const { return static_cast<bool>(relays_[k].actor); }
@@ -3051,6 +3055,27 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   // the status requests below send nothing on the network anyway).
   out.json["relays"] = relay_count(s);
   out.json["relay_failures"] = relay_failures;
+  {
+    // What the relays received and refused, every process of every relay
+    // together (as of each process's last tick).
+    json requests = json::object(), refused = json::object(), closes = json::object();
+    const auto add = [](json& to, const char* name, std::uint64_t n) {
+      if (n != 0)
+        to[name] = to.value(name, std::uint64_t{0}) + n;
+    };
+    for (const auto& r : w.relays_)
+      for (const auto& m : r.metrics) {
+        for (std::size_t k = 0; k < m->requests.size(); ++k)
+          add(requests, relay::relay_message_name(k), m->requests[k]);
+        for (std::uint16_t c = 0; c < relay::code_count; ++c) {
+          add(refused, relay::code_name(static_cast<relay::code>(c)), m->rejections[c]);
+          add(closes, relay::code_name(static_cast<relay::code>(c)), m->closes[c]);
+        }
+      }
+    out.json["relay_traffic"] = json{{"requests", std::move(requests)},
+                                     {"refused", std::move(refused)},
+                                     {"closes", std::move(closes)}};
+  }
   const bool relay_faults = relay_churn || std::any_of(s.faults.begin(), s.faults.end(), [](const fault& f) {
     return f.what == fault::kind::relay;
   });

@@ -1003,6 +1003,9 @@ TEST_CASE("nodes whose clocks are hours off still find each other through the re
   CHECK(r.json["clock_skew"]["most_behind_s"].get<double>() < -600);
   CHECK(r.json["clock_skew"]["most_ahead_s"].get<double>() > 600);
   CHECK(r.json["churn_transitions"].get<int>() > 0); // reconnections went through lookups
+  // No record was refused as expired or too far ahead.
+  CHECK_FALSE(r.json["relay_traffic"]["refused"].contains("bad_record"));
+  CHECK(r.json["relay_traffic"]["requests"]["announce"].get<int>() > 0);
   CHECK(without_wall(run(s).json) == without_wall(r.json));
 }
 
@@ -1030,4 +1033,24 @@ TEST_CASE("the summary splits the nodes' protocol messages by kind, within the n
   const auto& h = r.json["handshakes"];
   CHECK(k["hello"]["messages"].get<std::uint64_t>() <=
         h["full"].get<std::uint64_t>() + h["resumed"].get<std::uint64_t>());
+}
+
+TEST_CASE("the summary counts what the relays received, refused and closed, by kind", "[sim]") {
+  auto r = run(small(3));
+  INFO(r.json.dump(2));
+  const auto& t = r.json["relay_traffic"];
+  std::uint64_t requests = 0;
+  for (const auto& [name, n] : t["requests"].items())
+    requests += n.get<std::uint64_t>();
+  // Every node announces its record and looks up those it follows.
+  CHECK(t["requests"]["announce"].get<std::uint64_t>() >= 8);
+  CHECK(t["requests"]["lookup"].get<std::uint64_t>() > 0);
+  CHECK(requests < r.json["messages"].get<std::uint64_t>());
+  // Churn cuts the nodes' relay sessions: the relay sees those ends.
+  CHECK(t["closes"].contains("transport"));
+
+  auto none = small(3);
+  none.relay = false;
+  auto n = run(none);
+  CHECK(n.json["relay_traffic"]["requests"].empty());
 }

@@ -24,6 +24,10 @@ struct relay_host_options {
   /// The "IP" of a connection's address for the per-IP caps; empty: the
   /// address without its ":port". The simulator gives each node its own.
   std::function<std::string(const std::string&)> ip_of;
+  /// When set, the host copies its core's metrics here at every tick (and
+  /// once it has said goodbye on stop_atom): the simulator's view of the
+  /// relay's traffic, at most one tick old.
+  std::shared_ptr<relay::relay_metrics> metrics;
 };
 
 /// Graceful restart, as the kith-relay program does on SIGHUP:
