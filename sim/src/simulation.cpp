@@ -161,6 +161,33 @@ public:
   /// clock that is behind stays positive.
   static constexpr std::uint64_t unix_base_ms = 1'700'000'000'000;
   std::uint64_t unix_ms() const { return unix_base_ms + now_ms(); }
+  /// Messages so far, in the groups of series.csv: the nodes' protocol
+  /// messages as rounds (sync_request, data_answer), keepalives, pushes,
+  /// resyncs (request, pages, done), connection set-up (hello, subscribe,
+  /// offer, unsubscribe) and the rest; then the requests the relays took.
+  std::array<std::uint64_t, 7> message_groups() const {
+    std::array<std::uint64_t, 7> out{};
+    const auto group_of = [](std::string_view k) -> std::size_t {
+      if (k == "sync_request" || k == "data_answer")
+        return 0;
+      if (k == "keepalive")
+        return 1;
+      if (k == "data_push")
+        return 2;
+      if (k == "resync_request" || k == "data_resync" || k == "resync_done")
+        return 3;
+      if (k == "hello" || k == "subscribe" || k == "offer" || k == "unsubscribe")
+        return 4;
+      return 5;
+    };
+    for (std::size_t k = 0; k < actors::membership_counters::sent_kinds; ++k)
+      out[group_of(actors::membership_counters::sent_kind_name(k))] += counters_->sent_messages[k];
+    for (const auto& r : relays_)
+      for (const auto& m : r.metrics)
+        for (auto n : m->requests)
+          out[6] += n;
+    return out;
+  }
   /// Node i's wall clock: the simulated unix time and its skew.
   std::uint64_t unix_ms_at(std::size_t i) const {
     return static_cast<std::uint64_t>(static_cast<std::int64_t>(unix_ms()) + nodes_[i].skew_ms);
@@ -2184,6 +2211,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   const auto sample_ms = static_cast<std::uint64_t>(options.sample_s * 1000);
   std::uint64_t next_sample = start;
   std::uint64_t last_messages = 0, last_bytes = 0, last_sample = start;
+  decltype(w.message_groups()) last_groups{};
   auto sample = [&](std::uint64_t t) {
     std::size_t up = 0;
     for (std::size_t i = 0; i < w.nodes_.size(); ++i)
@@ -2203,6 +2231,12 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       w.note_kept(t);
       csv << ',' << meta.dot_map_entries << ',' << meta.members << ',' << c.retirements << ','
           << (c.new_members + c.returning_members + c.repeated_resyncs) << ',' << c.resync_bytes;
+      // Messages per second by group since the last row: the nodes'
+      // protocol messages (sent_by_kind) and the requests the relays took.
+      const auto groups = w.message_groups();
+      for (std::size_t g = 0; g < groups.size(); ++g)
+        csv << ',' << static_cast<double>(groups[g] - last_groups[g]) / dt;
+      last_groups = groups;
     }
     csv << '\n';
     last_messages = m;
@@ -2211,7 +2245,9 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   if (sample_ms > 0)
     csv << "t_s,nodes_up,messages,bytes,messages_per_s,bytes_per_s,held_sends,open_connection_ends,"
            "kept_headers,pairs_behind,posts,deletes,kv_writes,settling,"
-           "dot_map_entries,members,retirements,resyncs,resync_bytes\n";
+           "dot_map_entries,members,retirements,resyncs,resync_bytes,"
+           "round_msgs_per_s,keepalives_per_s,pushes_per_s,resync_msgs_per_s,setup_msgs_per_s,"
+           "other_msgs_per_s,relay_requests_per_s\n";
 
   // Checkpoints: invariants that must hold at all times, checked every
   // checkpoint_s of virtual time through the workload and the settle phase

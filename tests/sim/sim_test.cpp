@@ -378,11 +378,32 @@ TEST_CASE("a time series sampled every 10 s leaves the trace unchanged", "[sim]"
   std::string line;
   std::getline(in, line);
   CHECK(line.rfind("t_s,nodes_up,messages,bytes,", 0) == 0);
+  const auto columns = std::count(line.begin(), line.end(), ',') + 1;
+  const auto header = line;
   int rows = 0;
-  while (std::getline(in, line))
+  double rounds = 0, relay = 0, last_t = 0; // per-second rates times each row's interval
+  while (std::getline(in, line)) {
     ++rows;
+    CHECK(std::count(line.begin(), line.end(), ',') + 1 == columns);
+    std::vector<double> v;
+    std::istringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');)
+      v.push_back(std::stod(cell));
+    const double dt = v[0] - last_t;
+    last_t = v[0];
+    rounds += v[v.size() - 7] * dt;
+    relay += v.back() * dt;
+  }
   // 0, 10, ..., 120 during the workload, then the settle phase.
   CHECK(rows >= 13);
+  CHECK(header.find(",round_msgs_per_s,") != std::string::npos);
+  CHECK(header.substr(header.rfind(',') + 1) == "relay_requests_per_s");
+  // The rows add up to the summary's counts (the first row covers 0 s).
+  const auto& k = a.json["sent_by_kind"];
+  const double total_rounds =
+      k["sync_request"]["messages"].get<double>() + k["data_answer"]["messages"].get<double>();
+  CHECK(rounds == Approx(total_rounds).epsilon(0.02));
+  CHECK(relay > 0);
   CHECK(b.series_csv.empty());
 }
 
