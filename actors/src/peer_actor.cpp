@@ -241,16 +241,16 @@ void send_msg(peer_pointer self, const message& m) {
   auto& st = self->state;
   if (!established(st))
     return;
-  auto bytes = encode_message(m);
-  if (auto& c = st.env->settings.counters)
-    c->count_sent(m, bytes.size());
-  auto sealed = st.ch->seal(std::move(bytes));
+  const auto bytes = encode_message(m);
+  auto sealed = st.ch->seal(bytes);
   if (!sealed) {
     drop_connection(self, "could not seal a " + std::string(message_name(m)) + " message: " +
                               st.ch->close_reason(),
                     true);
     return;
   }
+  if (auto& c = st.env->settings.counters)
+    c->count_sent(m, bytes.size());
   send_raw(self, std::move(*sealed));
 }
 
