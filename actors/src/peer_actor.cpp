@@ -392,6 +392,12 @@ std::uint64_t round_wait_ms(const sync_settings& s, std::uint32_t idle) {
   return std::max(std::min(wait, cap), static_cast<std::uint64_t>(s.anti_entropy.count()));
 }
 
+/// The wait after a round (round_wait_ms) with that round's jitter.
+std::uint64_t jittered_wait_ms(const sync_settings& s, const round_timing& r) {
+  const auto wait = static_cast<std::int64_t>(round_wait_ms(s, r.idle));
+  return static_cast<std::uint64_t>(wait + wait * r.jitter_permille / 1000);
+}
+
 void start_round(peer_pointer self, std::string topic) {
   with_topic(self, topic, [self, topic](topic_actor t) {
     if (!t)
@@ -401,10 +407,15 @@ void start_round(peer_pointer self, std::string topic) {
           send_msg(self, sync_request_msg{topic, req.clock});
         });
   });
-  auto& r = self->state.links.round(topic);
+  auto& st = self->state;
+  auto& r = st.links.round(topic);
   r.started_ms = now_ms(self);
   r.brought = false;
-  r.next_ms = r.started_ms + round_wait_ms(self->state.env->settings, r.idle);
+  // Connections opened in the same second (a node starting, a network
+  // healing) would otherwise run every later round in step, a burst per
+  // period (docs/simulation.md, "Session 22: where the messages go").
+  r.jitter_permille = static_cast<std::int16_t>(static_cast<std::int64_t>(st.env->rng->next_u64() % 201) - 100);
+  r.next_ms = r.started_ms + jittered_wait_ms(st.env->settings, r);
 }
 
 /// What the answer to a round, or a push, says about the topic's next
@@ -426,7 +437,7 @@ void note_round_result(peer_pointer self, const std::string& topic, data_kind ki
     if (!round_brought) {
       if (last) {
         r.idle = std::min<std::uint32_t>(r.idle + 1, 32);
-        r.next_ms = std::max(r.next_ms, r.started_ms + round_wait_ms(s, r.idle));
+        r.next_ms = std::max(r.next_ms, r.started_ms + jittered_wait_ms(s, r));
       }
       return;
     }
@@ -434,7 +445,7 @@ void note_round_result(peer_pointer self, const std::string& topic, data_kind ki
   if (!brought)
     return;
   r.idle = 0;
-  r.next_ms = std::min(r.next_ms, now_ms(self) + round_wait_ms(s, 0));
+  r.next_ms = std::min(r.next_ms, now_ms(self) + jittered_wait_ms(s, r));
   tick_by(self, r.next_ms);
 }
 

@@ -21,6 +21,10 @@ struct round_timing {
   std::uint64_t next_ms = 0;
   std::uint64_t started_ms = 0; // when the last round was asked for
   std::uint32_t idle = 0;
+  /// The wait after this round is stretched or shrunk by this many
+  /// thousandths (drawn per round, within ±100), so that rounds begun
+  /// together do not stay in step.
+  std::int16_t jitter_permille = 0;
   bool brought = false; // an earlier part of the current answer brought writes
 };
 
