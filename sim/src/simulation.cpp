@@ -2775,6 +2775,20 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
   for (std::size_t i = 0; i < w.nodes_.size(); ++i)
     if (w.nodes_[i].departed)
       departed_ids.insert(w.id_of(i));
+  // A delete of an author that left, which every node that applied it
+  // has left too (after the author: the check at the author's departure
+  // saw it out), went with them: nothing can carry it any more.
+  std::set<std::string> lost_later;
+  const auto lost_with_departures = [&](const std::string& d) {
+    if (lost_later.count(d) != 0)
+      return true;
+    const auto author = w.by_id_.find(d.substr(0, d.find('/')));
+    if (author == w.by_id_.end() || !w.nodes_[author->second].departed || w.delete_went_out(author->second, d))
+      return false;
+    lost_later.insert(d);
+    ++deletes_lost_with_author;
+    return true;
+  };
   for (std::size_t i = 0; i < w.nodes_.size(); ++i) {
     if (!w.live(i))
       continue;
@@ -2782,6 +2796,8 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     for (const auto& d : w.deleted_) {
       auto r = docs.get(d, {});
       if (r && !r->is_null() && r->contains("doc") && !(*r)["doc"].empty()) {
+        if (lost_with_departures(d)) // nobody left can carry the delete
+          continue;
         ++resurrected;
         resurrected_departed += departed_ids.count(d.substr(0, d.find('/')));
         if (std::getenv("KITH_SIM_LOG")) {
