@@ -37,16 +37,6 @@ std::uint64_t entropy::next_u64() {
   return v;
 }
 
-namespace {
-
-/// Each alternative's name, from a default-constructed one.
-template <std::size_t... I>
-std::array<const char*, sizeof...(I)> message_names(std::index_sequence<I...>) {
-  return {protocol::message_name(protocol::message{std::in_place_index<I>})...};
-}
-
-} // namespace
-
 // Data messages take the last two slots for answers and resync pages;
 // their own slot counts pushes.
 std::size_t membership_counters::sent_kind_of(const protocol::message& m) {
@@ -68,10 +58,7 @@ const char* membership_counters::sent_kind_name(std::size_t slot) {
     return "data_resync";
   if (slot == protocol::message{protocol::data_msg{}}.index())
     return "data_push";
-  if (slot >= alternatives)
-    return "unknown";
-  static const auto names = message_names(std::make_index_sequence<alternatives>{});
-  return names[slot];
+  return protocol::message_name(slot);
 }
 
 void membership_counters::count_sent(const protocol::message& m, std::size_t bytes) {
@@ -777,6 +764,18 @@ json tags_json(const std::vector<protocol::tag_count_msg>& tags) {
   return out;
 }
 
+/// The identity `id` names, when this node may follow it; else the
+/// API's refusal.
+std::variant<protocol::public_key, api_result> followable(node_pointer self, const std::string& id) {
+  std::string why;
+  auto pk = protocol::parse_id(id, &why);
+  if (!pk)
+    return error_result(400, "invalid", "not an identity: " + why);
+  if (*pk == self->state.env->self.pub())
+    return error_result(400, "invalid", "a node does not follow itself");
+  return *pk;
+}
+
 /// Starts following `pk` (text form `id`): remembers it and its address,
 /// spawns or tells its peer actor, joins its feed's rendezvous. Returns
 /// the follow document to write in our feed ({"subject", "doc"}).
@@ -903,15 +902,13 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
           (f.contains("address") && !f["address"].is_string()))
         return error_result(400, "invalid", "each follow is {\"id\": string, \"address\"?: string}");
       const auto id = f["id"].get<std::string>();
-      std::string why;
-      auto pk = protocol::parse_id(id, &why);
-      if (!pk)
-        return error_result(400, "invalid", "not an identity: " + why);
-      if (*pk == st.env->self.pub())
-        return error_result(400, "invalid", "a node does not follow itself");
-      if (!seen.insert(*pk).second)
+      auto pk = followable(self, id);
+      if (auto* refused = std::get_if<api_result>(&pk))
+        return *refused;
+      const auto& key = std::get<protocol::public_key>(pk);
+      if (!seen.insert(key).second)
         return error_result(400, "invalid", id + " is listed twice");
-      wanted.emplace_back(*pk, id, f.value("address", std::string{}));
+      wanted.emplace_back(key, id, f.value("address", std::string{}));
     }
     auto feed = ensure_topic(self, store.feed_topic_id());
     json docs = json::array();
@@ -921,13 +918,11 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
                           json{{"docs", std::move(docs)}}.dump(), time_ms);
   }
   if (op == "follow" || op == "unfollow") {
-    std::string why;
     const auto id = p.value("id", std::string{});
-    auto pk = protocol::parse_id(id, &why);
-    if (!pk)
-      return error_result(400, "invalid", "not an identity: " + why);
-    if (*pk == st.env->self.pub())
-      return error_result(400, "invalid", "a node does not follow itself");
+    auto target = followable(self, id);
+    if (auto* refused = std::get_if<api_result>(&target))
+      return *refused;
+    const auto* pk = &std::get<protocol::public_key>(target);
     const auto address = p.value("address", std::string{});
     const std::string subject = follows_prefix(self) + id;
     auto feed = ensure_topic(self, store.feed_topic_id());

@@ -944,13 +944,15 @@ std::vector<signed_reply> split_reply(const signed_reply& r, std::size_t max_byt
   return splitter(r, max_bytes).run();
 }
 
-const char* message_name(const message& m) {
+const char* message_name(std::size_t index) {
   static constexpr const char* names[] = {
       "hello",    "subscribe",      "unsubscribe", "offer",     "sync_request", "data",
       "watermark", "resync_request", "resync_done", "keepalive", "error", "query",
       "query_result"};
   static_assert(std::size(names) == std::variant_size_v<message>);
-  return names[m.index()];
+  return index < std::size(names) ? names[index] : "unknown";
 }
+
+const char* message_name(const message& m) { return message_name(m.index()); }
 
 } // namespace kith::protocol

@@ -248,5 +248,7 @@ verify_standalone(const signed_reply& r, const public_key& author, std::string* 
 
 /// A name for logs: "hello", "data", ...
 [[nodiscard]] const char* message_name(const message& m);
+/// The name of alternative `index` of message ("unknown" past the last).
+[[nodiscard]] const char* message_name(std::size_t index);
 
 } // namespace kith::protocol
