@@ -330,15 +330,23 @@ void put_summary_fields(writer& w, const writer_summary& s) {
 
 std::string summary_message(const writer_summary& s) {
   writer w;
-  w.raw("kith/summary/v1");
+  // An own summary signs what version 1 signed; a vouched one names the
+  // replica that vouches, under its own domain tag.
+  w.raw(s.vouched() ? "kith/summary/v2" : "kith/summary/v1");
   put_summary_fields(w, s);
+  if (s.vouched()) {
+    w.varint(s.by.value());
+    w.varint(s.by_upto);
+  }
   return w.take();
 }
 
 void sign_summary(const identity& writer, writer_summary& s) { s.sig = writer.sign(summary_message(s)); }
 
 bool check_summary(const writer_summary& s, const public_key& writer) {
-  if (s.upto > (std::uint64_t{1} << 62))
+  if (s.upto > (std::uint64_t{1} << 62) || s.by_upto > (std::uint64_t{1} << 62))
+    return false;
+  if (s.vouched() ? (s.by == s.rid || s.by_upto == 0) : s.by_upto != 0)
     return false;
   std::uint64_t next = 1; // the least counter the next run may start at
   for (const auto& [f, len] : s.live) {
@@ -354,6 +362,12 @@ bool check_summary(const writer_summary& s, const public_key& writer) {
 void encode(writer& w, const writer_summary& s) {
   put_summary_fields(w, s);
   w.raw(s.sig.view());
+  // After the signature, so that an own summary is encoded as version 1
+  // encoded it (stored rows and older peers read it unchanged).
+  if (s.vouched()) {
+    w.varint(s.by.value());
+    w.varint(s.by_upto);
+  }
 }
 
 bool decode(reader& r, writer_summary& s, const signed_limits& l) {
@@ -367,7 +381,19 @@ bool decode(reader& r, writer_summary& s, const signed_limits& l) {
     const auto len = r.varint();
     s.live.emplace_back(f, len);
   }
-  return read_array(r, s.sig.bytes) && !r.failed();
+  if (!read_array(r, s.sig.bytes) || r.failed())
+    return false;
+  // A summary is always decoded from its own blob (a stored row, or one
+  // element of a reply's list): bytes after the signature are `by`.
+  s.by = replica_id{0};
+  s.by_upto = 0;
+  if (!r.at_end()) {
+    s.by = replica_id{r.varint()};
+    s.by_upto = r.varint();
+    if (!s.vouched())
+      return false; // a vouched summary names its replica
+  }
+  return !r.failed();
 }
 
 void encode(writer& w, const replica_binding& b) {

@@ -115,9 +115,14 @@ inline std::string dot_row(char kind, const topic_rows& t, causality::dot d) {
 inline std::string batch_row(const topic_rows& t, causality::replica_id r, std::uint64_t first) {
   return dot_row('b', t, causality::dot{r, causality::counter{first}});
 }
-inline std::string summary_row(const topic_rows& t, causality::replica_id r) {
+/// A writer's own summary of replica r (signer r), or one a later replica
+/// of the same writer vouched with (signer named after r).
+inline std::string summary_row(const topic_rows& t, causality::replica_id r,
+                               causality::replica_id signer) {
   std::string s = topic_prefix('v', t);
   put_be64(s, r.value());
+  if (signer != r)
+    put_be64(s, signer.value());
   return s;
 }
 inline std::string owed_row(const topic_rows& t, causality::replica_id r) {

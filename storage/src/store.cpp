@@ -20,6 +20,16 @@ using causality::node_clock;
 using causality::sibling;
 using protocol::replica_binding;
 
+namespace {
+
+/// A writer summary's place among those held: its replica and the
+/// replica whose writes it reports (the same for a writer's own).
+using summary_key = std::pair<replica_id, replica_id>;
+
+summary_key key_of(const protocol::writer_summary& ws) { return {ws.rid, ws.signer()}; }
+
+} // namespace
+
 struct store::topic_state {
   topic_descriptor desc;
   /// The topic's number in its rows.
@@ -28,11 +38,13 @@ struct store::topic_state {
   causality::dot_key_map dkm;
   causality::watermark marks;
   std::set<key_type> unstripped;
-  /// The newest writer summary held per replica (own included): the 'v'
-  /// rows, loaded with the topic.
-  std::map<replica_id, protocol::writer_summary> summaries;
+  /// The newest writer summary held per (replica, signer): a writer's own
+  /// (signer = replica) and those a later replica of the same writer
+  /// vouched with (protocol::writer_summary). The 'v' rows, loaded with
+  /// the topic.
+  std::map<summary_key, protocol::writer_summary> summaries;
   /// The last summary attach_summaries sent (it goes round them).
-  replica_id summary_cursor{0};
+  summary_key summary_cursor{replica_id{0}, replica_id{0}};
   /// Members that owe a full resync -> our own base when they joined: the
   /// 'o' rows, loaded with the topic.
   std::map<replica_id, std::uint64_t> owed;
@@ -514,7 +526,8 @@ result<store::topic_state*> store::state(const std::string& topic) {
       bad = true;
       return false;
     }
-    ts->summaries[ws.rid] = std::move(ws);
+    const auto k = key_of(ws);
+    ts->summaries[k] = std::move(ws);
     return true;
   });
   if (!st)
@@ -765,12 +778,13 @@ status store::join_sender_entry(const std::string& topic, replica_id sender,
   return commit(ts, in);
 }
 
-std::optional<protocol::writer_summary> store::summary(const std::string& topic, replica_id rid) {
+std::optional<protocol::writer_summary> store::summary(const std::string& topic, replica_id rid,
+                                                      std::optional<replica_id> by) {
   std::lock_guard lock(mu_);
   auto ts = state(topic);
   if (!ts)
     return std::nullopt;
-  auto it = (*ts)->summaries.find(rid);
+  auto it = (*ts)->summaries.find(summary_key{rid, by.value_or(rid)});
   if (it == (*ts)->summaries.end())
     return std::nullopt;
   return it->second;
@@ -991,7 +1005,7 @@ status store::commit(topic_state& ts, commit_input& in) {
   for (const auto& rb : in.bindings)
     b.put(lay::binding_row(rb.rid), encoded(rb));
   for (const auto& ws : in.summaries)
-    b.put(lay::summary_row(rows, ws.rid), encoded(ws));
+    b.put(lay::summary_row(rows, ws.rid, ws.signer()), encoded(ws));
   // Resync debts after: those listed, less those of replicas no longer
   // members (only a change of members or debts can change them).
   const bool owed_changes = !in.owed.empty() || !in.extra_members.empty();
@@ -1035,8 +1049,10 @@ status store::commit(topic_state& ts, commit_input& in) {
   if (owed_changes)
     ts.owed = std::move(owed);
   ts.unstripped = std::move(unstripped);
-  for (auto& ws : in.summaries)
-    ts.summaries[ws.rid] = std::move(ws);
+  for (auto& ws : in.summaries) {
+    const auto k = key_of(ws);
+    ts.summaries[k] = std::move(ws);
+  }
   ts.batches_since_sweep += in.batches.size();
   if (ts.batches_since_sweep >=
       std::max({min_batches_per_sweep, ts.batches_after_sweep, ts.rows_read_by_sweep / 8})) {
@@ -1177,6 +1193,8 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
   std::map<key_type, std::size_t> entry_of;
   const std::uint64_t first = clk.base(binding_.rid) + 1;
   std::vector<std::uint64_t> superseded; // own counters this batch overwrites or deletes
+  // ... and those of other replicas, which may be this writer's earlier ones.
+  std::map<replica_id, std::vector<std::uint64_t>> superseded_other;
   try {
     for (const auto& op : ops) {
       auto it = filled.find(op.key);
@@ -1191,8 +1209,8 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
       }
       container& c = it->second;
       for (const auto& [od, sib] : c.dots())
-        if (od.id == binding_.rid && op.context.covers(od))
-          superseded.push_back(od.n.value());
+        if (op.context.covers(od))
+          (od.id == binding_.rid ? superseded : superseded_other[od.id]).push_back(od.n.value());
       c.discard(op.context);
       const dot d = clk.event(binding_.rid);
       protocol::write_body body{!op.value.has_value(), time_ms, op.context,
@@ -1231,7 +1249,7 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
     // A new summary: what was live, plus this batch's counters, less
     // what it superseded (docs/architecture.md, "Signed writer summaries").
     protocol::writer_summary ws;
-    if (auto held = ts.summaries.find(binding_.rid); held != ts.summaries.end()) {
+    if (auto held = ts.summaries.find(summary_key{binding_.rid, binding_.rid}); held != ts.summaries.end()) {
       ws = held->second;
     } else {
       ws.topic = topic;
@@ -1244,6 +1262,37 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
       ws.remove_live(n);
     ws.coarsen(protocol::max_signed_live_runs);
     ws.upto = last;
+    protocol::sign_summary(self_, ws);
+    push.summaries.push_back(ws);
+    in.summaries.push_back(std::move(ws));
+  }
+  for (auto& [rid, counters] : superseded_other) {
+    // Writes of this writer's earlier replica (a store it lost): this one
+    // vouches for them, as nobody else can once that replica is gone.
+    auto author = author_of(rid);
+    if (!author)
+      return author.err();
+    if (*author != self_.pub())
+      continue; // another writer's: its own summaries speak for it
+    protocol::writer_summary ws;
+    if (auto held = ts.summaries.find(summary_key{rid, binding_.rid}); held != ts.summaries.end()) {
+      ws = held->second;
+    } else {
+      ws.topic = topic;
+      ws.rid = rid;
+      ws.by = binding_.rid;
+    }
+    // Counters this replica never saw count as live: only its own
+    // overwrites and deletes are reported, never a guess.
+    const std::uint64_t top = *std::max_element(counters.begin(), counters.end());
+    if (ws.upto < top) {
+      ws.add_live(ws.upto + 1, top);
+      ws.upto = top;
+    }
+    for (auto n : counters)
+      ws.remove_live(n);
+    ws.coarsen(protocol::max_signed_live_runs);
+    ws.by_upto = clk.base(binding_.rid);
     protocol::sign_summary(self_, ws);
     push.summaries.push_back(ws);
     in.summaries.push_back(std::move(ws));
@@ -1689,22 +1738,25 @@ result<apply_stats> store::apply(const signed_reply& r) {
   };
 
   // 3. Writer summaries, each signed by its replica's author, a writer
-  // of the topic; the newest per replica. One we cannot attribute (no
-  // binding) is left out; a bad one refuses everything.
-  std::map<replica_id, const protocol::writer_summary*> newest;
+  // of the topic; the newest per replica and signer. One we cannot
+  // attribute (no binding) is left out; a bad one refuses everything.
+  std::map<summary_key, const protocol::writer_summary*> newest;
   for (const auto& ws : r.summaries) {
     if (ws.topic != r.topic)
       return error{errc::invalid, "a writer summary names another topic"};
-    if (ws.rid == binding_.rid)
+    if (ws.signer() == binding_.rid)
       continue; // ours: we are the writer
-    if (auto held = ts.summaries.find(ws.rid); held != ts.summaries.end() && held->second.upto >= ws.upto)
+    const auto k = key_of(ws);
+    if (auto held = ts.summaries.find(k);
+        held != ts.summaries.end() && held->second.signer_upto() >= ws.signer_upto())
       continue;
-    if (auto n = newest.find(ws.rid); n != newest.end() && n->second->upto >= ws.upto)
+    if (auto n = newest.find(k); n != newest.end() && n->second->signer_upto() >= ws.signer_upto())
       continue;
-    newest[ws.rid] = &ws;
+    newest[k] = &ws;
   }
   std::vector<protocol::writer_summary> summaries;
-  for (const auto& [rid, ws] : newest) {
+  for (const auto& [k, ws] : newest) {
+    const auto rid = k.first;
     auto pk = author_of(rid);
     if (!pk) {
       if (pk.err().code == errc::bad_signature)
@@ -1721,13 +1773,17 @@ result<apply_stats> store::apply(const signed_reply& r) {
   }
   // A write its writer's summary (held or just received) says was
   // superseded is not stored again when a stale peer sends it: it counts
-  // as resolved, like a kept header.
+  // as resolved, like a kept header. Every summary says only what was
+  // true when signed, so any one of them that drops it is enough.
   auto superseded = [&](dot dt) {
     for (const auto& ws : summaries)
-      if (ws.rid == dt.id)
-        return ws.drops(dt); // newer than the one held
-    auto held = ts.summaries.find(dt.id);
-    return held != ts.summaries.end() && held->second.drops(dt);
+      if (ws.drops(dt))
+        return true;
+    for (auto held = ts.summaries.lower_bound(summary_key{dt.id, replica_id{0}});
+         held != ts.summaries.end() && held->first.first == dt.id; ++held)
+      if (held->second.drops(dt))
+        return true;
+    return false;
   };
 
   // 4. Every record and header, checked; the contexts that may discard
@@ -1806,10 +1862,12 @@ status store::apply_summaries(topic_state& ts, std::vector<protocol::writer_summ
   // TODO(perf): the scan is O(keys of the topic) per newer summary when
   // the clock has a gap; an index of stored dots by replica would make it
   // O(dropped).
-  std::map<replica_id, const protocol::writer_summary*> by_rid;
+  // A vouched summary's effect is that of its signer's writes: a clock
+  // with every counter of the signer up to signer_upto holds it.
+  std::map<replica_id, std::vector<const protocol::writer_summary*>> by_rid;
   for (const auto& ws : summaries)
-    if (ts.clock.base(ws.rid) < ws.upto)
-      by_rid[ws.rid] = &ws;
+    if (ts.clock.base(ws.signer()) < ws.signer_upto())
+      by_rid[ws.rid].push_back(&ws);
   commit_input in;
   if (by_rid.empty()) {
     in.summaries = std::move(summaries);
@@ -1817,7 +1875,8 @@ status store::apply_summaries(topic_state& ts, std::vector<protocol::writer_summ
   }
   auto dropped = drop_stored_values(*kv_, ts.rows, ts.desc.id, in, [&](dot d, std::string_view) -> result<bool> {
     auto w = by_rid.find(d.id);
-    return w != by_rid.end() && w->second->drops(d);
+    return w != by_rid.end() && std::any_of(w->second.begin(), w->second.end(),
+                                            [d](const protocol::writer_summary* ws) { return ws->drops(d); });
   });
   if (!dropped)
     return dropped;
@@ -1835,9 +1894,9 @@ std::size_t store::attach_summaries(topic_state& ts, const node_clock* asker,
   auto add = [&](const protocol::writer_summary& ws) {
     if (n == max_summaries_per_reply)
       return false;
-    // An asker whose clock has every counter the summary speaks of has
-    // seen the writes that superseded the dropped ones.
-    if (asker && asker->base(ws.rid) >= ws.upto)
+    // An asker whose clock has every counter of the signer up to the
+    // summary's has seen the writes that superseded the dropped ones.
+    if (asker && asker->base(ws.signer()) >= ws.signer_upto())
       return true;
     if (std::none_of(out.bindings.begin(), out.bindings.end(),
                      [&](const replica_binding& b) { return b.rid == ws.rid; })) {
@@ -1848,7 +1907,7 @@ std::size_t store::attach_summaries(topic_state& ts, const node_clock* asker,
       out.bindings.push_back(std::move(b));
     }
     out.summaries.push_back(ws);
-    ts.summary_cursor = ws.rid;
+    ts.summary_cursor = key_of(ws);
     ++n;
     return true;
   };

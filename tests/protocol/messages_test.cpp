@@ -931,3 +931,72 @@ TEST_CASE("a writer summary keeps its live runs sorted and apart, and only its w
     CHECK_FALSE(check_summary(m, a.pub()));
   }
 }
+
+TEST_CASE("a vouched writer summary signs the replica that vouches; an own one encodes as before",
+          "[messages][summary]") {
+  auto a = identity::from_seed(seed_of(1));
+  auto bytes_of = [](const writer_summary& s) {
+    kith::causality::writer w;
+    encode(w, s);
+    return w.take();
+  };
+  auto decoded = [](const std::string& bytes) {
+    kith::causality::reader r(bytes);
+    writer_summary out;
+    const bool ok = decode(r, out) && !r.failed() && r.at_end();
+    return ok ? std::optional<writer_summary>(out) : std::nullopt;
+  };
+  writer_summary own;
+  own.topic = "feed/x";
+  own.rid = replica_id{7};
+  own.upto = 5;
+  own.add_live(1, 3);
+  sign_summary(a, own);
+  REQUIRE(check_summary(own, a.pub()));
+  CHECK_FALSE(own.vouched());
+  CHECK(own.signer() == replica_id{7});
+  CHECK(own.signer_upto() == 5);
+  // The own encoding ends with the signature, as version 1 wrote it.
+  const auto own_bytes = bytes_of(own);
+  CHECK(own_bytes.substr(own_bytes.size() - 64) == std::string(own.sig.view()));
+  auto back = decoded(own_bytes);
+  REQUIRE(back);
+  CHECK_FALSE(back->vouched());
+  CHECK(check_summary(*back, a.pub()));
+
+  // Replica 9 of the same writer vouches for replica 7 at its counter 4.
+  writer_summary v = own;
+  v.by = replica_id{9};
+  v.by_upto = 4;
+  CHECK_FALSE(check_summary(v, a.pub())); // the own signature does not cover `by`
+  sign_summary(a, v);
+  REQUIRE(check_summary(v, a.pub()));
+  CHECK(v.signer() == replica_id{9});
+  CHECK(v.signer_upto() == 4);
+  CHECK(v.drops(dot{replica_id{7}, kith::causality::counter{4}}));
+  CHECK_FALSE(v.drops(dot{replica_id{9}, kith::causality::counter{4}}));
+  auto vb = decoded(bytes_of(v));
+  REQUIRE(vb);
+  CHECK(vb->by == replica_id{9});
+  CHECK(vb->by_upto == 4);
+  CHECK(check_summary(*vb, a.pub()));
+  auto moved = v; // by and by_upto are signed
+  moved.by = replica_id{8};
+  CHECK_FALSE(check_summary(moved, a.pub()));
+  auto later = v;
+  later.by_upto = 5;
+  CHECK_FALSE(check_summary(later, a.pub()));
+  // Signed but malformed: vouching for itself, or at counter 0.
+  auto self = v;
+  self.by = self.rid;
+  sign_summary(a, self);
+  CHECK_FALSE(check_summary(self, a.pub()));
+  auto zero = v;
+  zero.by_upto = 0;
+  sign_summary(a, zero);
+  CHECK_FALSE(check_summary(zero, a.pub()));
+  // Trailing bytes that name no replica do not decode.
+  auto junk = own_bytes;
+  junk += std::string(2, '\0');
+  CHECK_FALSE(decoded(junk));
+}

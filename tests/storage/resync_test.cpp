@@ -363,6 +363,83 @@ TEST_CASE("a follower that missed a delete drops the post when a co-follower rel
   CHECK(to_ann->summaries.empty());
 }
 
+TEST_CASE("a writer's new replica vouches for the old one's posts it deletes; followers that missed "
+          "the delete drop them",
+          "[store][resync][summary]") {
+  // Ann wrote two posts, then lost her store. Her new replica restored
+  // her feed from Cat and deleted one of the old replica's posts. Cat got
+  // the delete; Bob was away, and nobody kept the delete's record. The
+  // old replica is gone and never signed a summary; the new one's summary
+  // of its own writes does not speak of the old one's (churn-lifecycle
+  // seed 22, docs/simulation.md). The new replica vouches for the old:
+  // a summary of the old replica's counters, signed with Ann's key.
+  test::temp_dir dir;
+  auto ann = test::person(51), bob = test::person(52), cat = test::person(53),
+       dan = test::person(54);
+  auto a1 = test::open_store(backend::memory, ann, 51, dir);
+  auto b = test::open_store(backend::memory, bob, 52, dir);
+  auto c = test::open_store(backend::memory, cat, 53, dir);
+  auto d = test::open_store(backend::memory, dan, 54, dir);
+  const auto feed = a1->feed_topic_id();
+  storage::documents da1(*a1), db(*b), dc(*c), dd(*d);
+  auto kept = da1.post("kept", 1000);
+  auto gone = da1.post("deleted by the new replica", 1001);
+  REQUIRE(kept);
+  REQUIRE(gone);
+  for (auto* s : {b.get(), c.get(), d.get()})
+    REQUIRE(s->add_topic(*a1->topic(feed)));
+  // Dan is a member at Bob: Bob keeps what Dan has not seen yet.
+  REQUIRE(b->set_members(feed, {d->self_id()}));
+  resync(*b, *a1, feed);
+  resync(*c, *a1, feed);
+  resync(*d, *a1, feed);
+  const auto old_id = a1->self_id();
+  a1.reset(); // the store is lost
+
+  auto a2 = test::open_store(backend::memory, ann, 55, dir);
+  REQUIRE(a2->self_id() != old_id);
+  resync(*a2, *c, feed);
+  storage::documents da2(*a2);
+  REQUIRE(da2.del(*gone, std::nullopt, 2000));
+  auto vouched = a2->summary(feed, old_id, a2->self_id());
+  REQUIRE(vouched);
+  CHECK(vouched->by_upto == a2->clock_copy(feed)->base(a2->self_id()));
+  CHECK(vouched->vouched());
+  // It drops the deleted post's counters, and nothing else.
+  std::uint64_t dropped = 0;
+  for (std::uint64_t n = 1; n <= vouched->upto; ++n)
+    dropped += vouched->drops(causality::dot{old_id, causality::counter{n}}) ? 1 : 0;
+  CHECK(dropped >= 1);
+  CHECK(dropped < vouched->upto);
+  CHECK_FALSE(a2->summary(feed, a2->self_id())); // it overwrote nothing of its own
+  test::pull(*c, *a2, feed);
+  REQUIRE(dc.get(*gone, feed)->is_null());
+  REQUIRE_FALSE(db.get(*gone, feed)->is_null());
+  CHECK(c->superseded_count(feed) == 0); // Cat has no members: no record kept
+
+  SECTION("in a full resync from the co-follower") { resync(*b, *c, feed); }
+  SECTION("in an anti-entropy answer from the co-follower") { test::pull(*b, *c, feed); }
+  test::check_only_kept(*b, db, feed, *gone, *kept, ann);
+  REQUIRE(b->check_topic(feed));
+  REQUIRE(b->summary(feed, old_id, a2->self_id()));
+
+  // Dan still holds the post and never saw the delete: Bob passes the
+  // vouched summary on (Dan's clock misses the new replica's counters),
+  // and Dan drops it. Ann's new replica has every counter it speaks of.
+  auto from_dan = d->make_request(feed);
+  REQUIRE(from_dan);
+  auto to_dan = b->answer(feed, *from_dan);
+  REQUIRE(to_dan);
+  CHECK(to_dan->summaries.size() == 1);
+  REQUIRE(d->apply(*to_dan));
+  test::check_only_kept(*d, dd, feed, *gone, *kept, ann);
+  auto from_ann = a2->make_request(feed);
+  REQUIRE(from_ann);
+  auto to_ann = b->answer(feed, *from_ann);
+  REQUIRE(to_ann);
+  CHECK(to_ann->summaries.empty());
+}
+
 TEST_CASE("a write the writer's held summary says was superseded is not stored again from a stale "
           "peer",
           "[store][summary]") {

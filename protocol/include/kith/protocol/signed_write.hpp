@@ -149,13 +149,33 @@ struct signed_batch {
 /// "Signed writer summaries"). A later summary of the same replica has a
 /// greater `upto` and replaces the earlier one. The writer is the author
 /// of rid's binding; the signature is checked against it.
+///
+/// A writer who lost their store writes under a new replica id and may
+/// overwrite or delete what their old replica wrote. The new replica
+/// then vouches for the old one: a summary of the old `rid` with `by`
+/// set to the new replica and `by_upto` to its counter when it signed.
+/// Its dropped counters are those the new replica's own writes 1..by_upto
+/// superseded, so a peer whose clock has all of those has its effect.
+/// The writer keeps one summary per (rid, by); `signer_upto` orders each.
 struct writer_summary {
   std::string topic;
   replica_id rid;
   std::uint64_t upto = 0;
   /// Sorted, disjoint, non-adjacent runs of counters: (first, length).
   std::vector<std::pair<std::uint64_t, std::uint64_t>> live;
+  /// 0: rid's own summary. Otherwise the writer's later replica that
+  /// superseded the dropped counters, and its counter when it signed.
+  replica_id by{0};
+  std::uint64_t by_upto = 0;
   signature sig;
+
+  [[nodiscard]] bool vouched() const { return by.value() != 0; }
+  /// The replica whose writes superseded the dropped counters.
+  [[nodiscard]] replica_id signer() const { return vouched() ? by : rid; }
+  /// That replica's counter when it signed: a later summary of the same
+  /// (rid, signer) has a greater one and replaces this one. A clock with
+  /// every counter of signer() up to this holds the summary's effect.
+  [[nodiscard]] std::uint64_t signer_upto() const { return vouched() ? by_upto : upto; }
 
   [[nodiscard]] bool covers(dot d) const { return d.id == rid && d.n.value() <= upto; }
   /// d is rid's and in a live run (or above upto: not spoken of).
@@ -180,7 +200,8 @@ inline constexpr std::size_t max_signed_live_runs = 4096;
 [[nodiscard]] std::string summary_message(const writer_summary& s);
 /// Signs s (topic, rid, upto and live set) with the writer's key.
 void sign_summary(const identity& writer, writer_summary& s);
-/// Well formed (runs sorted, disjoint, within 1..upto) and signed by `writer`.
+/// Well formed (runs sorted, disjoint, within 1..upto; `by`, if set,
+/// another replica with by_upto >= 1) and signed by `writer`.
 [[nodiscard]] bool check_summary(const writer_summary& s, const public_key& writer);
 
 void encode(causality::writer& w, const writer_summary& s);

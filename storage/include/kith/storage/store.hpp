@@ -281,9 +281,11 @@ public:
   [[nodiscard]] status observe(const std::string& topic, replica_id from,
                                const causality::node_clock& c);
   [[nodiscard]] std::size_t superseded_count(const std::string& topic);
-  /// The newest writer summary held for replica rid in the topic, if any.
-  [[nodiscard]] std::optional<protocol::writer_summary> summary(const std::string& topic,
-                                                                replica_id rid);
+  /// The newest writer summary held for replica rid in the topic, if any:
+  /// its writer's own, or with `by` the one its later replica `by` vouched
+  /// with (protocol::writer_summary).
+  [[nodiscard]] std::optional<protocol::writer_summary>
+  summary(const std::string& topic, replica_id rid, std::optional<replica_id> by = std::nullopt);
   /// The dots whose write headers are kept (overwritten or deleted writes
   /// that some member may not have seen yet), in order. A scan of their
   /// rows: for measurements and tests.
