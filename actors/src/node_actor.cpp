@@ -6,6 +6,7 @@
 
 #include "internal.hpp"
 
+#include "kith/protocol/topic_name.hpp"
 #include "kith/storage/documents.hpp"
 
 #include <caf/actor_system.hpp>
@@ -173,7 +174,7 @@ using key_set = boost::container::flat_set<protocol::public_key>;
 struct node_state {
   std::shared_ptr<node_env> env;
   std::map<protocol::public_key, peer_actor> peers;
-  std::map<std::string, topic_actor> topics;
+  std::map<protocol::topic_name, topic_actor, std::less<>> topics;
   std::map<conn_id, pending_conn> handshaking;
   std::map<conn_id, peer_actor> routed;
   std::map<protocol::public_key, std::string> follows; // id -> address
@@ -186,31 +187,31 @@ struct node_state {
   /// followers of each met there (co-followers): when the author cannot be
   /// reached, its feed is pulled from them (it verifies the same: every
   /// write carries the author's signature).
-  std::set<std::string> feed_rendezvous;
-  std::map<std::string, key_set> co_followers;
-  std::map<std::string, key_set> pulling_from;
+  std::set<protocol::topic_name, std::less<>> feed_rendezvous;
+  std::map<protocol::topic_name, key_set, std::less<>> co_followers;
+  std::map<protocol::topic_name, key_set, std::less<>> pulling_from;
   /// Co-followers pulled from that were not connected at the last
   /// checks, with how many in a row (feed -> id -> misses).
-  std::map<std::string, std::map<protocol::public_key, std::uint32_t>> pull_missed;
+  std::map<protocol::topic_name, std::map<protocol::public_key, std::uint32_t>, std::less<>> pull_missed;
   /// Co-followers passed over while pulled (out of reach): the next
   /// choices skip them until every other has been passed over too. Always
   /// a subset of co_followers (feed -> ids).
-  std::map<std::string, key_set> passed_over;
+  std::map<protocol::topic_name, key_set, std::less<>> passed_over;
   /// Feed rendezvous whose joined/left events we asked the relays to stop
   /// sending (update_feed_watch).
-  std::set<std::string> unwatched_feeds;
+  std::set<protocol::topic_name, std::less<>> unwatched_feeds;
   /// Peers met (kept connected) for a reason other than co-following:
   /// writers of shared topics we hold, aggregators. A co-follower passed
   /// over is released (unmeet) unless it is one of these.
   std::set<protocol::public_key> kept_met;
   /// Feeds whose author was not connected at the last check (every 5 s):
   /// a second such check in a row starts the pulls from co-followers.
-  std::set<std::string> author_away;
+  std::set<protocol::topic_name, std::less<>> author_away;
   /// Peers whose actor reports an established channel (peerstate_atom),
   /// and the feed topic id of each followed author (hashing it anew at
   /// every check cost more than the check; dropped on unfollow).
   std::set<protocol::public_key> linked;
-  std::map<protocol::public_key, std::string> feed_ids;
+  std::map<protocol::public_key, protocol::topic_name> feed_ids;
   std::uint64_t next_co_check_ms = 0;
   /// Started with an empty own feed (a new store for an old identity, e.g.
   /// after losing a device): the feed is fetched back from followers met

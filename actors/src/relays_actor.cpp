@@ -11,6 +11,7 @@
 
 #include "internal.hpp"
 
+#include "kith/protocol/topic_name.hpp"
 #include "kith/relay/client.hpp"
 #include "kith/relay/record.hpp"
 
@@ -80,11 +81,13 @@ struct relays_state {
   /// Open circuits by (relay, the relay's circuit id): circuit data and
   /// closes arrive by that name, so this is the hot-path lookup.
   std::map<std::pair<std::size_t, relay::circuit_id>, conn_id> by_circuit;
-  std::set<std::string> topics; // rendezvous topics (names) to join on every relay
+  /// Rendezvous topics (names) to join on every relay. Names and keys
+  /// are shared with every other holder (protocol::topic_name).
+  std::set<protocol::topic_name, std::less<>> topics;
   /// Of those, the ones the node stopped watching (rwatch_atom): joined
   /// without a watch or a members listing, also at the next welcome.
-  std::set<std::string> unwatched;
-  std::map<std::string, std::string> topic_of_key; // rendezvous key -> name
+  std::set<protocol::topic_name, std::less<>> unwatched;
+  std::map<protocol::topic_name, protocol::topic_name, std::less<>> topic_of_key; // rendezvous key -> name
   std::vector<std::string> announce; // our dial addresses
   /// Lookups asked while no session was up: run at the next welcome.
   std::map<protocol::public_key, caf::actor> deferred_lookups;
@@ -94,7 +97,7 @@ struct relays_state {
   /// max_tracked_members per rendezvous (the node remembers 8 per feed);
   /// a member not tracked is reported on its first `left`, as with one
   /// relay.
-  std::map<std::string, std::map<protocol::public_key, std::uint64_t>> present;
+  std::map<protocol::topic_name, std::map<protocol::public_key, std::uint64_t>, std::less<>> present;
   conn_id next_conn = 1;
   static inline const char* name = "kith.relays";
 };
@@ -270,7 +273,7 @@ void forget_presence_at(relays_pointer self, std::size_t i) {
       }
       if ((it->second & left_held_back) != 0)
         if (auto name = st.topic_of_key.find(t->first); name != st.topic_of_key.end())
-          self->send(st.node, left_atom::value, name->second, it->first);
+          self->send(st.node, left_atom::value, name->second.str(), it->first);
       it = t->second.erase(it);
     }
     t = t->second.empty() ? st.present.erase(t) : std::next(t);
@@ -390,7 +393,7 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
               for (const auto& id : e.ids)
                 if (id != st.env->self.pub()) {
                   seen_at(st, i, e.topic, id);
-                  self->send(st.node, meet_atom::value, t->second, id);
+                  self->send(st.node, meet_atom::value, t->second.str(), id);
                 }
             if (!e.next_cursor.empty())
               (void)r.client->members(e.topic, e.next_cursor);
@@ -400,9 +403,9 @@ void handle(relays_pointer self, std::size_t i, relay::client_output out) {
               return;
             if (e.joined) {
               seen_at(st, i, e.topic, e.id);
-              self->send(st.node, meet_atom::value, t->second, e.id);
+              self->send(st.node, meet_atom::value, t->second.str(), e.id);
             } else if (gone_everywhere(st, i, e.topic, e.id)) {
-              self->send(st.node, left_atom::value, t->second, e.id);
+              self->send(st.node, left_atom::value, t->second.str(), e.id);
             }
           } else if constexpr (std::is_same_v<T, relay::circuit_incoming>) {
             // A peer asks to reach us: accept, and hand the stream to the

@@ -8,6 +8,7 @@
 
 #include "internal.hpp"
 
+#include "kith/protocol/topic_name.hpp"
 #include "kith/storage/bundle.hpp"
 #include "kith/storage/documents.hpp"
 
@@ -34,7 +35,7 @@ struct key_entry {
 
 struct topic_state {
   std::shared_ptr<node_env> env;
-  std::string topic;
+  protocol::topic_name topic; // shared with every other holder of the id
   node_actor node;
   /// Peer actors subscribed to pushes, with their replica ids.
   std::map<caf::actor_addr, std::pair<caf::actor, causality::replica_id>> subscribers;

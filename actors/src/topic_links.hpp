@@ -4,6 +4,7 @@
 // own header so that tests/actors can check it against a naive model.
 
 #include "kith/actors/interfaces.hpp"
+#include "kith/protocol/topic_name.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -126,7 +127,7 @@ public:
 
 private:
   struct link {
-    std::string topic;
+    protocol::topic_name topic; // shared with every other holder of the id
     topic_actor actor;
     round_timing round;
     std::uint8_t flags = 0;

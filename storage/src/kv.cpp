@@ -8,8 +8,6 @@
 #include <rocksdb/write_batch.h>
 
 #include <filesystem>
-#include <mutex>
-#include <unordered_map>
 
 namespace kith::storage {
 
@@ -179,61 +177,17 @@ result<std::unique_ptr<kv_store>> open_rocksdb(const std::string& dir, bool crea
   return std::unique_ptr<kv_store>(new rocks_kv(std::move(db)));
 }
 
-/// The pool's table: each shared value by its bytes (a view into the value
-/// itself). A value's deleter takes its entry out, so the table holds
-/// only live values.
-struct value_pool::impl {
-  mutable std::mutex mu;
-  std::unordered_map<std::string_view, std::weak_ptr<const std::string>> values;
-  std::uint64_t bytes = 0;
-
-  void release(const std::string* v) {
-    {
-      std::lock_guard lock(mu);
-      auto i = values.find(*v);
-      // The entry may already name a newer copy of the same bytes (made
-      // after this one's last owner let go, before this deleter ran).
-      if (i != values.end() && i->first.data() == v->data()) {
-        values.erase(i);
-        bytes -= v->size();
-      }
-    }
-    delete v;
-  }
-};
-
-value_pool::value_pool() : impl_(std::make_shared<impl>()) {}
+value_pool::value_pool() : impl_(std::make_shared<protocol::string_pool>()) {}
 value_pool::~value_pool() = default;
 
 std::shared_ptr<const std::string> value_pool::intern(std::string_view v) {
   if (v.size() < min_shared)
     return std::make_shared<const std::string>(v);
-  std::lock_guard lock(impl_->mu);
-  auto i = impl_->values.find(v);
-  if (i != impl_->values.end())
-    if (auto held = i->second.lock())
-      return held;
-  auto* copy = new std::string(v);
-  std::shared_ptr<const std::string> out(
-      copy, [owner = impl_](const std::string* p) { owner->release(p); });
-  if (i != impl_->values.end()) {
-    // An expiring copy whose deleter has not run yet: ours replaces it.
-    impl_->bytes -= i->first.size();
-    impl_->values.erase(i);
-  }
-  impl_->values.emplace(std::string_view(*copy), out);
-  impl_->bytes += copy->size();
-  return out;
+  return impl_->intern(v);
 }
 
-std::size_t value_pool::size() const {
-  std::lock_guard lock(impl_->mu);
-  return impl_->values.size();
-}
+std::size_t value_pool::size() const { return impl_->size(); }
 
-std::uint64_t value_pool::bytes() const {
-  std::lock_guard lock(impl_->mu);
-  return impl_->bytes;
-}
+std::uint64_t value_pool::bytes() const { return impl_->bytes(); }
 
 } // namespace kith::storage

@@ -157,7 +157,7 @@ void append_hit_tail(std::string& row, std::uint64_t time_ms, dot d, const lay::
 /// The hit a row's tail names; nullopt when the row is malformed or names
 /// a topic number the store does not know.
 std::optional<index_hit> parse_hit_tail(std::string_view row, std::size_t at,
-                                        const std::map<std::uint32_t, std::string>& names) {
+                                        const std::map<std::uint32_t, protocol::topic_name>& names) {
   if (row.size() < at + 24 + lay::topic_rows::size)
     return std::nullopt;
   index_hit h;
@@ -1926,7 +1926,7 @@ std::size_t store::attach_summaries(topic_state& ts, const node_clock* asker,
 namespace {
 
 result<std::vector<index_hit>> scan_hits(const kv_store& kv,
-                                         const std::map<std::uint32_t, std::string>& names,
+                                         const std::map<std::uint32_t, protocol::topic_name>& names,
                                          const std::string& prefix,
                                          std::size_t limit, std::uint64_t before_ms = 0,
                                          const std::optional<dot>& after = std::nullopt) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "kith/protocol/string_pool.hpp"
 #include "kith/storage/result.hpp"
 
 #include <functional>
@@ -77,10 +78,8 @@ public:
   [[nodiscard]] std::size_t size() const;
   [[nodiscard]] std::uint64_t bytes() const;
 
-  struct impl;
-
 private:
-  std::shared_ptr<impl> impl_; // the values' deleters hold it too
+  std::shared_ptr<protocol::string_pool> impl_;
 };
 
 /// An empty in-memory store; with a pool, its values are shared through it.

@@ -4,6 +4,7 @@
 #include "kith/causality/dot_key_map.hpp"
 #include "kith/protocol/messages.hpp"
 #include "kith/protocol/signed_write.hpp"
+#include "kith/protocol/topic_name.hpp"
 #include "kith/storage/kv.hpp"
 
 #include <map>
@@ -370,14 +371,16 @@ private:
   store_options opts_;
   protocol::replica_binding binding_;
   std::string feed_id_;
-  std::map<std::string, std::unique_ptr<topic_state>> topics_;
+  // Topic ids here are shared with every other holder in the process
+  // (protocol::topic_name): a simulated network holds each feed's id once.
+  std::map<protocol::topic_name, std::unique_ptr<topic_state>, std::less<>> topics_;
   /// Every registered topic's number and back, loaded on open: about 200
   /// bytes per topic. A node holds its follows' feeds and its groups;
   /// an aggregator with millions of topics would want these read from
   /// the 'n' rows on demand instead.
   // TODO(perf): an on-demand lookup with a bounded cache for aggregators.
-  std::map<std::string, std::uint32_t, std::less<>> numbers_;
-  std::map<std::uint32_t, std::string> names_;
+  std::map<protocol::topic_name, std::uint32_t, std::less<>> numbers_;
+  std::map<std::uint32_t, protocol::topic_name> names_;
   mutable std::recursive_mutex mu_;
 };
 
