@@ -213,6 +213,7 @@ struct node_state {
   std::set<protocol::public_key> linked;
   std::map<protocol::public_key, protocol::topic_name> feed_ids;
   std::uint64_t next_co_check_ms = 0;
+  std::uint64_t next_rotate_ms = 0; // settings.co_follower_rotate
   /// Started with an empty own feed (a new store for an old identity, e.g.
   /// after losing a device): the feed is fetched back from followers met
   /// at its rendezvous.
@@ -552,6 +553,52 @@ void stop_pulling_from_co_followers(node_pointer self, const std::string& feed) 
   st.env->logf(log_level::info, "feed " + feed.substr(0, 17) +
                                     "…: author back in reach; stopped pulling it from " +
                                     std::to_string(pulled.size()) + " co-follower(s)");
+}
+
+/// For each feed pulled from co-followers while others are known: the
+/// first one pulled (in id order) makes way for the next known after the
+/// last one pulled, round the list (settings.co_follower_rotate). A
+/// co-follower passed over is tried again this way once its turn comes.
+void rotate_co_followers(node_pointer self) {
+  auto& st = self->state;
+  // Gathered first: the changes below touch pulling_from.
+  std::vector<std::pair<std::string, std::pair<protocol::public_key, protocol::public_key>>> turns;
+  for (const auto& [feed, pulling] : st.pulling_from) {
+    auto met = st.co_followers.find(feed);
+    if (pulling.empty() || met == st.co_followers.end() || met->second.size() <= pulling.size())
+      continue;
+    const auto& known = met->second;
+    auto next = known.upper_bound(*pulling.rbegin());
+    for (std::size_t tried = 0; tried < known.size(); ++tried, ++next) {
+      if (next == known.end())
+        next = known.begin();
+      if (pulling.count(*next) == 0)
+        break;
+    }
+    if (next != known.end() && pulling.count(*next) == 0)
+      turns.emplace_back(feed, std::make_pair(*pulling.begin(), *next));
+  }
+  for (const auto& [feed, turn] : turns) {
+    const auto& [out, in] = turn;
+    if (auto p = st.peers.find(out); p != st.peers.end())
+      self->send(p->second, unpull_atom::value, feed);
+    st.pulling_from[feed].erase(out);
+    st.pull_missed[feed].erase(out);
+    if (auto p = st.peers.find(out); p != st.peers.end() && releasable_co_follower(st, out))
+      self->send(p->second, unmeet_atom::value, true);
+    if (auto po = st.passed_over.find(feed); po != st.passed_over.end()) {
+      po->second.erase(in);
+      if (po->second.empty())
+        st.passed_over.erase(po);
+    }
+    st.pulling_from[feed].insert(in);
+    st.env->logf(log_level::info, "feed " + feed.substr(0, 17) + "…: pulling it from co-follower " +
+                                      protocol::to_text(in).substr(0, 12) + " in place of " +
+                                      protocol::to_text(out).substr(0, 12) + " (its turn)");
+    auto p = ensure_peer(self, in, false, {});
+    self->send(p, meet_atom::value);
+    self->send(p, pull_atom::value, feed);
+  }
 }
 
 /// A co-follower pulled from was out of reach at two checks in a row: stop
@@ -1526,6 +1573,12 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           st.next_co_check_ms = now + co_check_period_ms;
           check_pulled_co_followers(self);
           pull_from_co_followers(self);
+          const auto rotate = static_cast<std::uint64_t>(st.env->settings.co_follower_rotate.count());
+          if (rotate > 0 && now >= st.next_rotate_ms) {
+            if (st.next_rotate_ms != 0)
+              rotate_co_followers(self);
+            st.next_rotate_ms = now + rotate;
+          }
           // Passed over since, or left: watch again where that made room.
           for (const auto& feed : st.feed_rendezvous)
             update_feed_watch(self, feed);

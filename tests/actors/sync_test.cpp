@@ -940,6 +940,28 @@ bool all_hold(world& w, const std::vector<world::node*>& f, const std::string& a
   return std::all_of(f.begin(), f.end(), [&](world::node* x) { return w.feed_size(*x, author) == n; });
 }
 
+/// An author (node 0) and `n` followers (nodes 1..n) on one relay, each
+/// holding the author's first post, with the feed's rendezvous settled.
+struct followed_author {
+  world::node* author = nullptr;
+  std::vector<world::node*> followers;
+};
+
+followed_author author_with_followers(world& w, std::size_t n) {
+  const auto r0 = w.add_relay(0);
+  followed_author out;
+  out.author = &w.add(0, {r0});
+  for (std::size_t i = 1; i <= n; ++i)
+    out.followers.push_back(&w.add(i, {r0}));
+  w.api_json(*out.author, "post", {{"text", "first"}});
+  for (auto* x : out.followers)
+    w.api_json(*x, "follow", {{"id", w.id_of(*out.author)}});
+  REQUIRE(w.run_until([&] { return all_hold(w, out.followers, w.id_of(*out.author), 1); },
+                      std::chrono::seconds(60)));
+  w.run_until([] { return false; }, std::chrono::seconds(10)); // the rendezvous settles
+  return out;
+}
+
 } // namespace
 
 TEST_CASE("a follower stops watching a feed's rendezvous once it knows eight co-followers, and "
@@ -948,16 +970,9 @@ TEST_CASE("a follower stops watching a feed's rendezvous once it knows eight co-
   const std::uint64_t seed = 53;
   INFO("seed " << seed);
   world w(seed);
-  const auto r0 = w.add_relay(0);
-  auto& a = w.add(0, {r0});
-  std::vector<world::node*> f;
-  for (std::size_t i = 1; i <= 10; ++i)
-    f.push_back(&w.add(i, {r0}));
-  w.api_json(a, "post", {{"text", "first"}});
-  for (auto* x : f)
-    w.api_json(*x, "follow", {{"id", w.id_of(a)}});
-  REQUIRE(w.run_until([&] { return all_hold(w, f, w.id_of(a), 1); }, std::chrono::seconds(60)));
-  w.run_until([] { return false; }, std::chrono::seconds(10)); // the rendezvous settles
+  const auto net = author_with_followers(w, 10);
+  auto& a = *net.author;
+  const auto& f = net.followers;
   // Each follower met nine others there and keeps eight: no more events.
   for (auto* x : f) {
     CHECK(topics_watched(w, *x) == 0);
@@ -1064,4 +1079,46 @@ TEST_CASE("a list of follows is one signed batch in the feed; each author's post
         return true;
       },
       std::chrono::seconds(30)));
+}
+
+namespace {
+
+/// Whether x's log says it pulled the feed from co-follower `id` (as the
+/// first choice or in its turn).
+bool pulled_from(const world& w, const world::node& x, const std::string& id) {
+  const auto what = "pulling it from co-follower " + id.substr(0, 12);
+  for (const auto& line : w.log)
+    if (line.rfind(x.address + " ", 0) == 0 && line.find(what) != std::string::npos)
+      return true;
+  return false;
+}
+
+/// The author out of reach of f[0] for `wait` (a rotation every 20 s, or
+/// none): how many of the other followers f[0] pulled the feed from.
+std::size_t co_followers_pulled(std::chrono::milliseconds rotate, std::chrono::seconds wait) {
+  world w(59);
+  w.configure = [rotate](node_env& e) { e.settings.co_follower_rotate = rotate; };
+  const auto net = author_with_followers(w, 4);
+  auto& a = *net.author;
+  const auto& f = net.followers;
+  auto& x = *f[0];
+  w.net->set_link(a.address, x.address, false);
+  w.net->set_link(a.address, "sim:relay", false);
+  w.run_until([] { return false; }, wait);
+  std::size_t n = 0;
+  for (std::size_t i = 1; i < f.size(); ++i)
+    n += pulled_from(w, x, w.id_of(*f[i])) ? 1 : 0;
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("a follower pulling an absent author's feed gives each known co-follower its turn, "
+          "not only the first ones it reached",
+          "[actors][relay]") {
+  // Three co-followers, all reachable, two pulled at a time. Without
+  // turns the third is never asked: if the two had missed a delete it
+  // holds, they would keep the post for ever (churn-lifecycle.toml seed 65).
+  CHECK(co_followers_pulled(std::chrono::seconds(20), std::chrono::seconds(90)) == 3);
+  CHECK(co_followers_pulled(std::chrono::milliseconds(0), std::chrono::seconds(90)) == 2);
 }

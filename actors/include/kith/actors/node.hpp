@@ -137,6 +137,13 @@ struct sync_settings {
   /// from another (at least 1). Two: with resyncs that send only what the
   /// asker lacks, six (tried in session 10) only delayed convergence.
   std::uint32_t co_follower_pass_over_checks = 2;
+  /// While a feed is pulled from co-followers, every this long one of
+  /// those pulled makes way for the next co-follower known (in id order,
+  /// round the list, passed-over ones included: they are tried again).
+  /// Without it, pulls stay with the first reachable co-followers, and
+  /// when those all missed a delete, a co-follower that has it is never
+  /// asked (churn-lifecycle.toml seed 65, docs/simulation.md). 0: never.
+  std::chrono::milliseconds co_follower_rotate{std::chrono::minutes(2)};
   /// Resumed handshakes (docs/secure-channel.md, "Resumption"): every
   /// channel leaves both ends a ticket with which their next channel
   /// proves the two identities without signatures, over a fresh key
