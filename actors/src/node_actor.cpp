@@ -1405,7 +1405,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
                                                       st.env->rng->next(), now, std::nullopt,
                                                       st.env->settings.channel);
         accept_tickets(*st.env, *ch, now);
-        st.handshaking.emplace(c, pending_conn{std::move(ch), addr});
+        st.handshaking.emplace(c, pending_conn{std::move(ch), addr, false, {}});
       },
       [self](bytes_atom, conn_id c, std::string& bytes) {
         auto& st = self->state;

@@ -340,6 +340,8 @@ std::int64_t jitter_from(double u, double u2, double mean, sim_network::jitter_k
       d = std::exp(std::log(mean) - shape * shape / 2.0 + shape * z);
       break;
     }
+    case sim_network::jitter_kind::empirical:
+      return 0; // drawn from the trace by the caller, never here
   }
   return static_cast<std::int64_t>(std::min(d, 60'000.0));
 }

@@ -342,7 +342,7 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
 
   protocol::key_seed seed{};
   randombytes_buf(seed.data(), seed.size());
-  auto env = std::make_shared<actors::node_env>(actors::node_env{*id, store, transport.actor(), {}, {}});
+  auto env = std::make_shared<actors::node_env>(*id, store, transport.actor());
   env->transport_reports_writes = true;
   env->rng = std::make_shared<actors::entropy>(seed);
   env->settings.anti_entropy = std::chrono::seconds(cfg.anti_entropy_s);

@@ -26,6 +26,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace kith::sim {
@@ -37,6 +38,12 @@ using namespace std::chrono;
 
 /// This process's resident memory now, in MB (from /proc; 0 where there is
 /// none), for the progress lines.
+/// The process's peak resident set so far, in KiB (0 if unknown).
+long peak_rss_kib() {
+  rusage u{};
+  return getrusage(RUSAGE_SELF, &u) == 0 ? u.ru_maxrss : 0;
+}
+
 double resident_mb() {
   std::FILE* f = std::fopen("/proc/self/statm", "r");
   if (!f)
@@ -240,14 +247,16 @@ public:
                    net_->make_transport(*sys_, relay_address(k)),
                    {},
                    0,
-                   0};
+                   0,
+                   false,
+                   {}};
       relays_.push_back(std::move(r));
       start_relay(k);
       relay_at.push_back(relays_[k].address + "#" + protocol::to_text(relays_[k].id.pub()));
     }
     for (std::uint32_t i = 0; i < s_.nodes; ++i) {
       auto id = protocol::identity::from_seed(actors::seed_for(s_.seed, i));
-      auto env = std::make_shared<actors::node_env>(actors::node_env{id, nullptr, {}, {}, {}});
+      auto env = std::make_shared<actors::node_env>(id);
       const std::string address = "sim:" + std::to_string(i);
       nodes_.push_back(node{address, env, {}, true, false, true, false, false, 0, {}});
       env->store = make_store(i, 0);
@@ -2969,6 +2978,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       {"kept_headers", w.kept_headers()},
       {"lagging", lagging},
       {"wall_ms", duration_cast<milliseconds>(steady_clock::now() - wall0).count()},
+      {"peak_rss_kib", peak_rss_kib()},
   };
   {
     const auto f = memo.figures();

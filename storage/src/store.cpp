@@ -37,7 +37,20 @@ struct store::topic_state {
   node_clock clock;
   causality::dot_key_map dkm;
   causality::watermark marks;
-  std::set<key_type> unstripped;
+  /// Keys stored with a context not yet empty (the 'u' rows). Nearly
+  /// always none, so held out of line: one pointer while empty keeps the
+  /// whole state within jemalloc's 512-byte class (checked below).
+  std::unique_ptr<const std::set<key_type>> unstripped_;
+  [[nodiscard]] const std::set<key_type>& unstripped() const {
+    static const std::set<key_type> none;
+    return unstripped_ ? *unstripped_ : none;
+  }
+  void set_unstripped(std::set<key_type> keys) {
+    if (keys.empty())
+      unstripped_.reset();
+    else
+      unstripped_ = std::make_unique<const std::set<key_type>>(std::move(keys));
+  }
   /// The newest writer summary held per (replica, signer): a writer's own
   /// (signer = replica) and those a later replica of the same writer
   /// vouched with (protocol::writer_summary). The 'v' rows, loaded with
@@ -466,6 +479,11 @@ std::vector<std::string> store::topics() const {
 }
 
 result<store::topic_state*> store::state(const std::string& topic) {
+  // Where the layout is the one measured (libstdc++, 64-bit), a topic's
+  // state stays within jemalloc's 512-byte class (the next is 640).
+#if defined(__GLIBCXX__) && !defined(_GLIBCXX_DEBUG) && UINTPTR_MAX == UINT64_MAX
+  static_assert(sizeof(topic_state) <= 512, "a topic's state outgrew the 512-byte allocation class");
+#endif
   if (auto i = topics_.find(topic); i != topics_.end())
     return i->second.get();
   auto ts = std::make_unique<topic_state>();
@@ -513,10 +531,12 @@ result<store::topic_state*> store::state(const std::string& topic) {
   if (bad)
     return corrupt("the dot-key map of topic " + topic);
   auto up = lay::topic_prefix('u', ts->rows);
+  std::set<key_type> unstripped;
   st = kv_->scan(up, prefix_end(up), [&](std::string_view k, std::string_view) {
-    ts->unstripped.emplace(k.substr(up.size()));
+    unstripped.emplace(k.substr(up.size()));
     return true;
   });
+  ts->set_unstripped(std::move(unstripped));
   if (!st)
     return st.err();
   auto vp = lay::topic_prefix('v', ts->rows);
@@ -911,7 +931,7 @@ status store::commit(topic_state& ts, commit_input& in) {
   };
 
   // Containers, the unstripped set, headers of dots no longer held, indexes.
-  std::set<key_type> unstripped = ts.unstripped;
+  std::set<key_type> unstripped = ts.unstripped();
   auto put_container = [&](const key_type& k, const container& old_c, const container& new_c,
                            bool had) {
     for (const auto& row : index_rows_of(rows, k, old_c))
@@ -976,11 +996,11 @@ status store::commit(topic_state& ts, commit_input& in) {
   } catch (const std::runtime_error& e) {
     return error{errc::corrupt, e.what()};
   }
-  for (const auto& k : ts.unstripped)
+  for (const auto& k : ts.unstripped())
     if (!unstripped.count(k))
       b.del(lay::key_row('u', rows, k));
   for (const auto& k : unstripped)
-    if (!ts.unstripped.count(k))
+    if (!ts.unstripped().count(k))
       b.put(lay::key_row('u', rows, k), {});
 
   // Dot-key map rows: add the fresh ones not already below the watermark,
@@ -1048,7 +1068,7 @@ status store::commit(topic_state& ts, commit_input& in) {
   ts.marks = std::move(marks);
   if (owed_changes)
     ts.owed = std::move(owed);
-  ts.unstripped = std::move(unstripped);
+  ts.set_unstripped(std::move(unstripped));
   for (auto& ws : in.summaries) {
     const auto k = key_of(ws);
     ts.summaries[k] = std::move(ws);
@@ -2137,7 +2157,7 @@ status store::check_topic(const std::string& topic) {
     return st.err();
   if (problem)
     return *problem;
-  if (unstripped != ts.unstripped.size())
+  if (unstripped != ts.unstripped().size())
     return error{errc::corrupt, "the unstripped-key set of " + topic + " is out of date"};
   return ok_status();
 }
@@ -2166,7 +2186,7 @@ std::optional<store::metadata_sizes> store::metadata(const std::string& topic) {
   metadata_sizes m;
   m.members = (*ts)->marks.members().size();
   m.dot_map_entries = (*ts)->dkm.size();
-  m.unstripped_keys = (*ts)->unstripped.size();
+  m.unstripped_keys = (*ts)->unstripped().size();
   return m;
 }
 

@@ -142,7 +142,7 @@ target open_target(caf::actor_system& sys, std::uint64_t seed, std::uint64_t n, 
     std::cerr << "cannot add the topic: " << a.err().message << "\n";
     std::exit(1);
   }
-  out.env = std::make_shared<node_env>(node_env{id, std::move(st.value()), {}, {}, {}});
+  out.env = std::make_shared<node_env>(id, std::move(st.value()));
   out.env->rng = std::make_shared<entropy>(seed_for(seed, 1000 + n));
   // No transport: this node follows nobody and listens nowhere.
   // Long enough that every key activated in the run is still alive at

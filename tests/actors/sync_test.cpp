@@ -406,7 +406,7 @@ TEST_CASE("a peer sending tampered or unauthorized data is disconnected and noth
       auto& victim = w.add(0);
       auto bad = spawn_rogue(w, 1, a.tamper);
       // The rogue has a genuine signed post of its own, then tampers with it in transit.
-      storage::documents(*bad.env->store).post("mine", 1).value();
+      REQUIRE(storage::documents(*bad.env->store).post("mine", 1));
       const auto rogue_id = protocol::to_text(bad.env->self.pub());
       w.api_json(victim, "follow", {{"id", rogue_id}, {"address", "sim:1"}});
       REQUIRE(w.run_until([&] { return *bad.closed; }, std::chrono::seconds(5)));
@@ -795,7 +795,7 @@ TEST_CASE("a resync end naming held writes beyond the asker's own clock is refus
       [](protocol::resync_done_msg& m) {
         m.held.add(causality::dot{causality::replica_id{0xbad}, causality::counter{1'000'000}});
       });
-  storage::documents(*bad.env->store).post("mine", 1).value();
+  REQUIRE(storage::documents(*bad.env->store).post("mine", 1));
   const auto rogue_id = protocol::to_text(bad.env->self.pub());
   w.api_json(victim, "follow", {{"id", rogue_id}, {"address", "sim:1"}});
   // CHECK, not REQUIRE: the rogue must be stopped either way, or the

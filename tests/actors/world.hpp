@@ -80,7 +80,7 @@ struct world {
     o.sync = false;
     auto st = storage::store::open(storage::make_memory_kv(), id, o);
     REQUIRE(st);
-    auto env = std::make_shared<node_env>(node_env{id, std::move(st.value()), {}, {}, {}});
+    auto env = std::make_shared<node_env>(id, std::move(st.value()));
     env->rng = std::make_shared<entropy>(seed_for(seed, 1000 + i));
     const std::string address = "sim:" + std::to_string(i);
     env->transport = net->make_transport(*sys, address);

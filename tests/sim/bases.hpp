@@ -40,9 +40,11 @@ inline scenario scenario_file(const std::string& name) {
   return *s;
 }
 
-/// A summary without its wall time (the part two runs may differ in).
+/// A summary without its wall time and memory peak (the parts two runs
+/// may differ in).
 inline nlohmann::json without_wall(nlohmann::json j) {
   j.erase("wall_ms");
+  j.erase("peak_rss_kib");
   return j;
 }
 

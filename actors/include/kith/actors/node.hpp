@@ -180,6 +180,11 @@ struct node_observation {
 };
 
 struct node_env {
+  /// The rest is set field by field (defaults as below).
+  explicit node_env(protocol::identity id, std::shared_ptr<storage::store> st = nullptr,
+                    transport_actor tr = {})
+      : self(std::move(id)), store(std::move(st)), transport(std::move(tr)) {}
+
   protocol::identity self;
   std::shared_ptr<storage::store> store;
   transport_actor transport;
