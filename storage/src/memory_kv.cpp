@@ -31,8 +31,11 @@ namespace kith::storage {
 
 namespace {
 
-constexpr std::size_t max_rows = 16;
-constexpr std::size_t max_bytes = 1024;
+// 32 rows and 2 KiB: against 16 and 1 KiB, scale.toml peaks 1.3% lower
+// at 1,000 nodes and 1.6% at 10,000, in the same user time; 64 and 4 KiB
+// peaked higher (docs/simulation.md, "Session 24").
+constexpr std::size_t max_rows = 32;
+constexpr std::size_t max_bytes = 2048;
 /// A block with fewer rows than this takes in the next one at a write.
 constexpr std::size_t min_rows = 4;
 
