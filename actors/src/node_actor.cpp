@@ -214,6 +214,9 @@ struct node_state {
   std::map<protocol::public_key, protocol::topic_name> feed_ids;
   std::uint64_t next_co_check_ms = 0;
   std::uint64_t next_rotate_ms = 0; // settings.co_follower_rotate
+  /// The co-follower each pulled feed's last turn brought in: the next
+  /// turn goes on from there (rotate_co_followers).
+  std::map<protocol::topic_name, protocol::public_key, std::less<>> rotated_to;
   /// Started with an empty own feed (a new store for an old identity, e.g.
   /// after losing a device): the feed is fetched back from followers met
   /// at its rendezvous.
@@ -555,12 +558,18 @@ void stop_pulling_from_co_followers(node_pointer self, const std::string& feed) 
                                     std::to_string(pulled.size()) + " co-follower(s)");
 }
 
-/// For each feed pulled from co-followers while others are known: the
-/// first one pulled (in id order) makes way for the next known after the
-/// last one pulled, round the list (settings.co_follower_rotate). A
-/// co-follower passed over is tried again this way once its turn comes.
+/// For each feed pulled from co-followers while others are known, one
+/// turn of a round robin over the known ones in id order
+/// (settings.co_follower_rotate): the next one not pulled after the last
+/// one brought in comes in, and the pulled one that has waited longest
+/// (the first pulled after that mark, round the list) makes way. Every
+/// known co-follower, passed-over ones included, comes back in turn; a
+/// pulled one never stays for good while others wait.
 void rotate_co_followers(node_pointer self) {
   auto& st = self->state;
+  // Marks of feeds no longer pulled go.
+  for (auto it = st.rotated_to.begin(); it != st.rotated_to.end();)
+    it = st.pulling_from.count(it->first) != 0 ? std::next(it) : st.rotated_to.erase(it);
   // Gathered first: the changes below touch pulling_from.
   std::vector<std::pair<std::string, std::pair<protocol::public_key, protocol::public_key>>> turns;
   for (const auto& [feed, pulling] : st.pulling_from) {
@@ -568,15 +577,20 @@ void rotate_co_followers(node_pointer self) {
     if (pulling.empty() || met == st.co_followers.end() || met->second.size() <= pulling.size())
       continue;
     const auto& known = met->second;
-    auto next = known.upper_bound(*pulling.rbegin());
-    for (std::size_t tried = 0; tried < known.size(); ++tried, ++next) {
-      if (next == known.end())
-        next = known.begin();
-      if (pulling.count(*next) == 0)
-        break;
+    auto mark = st.rotated_to.find(feed);
+    const protocol::public_key from = mark != st.rotated_to.end() ? mark->second : *pulling.rbegin();
+    std::optional<protocol::public_key> in, out;
+    auto it = known.upper_bound(from);
+    for (std::size_t k = 0; k < known.size() && !(in && out); ++k, ++it) {
+      if (it == known.end())
+        it = known.begin();
+      auto& slot = pulling.count(*it) != 0 ? out : in;
+      if (!slot)
+        slot = *it;
     }
-    if (next != known.end() && pulling.count(*next) == 0)
-      turns.emplace_back(feed, std::make_pair(*pulling.begin(), *next));
+    if (!in)
+      continue;
+    turns.emplace_back(feed, std::make_pair(out.value_or(*pulling.begin()), *in));
   }
   for (const auto& [feed, turn] : turns) {
     const auto& [out, in] = turn;
@@ -592,6 +606,7 @@ void rotate_co_followers(node_pointer self) {
         st.passed_over.erase(po);
     }
     st.pulling_from[feed].insert(in);
+    st.rotated_to.insert_or_assign(feed, in);
     st.env->logf(log_level::info, "feed " + feed.substr(0, 17) + "…: pulling it from co-follower " +
                                       protocol::to_text(in).substr(0, 12) + " in place of " +
                                       protocol::to_text(out).substr(0, 12) + " (its turn)");

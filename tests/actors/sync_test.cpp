@@ -1085,30 +1085,41 @@ namespace {
 
 /// Whether x's log says it pulled the feed from co-follower `id` (as the
 /// first choice or in its turn).
-bool pulled_from(const world& w, const world::node& x, const std::string& id) {
+/// How many times x started pulling from the co-follower `id` (its first
+/// pull and each turn that brought it in).
+std::size_t pull_starts(const world& w, const world::node& x, const std::string& id) {
   const auto what = "pulling it from co-follower " + id.substr(0, 12);
+  std::size_t n = 0;
   for (const auto& line : w.log)
     if (line.rfind(x.address + " ", 0) == 0 && line.find(what) != std::string::npos)
-      return true;
-  return false;
+      ++n;
+  return n;
 }
 
-/// The author out of reach of f[0] for `wait` (a rotation every 20 s, or
-/// none): how many of the other followers f[0] pulled the feed from.
-std::size_t co_followers_pulled(std::chrono::milliseconds rotate, std::chrono::seconds wait) {
-  world w(59);
+/// The author out of reach of f[0] for `wait` (a rotation every
+/// `rotate`, or none), with `followers` followers in all: how many times
+/// f[0] started pulling from each other follower.
+std::vector<std::size_t> pull_starts_by_co_follower(std::chrono::milliseconds rotate, std::size_t followers,
+                                                    std::chrono::seconds wait, std::uint64_t seed) {
+  world w(seed);
   w.configure = [rotate](node_env& e) { e.settings.co_follower_rotate = rotate; };
-  const auto net = author_with_followers(w, 4);
+  const auto net = author_with_followers(w, followers);
   auto& a = *net.author;
   const auto& f = net.followers;
   auto& x = *f[0];
   w.net->set_link(a.address, x.address, false);
   w.net->set_link(a.address, "sim:relay", false);
   w.run_until([] { return false; }, wait);
-  std::size_t n = 0;
+  std::vector<std::size_t> starts;
   for (std::size_t i = 1; i < f.size(); ++i)
-    n += pulled_from(w, x, w.id_of(*f[i])) ? 1 : 0;
-  return n;
+    starts.push_back(pull_starts(w, x, w.id_of(*f[i])));
+  return starts;
+}
+
+/// Of three co-followers: how many f[0] pulled from at all.
+std::size_t co_followers_pulled(std::chrono::milliseconds rotate, std::chrono::seconds wait) {
+  const auto starts = pull_starts_by_co_follower(rotate, 4, wait, 59);
+  return static_cast<std::size_t>(std::count_if(starts.begin(), starts.end(), [](std::size_t n) { return n > 0; }));
 }
 
 } // namespace
@@ -1121,4 +1132,17 @@ TEST_CASE("a follower pulling an absent author's feed gives each known co-follow
   // holds, they would keep the post for ever (churn-lifecycle.toml seed 65).
   CHECK(co_followers_pulled(std::chrono::seconds(20), std::chrono::seconds(90)) == 3);
   CHECK(co_followers_pulled(std::chrono::milliseconds(0), std::chrono::seconds(90)) == 2);
+}
+
+TEST_CASE("co-followers' turns go round all of them: none stays pulled for good while others wait",
+          "[actors][relay]") {
+  // Four co-followers, two pulled at a time, a turn every 20 s for about
+  // ten turns: each is brought in again after its turn, so one that was
+  // out of reach at its first turn is asked again.
+  const auto starts = pull_starts_by_co_follower(std::chrono::seconds(20), 5, std::chrono::seconds(240), 61);
+  REQUIRE(starts.size() == 4);
+  for (std::size_t i = 0; i < starts.size(); ++i) {
+    INFO("co-follower " << i + 1);
+    CHECK(starts[i] >= 2);
+  }
 }
