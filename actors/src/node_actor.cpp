@@ -562,9 +562,10 @@ void stop_pulling_from_co_followers(node_pointer self, const std::string& feed) 
 /// turn of a round robin over the known ones in id order
 /// (settings.co_follower_rotate): the next one not pulled after the last
 /// one brought in comes in, and the pulled one that has waited longest
-/// (the first pulled after that mark, round the list) makes way. Every
-/// known co-follower, passed-over ones included, comes back in turn; a
-/// pulled one never stays for good while others wait.
+/// (the first pulled after that mark, round the list) makes way; a
+/// pulled one no longer known goes before it. Every known co-follower,
+/// passed-over ones included, comes back in turn; a pulled one never
+/// stays for good while others wait.
 void rotate_co_followers(node_pointer self) {
   auto& st = self->state;
   // Marks of feeds no longer pulled go.
@@ -580,6 +581,13 @@ void rotate_co_followers(node_pointer self) {
     auto mark = st.rotated_to.find(feed);
     const protocol::public_key from = mark != st.rotated_to.end() ? mark->second : *pulling.rbegin();
     std::optional<protocol::public_key> in, out;
+    // One pulled but no longer known (it left the rendezvous and is still
+    // reached) has no place in the round: it makes way first.
+    for (const auto& pk : pulling)
+      if (known.count(pk) == 0) {
+        out = pk;
+        break;
+      }
     auto it = known.upper_bound(from);
     for (std::size_t k = 0; k < known.size() && !(in && out); ++k, ++it) {
       if (it == known.end())
