@@ -48,79 +48,37 @@ struct peer_state {
   // announces one (lookup with watch): no relayed dials, sparse lookups.
   bool absent = false;
   bool found_since_lookup = false; // a relay answered the last lookup with a record
-  std::uint32_t failures = 0;
-  std::uint32_t candidate = 0; // index into candidates() of the next dial
+  bool has_rid = false;            // rid is set (the peer's hello came)
   // Answers and resync pages being built for the peer: at most
-  // max_building at once, later requests wait in build_queue in order, so
-  // a peer that asks many times over without reading holds a few pages in
-  // our memory, not one per request.
+  // max_building at once, later requests wait in the build queue in
+  // order, so a peer that asks many times over without reading holds a
+  // few pages in our memory, not one per request.
   std::uint32_t building = 0;
-
-  std::string address;             // given with `follow` (tried first)
-  std::vector<std::string> found;  // from the peer's relay record
-  std::string dialing_to;
-  std::uint64_t next_lookup_ms = 0;
-  // Upgrading a relayed connection to a direct one.
-  std::uint64_t upgrade_tag = 0;
-  std::uint64_t next_upgrade_ms = 0;
-  std::uint64_t lookup_sent_ms = 0;
-  // While lingering: when the connection is closed unless pulled from again
-  // (linger_ms).
-  std::uint64_t linger_until_ms = 0;
+  std::uint32_t read_pauses = 0;
+  std::uint32_t conn_gen = 0; // bumped per connection: stale replies ignored (wraps)
 
   // The connection (conn == 0: none).
   conn_id conn = 0;
-  std::string conn_address;
+  replica_id rid{}; // from the peer's hello (has_rid)
   std::shared_ptr<channel> ch;
-  std::optional<replica_id> rid; // from the peer's hello
-  std::uint64_t dial_tag = 0;
-  std::uint64_t next_dial_ms = 0;
+  std::string conn_address;
   std::uint64_t last_rx_ms = 0;
   std::uint64_t last_tx_ms = 0;
-  std::uint64_t established_ms = 0; // when the current connection's channel came up
 
   topic_links links; // pulled, offered, served topics, their actors and rounds
-  /// Resyncs in progress: the sender's clock at the first page, and the
-  /// dots the pages carried or named as held (what the sender still held).
-  /// Made on the first resync of a connection, dropped with it.
-  struct resync_state {
-    std::optional<causality::node_clock> clock;
-    causality::node_clock held;
-  };
-  using resync_map = std::map<std::string, resync_state>;
-  std::unique_ptr<resync_map> resyncs;
-  /// The resync of `topic` in progress, or nullptr.
-  resync_state* resync_of(const std::string& topic) {
-    if (!resyncs)
-      return nullptr;
-    auto it = resyncs->find(topic);
-    return it == resyncs->end() ? nullptr : &it->second;
-  }
 
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::uint64_t entries_received = 0;
-  std::string last_error;
   // Read backpressure: bytes of received data messages not yet applied.
   std::size_t applying_bytes = 0;
-  std::uint64_t read_pauses = 0;
-  std::uint64_t conn_gen = 0;        // bumped per connection: stale replies ignored
-  // A list, not a deque: an empty std::deque allocates ~580 bytes, and
-  // nearly every peer's queue is empty nearly always.
-  std::list<std::variant<sync_request_msg, resync_request_msg>> build_queue;
-  // Bytes sent to the transport that it has not reported written (only
-  // when it reports writes, and not on circuits), and when that last
-  // went down (or up from 0).
-  std::uint64_t unsent = 0;
-  std::uint64_t write_progress_ms = 0;
-  std::size_t current_frame_bytes = 0;
   // Housekeeping ticks fall on a grid (the first tick, then every
   // settings.tick), but only on grid points where something is due; see
   // next_due_ms.
   std::uint64_t last_tick_ms = 0; // the grid point of the last tick run
   std::uint64_t tick_at_ms = 0;   // the one on its way (tick_set)
-  /// Aggregator queries, both ways: rare, so kept out of line and made on
-  /// first use (query_state()).
+
+  /// Aggregator queries, both ways: rare.
   struct query_book {
     struct pending {
       caf::typed_response_promise<query_result_msg> rp;
@@ -131,11 +89,91 @@ struct peer_state {
     std::uint64_t window_ms = 0; // queries the peer asked us: a per-second budget
     std::uint32_t in_window = 0;
   };
-  std::unique_ptr<query_book> queries;
+
+  /// How the peer is reached and what went wrong last. Most peer actors
+  /// are for peers that dialled us and that we never dial (followers), so
+  /// this sits out of line, made on the first write (reach()); reads go
+  /// through known(), which gives the empty defaults while there is none.
+  struct reach_book {
+    std::string address;            // given with `follow` (tried first)
+    std::vector<std::string> found; // from the peer's relay record
+    std::string dialing_to;
+    std::string last_error;
+    std::uint64_t next_lookup_ms = 0;
+    std::uint64_t lookup_sent_ms = 0;
+    std::uint64_t dial_tag = 0;
+    std::uint64_t next_dial_ms = 0;
+    // Upgrading a relayed connection to a direct one.
+    std::uint64_t upgrade_tag = 0;
+    std::uint64_t next_upgrade_ms = 0;
+    // While lingering: when the connection is closed unless pulled from
+    // again (linger_ms).
+    std::uint64_t linger_until_ms = 0;
+    // When our own (outbound) connection came up: simultaneous_dial_window_ms.
+    std::uint64_t established_ms = 0;
+    std::uint32_t failures = 0;
+    std::uint32_t candidate = 0; // index into candidates() of the next dial
+    std::unique_ptr<query_book> queries; // made on first use (query_state())
+  };
+  std::unique_ptr<reach_book> book;
+  reach_book& reach() {
+    if (!book)
+      book = std::make_unique<reach_book>();
+    return *book;
+  }
+  const reach_book& known() const {
+    static const reach_book none;
+    return book ? *book : none;
+  }
   query_book& query_state() {
-    if (!queries)
-      queries = std::make_unique<query_book>();
-    return *queries;
+    auto& r = reach();
+    if (!r.queries)
+      r.queries = std::make_unique<query_book>();
+    return *r.queries;
+  }
+  query_book* queries() const {
+    return book ? book->queries.get() : nullptr;
+  }
+
+  /// Work in progress on the current connection, out of line: answers
+  /// waiting to be built, resyncs, unsent bytes. Made when some starts,
+  /// dropped when none is left (settle_work()) and with the connection.
+  struct resync_state {
+    std::optional<causality::node_clock> clock;
+    causality::node_clock held;
+  };
+  struct work_book {
+    // A list, not a deque: an empty std::deque allocates ~580 bytes.
+    std::list<std::variant<sync_request_msg, resync_request_msg>> build_queue;
+    /// Resyncs in progress: the sender's clock at the first page, and the
+    /// dots the pages carried or named as held (what the sender still held).
+    std::map<std::string, resync_state> resyncs;
+    // Bytes sent to the transport that it has not reported written (only
+    // when it reports writes, and not on circuits), and when that last
+    // went down (or up from 0).
+    std::uint64_t unsent = 0;
+    std::uint64_t write_progress_ms = 0;
+  };
+  std::unique_ptr<work_book> work;
+  work_book& working() {
+    if (!work)
+      work = std::make_unique<work_book>();
+    return *work;
+  }
+  /// Drops the work book once nothing is left in it.
+  void settle_work() {
+    if (work && work->build_queue.empty() && work->resyncs.empty() && work->unsent == 0)
+      work.reset();
+  }
+  std::uint64_t unsent() const {
+    return work ? work->unsent : 0;
+  }
+  /// The resync of `topic` in progress, or nullptr.
+  resync_state* resync_of(const std::string& topic) {
+    if (!work)
+      return nullptr;
+    auto it = work->resyncs.find(topic);
+    return it == work->resyncs.end() ? nullptr : &it->second;
   }
   static inline const char* name = "kith.peer";
 };
@@ -151,12 +189,13 @@ peer_pointer peer_self() {
 // One peer actor per followed peer and per peer that follows us, so its
 // size is paid per relationship: CAF allocates the actor with a 64-byte
 // control block in front, and the total must stay within jemalloc's
-// 1,536-byte size class (the next one is 1,792). Move rarely used state
-// behind a pointer rather than grow this. Checked where the layouts are
+// 1,280-byte size class (the next one is 1,536; CAF's own part is 968
+// bytes, which leaves 248 for the state). Move rarely used state behind a
+// pointer (reach_book, work_book) rather than grow this. Checked where the layouts are
 // the ones measured (libstdc++ without its debug containers, CAF 0.17).
 #if defined(__GLIBCXX__) && !defined(_GLIBCXX_DEBUG) && CAF_VERSION < 1800
-static_assert(sizeof(peer_impl_actor) + CAF_CACHE_LINE_SIZE <= 1536,
-              "the peer actor outgrew the 1,536-byte allocation class");
+static_assert(sizeof(peer_impl_actor) + CAF_CACHE_LINE_SIZE <= 1280,
+              "the peer actor outgrew the 1,280-byte allocation class");
 #endif
 
 std::uint64_t now_ms(peer_pointer self) {
@@ -215,7 +254,7 @@ bool tracks_writes(const peer_state& st) {
 /// peer has taken most of what we sent.
 bool may_build(const peer_state& st) {
   return st.building < max_building &&
-         (!tracks_writes(st) || st.unsent <= st.env->settings.max_unsent_bytes);
+         (!tracks_writes(st) || st.unsent() <= st.env->settings.max_unsent_bytes);
 }
 
 void send_raw(peer_pointer self, std::string bytes) {
@@ -225,11 +264,12 @@ void send_raw(peer_pointer self, std::string bytes) {
   st.bytes_out += bytes.size();
   st.last_tx_ms = now_ms(self);
   if (tracks_writes(st)) {
-    if (st.unsent == 0) {
-      st.write_progress_ms = st.last_tx_ms;
-      tick_by(self, st.write_progress_ms + static_cast<std::uint64_t>(st.env->settings.write_stall.count()) + 1);
+    auto& w = st.working();
+    if (w.unsent == 0) {
+      w.write_progress_ms = st.last_tx_ms;
+      tick_by(self, w.write_progress_ms + static_cast<std::uint64_t>(st.env->settings.write_stall.count()) + 1);
     }
-    st.unsent += bytes.size();
+    w.unsent += bytes.size();
   }
   self->send(st.env->transport_for(st.conn), send_atom::value, st.conn, std::move(bytes));
 }
@@ -265,9 +305,9 @@ void fail(peer_pointer self, error_code code, const std::string& reason) {
 /// `follow`, the addresses of its relay record, then a relayed connection.
 std::vector<std::string> candidates(const peer_state& st) {
   std::vector<std::string> out;
-  if (!st.address.empty())
-    out.push_back(st.address);
-  for (const auto& a : st.found)
+  if (!st.known().address.empty())
+    out.push_back(st.known().address);
+  for (const auto& a : st.known().found)
     if (std::find(out.begin(), out.end(), a) == out.end())
       out.push_back(a);
   // A circuit needs the peer registered at a relay; while the relays say
@@ -279,7 +319,7 @@ std::vector<std::string> candidates(const peer_state& st) {
 
 bool may_dial(const peer_state& st) {
   return (st.followed || st.member) &&
-         (!st.address.empty() || !st.found.empty() || st.env->relays_handle);
+         (!st.known().address.empty() || !st.known().found.empty() || st.env->relays_handle);
 }
 
 void schedule_redial(peer_pointer self) {
@@ -288,11 +328,12 @@ void schedule_redial(peer_pointer self) {
     return;
   // The next candidate at once; the backoff only after all were tried.
   const auto n = candidates(st).size();
-  if (n > 1 && ++st.candidate % n != 0) {
-    st.next_dial_ms = now_ms(self);
+  if (n > 1 && ++st.reach().candidate % n != 0) {
+    st.reach().next_dial_ms = now_ms(self);
     return;
   }
-  st.next_dial_ms = now_ms(self) + backoff_ms(*st.env, ++st.failures);
+  auto& r = st.reach();
+  r.next_dial_ms = now_ms(self) + backoff_ms(*st.env, ++r.failures);
 }
 
 void drop_connection(peer_pointer self, const std::string& reason, bool tell_transport,
@@ -306,27 +347,25 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   st.conn = 0;
   st.lingering = false;
   st.ch.reset();
-  st.rid.reset();
+  st.has_rid = false;
   st.applying_bytes = 0;
   st.read_paused = false;
   ++st.conn_gen;
   st.building = 0;
-  st.build_queue.clear();
-  st.unsent = 0;
+  st.work.reset(); // answers waiting, resyncs, unsent bytes
   st.links.clear_all(topic_links::offered);
   st.links.clear_all(topic_links::mark_due);
-  st.resyncs.reset();
-  st.last_error = reason;
+  st.reach().last_error = reason;
   st.links.each(topic_links::serving, [&](const std::string& t, const round_timing*) {
     if (auto a = st.links.actor(t))
       self->send(*a, unsub_atom::value, caf::actor_cast<caf::actor>(self));
   });
   st.links.clear_all(topic_links::serving);
   st.links.clear_all(topic_links::asked_unheld);
-  if (st.queries) {
-    for (auto& [id, q] : st.queries->asked)
-      q.rp.deliver(query_result_msg{id, {}, {}, "the connection closed: " + reason});
-    st.queries->asked.clear();
+  if (auto* q = st.queries()) {
+    for (auto& [id, p] : q->asked)
+      p.rp.deliver(query_result_msg{id, {}, {}, "the connection closed: " + reason});
+    q->asked.clear();
   }
   if (was_up) {
     log(self, log_level::info, "disconnected: " + reason);
@@ -489,12 +528,13 @@ void on_hello(peer_pointer self, const hello_msg& h) {
     return fail(self, error_code::bad_signature,
                 "hello carries a replica binding that is not signed by the channel's identity");
   st.rid = h.binding.rid;
+  st.has_rid = true;
   // The channel's ticket for the next connection stays in the channel
   // until now: kept once the peer's hello says it keeps tickets too (an
   // older node would refuse a resumed opening), wiped otherwise.
   if (auto t = st.ch ? st.ch->take_ticket() : std::nullopt; t && h.resumes && st.env->tickets)
     st.env->tickets->put(*t, now_ms(self));
-  log(self, log_level::info, "hello from replica " + std::to_string(st.rid->value()) + " (" + h.agent + ")");
+  log(self, log_level::info, "hello from replica " + std::to_string(st.rid.value()) + " (" + h.agent + ")");
   add_shared_topics(st);
   if (st.links.any(topic_links::pulling))
     send_msg(self, subscribe_msg{st.links.with(topic_links::pulling)});
@@ -507,13 +547,13 @@ void on_subscribe(peer_pointer self, const subscribe_msg& m) {
       auto& st = self->state;
       if (!t && established(st) && st.links.count(topic_links::asked_unheld) < 1024)
         st.links.set(topic, topic_links::asked_unheld); // served once we hold it (pull_atom)
-      if (!t || !established(st) || !st.rid)
+      if (!t || !established(st) || !st.has_rid)
         return;
       auto desc = st.env->store->topic(topic);
       if (!desc)
         return;
       st.links.set(topic, topic_links::serving);
-      self->request(t, caf::infinite, subscribe_atom::value, caf::actor_cast<caf::actor>(self), *st.rid)
+      self->request(t, caf::infinite, subscribe_atom::value, caf::actor_cast<caf::actor>(self), st.rid)
           .then([self, d = *desc](bool new_member) {
             offer_msg o{{d}};
             if (new_member)
@@ -547,9 +587,7 @@ void on_offer(peer_pointer self, const offer_msg& m) {
           // dot-key map, and those of writes every member had are gone.
           auto c = st.env->store->clock_copy(id);
           if (!c || c->dot_count() == 0 || resync) {
-            if (!st.resyncs)
-              st.resyncs = std::make_unique<peer_state::resync_map>();
-            (*st.resyncs)[id] = {};
+            st.working().resyncs[id] = {};
             ask_resync_page(self, id, {});
           } else {
             start_round(self, id);
@@ -565,13 +603,13 @@ void answer_sync(peer_pointer self, sync_request_msg m, Done done) {
   const std::string topic = m.topic; // m moves into the callback below
   with_topic(self, topic, [self, m = std::move(m), done](topic_actor t) {
     auto& st = self->state;
-    if (!st.rid)
+    if (!st.has_rid)
       return done();
     if (!t) {
       send_msg(self, error_msg{error_code::unknown_topic, "no topic " + m.topic});
       return done();
     }
-    causality::sync_request req{*st.rid, m.clock};
+    causality::sync_request req{st.rid, m.clock};
     self->request(t, caf::infinite, answer_atom::value, std::move(req))
         .then(
             [self, done](const signed_reply& r) {
@@ -607,9 +645,9 @@ void build_answer(peer_pointer self, std::variant<sync_request_msg, resync_reque
 /// Starts waiting answers while may_build allows.
 void build_waiting(peer_pointer self) {
   auto& st = self->state;
-  while (!st.build_queue.empty() && may_build(st)) {
-    auto next = std::move(st.build_queue.front());
-    st.build_queue.pop_front();
+  while (st.work && !st.work->build_queue.empty() && may_build(st)) {
+    auto next = std::move(st.work->build_queue.front());
+    st.work->build_queue.pop_front();
     build_answer(self, std::move(next));
   }
 }
@@ -625,11 +663,11 @@ void answer_built(peer_pointer self, std::uint64_t gen) {
 void build_answer(peer_pointer self, std::variant<sync_request_msg, resync_request_msg> job) {
   auto& st = self->state;
   if (!may_build(st)) {
-    if (st.build_queue.size() >= max_build_queue)
+    if (st.work && st.work->build_queue.size() >= max_build_queue)
       return fail(self, error_code::protocol,
                   "more than " + std::to_string(max_build_queue) +
                       " sync and resync requests wait for answers");
-    st.build_queue.push_back(std::move(job));
+    st.working().build_queue.push_back(std::move(job));
     return;
   }
   ++st.building;
@@ -640,9 +678,10 @@ void build_answer(peer_pointer self, std::variant<sync_request_msg, resync_reque
     answer_resync(self, std::move(std::get<resync_request_msg>(job)), done);
 }
 
-void on_data(peer_pointer self, data_msg m) {
+/// `frame_bytes`: the size of the frame that carried it (read backpressure).
+void on_data(peer_pointer self, data_msg m, std::size_t frame_bytes) {
   auto& st = self->state;
-  if (!st.rid || m.reply.from != *st.rid)
+  if (!st.has_rid || m.reply.from != st.rid)
     return fail(self, error_code::protocol, "data claims to come from another replica");
   log(self, log_level::debug,
       std::string("data (") +
@@ -654,7 +693,7 @@ void on_data(peer_pointer self, data_msg m) {
     return fail(self, error_code::protocol, "data for topic " + m.reply.topic + " we did not ask for");
   auto t = st.links.actor_at(m.reply.topic);
   const std::string topic = m.reply.topic;
-  const auto size = st.current_frame_bytes;
+  const auto size = frame_bytes;
   const auto gen = st.conn_gen;
   st.applying_bytes += size;
   if (!st.read_paused && st.applying_bytes > st.env->settings.max_applying_bytes) {
@@ -733,12 +772,11 @@ void on_resync_done(peer_pointer self, const resync_done_msg& m) {
           ask_resync_page(self, m.topic, m.next_after);
           return;
         }
-        if (rs->clock && st.rid)
-          self->send(st.links.actor_at(m.topic), join_atom::value, *st.rid, *rs->clock,
+        if (rs->clock && st.has_rid)
+          self->send(st.links.actor_at(m.topic), join_atom::value, st.rid, *rs->clock,
                      std::move(rs->held));
-        st.resyncs->erase(m.topic);
-        if (st.resyncs->empty())
-          st.resyncs.reset();
+        st.work->resyncs.erase(m.topic);
+        st.settle_work();
         log(self, log_level::info, "resync of " + m.topic + " complete");
         start_round(self, m.topic);
       });
@@ -779,9 +817,10 @@ void on_query(peer_pointer self, const query_msg& m) {
 
 void on_query_result(peer_pointer self, query_result_msg m) {
   auto& st = self->state;
-  if (!st.queries)
+  auto* q = st.queries();
+  if (!q)
     return;
-  auto& asked = st.queries->asked;
+  auto& asked = q->asked;
   auto it = asked.find(m.id);
   if (it == asked.end())
     return; // timed out meanwhile
@@ -792,19 +831,19 @@ void on_query_result(peer_pointer self, query_result_msg m) {
 void on_frame(peer_pointer self, const std::string& frame) {
   auto& st = self->state;
   std::string why;
-  st.current_frame_bytes = frame.size();
+  const std::size_t frame_bytes = frame.size();
   auto m = decode_message(frame, st.env->settings.messages, &why);
   if (!m)
     return fail(self, error_code::protocol, "malformed message: " + why);
-  if (!st.rid && !std::holds_alternative<hello_msg>(*m) && !std::holds_alternative<error_msg>(*m))
+  if (!st.has_rid && !std::holds_alternative<hello_msg>(*m) && !std::holds_alternative<error_msg>(*m))
     return fail(self, error_code::protocol,
                 std::string("a ") + message_name(*m) + " message before hello");
   std::visit(
-      [self](auto& msg) {
+      [self, frame_bytes](auto& msg) {
         using T = std::decay_t<decltype(msg)>;
         auto& st = self->state;
         if constexpr (std::is_same_v<T, hello_msg>) {
-          if (st.rid)
+          if (st.has_rid)
             return fail(self, error_code::protocol, "a second hello");
           on_hello(self, msg);
         } else if constexpr (std::is_same_v<T, subscribe_msg>) {
@@ -818,10 +857,10 @@ void on_frame(peer_pointer self, const std::string& frame) {
         } else if constexpr (std::is_same_v<T, sync_request_msg>) {
           build_answer(self, std::move(msg));
         } else if constexpr (std::is_same_v<T, data_msg>) {
-          on_data(self, std::move(msg));
+          on_data(self, std::move(msg), frame_bytes);
         } else if constexpr (std::is_same_v<T, watermark_msg>) {
           if (st.links.has(msg.topic, topic_links::serving))
-            self->send(st.links.actor_at(msg.topic), mark_atom::value, *st.rid, std::move(msg.clock));
+            self->send(st.links.actor_at(msg.topic), mark_atom::value, st.rid, std::move(msg.clock));
         } else if constexpr (std::is_same_v<T, keepalive_msg>) {
           if (!msg.reply)
             send_msg(self, keepalive_msg{msg.nonce, true});
@@ -843,10 +882,13 @@ void on_frame(peer_pointer self, const std::string& frame) {
 
 void on_established(peer_pointer self) {
   auto& st = self->state;
-  st.failures = 0;
+  if (st.book)
+    st.book->failures = 0;
   st.absent = false; // evidently online; the next lookup says where
-  st.established_ms = now_ms(self);
-  tick_by(self, st.established_ms);
+  const auto now = now_ms(self);
+  if (st.outbound) // for simultaneous_dial_window_ms (an outbound peer has its book)
+    st.reach().established_ms = now;
+  tick_by(self, now);
   if (established(st))
     self->send(st.node, peerstate_atom::value, st.pk, true);
   log(self, log_level::info,
@@ -884,12 +926,13 @@ void dial(peer_pointer self) {
   if (cands.empty())
     return;
   st.dialing = true;
-  st.dial_tag = st.env->rng->next_u64();
-  st.dialing_to = cands[st.candidate % cands.size()];
-  log(self, log_level::debug, "dialling " + st.dialing_to);
+  auto& r = st.reach();
+  r.dial_tag = st.env->rng->next_u64();
+  r.dialing_to = cands[r.candidate % cands.size()];
+  log(self, log_level::debug, "dialling " + r.dialing_to);
   emit_state(self, "connecting");
-  self->send(st.env->transport_to(st.dialing_to), dial_atom::value, st.dialing_to,
-             caf::actor_cast<caf::actor>(self), st.dial_tag);
+  self->send(st.env->transport_to(r.dialing_to), dial_atom::value, r.dialing_to,
+             caf::actor_cast<caf::actor>(self), r.dial_tag);
 }
 
 /// How long a peer actor waits before asking the relays again while they
@@ -907,10 +950,11 @@ constexpr std::uint64_t back_dial_spread_ms = 5'000;
 void maybe_lookup(peer_pointer self) {
   auto& st = self->state;
   const auto now = now_ms(self);
-  if (!st.env->relays_handle || !(st.followed || st.member) || now < st.next_lookup_ms)
+  if (!st.env->relays_handle || !(st.followed || st.member) || now < st.known().next_lookup_ms)
     return;
-  st.next_lookup_ms = now + (st.absent ? absent_lookup_ms : st.found.empty() ? 5'000 : 120'000);
-  st.lookup_sent_ms = now;
+  auto& r = st.reach();
+  r.next_lookup_ms = now + (st.absent ? absent_lookup_ms : r.found.empty() ? 5'000 : 120'000);
+  r.lookup_sent_ms = now;
   st.found_since_lookup = false;
   self->send(st.env->relays_handle, lookup_atom::value, st.pk, caf::actor_cast<caf::actor>(self));
 }
@@ -959,8 +1003,8 @@ void tick_by(peer_pointer self, std::uint64_t due_ms) {
 /// The earliest deadline of the queries we asked (none: the maximum).
 std::uint64_t query_deadline(const peer_state& st) {
   auto due = std::numeric_limits<std::uint64_t>::max();
-  if (st.queries)
-    for (const auto& [id, q] : st.queries->asked)
+  if (const auto* qs = st.queries())
+    for (const auto& [id, q] : qs->asked)
       due = std::min(due, q.deadline_ms);
   return due;
 }
@@ -982,27 +1026,28 @@ std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
     // time, but not before a lookup sent has had its 2 s to be answered,
     // and the next lookup (on_tick's disconnected branch). An answer or a
     // new address that allows an earlier dial wakes the actor (wake).
-    auto dial_at = st.next_dial_ms;
-    if (st.address.empty() && st.found.empty())
+    const auto& r = st.known();
+    auto dial_at = r.next_dial_ms;
+    if (r.address.empty() && r.found.empty())
       dial_at = std::max(dial_at, st.absent ? std::numeric_limits<std::uint64_t>::max()
-                                            : st.lookup_sent_ms + 2'000);
+                                            : r.lookup_sent_ms + 2'000);
     auto due = dial_at;
     if (st.env->relays_handle && (st.followed || st.member))
-      due = std::min(due, st.next_lookup_ms);
+      due = std::min(due, r.next_lookup_ms);
     return std::min(due, query_deadline(st));
   }
   const auto& s = st.env->settings;
   auto due = st.last_rx_ms + static_cast<std::uint64_t>(s.peer_timeout.count()) + 1;
   due = std::min(due, st.last_tx_ms + static_cast<std::uint64_t>(s.keepalive.count()));
-  if (st.unsent > 0)
-    due = std::min(due, st.write_progress_ms + static_cast<std::uint64_t>(s.write_stall.count()) + 1);
+  if (st.unsent() > 0)
+    due = std::min(due, st.work->write_progress_ms + static_cast<std::uint64_t>(s.write_stall.count()) + 1);
   st.links.each(topic_links::offered, [&](const std::string&, const round_timing* r) {
     due = std::min(due, r ? r->next_ms : now);
   });
   if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading)
-    due = std::min(due, st.next_upgrade_ms);
+    due = std::min(due, st.known().next_upgrade_ms);
   if (st.lingering)
-    due = std::min(due, st.linger_until_ms);
+    due = std::min(due, st.known().linger_until_ms);
   return std::min(due, query_deadline(st));
 }
 
@@ -1010,8 +1055,8 @@ void on_tick(peer_pointer self) {
   auto& st = self->state;
   const auto now = now_ms(self);
   const auto& s = st.env->settings;
-  if (st.queries) {
-    auto& asked = st.queries->asked;
+  if (auto* qs = st.queries()) {
+    auto& asked = qs->asked;
     for (auto it = asked.begin(); it != asked.end();) {
       if (now < it->second.deadline_ms) {
         ++it;
@@ -1023,7 +1068,7 @@ void on_tick(peer_pointer self) {
   }
   if (st.conn != 0 && st.ch && st.ch->state() == channel_state::handshaking)
     handle_output(self, st.ch->tick(now));
-  if (st.lingering && now >= st.linger_until_ms) {
+  if (st.lingering && now >= st.known().linger_until_ms) {
     st.lingering = false;
     if (end_if_unneeded(self, "kept " + std::to_string(linger_ms(*st.env) / 1000) +
                                   " s for the author's next absence, unused"))
@@ -1033,9 +1078,9 @@ void on_tick(peer_pointer self) {
     if (now - st.last_rx_ms > static_cast<std::uint64_t>(s.peer_timeout.count()))
       return drop_connection(self, "peer silent for " + std::to_string((now - st.last_rx_ms) / 1000) + " s",
                              true);
-    if (st.unsent > 0 && now - st.write_progress_ms > static_cast<std::uint64_t>(s.write_stall.count())) {
-      const auto why = "peer is not reading: " + std::to_string(st.unsent) + " bytes unsent, none taken for " +
-                       std::to_string((now - st.write_progress_ms) / 1000) + " s";
+    if (st.unsent() > 0 && now - st.work->write_progress_ms > static_cast<std::uint64_t>(s.write_stall.count())) {
+      const auto why = "peer is not reading: " + std::to_string(st.unsent()) + " bytes unsent, none taken for " +
+                       std::to_string((now - st.work->write_progress_ms) / 1000) + " s";
       self->send(st.env->transport_for(st.conn), close_atom::value, st.conn, why, true); // reset
       return drop_connection(self, why, false);
     }
@@ -1052,17 +1097,17 @@ void on_tick(peer_pointer self) {
       start_round(self, std::move(t));
     // On a relayed connection, try a direct address now and then (the
     // peer may have become reachable, or only we were unreachable).
-    if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading && now >= st.next_upgrade_ms) {
-      st.next_upgrade_ms = now + 30'000;
+    if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading && now >= st.known().next_upgrade_ms) {
+      st.reach().next_upgrade_ms = now + 30'000;
       auto cands = candidates(st);
       auto direct = std::find_if(cands.begin(), cands.end(), [](const std::string& a) {
         return a.rfind(circuit_address_prefix, 0) != 0;
       });
       if (direct != cands.end()) {
         st.upgrading = true;
-        st.upgrade_tag = st.env->rng->next_u64();
+        st.reach().upgrade_tag = st.env->rng->next_u64();
         self->send(st.env->transport_to(*direct), dial_atom::value, *direct,
-                   caf::actor_cast<caf::actor>(self), st.upgrade_tag);
+                   caf::actor_cast<caf::actor>(self), st.known().upgrade_tag);
       }
     }
     st.links.each(topic_links::mark_due, [&](const std::string& t, const round_timing*) {
@@ -1075,8 +1120,8 @@ void on_tick(peer_pointer self) {
     // With no address yet, give the relays a moment to answer the lookup
     // before falling back to a relayed connection.
     const bool awaiting_lookup =
-        st.address.empty() && st.found.empty() && now < st.lookup_sent_ms + 2'000;
-    if (now >= st.next_dial_ms && !awaiting_lookup)
+        st.known().address.empty() && st.known().found.empty() && now < st.known().lookup_sent_ms + 2'000;
+    if (now >= st.known().next_dial_ms && !awaiting_lookup)
       dial(self);
   }
 }
@@ -1088,7 +1133,7 @@ peer_actor::behavior_type peer_behavior() {
       [](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t tag) {
         const auto self = peer_self();
         auto& st = self->state;
-        if (outbound && st.upgrading && tag == st.upgrade_tag) {
+        if (outbound && st.upgrading && tag == st.known().upgrade_tag) {
           st.upgrading = false;
           if ((st.conn & circuit_conn_bit) == 0) {
             self->send(st.env->transport_for(c), close_atom::value, c, std::string("duplicate connection"));
@@ -1097,9 +1142,9 @@ peer_actor::behavior_type peer_behavior() {
           log(self, log_level::info, "reached directly at " + addr + "; leaving the relayed connection");
           drop_connection(self, "replaced by a direct connection", true, false);
           st.dialing = true;
-          st.dial_tag = tag; // falls through to adopt this connection below
+          st.reach().dial_tag = tag; // falls through to adopt this connection below
         }
-        if (!outbound || tag != st.dial_tag || !st.dialing || st.conn != 0) {
+        if (!outbound || tag != st.known().dial_tag || !st.dialing || st.conn != 0) {
           // A stale dial, or we got connected the other way meanwhile.
           self->send(st.env->transport_for(c), close_atom::value, c, std::string("duplicate connection"));
           return;
@@ -1131,8 +1176,10 @@ peer_actor::behavior_type peer_behavior() {
         auto& st = self->state;
         if (c != st.conn || !tracks_writes(st))
           return;
-        st.unsent -= std::min(n, st.unsent);
-        st.write_progress_ms = now_ms(self);
+        if (st.work) {
+          st.work->unsent -= std::min(n, st.work->unsent);
+          st.work->write_progress_ms = now_ms(self);
+        }
         build_waiting(self);
       },
       [](closed_atom, conn_id c, const std::string& reason) {
@@ -1143,16 +1190,17 @@ peer_actor::behavior_type peer_behavior() {
       [](dialfail_atom, std::uint64_t tag, const std::string& reason) {
         const auto self = peer_self();
         auto& st = self->state;
-        if (st.upgrading && tag == st.upgrade_tag) {
+        if (st.upgrading && tag == st.known().upgrade_tag) {
           st.upgrading = false; // stay on the relayed connection; try later
-          tick_by(self, st.next_upgrade_ms);
+          tick_by(self, st.known().next_upgrade_ms);
           return;
         }
-        if (tag != st.dial_tag)
+        if (tag != st.known().dial_tag)
           return;
         st.dialing = false;
-        st.last_error = "dial " + st.dialing_to + ": " + reason;
-        log(self, log_level::debug, st.last_error);
+        auto& r = st.reach();
+        r.last_error = "dial " + r.dialing_to + ": " + reason;
+        log(self, log_level::debug, r.last_error);
         emit_state(self, "backoff");
         schedule_redial(self);
       },
@@ -1161,7 +1209,7 @@ peer_actor::behavior_type peer_behavior() {
         auto& st = self->state;
         const bool on_circuit = (st.conn & circuit_conn_bit) != 0;
         if (established(st) && !on_circuit && st.outbound && (c & circuit_conn_bit) != 0 &&
-            now_ms(self) < st.established_ms + simultaneous_dial_window_ms) {
+            now_ms(self) < st.known().established_ms + simultaneous_dial_window_ms) {
           // We dialled the peer directly while it came to us through a
           // relay (both within the window): it replaces its relayed
           // connection with our direct one (the rule below, on its side),
@@ -1211,8 +1259,8 @@ peer_actor::behavior_type peer_behavior() {
       [](push_atom, const signed_reply& r) {
         const auto self = peer_self();
         auto& st = self->state;
-        if (established(st) && st.rid && st.links.has(r.topic, topic_links::serving) &&
-            r.from != *st.rid)
+        if (established(st) && st.has_rid && st.links.has(r.topic, topic_links::serving) &&
+            r.from != st.rid)
           send_data(self, data_kind::push, r);
       },
       [](follow_atom, const std::string& addr) {
@@ -1220,14 +1268,15 @@ peer_actor::behavior_type peer_behavior() {
         auto& st = self->state;
         st.followed = true;
         const auto feed = feed_topic(st.pk).id;
-        if (!addr.empty() && addr != st.address) {
-          st.address = addr;
-          st.candidate = 0;
-          st.next_dial_ms = 0;
+        if (!addr.empty() && addr != st.known().address) {
+          auto& r = st.reach();
+          r.address = addr;
+          r.candidate = 0;
+          r.next_dial_ms = 0;
         }
         if (may_dial(st))
           wake(self);
-        if (st.links.set(feed, topic_links::pulling) && established(st) && st.rid)
+        if (st.links.set(feed, topic_links::pulling) && established(st) && st.has_rid)
           send_msg(self, subscribe_msg{{feed}});
       },
       [](unfollow_atom) {
@@ -1243,18 +1292,19 @@ peer_actor::behavior_type peer_behavior() {
         // just come), the peer is back: dial it now, not at the backoff.
         const bool back = st.absent;
         st.absent = false;
-        if (addresses == st.found && !back)
+        if (addresses == st.known().found && !back)
           return;
-        st.found = std::move(addresses);
-        st.candidate = 0;
+        auto& r = st.reach();
+        r.found = std::move(addresses);
+        r.candidate = 0;
         if (st.conn == 0 && !st.dialing) {
-          st.next_dial_ms = 0;
+          r.next_dial_ms = 0;
           if (back) {
             // Every follower hears of a returning peer at the same moment:
             // spread their dials over a few seconds rather than have them
             // all handshake and resync with it at once.
-            st.failures = 0;
-            st.next_dial_ms = now_ms(self) + st.env->rng->next_u64() % back_dial_spread_ms;
+            r.failures = 0;
+            r.next_dial_ms = now_ms(self) + st.env->rng->next_u64() % back_dial_spread_ms;
           }
           if (may_dial(st))
             wake(self);
@@ -1266,7 +1316,7 @@ peer_actor::behavior_type peer_behavior() {
         if (!watching) { // the watch went with a relay session
           if (st.absent) {
             st.absent = false;
-            st.next_lookup_ms = 0;
+            st.reach().next_lookup_ms = 0;
             if (st.conn == 0 && !st.dialing && may_dial(st))
               wake(self);
           }
@@ -1277,8 +1327,9 @@ peer_actor::behavior_type peer_behavior() {
         if (st.found_since_lookup || st.absent)
           return;
         st.absent = true;
-        st.candidate = 0;
-        st.next_lookup_ms = std::max(st.next_lookup_ms, st.lookup_sent_ms + absent_lookup_ms);
+        auto& r = st.reach();
+        r.candidate = 0;
+        r.next_lookup_ms = std::max(r.next_lookup_ms, r.lookup_sent_ms + absent_lookup_ms);
       },
       [](meet_atom) {
         const auto self = peer_self();
@@ -1288,7 +1339,7 @@ peer_actor::behavior_type peer_behavior() {
         st.member = true;
         st.lingering = false;
         if (st.conn == 0 && !st.dialing && may_dial(st)) {
-          st.next_dial_ms = 0;
+          st.reach().next_dial_ms = 0;
           wake(self);
         }
       },
@@ -1298,15 +1349,16 @@ peer_actor::behavior_type peer_behavior() {
         st.member = false;
         st.lingering = linger && st.conn != 0;
         if (st.lingering) {
-          st.linger_until_ms = now_ms(self) + linger_ms(*st.env);
-          tick_by(self, st.linger_until_ms);
+          auto& r = st.reach();
+          r.linger_until_ms = now_ms(self) + linger_ms(*st.env);
+          tick_by(self, r.linger_until_ms);
         }
         end_if_unneeded(self, "no longer kept connected");
       },
       [](pull_atom, const std::string& topic) {
         const auto self = peer_self();
         auto& st = self->state;
-        if (st.links.set(topic, topic_links::pulling) && established(st) && st.rid)
+        if (st.links.set(topic, topic_links::pulling) && established(st) && st.has_rid)
           send_msg(self, subscribe_msg{{topic}});
         if (st.links.clear(topic, topic_links::asked_unheld) && established(st))
           on_subscribe(self, subscribe_msg{{topic}});
@@ -1319,7 +1371,7 @@ peer_actor::behavior_type peer_behavior() {
       [](query_atom, query_msg& q) -> caf::result<query_result_msg> {
         const auto self = peer_self();
         auto& st = self->state;
-        if (!established(st) || !st.rid)
+        if (!established(st) || !st.has_rid)
           return query_result_msg{q.id, {}, {}, "not connected to " + short_id(to_text(st.pk)) + "…"};
         auto& book = st.query_state();
         if (book.asked.size() >= 64)
@@ -1353,9 +1405,9 @@ peer_actor::behavior_type peer_behavior() {
         p.followed = st.followed;
         p.state = established(st) ? "connected"
                   : st.conn != 0 || st.dialing ? "connecting"
-                  : st.failures > 0 ? "backoff"
+                  : st.known().failures > 0 ? "backoff"
                                     : "idle";
-        p.address = st.conn != 0 ? st.conn_address : st.address;
+        p.address = st.conn != 0 ? st.conn_address : st.known().address;
         p.pulling = st.links.with(topic_links::pulling);
         p.serving = st.links.with(topic_links::serving);
         p.bytes_in = st.bytes_in;
@@ -1364,7 +1416,7 @@ peer_actor::behavior_type peer_behavior() {
         p.read_pauses = st.read_pauses;
         if (established(st))
           p.handshake = st.ch->resumed() ? "resumed" : "full";
-        p.last_error = st.last_error;
+        p.last_error = st.known().last_error;
         return p;
       },
   };
@@ -1378,7 +1430,8 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
   st.node = std::move(node);
   st.pk = pk;
   st.followed = followed;
-  st.address = std::move(address);
+  if (!address.empty())
+    st.reach().address = std::move(address);
   if (followed)
     st.links.set(feed_topic(pk).id, topic_links::pulling);
   ensure_ticking(self);
