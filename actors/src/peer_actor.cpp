@@ -95,16 +95,16 @@ struct peer_state {
   /// this sits out of line, made on the first write (reach()); reads go
   /// through known(), which gives the empty defaults while there is none.
   struct reach_book {
-    std::string address;            // given with `follow` (tried first)
-    std::vector<std::string> found; // from the peer's relay record
-    std::string dialing_to;
+    // Where the peer may be dialled: the address given with `follow`
+    // first (when `given`), then those of its relay record (found()).
+    std::vector<std::string> addresses;
     std::string last_error;
     std::uint64_t next_lookup_ms = 0;
     std::uint64_t lookup_sent_ms = 0;
+    // The tag of our dial in progress, or of the direct dial that would
+    // upgrade a relayed connection (upgrading): never both at once.
     std::uint64_t dial_tag = 0;
     std::uint64_t next_dial_ms = 0;
-    // Upgrading a relayed connection to a direct one.
-    std::uint64_t upgrade_tag = 0;
     std::uint64_t next_upgrade_ms = 0;
     // While lingering: when the connection is closed unless pulled from
     // again (linger_ms).
@@ -113,7 +113,28 @@ struct peer_state {
     std::uint64_t established_ms = 0;
     std::uint32_t failures = 0;
     std::uint32_t candidate = 0; // index into candidates() of the next dial
-    std::unique_ptr<query_book> queries; // made on first use (query_state())
+    bool given = false;          // addresses starts with the follow's address
+
+    std::string_view given_address() const {
+      return given ? std::string_view(addresses.front()) : std::string_view();
+    }
+    void set_given_address(std::string a) {
+      if (given)
+        addresses.front() = std::move(a);
+      else
+        addresses.insert(addresses.begin(), std::move(a));
+      given = true;
+    }
+    /// The relay record's addresses.
+    auto found_begin() const { return addresses.begin() + (given ? 1 : 0); }
+    bool found_empty() const { return found_begin() == addresses.end(); }
+    bool found_equals(const std::vector<std::string>& v) const {
+      return std::equal(found_begin(), addresses.end(), v.begin(), v.end());
+    }
+    void set_found(std::vector<std::string> v) {
+      addresses.erase(addresses.begin() + (given ? 1 : 0), addresses.end());
+      addresses.insert(addresses.end(), std::make_move_iterator(v.begin()), std::make_move_iterator(v.end()));
+    }
   };
   std::unique_ptr<reach_book> book;
   reach_book& reach() {
@@ -124,15 +145,6 @@ struct peer_state {
   const reach_book& known() const {
     static const reach_book none;
     return book ? *book : none;
-  }
-  query_book& query_state() {
-    auto& r = reach();
-    if (!r.queries)
-      r.queries = std::make_unique<query_book>();
-    return *r.queries;
-  }
-  query_book* queries() const {
-    return book ? book->queries.get() : nullptr;
   }
 
   /// Work in progress on the current connection, out of line: answers
@@ -153,6 +165,7 @@ struct peer_state {
     // went down (or up from 0).
     std::uint64_t unsent = 0;
     std::uint64_t write_progress_ms = 0;
+    std::unique_ptr<query_book> queries; // made on first use (query_state())
   };
   std::unique_ptr<work_book> work;
   work_book& working() {
@@ -162,8 +175,17 @@ struct peer_state {
   }
   /// Drops the work book once nothing is left in it.
   void settle_work() {
-    if (work && work->build_queue.empty() && work->resyncs.empty() && work->unsent == 0)
+    if (work && work->build_queue.empty() && work->resyncs.empty() && work->unsent == 0 && !work->queries)
       work.reset();
+  }
+  query_book& query_state() {
+    auto& w = working();
+    if (!w.queries)
+      w.queries = std::make_unique<query_book>();
+    return *w.queries;
+  }
+  query_book* queries() const {
+    return work ? work->queries.get() : nullptr;
   }
   std::uint64_t unsent() const {
     return work ? work->unsent : 0;
@@ -305,9 +327,7 @@ void fail(peer_pointer self, error_code code, const std::string& reason) {
 /// `follow`, the addresses of its relay record, then a relayed connection.
 std::vector<std::string> candidates(const peer_state& st) {
   std::vector<std::string> out;
-  if (!st.known().address.empty())
-    out.push_back(st.known().address);
-  for (const auto& a : st.known().found)
+  for (const auto& a : st.known().addresses)
     if (std::find(out.begin(), out.end(), a) == out.end())
       out.push_back(a);
   // A circuit needs the peer registered at a relay; while the relays say
@@ -319,7 +339,7 @@ std::vector<std::string> candidates(const peer_state& st) {
 
 bool may_dial(const peer_state& st) {
   return (st.followed || st.member) &&
-         (!st.known().address.empty() || !st.known().found.empty() || st.env->relays_handle);
+         (!st.known().addresses.empty() || st.env->relays_handle);
 }
 
 void schedule_redial(peer_pointer self) {
@@ -352,7 +372,6 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   st.read_paused = false;
   ++st.conn_gen;
   st.building = 0;
-  st.work.reset(); // answers waiting, resyncs, unsent bytes
   st.links.clear_all(topic_links::offered);
   st.links.clear_all(topic_links::mark_due);
   st.reach().last_error = reason;
@@ -365,8 +384,8 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   if (auto* q = st.queries()) {
     for (auto& [id, p] : q->asked)
       p.rp.deliver(query_result_msg{id, {}, {}, "the connection closed: " + reason});
-    q->asked.clear();
   }
+  st.work.reset(); // answers waiting, resyncs, unsent bytes, our queries
   if (was_up) {
     log(self, log_level::info, "disconnected: " + reason);
     self->send(st.node, peerstate_atom::value, st.pk, false);
@@ -928,10 +947,10 @@ void dial(peer_pointer self) {
   st.dialing = true;
   auto& r = st.reach();
   r.dial_tag = st.env->rng->next_u64();
-  r.dialing_to = cands[r.candidate % cands.size()];
-  log(self, log_level::debug, "dialling " + r.dialing_to);
+  const auto& to = cands[r.candidate % cands.size()];
+  log(self, log_level::debug, "dialling " + to);
   emit_state(self, "connecting");
-  self->send(st.env->transport_to(r.dialing_to), dial_atom::value, r.dialing_to,
+  self->send(st.env->transport_to(to), dial_atom::value, to,
              caf::actor_cast<caf::actor>(self), r.dial_tag);
 }
 
@@ -953,7 +972,7 @@ void maybe_lookup(peer_pointer self) {
   if (!st.env->relays_handle || !(st.followed || st.member) || now < st.known().next_lookup_ms)
     return;
   auto& r = st.reach();
-  r.next_lookup_ms = now + (st.absent ? absent_lookup_ms : r.found.empty() ? 5'000 : 120'000);
+  r.next_lookup_ms = now + (st.absent ? absent_lookup_ms : r.found_empty() ? 5'000 : 120'000);
   r.lookup_sent_ms = now;
   st.found_since_lookup = false;
   self->send(st.env->relays_handle, lookup_atom::value, st.pk, caf::actor_cast<caf::actor>(self));
@@ -1028,7 +1047,7 @@ std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
     // new address that allows an earlier dial wakes the actor (wake).
     const auto& r = st.known();
     auto dial_at = r.next_dial_ms;
-    if (r.address.empty() && r.found.empty())
+    if (r.addresses.empty())
       dial_at = std::max(dial_at, st.absent ? std::numeric_limits<std::uint64_t>::max()
                                             : r.lookup_sent_ms + 2'000);
     auto due = dial_at;
@@ -1105,9 +1124,9 @@ void on_tick(peer_pointer self) {
       });
       if (direct != cands.end()) {
         st.upgrading = true;
-        st.reach().upgrade_tag = st.env->rng->next_u64();
+        st.reach().dial_tag = st.env->rng->next_u64();
         self->send(st.env->transport_to(*direct), dial_atom::value, *direct,
-                   caf::actor_cast<caf::actor>(self), st.known().upgrade_tag);
+                   caf::actor_cast<caf::actor>(self), st.known().dial_tag);
       }
     }
     st.links.each(topic_links::mark_due, [&](const std::string& t, const round_timing*) {
@@ -1120,7 +1139,7 @@ void on_tick(peer_pointer self) {
     // With no address yet, give the relays a moment to answer the lookup
     // before falling back to a relayed connection.
     const bool awaiting_lookup =
-        st.known().address.empty() && st.known().found.empty() && now < st.known().lookup_sent_ms + 2'000;
+        st.known().addresses.empty() && now < st.known().lookup_sent_ms + 2'000;
     if (now >= st.known().next_dial_ms && !awaiting_lookup)
       dial(self);
   }
@@ -1133,7 +1152,7 @@ peer_actor::behavior_type peer_behavior() {
       [](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t tag) {
         const auto self = peer_self();
         auto& st = self->state;
-        if (outbound && st.upgrading && tag == st.known().upgrade_tag) {
+        if (outbound && st.upgrading && tag == st.known().dial_tag) {
           st.upgrading = false;
           if ((st.conn & circuit_conn_bit) == 0) {
             self->send(st.env->transport_for(c), close_atom::value, c, std::string("duplicate connection"));
@@ -1142,7 +1161,7 @@ peer_actor::behavior_type peer_behavior() {
           log(self, log_level::info, "reached directly at " + addr + "; leaving the relayed connection");
           drop_connection(self, "replaced by a direct connection", true, false);
           st.dialing = true;
-          st.reach().dial_tag = tag; // falls through to adopt this connection below
+          // falls through to adopt this connection below (tag is dial_tag)
         }
         if (!outbound || tag != st.known().dial_tag || !st.dialing || st.conn != 0) {
           // A stale dial, or we got connected the other way meanwhile.
@@ -1190,7 +1209,7 @@ peer_actor::behavior_type peer_behavior() {
       [](dialfail_atom, std::uint64_t tag, const std::string& reason) {
         const auto self = peer_self();
         auto& st = self->state;
-        if (st.upgrading && tag == st.known().upgrade_tag) {
+        if (st.upgrading && tag == st.known().dial_tag) {
           st.upgrading = false; // stay on the relayed connection; try later
           tick_by(self, st.known().next_upgrade_ms);
           return;
@@ -1199,7 +1218,7 @@ peer_actor::behavior_type peer_behavior() {
           return;
         st.dialing = false;
         auto& r = st.reach();
-        r.last_error = "dial " + r.dialing_to + ": " + reason;
+        r.last_error = "dial: " + reason; // transports name the address they tried
         log(self, log_level::debug, r.last_error);
         emit_state(self, "backoff");
         schedule_redial(self);
@@ -1268,9 +1287,9 @@ peer_actor::behavior_type peer_behavior() {
         auto& st = self->state;
         st.followed = true;
         const auto feed = feed_topic(st.pk).id;
-        if (!addr.empty() && addr != st.known().address) {
+        if (!addr.empty() && addr != st.known().given_address()) {
           auto& r = st.reach();
-          r.address = addr;
+          r.set_given_address(addr);
           r.candidate = 0;
           r.next_dial_ms = 0;
         }
@@ -1292,10 +1311,10 @@ peer_actor::behavior_type peer_behavior() {
         // just come), the peer is back: dial it now, not at the backoff.
         const bool back = st.absent;
         st.absent = false;
-        if (addresses == st.known().found && !back)
+        if (st.known().found_equals(addresses) && !back)
           return;
         auto& r = st.reach();
-        r.found = std::move(addresses);
+        r.set_found(std::move(addresses));
         r.candidate = 0;
         if (st.conn == 0 && !st.dialing) {
           r.next_dial_ms = 0;
@@ -1407,7 +1426,7 @@ peer_actor::behavior_type peer_behavior() {
                   : st.conn != 0 || st.dialing ? "connecting"
                   : st.known().failures > 0 ? "backoff"
                                     : "idle";
-        p.address = st.conn != 0 ? st.conn_address : st.known().address;
+        p.address = st.conn != 0 ? st.conn_address : std::string(st.known().given_address());
         p.pulling = st.links.with(topic_links::pulling);
         p.serving = st.links.with(topic_links::serving);
         p.bytes_in = st.bytes_in;
@@ -1431,7 +1450,7 @@ peer_actor::behavior_type peer_impl(peer_pointer self, std::shared_ptr<node_env>
   st.pk = pk;
   st.followed = followed;
   if (!address.empty())
-    st.reach().address = std::move(address);
+    st.reach().set_given_address(std::move(address));
   if (followed)
     st.links.set(feed_topic(pk).id, topic_links::pulling);
   ensure_ticking(self);

@@ -59,7 +59,7 @@ transport_actor::behavior_type sim_transport(transport_actor::pointer self,
         auto it = net->listeners.find(to);
         if (it == net->listeners.end() || !net->link_up(address, to)) {
           lock.unlock();
-          caf::anon_send(owner, dialfail_atom::value, tag, std::string("connection refused"));
+          caf::anon_send(owner, dialfail_atom::value, tag, to + ": connection refused");
           return;
         }
         const conn_id mine = net->next_id++;

@@ -194,7 +194,8 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
         [self = shared_from_this(), resolver, owner, tag, address](boost::system::error_code ec,
                                                                    tcp::resolver::results_type res) {
           if (ec) {
-            caf::anon_send(owner, actors::dialfail_atom::value, tag, "resolve: " + ec.message());
+            caf::anon_send(owner, actors::dialfail_atom::value, tag,
+                           "resolving " + address + ": " + ec.message());
             return;
           }
           auto sock = std::make_shared<tcp::socket>(self->io);
@@ -203,7 +204,8 @@ struct tcp_transport::impl : std::enable_shared_from_this<tcp_transport::impl> {
                                                                 const tcp::endpoint&) {
                                 if (ec2 || self->down) {
                                   caf::anon_send(owner, actors::dialfail_atom::value, tag,
-                                                 ec2 ? ec2.message() : std::string("shutting down"));
+                                                 ec2 ? address + ": " + ec2.message()
+                                                     : std::string("shutting down"));
                                   return;
                                 }
                                 auto id = self->add(std::move(*sock), owner);
