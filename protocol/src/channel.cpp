@@ -111,14 +111,18 @@ struct channel::impl {
 
   impl(const identity& self, role r, const key_seed& ephemeral_seed, std::uint64_t now_ms,
        std::optional<public_key> expected, channel_limits lim)
-      : role_(r), limits_(lim),
+      : role_(r),
+        // A frame's body (ciphertext and tag) must fit a 4-byte length
+        // prefix; a configured limit beyond that is clamped rather than
+        // overflowed. The other limits are clamped to 32 bits as well
+        // (a receive buffer of 4 GiB, a handshake of 49 days).
+        max_plain_(static_cast<std::uint32_t>(std::min<std::uint64_t>(lim.max_frame_bytes, wire_max - tag_bytes))),
+        handshake_timeout_ms_(static_cast<std::uint32_t>(std::min<std::uint64_t>(lim.handshake_timeout_ms, wire_max))),
+        max_buffered_bytes_(static_cast<std::uint32_t>(std::min<std::uint64_t>(lim.max_buffered_bytes, wire_max))),
         hs_(std::make_unique<handshake>(self, now_ms, std::move(expected))) {
     ensure_sodium();
     crypto_kx_seed_keypair(hs_->eph_pk.data(), hs_->eph_sk.data(), ephemeral_seed.data());
     step_ = r == role::initiator ? step::await_msg2 : step::await_msg1;
-    // A frame's body (ciphertext and tag) must fit a 4-byte length prefix;
-    // a configured limit beyond that is clamped rather than overflowed.
-    max_plain_ = std::min<std::uint64_t>(limits_.max_frame_bytes, wire_max - tag_bytes);
     check_invariant();
   }
 
@@ -127,29 +131,33 @@ struct channel::impl {
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
 
-  // The fields are ordered so that nothing pads between them: an open
-  // channel is 256 bytes, jemalloc's 256-byte class (one per connection
-  // end; the simulator holds tens per node). Checked below the struct.
+  // The fields are ordered so that nothing pads between them, and sized
+  // to what they hold (a frame's length fits 32 bits): an open channel is
+  // 224 bytes, jemalloc's 224-byte class (one per connection end; the
+  // simulator holds tens per node). Checked below the struct.
   role role_;
   step step_ = step::closed;
   bool started_ = false;
   bool have_keys_ = false;
   bool resumed_ = false;
   bool has_chain_start_ = false; // chain_started_ms_ is set
+  bool has_peer_ = false;        // peer_ is set (the handshake authenticated it)
   // Incremental framing: the length prefix as it arrives, then the body.
   std::array<std::uint8_t, prefix_bytes> prefix_{};
   std::uint32_t prefix_fill_ = 0;
-  channel_limits limits_;
-  std::uint64_t max_plain_ = 0;
+  std::uint32_t body_expected_ = 0;
+  // The limits (channel_limits), clamped to 32 bits.
+  std::uint32_t max_plain_;
+  std::uint32_t handshake_timeout_ms_;
+  std::uint32_t max_buffered_bytes_;
   std::unique_ptr<std::string> close_reason_; // made (never empty) once closed
-  std::optional<public_key> peer_;
+  public_key peer_;
 
   std::array<std::uint8_t, session_key_bytes> rx_key_{};
   std::array<std::uint8_t, session_key_bytes> tx_key_{};
   std::uint64_t rx_counter_ = 0;
   std::uint64_t tx_counter_ = 0;
 
-  std::size_t body_expected_ = 0;
   std::string body_;
 
   std::uint64_t bytes_out_ = 0;
@@ -213,7 +221,7 @@ struct channel::impl {
     assert(body_.size() <= body_expected_ || prefix_fill_ < prefix_bytes);
     if (step_ == step::open) {
       assert(have_keys_);
-      assert(peer_.has_value());
+      assert(has_peer_);
     }
     if (step_ == step::await_msg3)
       assert(have_keys_);
@@ -320,7 +328,7 @@ struct channel::impl {
     resume_ticket r;
     std::memcpy(r.id.data(), t.data(), ticket_id_bytes);
     std::memcpy(r.secret.data(), t.data() + ticket_id_bytes, ticket_secret_bytes);
-    r.peer = *peer_;
+    r.peer = peer_;
     r.chain_started_ms = resumed_ ? chain_start() : std::nullopt;
     next_ticket_ = std::make_unique<resume_ticket>(r);
     sodium_memzero(t.data(), t.size());
@@ -329,6 +337,7 @@ struct channel::impl {
 
   void open_as(const public_key& who, channel_output& out) {
     peer_ = who;
+    has_peer_ = true;
     step_ = step::open;
     out.established = true;
     issue_ticket();
@@ -402,9 +411,9 @@ struct channel::impl {
                     "-byte limit");
       return false;
     }
-    if (len + prefix_bytes > limits_.max_buffered_bytes) {
+    if (len + prefix_bytes > max_buffered_bytes_) {
       fail(out, "frame of " + std::to_string(len) + " bytes exceeds the receive buffer of " +
-                    std::to_string(limits_.max_buffered_bytes) + " bytes");
+                    std::to_string(max_buffered_bytes_) + " bytes");
       return false;
     }
     if (len < tag_bytes) {
@@ -576,7 +585,7 @@ struct channel::impl {
           len = (len << 8) | b;
         if (!accept_length(len, out))
           break;
-        body_expected_ = static_cast<std::size_t>(len);
+        body_expected_ = static_cast<std::uint32_t>(len); // accept_length: at most wire_max
         body_.clear();
       }
       std::size_t want = body_expected_ - body_.size();
@@ -633,9 +642,9 @@ struct channel::impl {
     channel_output out;
     bool handshaking = step_ != step::open && step_ != step::closed;
     if (handshaking && now_ms >= hs_->started_ms &&
-        now_ms - hs_->started_ms >= limits_.handshake_timeout_ms)
+        now_ms - hs_->started_ms >= handshake_timeout_ms_)
       fail(out, "handshake timeout: not established within " +
-                    std::to_string(limits_.handshake_timeout_ms) + " ms");
+                    std::to_string(handshake_timeout_ms_) + " ms");
     check_invariant();
     return out;
   }
@@ -669,9 +678,9 @@ channel::channel(const identity& self, role r, const key_seed& ephemeral_seed,
     : impl_(std::make_unique<impl>(self, r, ephemeral_seed, now_ms, std::move(expected_peer),
                                    limits)) {
   // Where the layout is the one measured (libstdc++, 64-bit), a channel
-  // stays within jemalloc's 256-byte class (the next is 320).
+  // stays within jemalloc's 224-byte class (the next is 256).
 #if defined(__GLIBCXX__) && !defined(_GLIBCXX_DEBUG) && UINTPTR_MAX == UINT64_MAX
-  static_assert(sizeof(impl) <= 256, "the channel outgrew the 256-byte allocation class");
+  static_assert(sizeof(impl) <= 224, "the channel outgrew the 224-byte allocation class");
 #endif
 }
 
@@ -713,7 +722,9 @@ std::optional<std::string> channel::seal(std::string_view plaintext) {
 }
 channel_output channel::tick(std::uint64_t now_ms) { return impl_->tick(now_ms); }
 channel_state channel::state() const { return impl_->state(); }
-const std::optional<public_key>& channel::peer() const { return impl_->peer_; }
+std::optional<public_key> channel::peer() const {
+  return impl_->has_peer_ ? std::optional<public_key>(impl_->peer_) : std::nullopt;
+}
 const std::string& channel::close_reason() const {
   static const std::string open;
   return impl_->close_reason_ ? *impl_->close_reason_ : open;

@@ -19,6 +19,9 @@
 
 namespace kith::protocol {
 
+/// A channel keeps each limit in 32 bits: larger values act as the
+/// largest that fits (a frame is at most 4 GiB anyway: its length prefix
+/// has 4 bytes; a handshake timeout of 49 days).
 struct channel_limits {
   /// Largest plaintext frame either side may send or accept.
   std::size_t max_frame_bytes = 16u << 20;
@@ -113,7 +116,7 @@ public:
 
   [[nodiscard]] channel_state state() const;
   /// The authenticated identity of the other end (once established).
-  [[nodiscard]] const std::optional<public_key>& peer() const;
+  [[nodiscard]] std::optional<public_key> peer() const;
   /// Why the channel closed, if it did.
   [[nodiscard]] const std::string& close_reason() const;
   /// Bytes sealed and received, framing and MACs included (for stats).
