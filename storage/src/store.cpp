@@ -39,7 +39,7 @@ struct store::topic_state {
   causality::watermark marks;
   /// Keys stored with a context not yet empty (the 'u' rows). Nearly
   /// always none, so held out of line: one pointer while empty keeps the
-  /// whole state within jemalloc's 512-byte class (checked below).
+  /// whole state within jemalloc's 448-byte class (checked below).
   std::unique_ptr<const std::set<key_type>> unstripped_;
   [[nodiscard]] const std::set<key_type>& unstripped() const {
     static const std::set<key_type> none;
@@ -54,10 +54,24 @@ struct store::topic_state {
   /// The newest writer summary held per (replica, signer): a writer's own
   /// (signer = replica) and those a later replica of the same writer
   /// vouched with (protocol::writer_summary). The 'v' rows, loaded with
-  /// the topic.
-  std::map<summary_key, protocol::writer_summary> summaries;
-  /// The last summary attach_summaries sent (it goes round them).
-  summary_key summary_cursor{replica_id{0}, replica_id{0}};
+  /// the topic. Made by the first write that supersedes another, so held
+  /// out of line (none in a topic nothing was overwritten or deleted in).
+  using summary_map = std::map<summary_key, protocol::writer_summary>;
+  struct summary_book {
+    summary_map held;
+    /// The last summary attach_summaries sent (it goes round them).
+    summary_key cursor{replica_id{0}, replica_id{0}};
+  };
+  std::unique_ptr<summary_book> summaries_;
+  [[nodiscard]] const summary_map& summaries() const {
+    static const summary_map none;
+    return summaries_ ? summaries_->held : none;
+  }
+  summary_map& summaries_to_change() {
+    if (!summaries_)
+      summaries_ = std::make_unique<summary_book>();
+    return summaries_->held;
+  }
   /// Members that owe a full resync -> our own base when they joined: the
   /// 'o' rows, loaded with the topic.
   std::map<replica_id, std::uint64_t> owed;
@@ -480,9 +494,9 @@ std::vector<std::string> store::topics() const {
 
 result<store::topic_state*> store::state(const std::string& topic) {
   // Where the layout is the one measured (libstdc++, 64-bit), a topic's
-  // state stays within jemalloc's 512-byte class (the next is 640).
+  // state stays within jemalloc's 448-byte class (the next is 512).
 #if defined(__GLIBCXX__) && !defined(_GLIBCXX_DEBUG) && UINTPTR_MAX == UINT64_MAX
-  static_assert(sizeof(topic_state) <= 512, "a topic's state outgrew the 512-byte allocation class");
+  static_assert(sizeof(topic_state) <= 448, "a topic's state outgrew the 448-byte allocation class");
 #endif
   if (auto i = topics_.find(topic); i != topics_.end())
     return i->second.get();
@@ -547,7 +561,7 @@ result<store::topic_state*> store::state(const std::string& topic) {
       return false;
     }
     const auto k = key_of(ws);
-    ts->summaries[k] = std::move(ws);
+    ts->summaries_to_change()[k] = std::move(ws);
     return true;
   });
   if (!st)
@@ -804,8 +818,8 @@ std::optional<protocol::writer_summary> store::summary(const std::string& topic,
   auto ts = state(topic);
   if (!ts)
     return std::nullopt;
-  auto it = (*ts)->summaries.find(summary_key{rid, by.value_or(rid)});
-  if (it == (*ts)->summaries.end())
+  auto it = (*ts)->summaries().find(summary_key{rid, by.value_or(rid)});
+  if (it == (*ts)->summaries().end())
     return std::nullopt;
   return it->second;
 }
@@ -1071,7 +1085,7 @@ status store::commit(topic_state& ts, commit_input& in) {
   ts.set_unstripped(std::move(unstripped));
   for (auto& ws : in.summaries) {
     const auto k = key_of(ws);
-    ts.summaries[k] = std::move(ws);
+    ts.summaries_to_change()[k] = std::move(ws);
   }
   ts.batches_since_sweep += in.batches.size();
   if (ts.batches_since_sweep >=
@@ -1269,7 +1283,7 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
     // A new summary: what was live, plus this batch's counters, less
     // what it superseded (docs/architecture.md, "Signed writer summaries").
     protocol::writer_summary ws;
-    if (auto held = ts.summaries.find(summary_key{binding_.rid, binding_.rid}); held != ts.summaries.end()) {
+    if (auto held = ts.summaries().find(summary_key{binding_.rid, binding_.rid}); held != ts.summaries().end()) {
       ws = held->second;
     } else {
       ws.topic = topic;
@@ -1295,7 +1309,7 @@ result<signed_reply> store::write(const std::string& topic, const std::vector<wr
     if (*author != self_.pub())
       continue; // another writer's: its own summaries speak for it
     protocol::writer_summary ws;
-    if (auto held = ts.summaries.find(summary_key{rid, binding_.rid}); held != ts.summaries.end()) {
+    if (auto held = ts.summaries().find(summary_key{rid, binding_.rid}); held != ts.summaries().end()) {
       ws = held->second;
     } else {
       ws.topic = topic;
@@ -1767,8 +1781,8 @@ result<apply_stats> store::apply(const signed_reply& r) {
     if (ws.signer() == binding_.rid)
       continue; // ours: we are the writer
     const auto k = key_of(ws);
-    if (auto held = ts.summaries.find(k);
-        held != ts.summaries.end() && held->second.signer_upto() >= ws.signer_upto())
+    if (auto held = ts.summaries().find(k);
+        held != ts.summaries().end() && held->second.signer_upto() >= ws.signer_upto())
       continue;
     if (auto n = newest.find(k); n != newest.end() && n->second->signer_upto() >= ws.signer_upto())
       continue;
@@ -1799,8 +1813,8 @@ result<apply_stats> store::apply(const signed_reply& r) {
     for (const auto& ws : summaries)
       if (ws.drops(dt))
         return true;
-    for (auto held = ts.summaries.lower_bound(summary_key{dt.id, replica_id{0}});
-         held != ts.summaries.end() && held->first.first == dt.id; ++held)
+    for (auto held = ts.summaries().lower_bound(summary_key{dt.id, replica_id{0}});
+         held != ts.summaries().end() && held->first.first == dt.id; ++held)
       if (held->second.drops(dt))
         return true;
     return false;
@@ -1927,12 +1941,14 @@ std::size_t store::attach_summaries(topic_state& ts, const node_clock* asker,
       out.bindings.push_back(std::move(b));
     }
     out.summaries.push_back(ws);
-    ts.summary_cursor = key_of(ws);
+    ts.summaries_->cursor = key_of(ws); // there are summaries: the book is there
     ++n;
     return true;
   };
-  auto& all = ts.summaries;
-  const auto start = all.size() <= max_summaries_per_reply ? all.begin() : all.upper_bound(ts.summary_cursor);
+  if (!ts.summaries_)
+    return 0;
+  auto& all = ts.summaries_->held;
+  const auto start = all.size() <= max_summaries_per_reply ? all.begin() : all.upper_bound(ts.summaries_->cursor);
   bool room = true;
   for (auto i = start; room && i != all.end(); ++i)
     room = add(i->second);
