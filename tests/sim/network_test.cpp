@@ -205,7 +205,9 @@ TEST_CASE("a partition cut closes the link's connections and refuses dials until
   w.net->set_link("a", "b", true);
   caf::anon_send(w.ta, dial_atom::value, std::string("b"), w.ra, std::uint64_t{2});
   w.advance_to(w.now() + 20);
-  CHECK(pair_world::of(*w.la, "dialfail").size() == 1);
+  const auto fails = pair_world::of(*w.la, "dialfail");
+  REQUIRE(fails.size() == 1);
+  CHECK(fails[0].data == "b: connection refused"); // names the address it tried
   w.net->heal(id);
   caf::anon_send(w.ta, dial_atom::value, std::string("b"), w.ra, std::uint64_t{3});
   w.advance_to(w.now() + 20);
