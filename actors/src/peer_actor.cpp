@@ -669,6 +669,7 @@ void build_waiting(peer_pointer self) {
     st.work->build_queue.pop_front();
     build_answer(self, std::move(next));
   }
+  st.settle_work();
 }
 
 void answer_built(peer_pointer self, std::uint64_t gen) {
