@@ -2981,6 +2981,33 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
       {"peak_rss_kib", peak_rss_kib()},
   };
   {
+    // The peer actors by what keeps each (its node's peer list, as `GET
+    // /v1/peers` shows it), read once everything above is measured: the
+    // memory target's largest item (docs/simulation.md, "Summary fields").
+    std::uint64_t followed = 0, pulled_from = 0, serving_only = 0, neither = 0, connected = 0;
+    for (std::size_t i = 0; i < w.nodes_.size(); ++i) {
+      if (!w.live(i))
+        continue;
+      const auto peers = json::parse(w.api(i, "peers", json::object()).json); // kept: the loop reads into it
+      for (const auto& p : peers["peers"]) {
+        connected += p["state"] == "connected" ? 1 : 0;
+        if (p["followed"].get<bool>())
+          ++followed;
+        else if (!p["pulling"].empty())
+          ++pulled_from;
+        else if (!p["serving"].empty())
+          ++serving_only;
+        else
+          ++neither;
+      }
+    }
+    out.json["peer_actors"] = json{{"followed", followed},
+                                   {"pulled_from", pulled_from},
+                                   {"serving_only", serving_only},
+                                   {"neither", neither},
+                                   {"connected", connected}};
+  }
+  {
     const auto f = memo.figures();
     out.json["verify_memo"] = json{{"on", s.verify_memo},
                                    {"hits", f.hits},

@@ -35,6 +35,14 @@ TEST_CASE("a simulated network under churn converges once the churn stops", "[si
   CHECK(r.json["posts"].get<int>() > 10);
   CHECK(r.json["churn_transitions"].get<int>() > 0);
   CHECK(r.json["lagging"].empty());
+  // Peer actors by kind: one per follow at the follower (8 nodes x 3),
+  // and the authors' actors for their followers among the others.
+  const auto& pa = r.json["peer_actors"];
+  CHECK(pa["followed"].get<int>() == 8 * 3);
+  CHECK(pa["serving_only"].get<int>() > 0);
+  CHECK(pa["connected"].get<int>() > 0);
+  CHECK(pa["connected"].get<int>() <= pa["followed"].get<int>() + pa["pulled_from"].get<int>() +
+                                          pa["serving_only"].get<int>() + pa["neither"].get<int>());
 }
 
 TEST_CASE("the same seed gives the same trace hash and summary, another seed another trace",
