@@ -96,7 +96,8 @@ struct peer_state {
   /// through known(), which gives the empty defaults while there is none.
   struct reach_book {
     // Where the peer may be dialled: the address given with `follow`
-    // first (when `given`), then those of its relay record (found()).
+    // first (when `given`), then those of its relay record (from
+    // found_begin()).
     std::vector<std::string> addresses;
     std::string last_error;
     std::uint64_t next_lookup_ms = 0;
@@ -348,11 +349,11 @@ void schedule_redial(peer_pointer self) {
     return;
   // The next candidate at once; the backoff only after all were tried.
   const auto n = candidates(st).size();
-  if (n > 1 && ++st.reach().candidate % n != 0) {
-    st.reach().next_dial_ms = now_ms(self);
+  auto& r = st.reach();
+  if (n > 1 && ++r.candidate % n != 0) {
+    r.next_dial_ms = now_ms(self);
     return;
   }
-  auto& r = st.reach();
   r.next_dial_ms = now_ms(self) + backoff_ms(*st.env, ++r.failures);
 }
 
@@ -1118,16 +1119,17 @@ void on_tick(peer_pointer self) {
     // On a relayed connection, try a direct address now and then (the
     // peer may have become reachable, or only we were unreachable).
     if ((st.conn & circuit_conn_bit) != 0 && !st.upgrading && now >= st.known().next_upgrade_ms) {
-      st.reach().next_upgrade_ms = now + 30'000;
+      auto& r = st.reach();
+      r.next_upgrade_ms = now + 30'000;
       auto cands = candidates(st);
       auto direct = std::find_if(cands.begin(), cands.end(), [](const std::string& a) {
         return a.rfind(circuit_address_prefix, 0) != 0;
       });
       if (direct != cands.end()) {
         st.upgrading = true;
-        st.reach().dial_tag = st.env->rng->next_u64();
+        r.dial_tag = st.env->rng->next_u64();
         self->send(st.env->transport_to(*direct), dial_atom::value, *direct,
-                   caf::actor_cast<caf::actor>(self), st.known().dial_tag);
+                   caf::actor_cast<caf::actor>(self), r.dial_tag);
       }
     }
     st.links.each(topic_links::mark_due, [&](const std::string& t, const round_timing*) {
@@ -1139,9 +1141,9 @@ void on_tick(peer_pointer self) {
     maybe_lookup(self);
     // With no address yet, give the relays a moment to answer the lookup
     // before falling back to a relayed connection.
-    const bool awaiting_lookup =
-        st.known().addresses.empty() && now < st.known().lookup_sent_ms + 2'000;
-    if (now >= st.known().next_dial_ms && !awaiting_lookup)
+    const auto& r = st.known();
+    const bool awaiting_lookup = r.addresses.empty() && now < r.lookup_sent_ms + 2'000;
+    if (now >= r.next_dial_ms && !awaiting_lookup)
       dial(self);
   }
 }
