@@ -6,6 +6,10 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
 namespace kith::actors::detail {
 
 /// A stateful actor whose behavior is one object shared by every actor of
@@ -77,6 +81,21 @@ void count_handshake(const node_env& env, const protocol::channel& ch);
 /// settings.backoff_min up to backoff_max, drawn in [base/2, base] so that
 /// peers that lost a relay together do not come back in lock step.
 [[nodiscard]] std::uint64_t backoff_ms(const node_env& env, std::uint32_t failures);
+
+/// How long a connection to a co-follower no longer pulled from is kept
+/// for the author's next absence (lingering). As long as the co-follower
+/// keeps us a member of the feed (co_follower_retire_after): past that it
+/// has retired us, and pulling again costs a full resync whether or not
+/// the connection stayed, so the connection would save only a (resumed)
+/// handshake while its keepalives, actors and channel state cost all along.
+inline std::uint64_t linger_ms(const node_env& env) {
+  const auto& s = env.settings;
+  if (s.co_follower_linger)
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.co_follower_linger->count()));
+  const auto period = s.co_follower_retire_after.count() > 0 ? s.co_follower_retire_after : s.retire_after;
+  return period.count() > 0 ? static_cast<std::uint64_t>(period.count())
+                            : std::numeric_limits<std::uint64_t>::max() / 2;
+}
 
 /// Answers an aggregator query from the store: each matching status as a
 /// document with the proofs that let the asker verify it alone

@@ -15,6 +15,7 @@
 #include <boost/container/flat_set.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <random>
 #include <map>
 #include <set>
@@ -176,7 +177,20 @@ struct node_state {
   std::map<protocol::public_key, peer_actor> peers;
   std::map<protocol::topic_name, topic_actor, std::less<>> topics;
   std::map<conn_id, pending_conn> handshaking;
-  std::map<conn_id, peer_actor> routed;
+  /// Connections whose events the node passes on to a peer actor: every
+  /// inbound one once its handshake is done, and those a peer actor
+  /// dialled through the node (outbound; see `dials`), which may sleep.
+  struct route {
+    peer_actor peer;
+    bool outbound = false;
+  };
+  std::map<conn_id, route> routed;
+  /// Dials a peer actor made with the node as the connection's owner, by
+  /// tag: their opened/dialfail events go to it.
+  std::map<std::uint64_t, peer_actor> dials;
+  /// Inbound connections whose peer actor sleeps (peer_sleep): the node
+  /// answers their keepalives and wakes an actor for anything else.
+  std::map<conn_id, peer_sleep> asleep;
   std::map<protocol::public_key, std::string> follows; // id -> address
   std::uint64_t inbound_refused = 0;
   /// Aggregator mode: identities followed because they were met in the
@@ -221,6 +235,10 @@ struct node_state {
   /// after losing a device): the feed is fetched back from followers met
   /// at its rendezvous.
   bool restore_own_feed = false;
+  /// Status gathers waiting for replies (gather()), by id: each delivers
+  /// once, at its last reply or its deadline (due_atom).
+  std::map<std::uint64_t, std::function<void()>> gathers;
+  std::uint64_t next_gather = 1;
   static inline const char* name = "kith.node";
 };
 
@@ -245,6 +263,116 @@ topic_actor ensure_topic(node_pointer self, const std::string& id) {
   return t;
 }
 
+// --- sleeping peers (sync_settings::peer_sleep_after) ----------------------------
+
+using sleeper_iter = std::map<conn_id, peer_sleep>::iterator;
+
+sleeper_iter sleeper_of(node_state& st, const protocol::public_key& pk) {
+  return std::find_if(st.asleep.begin(), st.asleep.end(), [&](const auto& e) { return e.second.pk == pk; });
+}
+
+/// A new peer actor takes up the sleeping connection `it` and handles
+/// `frames` (decrypted here: the first that was not a keepalive, and on).
+peer_actor wake_sleeper(node_pointer self, sleeper_iter it, std::vector<std::string> frames) {
+  auto& st = self->state;
+  const auto c = it->first;
+  auto z = std::move(it->second);
+  st.asleep.erase(it);
+  auto p = spawn_peer(self->system(), st.env, z.pk, false, {}, self);
+  self->monitor(p);
+  st.peers.emplace(z.pk, p);
+  st.routed.emplace(c, node_state::route{p, z.outbound});
+  self->send(p, adopt_atom::value, c, std::move(z), std::move(frames));
+  return p;
+}
+
+/// Ends a sleeping peer's connection, as its actor would have.
+void drop_sleeper(node_pointer self, sleeper_iter it, const std::string& reason, bool tell_transport) {
+  auto& st = self->state;
+  const auto c = it->first;
+  const auto id = protocol::to_text(it->second.pk);
+  if (tell_transport)
+    self->send(st.env->transport_for(c), close_atom::value, c, reason);
+  st.linked.erase(it->second.pk);
+  st.asleep.erase(it);
+  st.env->logf(log_level::info, "peer " + id.substr(0, 12) + ": disconnected: " + reason);
+  if (st.env->on_event)
+    st.env->emit(json{{"type", "peer"}, {"id", id}, {"state", "disconnected"}});
+}
+
+/// Seals and sends `m` on a sleeping peer's channel; false if it cannot.
+bool sleeper_send(node_pointer self, conn_id c, peer_sleep& z, const protocol::message& m) {
+  auto& st = self->state;
+  const auto bytes = protocol::encode_message(m);
+  auto sealed = z.ch->seal(bytes);
+  if (!sealed)
+    return false;
+  if (auto& k = st.env->settings.counters)
+    k->count_sent(m, bytes.size());
+  z.bytes_out += sealed->size();
+  z.last_tx_ms = clock_ms(self->clock().now());
+  self->send(st.env->transport_for(c), send_atom::value, c, std::move(*sealed));
+  return true;
+}
+
+/// Bytes of a sleeping peer's connection: keepalives are answered here,
+/// anything else wakes an actor.
+void on_sleeper_bytes(node_pointer self, sleeper_iter it, const std::string& bytes) {
+  auto& st = self->state;
+  const auto c = it->first;
+  auto& z = it->second;
+  self->send(st.env->transport_for(c), consumed_atom::value, c, std::uint64_t{bytes.size()});
+  z.bytes_in += bytes.size();
+  z.last_rx_ms = clock_ms(self->clock().now());
+  auto out = z.ch->receive(bytes);
+  if (!out.to_send.empty()) {
+    z.bytes_out += out.to_send.size();
+    self->send(st.env->transport_for(c), send_atom::value, c, std::move(out.to_send));
+  }
+  for (std::size_t i = 0; i < out.frames.size(); ++i) {
+    std::string why;
+    auto m = protocol::decode_message(out.frames[i], st.env->settings.messages, &why);
+    const auto* ka = m ? std::get_if<protocol::keepalive_msg>(&*m) : nullptr;
+    if (!ka) {
+      // The actor handles it (a malformed one too: it says why and closes).
+      std::vector<std::string> rest(std::make_move_iterator(out.frames.begin() + static_cast<std::ptrdiff_t>(i)),
+                                    std::make_move_iterator(out.frames.end()));
+      auto p = wake_sleeper(self, it, std::move(rest));
+      if (out.error) {
+        self->send(st.env->transport_for(c), close_atom::value, c, *out.error);
+        self->send(p, closed_atom::value, c, *out.error);
+        st.routed.erase(c);
+      }
+      return;
+    }
+    if (!ka->reply && !sleeper_send(self, c, z, protocol::keepalive_msg{ka->nonce, true}))
+      return drop_sleeper(self, it, "could not seal a keepalive: " + z.ch->close_reason(), true);
+  }
+  if (out.error)
+    drop_sleeper(self, it, *out.error, true);
+}
+
+/// Keepalives and the peer timeout of sleeping connections, as their
+/// actors' ticks would do.
+void tick_sleepers(node_pointer self, std::uint64_t now) {
+  auto& st = self->state;
+  const auto& s = st.env->settings;
+  for (auto it = st.asleep.begin(); it != st.asleep.end();) {
+    auto next = std::next(it);
+    auto& z = it->second;
+    if (z.linger_until_ms != 0 && now >= z.linger_until_ms)
+      drop_sleeper(self, it,
+                   "kept " + std::to_string(linger_ms(*st.env) / 1000) + " s for the author's next absence, unused",
+                   true);
+    else if (now - z.last_rx_ms > static_cast<std::uint64_t>(s.peer_timeout.count()))
+      drop_sleeper(self, it, "peer silent for " + std::to_string((now - z.last_rx_ms) / 1000) + " s", true);
+    else if (now - z.last_tx_ms >= static_cast<std::uint64_t>(s.keepalive.count()) &&
+             !sleeper_send(self, it->first, z, protocol::keepalive_msg{st.env->rng->next_u64(), false}))
+      drop_sleeper(self, it, "could not seal a keepalive: " + z.ch->close_reason(), true);
+    it = next;
+  }
+}
+
 peer_actor ensure_peer(node_pointer self, const protocol::public_key& pk, bool followed,
                        const std::string& address) {
   auto& st = self->state;
@@ -252,6 +380,14 @@ peer_actor ensure_peer(node_pointer self, const protocol::public_key& pk, bool f
     if (followed)
       self->send(it->second, follow_atom::value, address);
     return it->second;
+  }
+  if (!st.asleep.empty()) {
+    if (auto z = sleeper_of(st, pk); z != st.asleep.end()) {
+      auto p = wake_sleeper(self, z, {});
+      if (followed)
+        self->send(p, follow_atom::value, address);
+      return p;
+    }
   }
   auto p = spawn_peer(self->system(), st.env, pk, followed, address, self);
   self->monitor(p);
@@ -384,6 +520,15 @@ topic_actor hold_topic(node_pointer self, const protocol::topic_descriptor& d, s
   auto t = ensure_topic(self, d.id);
   if (d.kind != protocol::topic_kind::feed && st.env->relays_handle)
     self->send(st.env->relays_handle, meet_atom::value, d.id);
+  if (d.kind != protocol::topic_kind::feed) {
+    // Sleeping peers that may write it wake first (they pull it too).
+    std::vector<conn_id> wake;
+    for (const auto& [c, z] : st.asleep)
+      if (d.kind == protocol::topic_kind::open || protocol::may_write(d, z.pk))
+        wake.push_back(c);
+    for (auto c : wake)
+      wake_sleeper(self, st.asleep.find(c), {});
+  }
   if (d.kind != protocol::topic_kind::feed)
     for (auto& [pk, p] : st.peers)
       if (d.kind == protocol::topic_kind::open || protocol::may_write(d, pk))
@@ -407,7 +552,25 @@ std::string resolve_subject(node_pointer self, const std::string& s) {
   return s;
 }
 
-/// Gathers one reply from each actor in `targets` and delivers f(results).
+constexpr std::chrono::seconds gather_timeout{10};
+
+/// Runs and forgets the delivery of gather `id`, unless it ran already.
+void finish_gather(node_pointer self, std::uint64_t id) {
+  auto& gs = self->state.gathers;
+  auto it = gs.find(id);
+  if (it == gs.end())
+    return;
+  auto deliver = std::move(it->second);
+  gs.erase(it);
+  deliver();
+}
+
+/// Gathers one reply from each actor in `targets` and delivers f(results),
+/// or f of the replies that came once gather_timeout has passed. One
+/// deadline per gather, not one per target: CAF keeps a request's timeout
+/// in its clock until it falls due, answered or not, and a node with
+/// thousands of peers (or the simulator, asking every node at one virtual
+/// instant) would hold one per peer.
 template <class Result, class Handle, class F>
 caf::result<api_result> gather(node_pointer self, std::vector<Handle> targets, F f) {
   auto rp = self->make_response_promise<api_result>();
@@ -415,19 +578,27 @@ caf::result<api_result> gather(node_pointer self, std::vector<Handle> targets, F
     rp.deliver(f(std::vector<Result>{}));
     return rp;
   }
-  auto acc = std::make_shared<std::vector<Result>>();
-  auto left = std::make_shared<std::size_t>(targets.size());
+  struct progress {
+    std::vector<Result> acc;
+    std::size_t left = 0;
+  };
+  auto g = std::make_shared<progress>();
+  g->left = targets.size();
+  auto& st = self->state;
+  const auto id = st.next_gather++;
+  st.gathers.emplace(id, [g, rp, f]() mutable { rp.deliver(f(g->acc)); });
+  self->delayed_send(self, gather_timeout, due_atom::value, id);
   for (auto& t : targets) {
-    self->request(t, std::chrono::seconds(10), status_atom::value)
+    self->request(t, caf::infinite, status_atom::value)
         .then(
-            [=](const Result& r) mutable {
-              acc->push_back(r);
-              if (--*left == 0)
-                rp.deliver(f(*acc));
+            [self, id, g](const Result& r) {
+              g->acc.push_back(r);
+              if (--g->left == 0)
+                finish_gather(self, id);
             },
-            [=](caf::error&) mutable {
-              if (--*left == 0)
-                rp.deliver(f(*acc));
+            [self, id, g](caf::error&) {
+              if (--g->left == 0)
+                finish_gather(self, id);
             });
   }
   return rp;
@@ -890,10 +1061,26 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
     std::vector<peer_actor> ps;
     for (auto& [pk, p] : st.peers)
       ps.push_back(p);
-    return gather<peer_info>(self, ps, [](const std::vector<peer_info>& infos) {
+    std::vector<peer_info> sleeping; // as their actors would say, and asleep
+    for (const auto& [c, z] : st.asleep) {
+      peer_info i;
+      i.id = protocol::to_text(z.pk);
+      i.state = "connected";
+      i.address = z.address;
+      i.bytes_in = z.bytes_in;
+      i.bytes_out = z.bytes_out;
+      i.entries_received = z.entries_received;
+      i.read_pauses = z.read_pauses;
+      i.handshake = z.ch->resumed() ? "resumed" : "full";
+      i.asleep = true;
+      sleeping.push_back(std::move(i));
+    }
+    return gather<peer_info>(self, ps, [sleeping](std::vector<peer_info> infos) {
+      infos.insert(infos.end(), sleeping.begin(), sleeping.end());
       json arr = json::array();
       for (const auto& i : infos)
         arr.push_back(json{{"id", i.id},
+                           {"asleep", i.asleep},
                            {"followed", i.followed},
                            {"state", i.state},
                            {"address", i.address},
@@ -1392,7 +1579,9 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
     st.peers.erase(pit);
     st.linked.erase(pk);
     for (auto r = st.routed.begin(); r != st.routed.end();)
-      r = r->second.address() == dm.source ? st.routed.erase(r) : std::next(r);
+      r = r->second.peer.address() == dm.source ? st.routed.erase(r) : std::next(r);
+    for (auto d = st.dials.begin(); d != st.dials.end();)
+      d = d->second.address() == dm.source ? st.dials.erase(d) : std::next(d);
     // A co-follower whose actor ended (its connection closed) is no longer
     // pulled from, and is passed over by the next check's choice.
     for (auto& [feed, pulling] : st.pulling_from) {
@@ -1405,15 +1594,28 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
   });
   self->send(self, tick_atom::value);
   return {
-      [self](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t) {
+      [self](opened_atom, conn_id c, const std::string& addr, bool outbound, std::uint64_t tag) {
         auto& st = self->state;
         if (outbound) {
-          self->send(st.env->transport_for(c), close_atom::value, c, std::string("not dialled by this actor"));
+          auto d = st.dials.find(tag);
+          if (d == st.dials.end()) {
+            self->send(st.env->transport_for(c), close_atom::value, c, std::string("not dialled by this actor"));
+            return;
+          }
+          auto p = d->second;
+          st.dials.erase(d);
+          st.routed.emplace(c, node_state::route{p, true});
+          self->send(p, opened_atom::value, c, addr, true, tag);
           return;
         }
         // Each inbound connection may cost a resync page in flight: their
         // number bounds the memory many sessions can take.
-        if (st.handshaking.size() + st.routed.size() >= st.env->settings.max_inbound_connections) {
+        const auto inbound = st.handshaking.size() +
+            static_cast<std::size_t>(std::count_if(st.routed.begin(), st.routed.end(),
+                                                   [](const auto& r) { return !r.second.outbound; })) +
+            static_cast<std::size_t>(std::count_if(st.asleep.begin(), st.asleep.end(),
+                                                   [](const auto& z) { return !z.second.outbound; }));
+        if (inbound >= st.env->settings.max_inbound_connections) {
           if (st.inbound_refused++ % 100 == 0)
             st.env->logf(log_level::warn,
                          "refusing inbound connections from " + addr + " and others: " +
@@ -1432,9 +1634,11 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
       },
       [self](bytes_atom, conn_id c, std::string& bytes) {
         auto& st = self->state;
+        if (auto z = st.asleep.find(c); z != st.asleep.end())
+          return on_sleeper_bytes(self, z, bytes);
         if (auto r = st.routed.find(c); r != st.routed.end()) {
           // Moved, not copied: under a flood every chunk passes here.
-          self->send(r->second, bytes_atom::value, c, std::move(bytes));
+          self->send(r->second.peer, bytes_atom::value, c, std::move(bytes));
           return; // the peer actor acknowledges them
         }
         self->send(st.env->transport_for(c), consumed_atom::value, c, std::uint64_t{bytes.size()});
@@ -1462,24 +1666,38 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           auto peer = ensure_peer(self, pk, false, {});
           channel_handoff h{std::move(it->second.ch), std::move(out.frames), it->second.address};
           st.handshaking.erase(it);
-          st.routed.emplace(c, peer);
+          st.routed.emplace(c, node_state::route{peer, false});
           self->send(peer, adopt_atom::value, c, std::move(h));
         }
       },
       [self](written_atom, conn_id c, std::uint64_t n) {
         auto& st = self->state;
         if (auto r = st.routed.find(c); r != st.routed.end())
-          self->send(r->second, written_atom::value, c, n);
+          self->send(r->second.peer, written_atom::value, c, n);
       },
       [self](closed_atom, conn_id c, const std::string& reason) {
         auto& st = self->state;
+        if (auto z = st.asleep.find(c); z != st.asleep.end())
+          return drop_sleeper(self, z, reason, false);
         st.handshaking.erase(c);
         if (auto r = st.routed.find(c); r != st.routed.end()) {
-          self->send(r->second, closed_atom::value, c, reason);
+          self->send(r->second.peer, closed_atom::value, c, reason);
           st.routed.erase(r);
         }
       },
-      [](dialfail_atom, std::uint64_t, const std::string&) {},
+      [self](dialfail_atom, std::uint64_t tag, const std::string& reason) {
+        auto& st = self->state;
+        if (auto d = st.dials.find(tag); d != st.dials.end()) {
+          self->send(d->second, dialfail_atom::value, tag, reason);
+          st.dials.erase(d);
+        }
+      },
+      [self](dial_atom, std::uint64_t tag) {
+        // A peer actor dials with the node as the owner (so that its
+        // connection may sleep): this dial's events are its.
+        auto& st = self->state;
+        st.dials[tag] = caf::actor_cast<peer_actor>(self->current_sender());
+      },
       [self](api_atom, const std::string& op, const std::string& params, const std::string& body,
              std::uint64_t time_ms) -> caf::result<api_result> {
         json p = params.empty() ? json::object() : json::parse(params, nullptr, false);
@@ -1589,6 +1807,29 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
             st.passed_over.erase(po);
         }
       },
+      [self](due_atom, std::uint64_t id) { finish_gather(self, id); },
+      [self](sleep_atom, conn_id c) {
+        // An idle actor of an inbound connection: ask it for the
+        // connection, handling nothing else meanwhile (await), so that no
+        // message reaches it once it has answered and ended.
+        auto& st = self->state;
+        auto r = st.routed.find(c);
+        if (r == st.routed.end() || r->second.peer.address() != self->current_sender())
+          return;
+        auto p = r->second.peer;
+        self->request(p, caf::infinite, sleep_atom::value)
+            .await(
+                [self, c, p](peer_sleep& z) {
+                  if (!z.ch)
+                    return; // busy again
+                  auto& st = self->state;
+                  st.routed.erase(c);
+                  if (auto it = st.peers.find(z.pk); it != st.peers.end() && it->second == p)
+                    st.peers.erase(it); // its down finds no entry: not a disconnection
+                  st.asleep.emplace(c, std::move(z));
+                },
+                [](caf::error&) {});
+      },
       [self](tick_atom) {
         auto& st = self->state;
         const auto now = clock_ms(self->clock().now());
@@ -1616,6 +1857,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
             ++it;
           }
         }
+        tick_sleepers(self, now);
         self->delayed_send(self, st.env->settings.tick, tick_atom::value);
       },
       [self](stop_atom) {
@@ -1628,6 +1870,9 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
           self->send_exit(st.env->relays_handle, caf::exit_reason::user_shutdown);
         for (auto& [c, h] : st.handshaking)
           self->send(st.env->transport_for(c), close_atom::value, c, std::string("node shutting down"));
+        for (auto& [c, z] : st.asleep)
+          self->send(st.env->transport_for(c), close_atom::value, c, std::string("node shutting down"));
+        st.asleep.clear();
         st.peers.clear();
         st.topics.clear();
         self->quit();

@@ -49,11 +49,13 @@ struct peer_state {
   bool absent = false;
   bool found_since_lookup = false; // a relay answered the last lookup with a record
   bool has_rid = false;            // rid is set (the peer's hello came)
+  bool sleep_told = false;         // told the node we may sleep (may_sleep)
+  bool via_node = false;           // the node passes our dialled connection's events on
   // Answers and resync pages being built for the peer: at most
   // max_building at once, later requests wait in the build queue in
   // order, so a peer that asks many times over without reading holds a
   // few pages in our memory, not one per request.
-  std::uint32_t building = 0;
+  std::uint8_t building = 0;
   std::uint32_t read_pauses = 0;
   std::uint32_t conn_gen = 0; // bumped per connection: stale replies ignored (wraps)
 
@@ -70,8 +72,13 @@ struct peer_state {
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::uint64_t entries_received = 0;
-  // Read backpressure: bytes of received data messages not yet applied.
-  std::size_t applying_bytes = 0;
+  // Read backpressure: bytes of received data messages not yet applied
+  // (saturating: settings above 4 GiB act as 4 GiB).
+  std::uint32_t applying_bytes = 0;
+  // The last message other than a keepalive, either way, in seconds of
+  // the actor clock: an inbound connection quiet for
+  // settings.peer_sleep_after may sleep (may_sleep).
+  std::uint32_t busy_s = 0;
   // Housekeeping ticks fall on a grid (the first tick, then every
   // settings.tick), but only on grid points where something is due; see
   // next_due_ms.
@@ -231,23 +238,39 @@ void tick_by(peer_pointer self, std::uint64_t due_ms);
 /// peer's relayed one that arrives meanwhile (both dialled at once).
 constexpr std::uint64_t simultaneous_dial_window_ms = 5'000;
 
-/// How long a connection to a co-follower no longer pulled from is kept
-/// for the author's next absence (lingering). As long as the co-follower
-/// keeps us a member of the feed (co_follower_retire_after): past that it
-/// has retired us, and pulling again costs a full resync whether or not
-/// the connection stayed, so the connection would save only a (resumed)
-/// handshake while its keepalives, actors and channel state cost all along.
-std::uint64_t linger_ms(const node_env& env) {
-  const auto& s = env.settings;
-  if (s.co_follower_linger)
-    return static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.co_follower_linger->count()));
-  const auto period = s.co_follower_retire_after.count() > 0 ? s.co_follower_retire_after : s.retire_after;
-  return period.count() > 0 ? static_cast<std::uint64_t>(period.count())
-                            : std::numeric_limits<std::uint64_t>::max() / 2;
-}
-
 bool established(const peer_state& st) {
   return st.conn != 0 && st.ch && st.ch->state() == channel_state::established;
+}
+
+/// A message other than a keepalive, either way: the connection is in use.
+void note_busy(peer_pointer self) {
+  auto& st = self->state;
+  st.busy_s = static_cast<std::uint32_t>(now_ms(self) / 1000);
+  st.sleep_told = false;
+}
+
+/// Whether the actor could go to sleep, the node keeping its connection
+/// (peer_sleep), once quiet long enough (may_sleep): an established
+/// connection whose events the node passes on (inbound, or dialled
+/// through the node: via_node) that neither pulls nor serves anything,
+/// nothing in the works, not followed or met (a lingering co-follower may
+/// sleep), not relayed.
+bool sleepable(const peer_state& st) {
+  return st.env->settings.peer_sleep_after.count() > 0 && established(st) && st.has_rid &&
+         (!st.outbound || st.via_node) && (st.conn & circuit_conn_bit) == 0 && !st.followed && !st.member &&
+         !st.upgrading && !st.dialing && !st.work && st.building == 0 && st.applying_bytes == 0 &&
+         !st.read_paused && !st.links.any_flag();
+}
+
+/// When a sleepable actor may sleep: settings.peer_sleep_after after the
+/// last message other than a keepalive either way (whole seconds).
+std::uint64_t sleep_due_ms(const peer_state& st) {
+  const auto after_s = (static_cast<std::uint64_t>(st.env->settings.peer_sleep_after.count()) + 999) / 1000;
+  return (std::uint64_t{st.busy_s} + after_s) * 1000;
+}
+
+bool may_sleep(const peer_state& st, std::uint64_t now) {
+  return sleepable(st) && now >= sleep_due_ms(st);
 }
 
 std::string short_id(const std::string& id) {
@@ -314,6 +337,8 @@ void send_msg(peer_pointer self, const message& m) {
   }
   if (auto& c = st.env->settings.counters)
     c->count_sent(m, bytes.size());
+  if (!std::holds_alternative<keepalive_msg>(m))
+    note_busy(self);
   send_raw(self, std::move(*sealed));
 }
 
@@ -365,6 +390,10 @@ void drop_connection(peer_pointer self, const std::string& reason, bool tell_tra
   const bool was_up = established(st);
   if (tell_transport)
     self->send(st.env->transport_for(st.conn), close_atom::value, st.conn, reason);
+  // The node passes this connection's events on: it forgets it (a
+  // transport does not tell the side that closes).
+  if (!st.outbound || st.via_node)
+    self->send(st.node, closed_atom::value, st.conn, reason);
   st.conn = 0;
   st.lingering = false;
   st.ch.reset();
@@ -716,7 +745,8 @@ void on_data(peer_pointer self, data_msg m, std::size_t frame_bytes) {
   const std::string topic = m.reply.topic;
   const auto size = frame_bytes;
   const auto gen = st.conn_gen;
-  st.applying_bytes += size;
+  st.applying_bytes = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(std::numeric_limits<std::uint32_t>::max(), std::uint64_t{st.applying_bytes} + size));
   if (!st.read_paused && st.applying_bytes > st.env->settings.max_applying_bytes) {
     st.read_paused = true;
     ++st.read_pauses;
@@ -737,7 +767,7 @@ void on_data(peer_pointer self, data_msg m, std::size_t frame_bytes) {
       .then([self, topic, size, gen, kind = m.kind, last = m.last](const apply_result& r) {
         auto& st = self->state;
         if (gen == st.conn_gen) {
-          st.applying_bytes -= std::min(size, st.applying_bytes);
+          st.applying_bytes -= static_cast<std::uint32_t>(std::min<std::uint64_t>(size, st.applying_bytes));
           if (st.read_paused && st.applying_bytes <= st.env->settings.max_applying_bytes / 2) {
             st.read_paused = false;
             self->send(st.env->transport_for(st.conn), resume_atom::value, st.conn);
@@ -859,6 +889,8 @@ void on_frame(peer_pointer self, const std::string& frame) {
   if (!st.has_rid && !std::holds_alternative<hello_msg>(*m) && !std::holds_alternative<error_msg>(*m))
     return fail(self, error_code::protocol,
                 std::string("a ") + message_name(*m) + " message before hello");
+  if (!std::holds_alternative<keepalive_msg>(*m))
+    note_busy(self);
   std::visit(
       [self, frame_bytes](auto& msg) {
         using T = std::decay_t<decltype(msg)>;
@@ -899,6 +931,8 @@ void on_frame(peer_pointer self, const std::string& frame) {
         }
       },
       *m);
+  if (st.conn != 0 && !st.sleep_told && sleepable(st)) // e.g. the peer's last unsubscribe
+    tick_by(self, sleep_due_ms(st));
 }
 
 void on_established(peer_pointer self) {
@@ -952,8 +986,16 @@ void dial(peer_pointer self) {
   const auto& to = cands[r.candidate % cands.size()];
   log(self, log_level::debug, "dialling " + to);
   emit_state(self, "connecting");
-  self->send(st.env->transport_to(to), dial_atom::value, to,
-             caf::actor_cast<caf::actor>(self), r.dial_tag);
+  // A peer we do not follow (a co-follower pulled from, a member met at a
+  // rendezvous) is dialled with the node as the connection's owner, so the
+  // connection may sleep once idle (may_sleep); a followed one directly,
+  // without the extra hop per frame.
+  caf::actor owner = caf::actor_cast<caf::actor>(self);
+  if (!st.followed && st.env->settings.peer_sleep_after.count() > 0) {
+    self->send(st.node, dial_atom::value, r.dial_tag);
+    owner = caf::actor_cast<caf::actor>(st.node);
+  }
+  self->send(st.env->transport_to(to), dial_atom::value, to, std::move(owner), r.dial_tag);
 }
 
 /// How long a peer actor waits before asking the relays again while they
@@ -1069,6 +1111,8 @@ std::uint64_t next_due_ms(const peer_state& st, std::uint64_t now) {
     due = std::min(due, st.known().next_upgrade_ms);
   if (st.lingering)
     due = std::min(due, st.known().linger_until_ms);
+  if (!st.sleep_told && sleepable(st))
+    due = std::min(due, sleep_due_ms(st));
   return std::min(due, query_deadline(st));
 }
 
@@ -1137,6 +1181,10 @@ void on_tick(peer_pointer self) {
         send_msg(self, watermark_msg{t, std::move(*c)});
     });
     st.links.clear_all(topic_links::mark_due);
+    if (!st.sleep_told && may_sleep(st, now)) {
+      st.sleep_told = true; // once per quiet spell: the node asks back (sleep_atom)
+      self->send(st.node, sleep_atom::value, st.conn);
+    }
   } else if (st.conn == 0 && !st.dialing && may_dial(st)) {
     maybe_lookup(self);
     // With no address yet, give the relays a moment to answer the lookup
@@ -1169,11 +1217,14 @@ peer_actor::behavior_type peer_behavior() {
         if (!outbound || tag != st.known().dial_tag || !st.dialing || st.conn != 0) {
           // A stale dial, or we got connected the other way meanwhile.
           self->send(st.env->transport_for(c), close_atom::value, c, std::string("duplicate connection"));
+          if (self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(st.node))
+            self->send(st.node, closed_atom::value, c, std::string("duplicate connection"));
           return;
         }
         st.dialing = false;
         st.conn = c;
         st.outbound = true;
+        st.via_node = self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(st.node);
         tick_by(self, now_ms(self)); // handshake ticks
         st.conn_address = addr;
         st.last_rx_ms = now_ms(self);
@@ -1277,6 +1328,66 @@ peer_actor::behavior_type peer_behavior() {
             return;
           on_frame(self, f);
         }
+      },
+      [](adopt_atom, conn_id c, peer_sleep& z, std::vector<std::string>& frames) {
+        // Woken: the node kept this connection while we slept.
+        const auto self = peer_self();
+        auto& st = self->state;
+        if (st.conn != 0) // a connection came meanwhile (cannot happen: the node wakes us first)
+          drop_connection(self, "superseded by the connection woken from sleep", true, false);
+        st.dialing = false;
+        st.conn = c;
+        st.outbound = z.outbound;
+        st.via_node = true;
+        if (z.linger_until_ms != 0) {
+          st.lingering = true;
+          st.reach().linger_until_ms = z.linger_until_ms;
+        }
+        st.ch = std::move(z.ch);
+        st.rid = z.rid;
+        st.has_rid = true;
+        st.conn_address = std::move(z.address);
+        st.last_rx_ms = z.last_rx_ms;
+        st.last_tx_ms = z.last_tx_ms;
+        st.bytes_in = z.bytes_in;
+        st.bytes_out = z.bytes_out;
+        st.entries_received = z.entries_received;
+        st.read_pauses = z.read_pauses;
+        note_busy(self);
+        ensure_ticking(self);
+        tick_by(self, now_ms(self));
+        log(self, log_level::debug, "awake (the connection to " + st.conn_address + " is in use again)");
+        for (auto& f : frames) {
+          if (st.conn == 0)
+            return;
+          on_frame(self, f);
+        }
+      },
+      [](sleep_atom) -> peer_sleep {
+        // The node takes the connection over if we are still idle, and we end.
+        const auto self = peer_self();
+        auto& st = self->state;
+        st.sleep_told = false;
+        if (!may_sleep(st, now_ms(self)))
+          return {};
+        peer_sleep z;
+        z.ch = std::move(st.ch);
+        z.pk = st.pk;
+        z.rid = st.rid;
+        z.address = st.conn_address;
+        z.last_rx_ms = st.last_rx_ms;
+        z.last_tx_ms = st.last_tx_ms;
+        z.bytes_in = st.bytes_in;
+        z.bytes_out = st.bytes_out;
+        z.entries_received = st.entries_received;
+        z.read_pauses = st.read_pauses;
+        z.outbound = st.outbound;
+        z.linger_until_ms = st.lingering ? std::max<std::uint64_t>(1, st.known().linger_until_ms) : 0;
+        log(self, log_level::debug, "asleep (the node keeps the idle connection to " + st.conn_address + ")");
+        st.conn = 0; // the connection is the node's now: nothing to close
+        st.has_rid = false;
+        self->quit();
+        return z;
       },
       [](push_atom, const signed_reply& r) {
         const auto self = peer_self();

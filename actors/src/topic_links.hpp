@@ -78,6 +78,11 @@ public:
   [[nodiscard]] bool any(flag f) const {
     return std::any_of(links_.begin(), links_.end(), [f](const link& l) { return (l.flags & f) != 0; });
   }
+  /// Whether any topic has any flag (only cached actors and timings, or
+  /// nothing, otherwise).
+  [[nodiscard]] bool any_flag() const {
+    return std::any_of(links_.begin(), links_.end(), [](const link& l) { return l.flags != 0; });
+  }
   [[nodiscard]] std::size_t count(flag f) const {
     return static_cast<std::size_t>(
         std::count_if(links_.begin(), links_.end(), [f](const link& l) { return (l.flags & f) != 0; }));

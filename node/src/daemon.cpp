@@ -265,6 +265,11 @@ storage::result<daemon_config> load_config(const data_dir& home) {
           return bad("sync.co_follower_linger_seconds",
                      "an integer from 0 (close at once) to 86400 (a day)");
         c.co_follower_linger_s = static_cast<std::uint32_t>(*x);
+      } else if (key == "peer_sleep_after_seconds") {
+        auto x = v.value<std::int64_t>();
+        if (!x || *x < 0 || *x > 86400)
+          return bad("sync.peer_sleep_after_seconds", "an integer from 0 (never sleep) to 86400 (a day)");
+        c.peer_sleep_after_s = static_cast<std::uint32_t>(*x);
       } else {
         return storage::error{storage::errc::invalid, path + ": unknown key 'sync." + key + "'"};
       }
@@ -350,6 +355,8 @@ int run_daemon(const data_dir& home, const daemon_config& cfg) {
   env->settings.co_follower_retire_after = std::chrono::seconds(cfg.co_follower_retire_after_s);
   if (cfg.co_follower_linger_s)
     env->settings.co_follower_linger = std::chrono::seconds(*cfg.co_follower_linger_s);
+  if (cfg.peer_sleep_after_s)
+    env->settings.peer_sleep_after = std::chrono::seconds(*cfg.peer_sleep_after_s);
   env->addresses = load_addresses(home);
   env->relays = cfg.relays;
   env->announce = cfg.announce;

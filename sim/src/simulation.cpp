@@ -284,6 +284,8 @@ public:
       if (s_.co_follower_linger_s)
         env->settings.co_follower_linger =
             milliseconds(static_cast<std::int64_t>(*s_.co_follower_linger_s * 1000));
+      if (s_.peer_sleep_after_s)
+        env->settings.peer_sleep_after = milliseconds(static_cast<std::int64_t>(*s_.peer_sleep_after_s * 1000));
       env->settings.retire_shared = s_.retire_shared_topics;
       if (!s_.resume_tickets)
         env->settings.resume_tickets = 0;
@@ -1443,7 +1445,7 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           key == "anti_entropy_idle_max_s" || key == "keepalive_s" || key == "peer_timeout_s" ||
           key == "latency_ms" || key == "settle_limit_s" || key == "strip_limit_s" ||
           key == "retire_after_s" || key == "co_follower_retire_after_s" || key == "jitter_ms" ||
-          key == "co_follower_linger_s" || key == "clock_skew_s" ||
+          key == "co_follower_linger_s" || key == "peer_sleep_after_s" || key == "clock_skew_s" ||
           key == "co_follower_pass_over_checks" ||
           key == "reset_probability" || key == "delete_fraction" || key == "bandwidth_bytes_s" ||
           key == "duplicate_probability" || key == "reorder_probability" ||
@@ -1531,6 +1533,11 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
         return bad(key, "seconds from 0 (close at once) to 86400 that a connection to a co-follower "
                         "stays once no longer pulled from");
       s.co_follower_linger_s = *x;
+    } else if (key == "peer_sleep_after_s") {
+      if (*x < 0 || *x > 86400)
+        return bad(key, "seconds from 0 (never) to 86400 that an idle peer connection stays awake "
+                        "before its actor sleeps");
+      s.peer_sleep_after_s = *x;
     } else if (key == "clock_skew_s") {
       if (*x < 0 || *x > 7 * 86400)
         return bad(key, "seconds from 0 to 604800 that a node's clock may be off, either way");
@@ -2984,14 +2991,16 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
     // The peer actors by what keeps each (its node's peer list, as `GET
     // /v1/peers` shows it), read once everything above is measured: the
     // memory target's largest item (docs/simulation.md, "Summary fields").
-    std::uint64_t followed = 0, pulled_from = 0, serving_only = 0, neither = 0, connected = 0;
+    std::uint64_t followed = 0, pulled_from = 0, serving_only = 0, neither = 0, asleep = 0, connected = 0;
     for (std::size_t i = 0; i < w.nodes_.size(); ++i) {
       if (!w.live(i))
         continue;
       const auto peers = json::parse(w.api(i, "peers", json::object()).json); // kept: the loop reads into it
       for (const auto& p : peers["peers"]) {
         connected += p["state"] == "connected" ? 1 : 0;
-        if (p["followed"].get<bool>())
+        if (p["asleep"].get<bool>()) // no actor: the node keeps its connection
+          ++asleep;
+        else if (p["followed"].get<bool>())
           ++followed;
         else if (!p["pulling"].empty())
           ++pulled_from;
@@ -3005,6 +3014,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
                                    {"pulled_from", pulled_from},
                                    {"serving_only", serving_only},
                                    {"neither", neither},
+                                   {"asleep", asleep},
                                    {"connected", connected}};
   }
   {
@@ -3102,6 +3112,7 @@ summary run(const scenario& s, const std::function<void(const std::string&)>& pr
          s.co_follower_retire_after_s ? json(*s.co_follower_retire_after_s) : json("node default")},
         {"co_follower_linger_s",
          s.co_follower_linger_s ? json(*s.co_follower_linger_s) : json("node default")},
+        {"peer_sleep_after_s", s.peer_sleep_after_s ? json(*s.peer_sleep_after_s) : json("node default")},
         {"retire_shared_topics", s.retire_shared_topics},
         {"co_follower_pass_over_checks",
          s.co_follower_pass_over_checks ? json(*s.co_follower_pass_over_checks) : json("node default")},

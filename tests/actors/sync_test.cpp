@@ -999,6 +999,84 @@ TEST_CASE("a follower stops watching a feed's rendezvous once it knows eight co-
   CHECK(w.log_text().find("out of reach; passed over") != std::string::npos);
 }
 
+namespace {
+
+/// Node `n`'s entry for `peer_id` in its peer list (null when it has none).
+json peer_entry(world& w, world::node& n, const std::string& peer_id) {
+  const auto peers = w.api_json(n, "peers"); // kept: the loop reads into it
+  for (const auto& p : peers["peers"])
+    if (p["id"] == peer_id)
+      return p;
+  return nullptr;
+}
+
+bool asleep(world& w, world::node& n, const std::string& peer_id) {
+  const auto p = peer_entry(w, n, peer_id);
+  return !p.is_null() && p["asleep"].get<bool>() && p["state"] == "connected";
+}
+
+} // namespace
+
+TEST_CASE("an idle co-follower connection sleeps at both ends: the nodes keep it open with "
+          "keepalives, a new pull wakes it, and a silent peer still times out",
+          "[actors][relay][sleep]") {
+  const std::uint64_t seed = 53;
+  INFO("seed " << seed);
+  world w(seed);
+  w.configure = [](node_env& env) {
+    env.settings.peer_sleep_after = std::chrono::seconds(5);
+    env.settings.keepalive = std::chrono::seconds(10);
+    env.settings.peer_timeout = std::chrono::seconds(30);
+  };
+  const auto n = follow_one_author(w);
+  const auto b_id = w.id_of(n.b);
+  const auto c_id = w.id_of(n.c);
+  reach_author(w, n, false);
+  REQUIRE(every_2s_until(w, [&] { return pulls_from(w, n.c, b_id); }, 120));
+  reach_author(w, n, true);
+  REQUIRE(every_2s_until(w, [&] { return !pulls_from(w, n.c, b_id); }, 120));
+
+  // Quiet for 5 s: b's actor for c (serving nothing now) and c's for b
+  // (kept for the author's next absence, dialled through c's node) sleep.
+  const bool slept = every_2s_until(w, [&] { return asleep(w, n.b, c_id) && asleep(w, n.c, b_id); }, 30);
+  INFO(w.log_text());
+  REQUIRE(slept);
+  const auto rx0 = peer_entry(w, n.b, c_id)["bytes_in"].get<std::uint64_t>();
+  // Three peer timeouts later the connection is still there, asleep at
+  // both ends: the nodes sent and answered keepalives themselves.
+  w.run_until([] { return false; }, std::chrono::seconds(90));
+  CHECK(asleep(w, n.b, c_id));
+  CHECK(asleep(w, n.c, b_id));
+  CHECK(peer_entry(w, n.b, c_id)["bytes_in"].get<std::uint64_t>() > rx0);
+  CHECK(w.log_text().find("peer silent") == std::string::npos);
+
+  // The author goes away again and posts meanwhile: c pulls from b on the
+  // sleeping connection, which wakes b's side (a subscribe is no
+  // keepalive), and gets the new post.
+  w.api_json(n.a, "post", {{"text", "second"}});
+  REQUIRE(w.run_until([&] { return w.feed_size(n.b, w.id_of(n.a)) == 2; }, std::chrono::seconds(30)));
+  reach_author(w, n, false);
+  const bool got = every_2s_until(w, [&] { return w.feed_size(n.c, w.id_of(n.a)) == 2; }, 120);
+  CHECK(got);
+  CHECK(pulls_from(w, n.c, b_id));
+  const auto b_side = peer_entry(w, n.b, c_id);
+  REQUIRE_FALSE(b_side.is_null());
+  CHECK_FALSE(b_side["asleep"].get<bool>());
+  CHECK(b_side["serving"].size() == 1);
+
+  // Back to sleep once the author is back, then the link between b and c
+  // goes dead: each node closes its sleeping end after the peer timeout.
+  reach_author(w, n, true);
+  REQUIRE(every_2s_until(w, [&] { return asleep(w, n.b, c_id) && asleep(w, n.c, b_id); }, 120));
+  const auto now = static_cast<std::int64_t>(clock_ms(w.sched->clock().now()));
+  w.net->hold({n.b.address}, {n.c.address}, now + 300'000); // open, but nothing gets through
+  w.net->hold({n.c.address}, {n.b.address}, now + 300'000);
+  w.run_until([] { return false; }, std::chrono::seconds(45));
+  CHECK(peer_entry(w, n.b, c_id).is_null());
+  CHECK(peer_entry(w, n.c, b_id).is_null());
+  CHECK(w.log_text().find("disconnected: peer silent for") != std::string::npos);
+}
+
 TEST_CASE("co_follower_linger 0 closes a co-follower connection once the pulls stop",
           "[actors][relay]") {
   const std::uint64_t seed = 47;

@@ -93,6 +93,7 @@ TEST_CASE("config.toml sets the retirement period, and a bad one is refused nami
   CHECK(defaults->retire_after_s == 7 * 24 * 3600);
   CHECK(defaults->co_follower_retire_after_s == 600);
   CHECK_FALSE(defaults->co_follower_linger_s);
+  CHECK_FALSE(defaults->peer_sleep_after_s);
 
   write("[sync]\nretire_after_seconds = 0\n");
   auto never = node::load_config(dir);
@@ -100,13 +101,19 @@ TEST_CASE("config.toml sets the retirement period, and a bad one is refused nami
   CHECK(never->retire_after_s == 0);
 
   write("[sync]\nretire_after_seconds = 3600\nanti_entropy_seconds = 10\n"
-        "co_follower_retire_after_seconds = 120\nco_follower_linger_seconds = 0\n");
+        "co_follower_retire_after_seconds = 120\nco_follower_linger_seconds = 0\n"
+        "peer_sleep_after_seconds = 0\n");
   auto hour = node::load_config(dir);
   REQUIRE(hour);
   CHECK(hour->retire_after_s == 3600);
   CHECK(hour->anti_entropy_s == 10);
   CHECK(hour->co_follower_retire_after_s == 120);
   CHECK(hour->co_follower_linger_s == std::optional<std::uint32_t>(0));
+  CHECK(hour->peer_sleep_after_s == std::optional<std::uint32_t>(0));
+  write("[sync]\npeer_sleep_after_seconds = -1\n");
+  auto never_negative = node::load_config(dir);
+  REQUIRE_FALSE(never_negative);
+  CHECK(never_negative.err().message.find("sync.peer_sleep_after_seconds") != std::string::npos);
   write("[sync]\nco_follower_linger_seconds = 90000\n");
   auto day = node::load_config(dir);
   REQUIRE_FALSE(day);

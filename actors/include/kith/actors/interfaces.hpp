@@ -78,6 +78,7 @@ using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using consumed_atom = caf::atom_constant<caf::atom("consumed")>;
 using written_atom = caf::atom_constant<caf::atom("written")>;
 using query_atom = caf::atom_constant<caf::atom("query")>;
+using sleep_atom = caf::atom_constant<caf::atom("sleep")>;
 
 // --- message types (local only: never serialized by CAF) -----------------------
 
@@ -87,6 +88,28 @@ struct channel_handoff {
   std::shared_ptr<protocol::channel> ch;
   std::vector<std::string> frames; // decrypted before the handoff
   std::string address;
+};
+
+/// What the node keeps of a peer actor put to sleep (docs/architecture.md,
+/// "Idle peers sleep"): an established inbound connection that neither
+/// pulls nor serves anything, kept open by keepalives the node answers
+/// itself. A new peer actor takes it up again (adopt_atom) at the first
+/// frame that is not a keepalive, or when the node needs the peer.
+struct peer_sleep {
+  std::shared_ptr<protocol::channel> ch; // null in an answer: staying awake
+  protocol::public_key pk;
+  causality::replica_id rid{}; // from the peer's hello
+  std::string address;
+  std::uint64_t last_rx_ms = 0;
+  std::uint64_t last_tx_ms = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t entries_received = 0;
+  std::uint32_t read_pauses = 0;
+  bool outbound = false; // dialled by us (through the node: dial_atom)
+  // A co-follower's connection kept for its author's next absence: closed
+  // at this time unless in use again (0: not lingering).
+  std::uint64_t linger_until_ms = 0;
 };
 
 /// Connection ids of relayed connections (circuits) have this bit set, so
@@ -144,6 +167,8 @@ struct peer_info {
   /// signatures), or empty while not connected.
   std::string handshake;
   std::string last_error;
+  /// No actor: the node holds the connection (peer_sleep).
+  bool asleep = false;
 };
 
 /// One page of a full-state resync, as the topic actor hands it out.
@@ -170,6 +195,7 @@ struct topic_info {
 } // namespace kith::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::channel_handoff)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::peer_sleep)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::api_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::apply_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kith::actors::peer_info)
@@ -207,6 +233,7 @@ using kunwatch_atom = caf::atom_constant<caf::atom("kunwatch")>;
 using kidle_atom = caf::atom_constant<caf::atom("kidle")>;     // key actor -> topic: may I stop?
 using kchange_atom = caf::atom_constant<caf::atom("kchange")>; // key actor -> watchers
 using rwatch_atom = caf::atom_constant<caf::atom("rwatch")>;   // node -> relays: rendezvous events on/off
+using due_atom = caf::atom_constant<caf::atom("due")>;         // node -> itself: a gather's deadline
 
 /// One key as committed: its live siblings and the context a writer passes
 /// back to replace them (storage::key_view). A copy, never shared: each
@@ -356,6 +383,14 @@ using peer_actor = caf::typed_actor<
     caf::reacts_to<closed_atom, conn_id, std::string>,
     caf::reacts_to<dialfail_atom, std::uint64_t, std::string>,
     caf::reacts_to<adopt_atom, conn_id, channel_handoff>,
+    // Wake: take up a connection the node kept while no actor was needed,
+    // then handle these frames (decrypted by the node: the first that was
+    // not a keepalive, and those after it).
+    caf::reacts_to<adopt_atom, conn_id, peer_sleep, std::vector<std::string>>,
+    // The node asks an idle actor (one that said so with sleep_atom) to go
+    // to sleep: it answers with its connection's state and ends, or with
+    // an empty one (ch null) if it has work again.
+    caf::replies_to<sleep_atom>::with<peer_sleep>,
     // Fresh data of a topic for the peer (if it subscribed to the topic).
     caf::reacts_to<push_atom, protocol::signed_reply>,
     // Start following (dial this address; may be empty) or stop.
@@ -450,6 +485,15 @@ using node_actor = caf::typed_actor<
     // This node's own dial addresses (known once the daemon listens), for
     // its relay record.
     caf::reacts_to<found_atom, std::vector<std::string>>,
+    // A peer actor on this inbound connection has been idle for
+    // sync_settings::peer_sleep_after: the node may put it to sleep.
+    caf::reacts_to<sleep_atom, conn_id>,
+    // A peer actor is about to dial with the node as the connection's
+    // owner (tag): the node passes that connection's events on to it.
+    caf::reacts_to<dial_atom, std::uint64_t>,
+    // The deadline of a status gather (GET /v1/peers, /v1/topics): it
+    // answers with the replies that came.
+    caf::reacts_to<due_atom, std::uint64_t>,
     caf::reacts_to<tick_atom>,
     caf::reacts_to<stop_atom>>;
 

@@ -100,6 +100,14 @@ struct sync_settings {
   /// A key actor stops after this long without a request (reads, writes,
   /// watches; a watched key stays active). Its state stays in the store.
   std::chrono::milliseconds key_idle{30'000};
+  /// A peer actor on an inbound connection that neither pulls nor serves
+  /// anything (a co-follower that stopped pulling from us, kept for its
+  /// author's next absence) goes to sleep after this long without a
+  /// message other than keepalives: the node keeps the connection and its
+  /// channel and answers keepalives itself, and a new actor takes the
+  /// connection up at the next other frame or when the node needs the
+  /// peer (docs/architecture.md, "Idle peers sleep"). 0: never.
+  std::chrono::milliseconds peer_sleep_after{10'000};
   /// Inbound connections (handshaking or established) at once; more are
   /// closed at once. Bounds what many sessions cost (docs/security.md).
   std::size_t max_inbound_connections = 256;

@@ -249,6 +249,11 @@ struct scenario {
   /// from (actors::sync_settings::co_follower_linger); 0: closed at once.
   /// Unset: the node's default.
   std::optional<double> co_follower_linger_s;
+  /// How long an idle peer connection (pulling and serving nothing) stays
+  /// awake before its actor sleeps, the node keeping the connection
+  /// (actors::sync_settings::peer_sleep_after); 0: never. Unset: the
+  /// node's default (10 s).
+  std::optional<double> peer_sleep_after_s;
   /// Each node's wall clock (its relay records' times, and the time its
   /// posts and follows carry) is off by a fixed amount drawn uniformly
   /// from [-clock_skew_s, +clock_skew_s] (a stream of its own from the
