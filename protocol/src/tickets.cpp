@@ -55,12 +55,26 @@ void ticket_cache::erase_locked(ticket_id id) {
   by_id_.erase(it);
 }
 
+void ticket_cache::rebuild_order_locked() {
+  order_.clear();
+  for (const auto& [id, e] : by_id_)
+    order_.emplace_back(e.seq, id);
+  std::sort(order_.begin(), order_.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  ordered_ = true;
+}
+
 void ticket_cache::evict_oldest_locked() {
-  auto oldest = std::min_element(by_id_.begin(), by_id_.end(), [](const auto& a, const auto& b) {
-    return a.second.seq < b.second.seq;
-  });
-  if (oldest != by_id_.end())
-    erase_locked(oldest->first);
+  if (!ordered_ || order_.size() > 2 * by_id_.size() + 64)
+    rebuild_order_locked(); // first fill, or mostly tickets already gone
+  while (!order_.empty()) {
+    const auto [seq, id] = order_.front();
+    order_.pop_front();
+    if (auto it = by_id_.find(id); it != by_id_.end() && it->second.seq == seq) {
+      erase_locked(id);
+      return;
+    }
+  }
 }
 
 void ticket_cache::put(const resume_ticket& t, std::uint64_t now_ms) {
@@ -76,6 +90,8 @@ void ticket_cache::put(const resume_ticket& t, std::uint64_t now_ms) {
     evict_oldest_locked();
   const auto seq = next_seq_++;
   by_id_.emplace(t.id, entry{t.secret, t.peer, t.chain_started_ms.value_or(now_ms), seq});
+  if (ordered_)
+    order_.emplace_back(seq, t.id);
   auto& slots = by_peer_[t.peer];
   slots.ids[slots.count++] = t.id;
 }

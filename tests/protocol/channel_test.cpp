@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include <functional>
+#include <random>
 
 using namespace kith::protocol;
 
@@ -1151,6 +1152,36 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
       REQUIRE(t);
       CHECK(t->secret == nth(n).secret);
     }
+  }
+  SECTION("eviction follows the put order across many fills, takes and compactions (a model)") {
+    auto nth = [](std::uint32_t n) {
+      resume_ticket t;
+      for (std::size_t i = 0; i < 4; ++i)
+        t.id[i] = static_cast<std::uint8_t>(n >> (8 * i));
+      for (std::size_t i = 0; i < 4; ++i)
+        t.peer.bytes[i] = static_cast<std::uint8_t>(n >> (8 * i)); // one ticket per peer
+      return t;
+    };
+    const std::uint32_t seed = 7;
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    ticket_cache c(8, 1'000'000'000, test_key);
+    std::vector<std::uint32_t> held; // the model: oldest first
+    for (std::uint32_t n = 1; n < 3'000; ++n) {
+      if (!held.empty() && rng() % 3 == 0) { // taken: a stale place in the put order
+        const auto i = rng() % held.size();
+        CHECK(c.take_id(nth(held[i]).id, 0));
+        held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+      c.put(nth(n), 0);
+      held.push_back(n);
+      if (held.size() > 8)
+        held.erase(held.begin()); // the oldest held goes
+      REQUIRE(c.size() == held.size());
+    }
+    for (auto n : held)
+      CHECK(c.take_id(nth(n).id, 0));
+    CHECK(c.size() == 0);
   }
   SECTION("the lifetime runs from the full handshake that began a ticket's chain") {
     ticket_cache c(16, 1'000, test_key);
