@@ -36,7 +36,7 @@ struct daemon_config {
   std::optional<std::uint32_t> co_follower_linger_s;
   /// How long a peer connection that pulls and serves nothing stays awake
   /// before its actor sleeps ([sync] peer_sleep_after_seconds; 0: never).
-  /// Unset: sync_settings' (10 s).
+  /// Unset: sync_settings' (0 for now).
   std::optional<std::uint32_t> peer_sleep_after_s;
   bool sync_writes = true;                // fsync every commit
   /// The web UI's files, served on the API port (docs/web.md). Unset: the

@@ -252,7 +252,7 @@ struct scenario {
   /// How long an idle peer connection (pulling and serving nothing) stays
   /// awake before its actor sleeps, the node keeping the connection
   /// (actors::sync_settings::peer_sleep_after); 0: never. Unset: the
-  /// node's default (10 s).
+  /// node's default (0 for now: docs/simulation.md, "Session 26").
   std::optional<double> peer_sleep_after_s;
   /// Each node's wall clock (its relay records' times, and the time its
   /// posts and follows carry) is off by a fixed amount drawn uniformly
