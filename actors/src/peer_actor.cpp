@@ -18,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <stdexcept>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -271,6 +272,20 @@ std::uint64_t sleep_due_ms(const peer_state& st) {
 
 bool may_sleep(const peer_state& st, std::uint64_t now) {
   return sleepable(st) && now >= sleep_due_ms(st);
+}
+
+/// Trades the connection's state between the actor and a sleep record:
+/// the one direction puts an actor to sleep, the other wakes one.
+void swap_connection(peer_state& st, peer_sleep& z) {
+  std::swap(st.ch, z.ch);
+  std::swap(st.rid, z.rid);
+  std::swap(st.conn_address, z.address);
+  std::swap(st.last_rx_ms, z.last_rx_ms);
+  std::swap(st.last_tx_ms, z.last_tx_ms);
+  std::swap(st.bytes_in, z.bytes_in);
+  std::swap(st.bytes_out, z.bytes_out);
+  std::swap(st.entries_received, z.entries_received);
+  std::swap(st.read_pauses, z.read_pauses);
 }
 
 std::string short_id(const std::string& id) {
@@ -1343,16 +1358,8 @@ peer_actor::behavior_type peer_behavior() {
           st.lingering = true;
           st.reach().linger_until_ms = z.linger_until_ms;
         }
-        st.ch = std::move(z.ch);
-        st.rid = z.rid;
+        swap_connection(st, z);
         st.has_rid = true;
-        st.conn_address = std::move(z.address);
-        st.last_rx_ms = z.last_rx_ms;
-        st.last_tx_ms = z.last_tx_ms;
-        st.bytes_in = z.bytes_in;
-        st.bytes_out = z.bytes_out;
-        st.entries_received = z.entries_received;
-        st.read_pauses = z.read_pauses;
         note_busy(self);
         ensure_ticking(self);
         tick_by(self, now_ms(self));
@@ -1371,19 +1378,11 @@ peer_actor::behavior_type peer_behavior() {
         if (!may_sleep(st, now_ms(self)))
           return {};
         peer_sleep z;
-        z.ch = std::move(st.ch);
+        swap_connection(st, z);
         z.pk = st.pk;
-        z.rid = st.rid;
-        z.address = st.conn_address;
-        z.last_rx_ms = st.last_rx_ms;
-        z.last_tx_ms = st.last_tx_ms;
-        z.bytes_in = st.bytes_in;
-        z.bytes_out = st.bytes_out;
-        z.entries_received = st.entries_received;
-        z.read_pauses = st.read_pauses;
         z.outbound = st.outbound;
         z.linger_until_ms = st.lingering ? std::max<std::uint64_t>(1, st.known().linger_until_ms) : 0;
-        log(self, log_level::debug, "asleep (the node keeps the idle connection to " + st.conn_address + ")");
+        log(self, log_level::debug, "asleep (the node keeps the idle connection to " + z.address + ")");
         st.conn = 0; // the connection is the node's now: nothing to close
         st.has_rid = false;
         self->quit();

@@ -1085,6 +1085,16 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     t.peer = peer.pub();
     return t;
   };
+  // Ticket n: id and peer from n's bytes (one ticket per peer), secret n.
+  auto nth = [](std::uint32_t n) {
+    resume_ticket t;
+    for (std::size_t i = 0; i < 4; ++i)
+      t.id[i] = static_cast<std::uint8_t>(n >> (8 * i));
+    for (std::size_t i = 0; i < 4; ++i)
+      t.peer.bytes[i] = static_cast<std::uint8_t>(n >> (8 * i));
+    t.secret.fill(static_cast<std::uint8_t>(n));
+    return t;
+  };
   SECTION("take_for gives the newest and uses it up; take_id finds any") {
     ticket_cache c(16, 1'000, test_key);
     c.put(ticket(1, bob()), 0);
@@ -1123,15 +1133,6 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     CHECK(c.take_for(mallory().pub(), 0));
   }
   SECTION("eviction skips tickets already taken and finds the oldest one still held") {
-    auto nth = [](std::uint32_t n) {
-      resume_ticket t;
-      for (std::size_t i = 0; i < 4; ++i)
-        t.id[i] = static_cast<std::uint8_t>(n >> (8 * i));
-      for (std::size_t i = 0; i < 4; ++i)
-        t.peer.bytes[i] = static_cast<std::uint8_t>(n >> (8 * i));
-      t.secret.fill(static_cast<std::uint8_t>(n));
-      return t;
-    };
     ticket_cache c(3, 1'000'000, test_key);
     // Many tickets put and taken: the cache stays empty between them.
     for (std::uint32_t n = 100; n < 1'100; ++n) {
@@ -1154,14 +1155,6 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     }
   }
   SECTION("eviction follows the put order across many fills, takes and compactions (a model)") {
-    auto nth = [](std::uint32_t n) {
-      resume_ticket t;
-      for (std::size_t i = 0; i < 4; ++i)
-        t.id[i] = static_cast<std::uint8_t>(n >> (8 * i));
-      for (std::size_t i = 0; i < 4; ++i)
-        t.peer.bytes[i] = static_cast<std::uint8_t>(n >> (8 * i)); // one ticket per peer
-      return t;
-    };
     const std::uint32_t seed = 7;
     INFO("seed " << seed);
     std::mt19937 rng(seed);

@@ -42,7 +42,8 @@ TEST_CASE("a simulated network under churn converges once the churn stops", "[si
   CHECK(pa["serving_only"].get<int>() > 0);
   CHECK(pa["connected"].get<int>() > 0);
   CHECK(pa["connected"].get<int>() <= pa["followed"].get<int>() + pa["pulled_from"].get<int>() +
-                                          pa["serving_only"].get<int>() + pa["neither"].get<int>());
+                                          pa["serving_only"].get<int>() + pa["neither"].get<int>() +
+                                          pa["asleep"].get<int>());
 }
 
 TEST_CASE("the same seed gives the same trace hash and summary, another seed another trace",
