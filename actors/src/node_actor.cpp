@@ -5,6 +5,7 @@
 // actor, and runs the local API's operations.
 
 #include "internal.hpp"
+#include "tick_board.hpp"
 
 #include "kith/protocol/topic_name.hpp"
 #include "kith/storage/documents.hpp"
@@ -1536,6 +1537,10 @@ caf::result<api_result> run_api(node_pointer self, const std::string& op, const 
 node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env> env) {
   auto& st = self->state;
   st.env = std::move(env);
+  // Before any peer or topic actor exists: they read ticks from env. The
+  // grid starts now, with the first tick sent at the end of this setup.
+  st.env->ticks = std::make_shared<tick_board>(clock_ms(self->clock().now()),
+                                               static_cast<std::uint64_t>(st.env->settings.tick.count()));
   if (!st.env->relays.empty()) {
     // Before any peer actor exists: they read relays_handle from env.
     st.env->relays_handle = spawn_relays(self->system(), st.env, self);
@@ -1833,6 +1838,7 @@ node_actor::behavior_type node_impl(node_pointer self, std::shared_ptr<node_env>
       [self](tick_atom) {
         auto& st = self->state;
         const auto now = clock_ms(self->clock().now());
+        st.env->ticks->fire(now);
         if ((!st.co_followers.empty() || st.restore_own_feed) && now >= st.next_co_check_ms) {
           st.next_co_check_ms = now + co_check_period_ms;
           check_pulled_co_followers(self);

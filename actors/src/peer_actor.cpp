@@ -7,6 +7,7 @@
 // malformed or unverifiable gets an error message and is disconnected.
 
 #include "internal.hpp"
+#include "tick_board.hpp"
 #include "topic_links.hpp"
 
 #include <caf/actor_system.hpp>
@@ -1060,22 +1061,34 @@ void wake(peer_pointer self) {
 /// Makes sure a tick runs at the first grid point that is after now and
 /// not before `due_ms`: where a tick every settings.tick would have acted
 /// on it (a grid point equal to now counts as past: that tick would have
-/// run before anything else at the same instant reached this actor).
-/// Costs one timer when that is sooner than the tick already set.
+/// run before anything else at the same instant reached this actor). The
+/// grid is the node actor's ticks (tick_board), or without a node (tests
+/// of a peer actor alone) this actor's own from its first tick. Costs one
+/// entry on the board, or one timer, when that is sooner than the tick
+/// already set.
 void tick_by(peer_pointer self, std::uint64_t due_ms) {
   auto& st = self->state;
   if (!st.ticking)
     return;
-  const auto period = static_cast<std::uint64_t>(st.env->settings.tick.count());
   const auto now = now_ms(self);
   // The first time allowed; after the last tick, which ran at or before now.
   const auto after = std::max(due_ms, now + 1);
-  const auto at = st.last_tick_ms + (after - st.last_tick_ms + period - 1) / period * period;
+  auto* board = st.env->ticks.get();
+  std::uint64_t at;
+  if (board) {
+    at = board->point_at_or_after(after);
+  } else {
+    const auto period = static_cast<std::uint64_t>(st.env->settings.tick.count());
+    at = st.last_tick_ms + (after - st.last_tick_ms + period - 1) / period * period;
+  }
   if (st.tick_set && at >= st.tick_at_ms)
     return; // a tick at or before `at` is on its way
   st.tick_set = true;
   st.tick_at_ms = at;
-  self->delayed_send(self, std::chrono::milliseconds(at - now), tick_atom::value, at);
+  if (board)
+    board->add(at, self->address(), true);
+  else
+    self->delayed_send(self, std::chrono::milliseconds(at - now), tick_atom::value, at);
 }
 
 /// The earliest deadline of the queries we asked (none: the maximum).

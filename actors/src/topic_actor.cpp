@@ -7,6 +7,7 @@
 // changes an active key sends the key's new state to its actor.
 
 #include "internal.hpp"
+#include "tick_board.hpp"
 
 #include "kith/protocol/topic_name.hpp"
 #include "kith/storage/bundle.hpp"
@@ -200,7 +201,11 @@ void schedule_retire_check(topic_pointer self) {
   if (auto co = std::chrono::milliseconds(co_follower_period(self, *desc)); co.count() > 0)
     shortest = std::min(shortest, co);
   const auto period = std::max<std::chrono::milliseconds>(shortest / 4, std::chrono::seconds(1));
-  self->delayed_send(self, period, tick_atom::value);
+  if (auto* board = self->state.env->ticks.get())
+    board->add(board->point_at_or_after(now_ms(self) + static_cast<std::uint64_t>(period.count())),
+               self->address(), false);
+  else
+    self->delayed_send(self, period, tick_atom::value);
 }
 
 /// Change events for the API stream: one per changed key.

@@ -902,7 +902,10 @@ TEST_CASE("a connection kept to a co-follower after the pulls stop closes once t
   const std::uint64_t seed = 43;
   INFO("seed " << seed);
   world w(seed);
-  w.configure = [](node_env& env) { env.settings.co_follower_retire_after = std::chrono::seconds(60); };
+  w.configure = [](node_env& env) {
+    env.settings.co_follower_retire_after = std::chrono::seconds(60);
+    env.settings.co_follower_linger.reset(); // kept as long as the membership (the default closes at once)
+  };
   const auto n = follow_one_author(w);
   auto& a = n.a;
   auto& b = n.b;
@@ -1025,6 +1028,7 @@ TEST_CASE("an idle co-follower connection sleeps at both ends: the nodes keep it
   world w(seed);
   w.configure = [](node_env& env) {
     env.settings.peer_sleep_after = std::chrono::seconds(5);
+    env.settings.co_follower_linger.reset(); // the co-follower connection lingers, then sleeps
     env.settings.keepalive = std::chrono::seconds(10);
     env.settings.peer_timeout = std::chrono::seconds(30);
   };

@@ -23,6 +23,10 @@
 
 namespace kith::actors {
 
+namespace detail {
+class tick_board;
+}
+
 enum class log_level { debug, info, warn, error };
 
 /// Seeded randomness for the actors (channel ephemerals, backoff jitter):
@@ -136,10 +140,15 @@ struct sync_settings {
   /// (peer_actor.cpp, linger_ms).
   std::chrono::milliseconds co_follower_retire_after{std::chrono::minutes(10)};
   /// How long a connection to a co-follower is kept once we stop pulling
-  /// from it (the author is back), for the author's next absence: unset,
+  /// from it (the author is back), for the author's next absence: 0 (the
+  /// default since session 27) closes it at the next tick; unset, it stays
   /// as long as the co-follower keeps us a member (co_follower_retire_
-  /// after, or retire_after when that is 0); 0 closes it at the next tick.
-  std::optional<std::chrono::milliseconds> co_follower_linger;
+  /// after, or retire_after when that is 0). Kept, it would save one
+  /// resumed handshake at the author's next absence, while its keepalives,
+  /// two peer actors and channel state cost all along: closing at once
+  /// sent 2% fewer messages, converged as soon and peaked 4.8% lower in
+  /// the 10,000-node run (docs/simulation.md, "Session 27").
+  std::optional<std::chrono::milliseconds> co_follower_linger{std::chrono::milliseconds(0)};
   /// Retire silent members of shared topics too (feeds always retire; open
   /// topics never). Off by default: see topic_actor.cpp retire_silent.
   bool retire_shared = false;
@@ -262,6 +271,11 @@ struct node_env {
   /// is 0.
   std::shared_ptr<protocol::ticket_cache> tickets;
   std::shared_ptr<protocol::ticket_cache> relay_tickets;
+  /// The next ticks of this node's peer and topic actors, sent by the
+  /// node actor's own tick (actors/src/tick_board.hpp). Made anew by the
+  /// node actor when it starts; null without one (tests that run a peer
+  /// or topic actor alone), and those actors then set their own timers.
+  std::shared_ptr<detail::tick_board> ticks;
 
   /// The transport that carries connection `c`.
   [[nodiscard]] transport_actor transport_for(conn_id c) const {

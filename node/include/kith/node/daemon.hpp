@@ -31,8 +31,8 @@ struct daemon_config {
   /// sync_settings' (10 minutes).
   std::uint32_t co_follower_retire_after_s = 600;
   /// How long a connection to a co-follower no longer pulled from is kept
-  /// ([sync] co_follower_linger_seconds; 0: closed at once). Unset: as
-  /// long as co_follower_retire_after_s.
+  /// ([sync] co_follower_linger_seconds; 0: closed at once). Unset:
+  /// sync_settings' (0 since session 27).
   std::optional<std::uint32_t> co_follower_linger_s;
   /// How long a peer connection that pulls and serves nothing stays awake
   /// before its actor sleeps ([sync] peer_sleep_after_seconds; 0: never).

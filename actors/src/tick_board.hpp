@@ -1,0 +1,68 @@
+#pragma once
+
+// One node's timers for its peer and topic actors.
+//
+// Each such actor used to keep its next tick as a delayed message in CAF's
+// clock: a mailbox element, an event and a tree node, about 210 bytes per
+// actor at all times (a fifth of what a peer actor itself costs), or about
+// 4% of the simulator's memory. The node actor ticks every
+// sync_settings::tick anyway, so the actors put their next tick on its
+// grid here instead (24 bytes each) and the node's tick sends the ticks
+// that are due. A tick comes at the same grid points as before; only the
+// grid's phase is the node's (its start) rather than each actor's.
+// docs/architecture.md, "Timers".
+
+#include "kith/actors/interfaces.hpp"
+
+#include <caf/actor_addr.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+namespace kith::actors::detail {
+
+class tick_board {
+public:
+  /// Grid points are origin_ms + k * period_ms (the node actor's ticks).
+  tick_board(std::uint64_t origin_ms, std::uint64_t period_ms);
+
+  /// The first grid point at or after `t`.
+  [[nodiscard]] std::uint64_t point_at_or_after(std::uint64_t t) const;
+
+  /// (tick_atom, at) reaches `who` at the node's first tick at or after
+  /// `at` (tick_atom alone when with_at is false). `who` is held weakly:
+  /// an actor that ends meanwhile is freed at once and skipped. Any
+  /// thread may call this.
+  void add(std::uint64_t at, const caf::actor_addr& who, bool with_at);
+
+  /// Sends every tick due by `now`, in order of (at, order added); the
+  /// node actor calls this at each of its ticks. Returns how many it sent.
+  std::size_t fire(std::uint64_t now);
+
+  /// Ticks waiting (ended actors' included until their point comes).
+  [[nodiscard]] std::size_t size() const;
+
+private:
+  struct entry {
+    std::uint64_t at;
+    caf::actor_addr who;
+    // Ties at one point go in the order added. 32 bits that wrap: compared
+    // as a distance, which is right while fewer than 2^31 ticks wait.
+    std::uint32_t seq;
+    bool with_at;
+  };
+  struct later {
+    bool operator()(const entry& a, const entry& b) const {
+      return a.at != b.at ? a.at > b.at : a.seq - b.seq < 0x8000'0000u && a.seq != b.seq;
+    }
+  };
+  const std::uint64_t origin_;
+  const std::uint64_t period_;
+  mutable std::mutex mu_;
+  std::vector<entry> heap_; // a min-heap under `later`
+  std::uint32_t next_seq_ = 0;
+};
+
+} // namespace kith::actors::detail
