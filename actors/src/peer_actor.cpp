@@ -1074,19 +1074,16 @@ void tick_by(peer_pointer self, std::uint64_t due_ms) {
   // The first time allowed; after the last tick, which ran at or before now.
   const auto after = std::max(due_ms, now + 1);
   auto* board = st.env->ticks.get();
-  std::uint64_t at;
-  if (board) {
-    at = board->point_at_or_after(after);
-  } else {
-    const auto period = static_cast<std::uint64_t>(st.env->settings.tick.count());
-    at = st.last_tick_ms + (after - st.last_tick_ms + period - 1) / period * period;
-  }
+  const auto at = board ? board->point_at_or_after(after)
+                        : detail::grid_point_at_or_after(
+                              st.last_tick_ms,
+                              std::max<std::uint64_t>(1, st.env->settings.tick.count()), after);
   if (st.tick_set && at >= st.tick_at_ms)
     return; // a tick at or before `at` is on its way
   st.tick_set = true;
   st.tick_at_ms = at;
   if (board)
-    board->add(at, self->address(), true);
+    board->add(at, self->address());
   else
     self->delayed_send(self, std::chrono::milliseconds(at - now), tick_atom::value, at);
 }

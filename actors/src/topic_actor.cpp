@@ -201,11 +201,11 @@ void schedule_retire_check(topic_pointer self) {
   if (auto co = std::chrono::milliseconds(co_follower_period(self, *desc)); co.count() > 0)
     shortest = std::min(shortest, co);
   const auto period = std::max<std::chrono::milliseconds>(shortest / 4, std::chrono::seconds(1));
+  const auto at = now_ms(self) + static_cast<std::uint64_t>(period.count());
   if (auto* board = self->state.env->ticks.get())
-    board->add(board->point_at_or_after(now_ms(self) + static_cast<std::uint64_t>(period.count())),
-               self->address(), false);
+    board->add(board->point_at_or_after(at), self->address());
   else
-    self->delayed_send(self, period, tick_atom::value);
+    self->delayed_send(self, period, tick_atom::value, at);
 }
 
 /// Change events for the API stream: one per changed key.
@@ -369,7 +369,7 @@ api_result run_doc_op(topic_pointer self, const std::string& op, const json& p,
 /// once, its handlers capture nothing.
 topic_actor::behavior_type topic_behavior() {
   static const topic_actor::behavior_type shared{
-      [](tick_atom) {
+      [](tick_atom, std::uint64_t) {
         const auto self = topic_self();
         retire_silent(self);
         schedule_retire_check(self);

@@ -20,21 +20,20 @@
 #include <vector>
 
 using kith::actors::tick_atom;
+using kith::actors::detail::grid_point_at_or_after;
 using kith::actors::detail::tick_board;
 
 namespace {
 
 struct received {
   int who;
-  bool with_at;
   std::uint64_t at;
 };
 
 /// An actor that notes each tick it gets.
 caf::behavior recorder(caf::event_based_actor*, int who, std::shared_ptr<std::vector<received>> log) {
   return {
-      [who, log](tick_atom, std::uint64_t at) { log->push_back({who, true, at}); },
-      [who, log](tick_atom) { log->push_back({who, false, 0}); },
+      [who, log](tick_atom, std::uint64_t at) { log->push_back({who, at}); },
   };
 }
 
@@ -61,6 +60,11 @@ TEST_CASE("the tick board's grid starts at the node's first tick", "[actors][tic
   CHECK(b.point_at_or_after(5'001) == 6'000);
   CHECK(b.point_at_or_after(6'000) == 6'000);
   CHECK(b.point_at_or_after(123'456) == 124'000);
+  // An actor without a node keeps the same grid from its own last tick.
+  CHECK(grid_point_at_or_after(1'234, 1'000, 1'235) == 2'234);
+  CHECK(grid_point_at_or_after(1'234, 1'000, 2'234) == 2'234);
+  CHECK(grid_point_at_or_after(1'234, 1'000, 7'000) == 7'234);
+  CHECK(grid_point_at_or_after(0, 1, 41) == 41);
 }
 
 TEST_CASE("the tick board sends what is due, in order of point and then of adding",
@@ -70,11 +74,11 @@ TEST_CASE("the tick board sends what is due, in order of point and then of addin
   auto b = f.spawn(2);
   auto c = f.spawn(3);
   tick_board board(0, 1'000);
-  board.add(3'000, a.address(), true);
-  board.add(2'000, b.address(), true);
-  board.add(2'000, a.address(), false);
-  board.add(2'000, c.address(), true);
-  board.add(9'000, c.address(), true);
+  board.add(3'000, a.address());
+  board.add(2'000, b.address());
+  board.add(2'000, a.address());
+  board.add(2'000, c.address());
+  board.add(9'000, c.address());
   REQUIRE(board.size() == 5);
 
   CHECK(board.fire(1'999) == 0); // nothing due yet
@@ -88,7 +92,7 @@ TEST_CASE("the tick board sends what is due, in order of point and then of addin
   CHECK((*f.log)[0].who == 2);
   CHECK((*f.log)[0].at == 2'000);
   CHECK((*f.log)[1].who == 1);
-  CHECK_FALSE((*f.log)[1].with_at); // a topic's tick carries no point
+  CHECK((*f.log)[1].at == 2'000);
   CHECK((*f.log)[2].who == 3);
 
   // A late node tick (a busy node) sends everything due by then.
@@ -113,13 +117,13 @@ TEST_CASE("an actor that ended is freed at once and its tick skipped", "[actors]
   {
     auto gone = f.spawn(2);
     gone_addr = gone.address();
-    board.add(1'000, gone.address(), true);
+    board.add(1'000, gone.address());
     caf::anon_send_exit(gone, caf::exit_reason::user_shutdown);
     f.sched->run();
   }
   // Only the board names it now, and weakly.
   CHECK_FALSE(caf::actor_cast<caf::actor>(gone_addr));
-  board.add(1'000, keep.address(), true);
+  board.add(1'000, keep.address());
   CHECK(board.fire(1'000) == 1);
   f.sched->run();
   REQUIRE(f.log->size() == 1);
@@ -150,7 +154,7 @@ TEST_CASE("the tick board matches a sorted list under random adds and fires", "[
     if (rng() % 3 != 0) {
       const auto at = board.point_at_or_after(now + 1 + rng() % 5'000);
       const int who = static_cast<int>(rng() % actors.size());
-      board.add(at, actors[static_cast<std::size_t>(who)].address(), true);
+      board.add(at, actors[static_cast<std::size_t>(who)].address());
       model.push_back({at, order++, who});
       continue;
     }

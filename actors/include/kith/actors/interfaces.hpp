@@ -362,8 +362,9 @@ using topic_actor = caf::typed_actor<
     caf::replies_to<kcommit_atom, storage::write_op, std::uint64_t>::with<key_commit>,
     caf::replies_to<kcommit_atom, protocol::signed_reply, caf::actor>::with<key_commit>,
     caf::reacts_to<kidle_atom, std::string, std::uint64_t>,
-    // Its own timer: retire members silent for sync_settings::retire_after.
-    caf::reacts_to<tick_atom>>;
+    // Its own timer (the grid point it was set for): retire members silent
+    // for sync_settings::retire_after.
+    caf::reacts_to<tick_atom, std::uint64_t>>;
 
 } // namespace kith::actors
 
