@@ -13,6 +13,7 @@
 // compute the right answer or did not converge), or 2 on bad arguments.
 
 #include "support/json_line.hpp"
+#include "support/median.hpp"
 #include "kith/causality/codec.hpp"
 #include "kith/causality/container.hpp"
 #include "kith/causality/node_clock.hpp"
@@ -72,6 +73,7 @@ sizes sizes_for(bool quick) {
 // --- output ------------------------------------------------------------------
 
 using kith::bench::json_line;
+using kith::bench::median;
 
 /// Set when any verification fails; main() turns it into exit status 1.
 bool any_failure = false;
@@ -87,12 +89,6 @@ void check(bool ok, const std::string& what) {
 
 double seconds_since(steady::time_point t0) {
   return std::chrono::duration<double>(steady::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const auto n = v.size();
-  return n == 0 ? 0.0 : (n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
 }
 
 /// Runs prepare() untimed and then body() timed, reps times; the median in

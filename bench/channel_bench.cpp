@@ -15,9 +15,13 @@
 // stderr. Exit status 0; 1 when a check failed; 2 on bad arguments.
 
 #include "support/json_line.hpp"
+#include "support/key_seed.hpp"
+#include "support/median.hpp"
+#include "support/proc.hpp"
 #include "kith/protocol/channel.hpp"
 #include "kith/protocol/crypto.hpp"
 
+#include <CLI/CLI.hpp>
 #include <sodium.h>
 
 #include <algorithm>
@@ -33,6 +37,10 @@
 
 using namespace kith;
 using protocol::channel;
+using bench::add_u64_option;
+using bench::median;
+using bench::parse_command_line;
+using bench::quick_value;
 
 namespace {
 
@@ -44,21 +52,14 @@ struct options {
   std::uint64_t seed = 20261122;
 };
 
-protocol::key_seed draw(std::mt19937_64& g) {
-  protocol::key_seed s{};
-  for (auto& b : s)
-    b = static_cast<std::uint8_t>(g());
-  return s;
-}
-
 /// One handshake between a (initiator) and b (responder), offering `t`
 /// when given. Returns the ticket a keeps, or nullopt when a check failed.
 std::optional<protocol::resume_ticket> handshake(const protocol::identity& a,
                                                  const protocol::identity& b, std::mt19937_64& g,
                                                  const std::optional<protocol::resume_ticket>& ta,
                                                  std::optional<protocol::resume_ticket>& tb) {
-  channel ca(a, channel::role::initiator, draw(g), 0, b.pub());
-  channel cb(b, channel::role::responder, draw(g), 0);
+  channel ca(a, channel::role::initiator, bench::draw_key_seed(g), 0, b.pub());
+  channel cb(b, channel::role::responder, bench::draw_key_seed(g), 0);
   if (ta)
     ca.offer_ticket(*ta);
   cb.accept_tickets([&tb](const protocol::resume_ticket::ticket_id& id) {
@@ -85,8 +86,8 @@ bool kx_floor(std::mt19937_64& g) {
   unsigned char pb[crypto_kx_PUBLICKEYBYTES], sb[crypto_kx_SECRETKEYBYTES];
   unsigned char rxa[crypto_kx_SESSIONKEYBYTES], txa[crypto_kx_SESSIONKEYBYTES];
   unsigned char rxb[crypto_kx_SESSIONKEYBYTES], txb[crypto_kx_SESSIONKEYBYTES];
-  auto s1 = draw(g);
-  auto s2 = draw(g);
+  auto s1 = bench::draw_key_seed(g);
+  auto s2 = bench::draw_key_seed(g);
   crypto_kx_seed_keypair(pa, sa, s1.data());
   crypto_kx_seed_keypair(pb, sb, s2.data());
   return crypto_kx_client_session_keys(rxa, txa, pa, sa, pb) == 0 &&
@@ -94,51 +95,30 @@ bool kx_floor(std::mt19937_64& g) {
          std::memcmp(rxa, txb, sizeof rxa) == 0;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-int usage(const char* why) {
-  std::cerr << "kith-bench-channel: " << why
-            << "\nusage: kith-bench-channel [--quick] [--n N] [--rounds R] [--seed S]\n";
-  return 2;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
   options opt;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](std::uint64_t& out) {
-      if (i + 1 >= argc)
-        return false;
-      char* end = nullptr;
-      out = std::strtoull(argv[++i], &end, 10);
-      return end && *end == '\0' && out > 0;
-    };
-    if (a == "--quick") {
-      opt.n = 200;
-      opt.rounds = 3;
-    } else if (a == "--n") {
-      if (!value(opt.n))
-        return usage("--n needs a positive number");
-    } else if (a == "--rounds") {
-      if (!value(opt.rounds))
-        return usage("--rounds needs a positive number");
-    } else if (a == "--seed") {
-      if (!value(opt.seed))
-        return usage("--seed needs a positive number");
-    } else {
-      return usage(("unknown argument " + a).c_str());
-    }
+  bool quick = false;
+  CLI::App app{"kith-bench-channel: secure-channel handshakes on one core, full against resumed, "
+               "beside the bare key exchange"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--quick", quick, "a smoke run: 3 rounds of 200 (sizes not given)");
+  auto* n = add_u64_option(app, "--n N", opt.n, 1, 10'000'000, "handshakes of each kind per round");
+  auto* rounds = add_u64_option(app, "--rounds R", opt.rounds, 1, 1'000,
+                                "interleaved rounds (medians reported)");
+  add_u64_option(app, "--seed S", opt.seed, 1, UINT64_MAX, "seed of the keys");
+  if (auto stop = parse_command_line<CLI::ParseError>(app, argc, argv))
+    return *stop;
+  quick_value(quick, n, opt.n, 200);
+  quick_value(quick, rounds, opt.rounds, 3);
+  if (sodium_init() < 0) {
+    std::cerr << "kith-bench-channel: libsodium failed to initialise\n";
+    return 2;
   }
-  if (sodium_init() < 0)
-    return usage("libsodium failed to initialise");
   std::mt19937_64 g(opt.seed);
-  const auto alice = protocol::identity::from_seed(draw(g));
-  const auto bob = protocol::identity::from_seed(draw(g));
+  const auto alice = protocol::identity::from_seed(bench::draw_key_seed(g));
+  const auto bob = protocol::identity::from_seed(bench::draw_key_seed(g));
   std::cerr << "kith-bench-channel: seed " << opt.seed << ", " << opt.rounds << " rounds of "
             << opt.n << " handshakes of each kind\n";
 

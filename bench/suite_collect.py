@@ -204,6 +204,16 @@ def channel(lines):
     ]
 
 
+def sim_floor(lines):
+    r = pick(lines, bench="sim-floor") or {}
+    return [
+        fig("sim network: frames per wall s, acked and sealed, no node code", r.get("sealed_per_s"),
+            "frames/s", "one CAF message per frame", r.get("direct_per_s"),
+            note="unsealed {:,.0f}, no acks {:,.0f}".format(r["network_ack_per_s"], r["network_per_s"])
+            if num(r.get("network_ack_per_s")) and num(r.get("network_per_s")) else None),
+    ]
+
+
 HEADLINES = {
     "signed_writes": signed_writes,
     "replication": replication,
@@ -212,6 +222,7 @@ HEADLINES = {
     "idle_follows": idle_follows,
     "cold_start": cold_start,
     "channel": channel,
+    "sim_floor": sim_floor,
 }
 
 

@@ -8,12 +8,12 @@
 #                    [--seed S] [--keep-logs] [--list] [--help]
 #
 # Workloads: signed_writes replication anti_entropy relay sim idle_follows
-# cold_start channel. Exit status: 0 when every workload ran and verified; 1 when
+# cold_start channel sim_floor. Exit status: 0 when every workload ran and verified; 1 when
 # one failed or did not verify (the JSON is still written, with that
 # workload's "verified": false); 2 on bad arguments or missing programs.
 set -u -o pipefail
 
-ALL_WORKLOADS=(signed_writes replication anti_entropy relay sim idle_follows cold_start channel)
+ALL_WORKLOADS=(signed_writes replication anti_entropy relay sim idle_follows cold_start channel sim_floor)
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${BUILD:-build}"
 QUICK=0
@@ -101,6 +101,7 @@ workload_cmd() {
     idle_follows)  CMD=("$B/kith-bench-replication" --n 0 $(q --quick) "${seed_args[@]}") ;;
     cold_start)    CMD=("$B/kith-bench-coldstart" $(q --quick) "${seed_args[@]}") ;;
     channel)       CMD=("$B/kith-bench-channel" $(q --quick) "${seed_args[@]}") ;;
+    sim_floor)     CMD=("$B/kith-bench-sim-floor" $(q --quick) "${seed_args[@]}") ;;
   esac
 }
 
@@ -113,7 +114,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bench.sh: missing programs:" >&2
   printf '  %s\n' "${missing[@]}" >&2
-  echo "build them: cmake --build $BUILD -j2 --target kith-bench-storage kith-bench-replication kith-bench-causality kith-bench-relay kith-bench-coldstart kith-bench-channel kith-sim" >&2
+  echo "build them: cmake --build $BUILD -j2 --target kith-bench-storage kith-bench-replication kith-bench-causality kith-bench-relay kith-bench-coldstart kith-bench-channel kith-bench-sim-floor kith-sim" >&2
   exit 2
 fi
 [ -x /usr/bin/time ] || echo "bench.sh: /usr/bin/time missing: the simulator's peak RSS will be null" >&2
