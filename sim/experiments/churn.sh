@@ -14,6 +14,13 @@
 #   OUT=out/churn                    one directory per period, plus churn.csv and table.md
 #   FIGS=docs/experiments            where the PNGs go
 #   TIMEOUT=0                        wall seconds per run before it is stopped (0: none)
+#   RESUME=0                         1: keep a period whose run already finished in OUT
+#                                    (its summary.json and exit code are there) and run
+#                                    only the others; the table and figures cover all
+#                                    PERIODS. Lets a long sweep continue after a stop, or
+#                                    run as several sweeps at once (one per core, each
+#                                    with its own PERIODS and the same OUT) and be drawn
+#                                    together by a last RESUME=1 call with every period.
 # Needs gnuplot (Debian: gnuplot-nox), jq and GNU time (/usr/bin/time).
 # At 1,000 nodes each run takes a few wall minutes (docs/experiments.md).
 set -eu
@@ -25,6 +32,7 @@ sample=${SAMPLE_S:-30}
 out=${OUT:-$root/out/churn}
 figs=${FIGS:-$root/docs/experiments}
 timeout_s=${TIMEOUT:-0}
+resume=${RESUME:-0}
 exe=$build/sim/kith-sim
 [ -x "$exe" ] || { echo "churn.sh: no $exe (cmake --build $build --target kith-sim)" >&2; exit 2; }
 for tool in gnuplot jq /usr/bin/time; do
@@ -41,6 +49,10 @@ extra=""
 echo "scenario $scenario; periods: $periods; writing to $out; figures to $figs"
 for p in $periods; do
   d="$out/r$p"
+  if [ "$resume" = 1 ] && [ -r "$d/summary.json" ] && [ -r "$d/exit_code" ]; then
+    echo "  retire_after_s = $p: done before (exit $(cat "$d/exit_code")), kept"
+    continue
+  fi
   mkdir -p "$d"
   # The scenario with this retirement period; the trace file (if any) is
   # read relative to the scenario, so the copy sits beside the original.

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -44,6 +45,23 @@ bool write_file(const std::string& path, const std::string& text) {
   return static_cast<bool>(o);
 }
 
+/// A number of seconds from lo to hi. CLI's own range checks let NaN
+/// through (it compares false), and "inf" or "nan" would run for ever.
+CLI::Validator seconds_within(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0' || !std::isfinite(v) || v < lo || v > hi) {
+          std::ostringstream want;
+          want << "needs seconds from " << lo << " to " << hi << ", not '" << text << "'";
+          return want.str();
+        }
+        return {};
+      },
+      "SECONDS");
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -57,15 +75,16 @@ int main(int argc, char** argv) {
   app.add_option("scenario", file, "a scenario file (TOML); see docs/simulation.md")->required();
   app.add_option("--seed", seed, "override the scenario's seed");
   app.add_option("--nodes", nodes, "override the number of nodes");
-  app.add_option("--duration", duration, "override duration_s (simulated seconds of workload)");
+  app.add_option("--duration", duration, "override duration_s (simulated seconds of workload)")
+      ->check(seconds_within(0, 1e9));
   app.add_option("--out", out_dir,
                  "write summary.json and series.csv (one row per --sample-s simulated seconds) here");
   app.add_option("--sample-s", sample_s, "simulated seconds between rows of series.csv (with --out)")
-      ->check(CLI::PositiveNumber);
+      ->check(seconds_within(0.001, 1e9));
   std::optional<double> checkpoint_s;
   app.add_option("--checkpoint-s", checkpoint_s,
                  "override checkpoint_s (simulated seconds between invariant checks; 0: none)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(seconds_within(0, 1e9));
   bool no_memo = false;
   app.add_flag("--no-verify-memo", no_memo,
                "check every signature at every receiving node (verify_memo = false)");
@@ -76,7 +95,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-resume-tickets", no_resume,
                "every channel handshake signs and checks; none resumes (resume_tickets = false)");
   app.add_flag("--plots", plots, "with --out: draw PNG plots of series.csv with gnuplot (sim/plot.sh)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2; // --help: 0; a bad argument: 2, as for a bad scenario
+  }
 
   std::string text;
   if (!read_file(file, text)) {
@@ -106,13 +129,8 @@ int main(int argc, char** argv) {
     s->shared_values = false;
   if (no_resume)
     s->resume_tickets = false;
-  if (duration) {
-    if (*duration < 0) {
-      std::cerr << "kith-sim: --duration must be 0 or more\n";
-      return 2;
-    }
+  if (duration)
     s->duration_s = *duration;
-  }
   // Trace files named in the scenario, relative to its directory: read
   // and parsed into `into`, or a message naming the file and false.
   auto load = [&](const std::string& name, const char* what, auto parse, auto& into) {

@@ -871,10 +871,21 @@ std::size_t draw_rank(const std::vector<double>& cdf, double u) {
 
 // --- scenario parsing ---------------------------------------------------------
 
+/// A number of the file: an integer or a float, finite and at most 1e15 in
+/// size; nullopt for anything else, which each key reports as not a number
+/// of its kind. No key means anything beyond that size (1e15 ms is 31,000
+/// years), and the bound keeps every later conversion to whole
+/// milliseconds or counters in range: `inf`, `nan` and 1e300 are TOML
+/// floats, and casting them to an integer is undefined behaviour.
 std::optional<double> number_of(const toml::node& v) {
+  std::optional<double> x;
   if (auto i = v.value<std::int64_t>())
-    return static_cast<double>(*i);
-  return v.value<double>();
+    x = static_cast<double>(*i);
+  else
+    x = v.value<double>();
+  if (x && (!std::isfinite(*x) || std::fabs(*x) > 1e15))
+    return std::nullopt;
+  return x;
 }
 
 /// A node reference: an index, "relay" (relay 0) or "relay<k>".
@@ -1242,6 +1253,10 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           auto x = cnum();
           if (!x || *x <= 0)
             return bad("churn." + c, "a positive number");
+          if (c == "shape" && (*x < 0.05 || *x > 20))
+            return bad("churn.shape", "a Weibull shape from 0.05 to 20 (measured P2P sessions: 0.3-0.8)");
+          if (c == "sigma" && *x > 5)
+            return bad("churn.sigma", "a log-normal sigma above 0 and at most 5 (measured: 1.0-1.8)");
           (c == "mean_up_s"     ? s.churn.mean_up_s
            : c == "mean_down_s" ? s.churn.mean_down_s
            : c == "shape"       ? s.churn.shape
@@ -1314,16 +1329,16 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
             l.b = (*list)[1];
             have_nodes = true;
           } else if (c == "latency_ms") {
-            if (!x || *x < 0)
-              return bad(where + ".latency_ms", "a number, 0 or more");
+            if (!x || *x < 0 || *x > 3'600'000)
+              return bad(where + ".latency_ms", "milliseconds from 0 to 3600000");
             l.latency_ms = static_cast<std::uint32_t>(*x);
           } else if (c == "bandwidth_bytes_s") {
             if (!x || *x < 1)
               return bad(where + ".bandwidth_bytes_s", "a positive number of bytes per second");
             l.bandwidth_bytes_s = static_cast<std::uint64_t>(*x);
           } else if (c == "jitter_ms") {
-            if (!x || *x < 0)
-              return bad(where + ".jitter_ms", "a number, 0 or more");
+            if (!x || *x < 0 || *x > 60'000)
+              return bad(where + ".jitter_ms", "milliseconds from 0 to 60000");
             l.jitter_ms = static_cast<std::uint32_t>(*x);
           } else if (c == "jitter_model") {
             auto m = lv.value<std::string>();
@@ -1438,6 +1453,14 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
         return bad("workload", "\"feed\" or \"kv\"");
       continue;
     }
+    if (key == "seed") {
+      // Read exactly: a seed above 2^53 would not survive a double.
+      auto i = v.is_integer() ? v.value<std::int64_t>() : std::nullopt;
+      if (!i || *i < 0)
+        return bad(key, "a whole number from 0 to 9223372036854775807");
+      s.seed = static_cast<std::uint64_t>(*i);
+      continue;
+    }
     auto x = num();
     if (key == "jitter_model") {
       auto m = v.value<std::string>();
@@ -1476,28 +1499,32 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
           key == "duplicate_probability" || key == "reorder_probability" ||
           key == "packet_loss" || key == "packet_duplicate" || key == "packet_reorder" ||
           key == "min_rto_ms" || key == "jitter_alpha" || key == "jitter_sigma")
-        return bad(key, "a number");
+        return bad(key, "a number (finite, and at most 1e15 in size)");
       error = "unknown key '" + key + "'";
       return std::nullopt;
-    } else if (key == "seed") {
-      s.seed = static_cast<std::uint64_t>(*x);
     } else if (key == "nodes") {
-      if (*x < 1 || *x > 100000)
-        return bad(key, "from 1 to 100000");
+      if (*x < 1 || *x > 100000 || *x != std::floor(*x))
+        return bad(key, "a whole number from 1 to 100000");
       s.nodes = static_cast<std::uint32_t>(*x);
     } else if (key == "follows") {
+      if (*x < 0 || *x > 100000 || *x != std::floor(*x))
+        return bad(key, "a whole number from 0 to 100000");
       s.follows = static_cast<std::uint32_t>(*x);
     } else if (key == "duration_s") {
+      if (*x < 0 || *x > 1e9)
+        return bad(key, "seconds from 0 to 1000000000");
       s.duration_s = *x;
     } else if (key == "post_interval_s") {
       if (*x <= 0)
         return bad(key, "positive");
       s.post_interval_s = *x;
     } else if (key == "zipf_s") {
+      if (*x < 0 || *x > 10)
+        return bad(key, "a Zipf exponent from 0 (uniform) to 10");
       s.zipf_s = *x;
     } else if (key == "anti_entropy_s") {
-      if (*x < 1)
-        return bad(key, "at least 1");
+      if (*x < 1 || *x > 86400)
+        return bad(key, "seconds from 1 to 86400");
       s.anti_entropy_s = static_cast<std::uint32_t>(*x);
     } else if (key == "anti_entropy_idle_max_s") {
       if (*x < 0 || *x > 86400)
@@ -1508,8 +1535,12 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
         return bad(key, "seconds from 1 to 86400");
       (key == "keepalive_s" ? s.keepalive_s : s.peer_timeout_s) = static_cast<std::uint32_t>(*x);
     } else if (key == "latency_ms") {
+      if (*x < 0 || *x > 3'600'000)
+        return bad(key, "milliseconds from 0 to 3600000");
       s.latency_ms = static_cast<std::uint32_t>(*x);
     } else if (key == "jitter_ms") {
+      if (*x < 0 || *x > 60'000)
+        return bad(key, "milliseconds from 0 to 60000 (longer delays are partitions: [[fault]])");
       s.jitter_ms = static_cast<std::uint32_t>(*x);
     } else if (key == "jitter_alpha") {
       if (*x <= 1 || *x > 100)
@@ -1544,6 +1575,8 @@ std::optional<scenario> parse_scenario(const std::string& text, std::string& err
        : key == "reorder_probability"   ? s.reorder_probability
                                         : s.delete_fraction) = *x;
     } else if (key == "settle_limit_s") {
+      if (*x < 0 || *x > 1e9)
+        return bad(key, "seconds from 0 to 1000000000");
       s.settle_limit_s = *x;
     } else if (key == "strip_limit_s") {
       if (*x < 0 || *x > 86400)

@@ -84,6 +84,45 @@ TEST_CASE("scenario files are checked key by key", "[sim]") {
   }
 }
 
+TEST_CASE("numbers a scenario cannot mean are refused by key, never cast", "[sim]") {
+  std::string error;
+  // Each is refused with the key named; before, non-finite and huge values
+  // passed the checks (NaN compares false) and were cast to integers.
+  const std::pair<const char*, const char*> refused[] = {
+      {"nodes = nan\n", "nodes"},
+      {"nodes = 12.5\n", "nodes"},
+      {"follows = -3\n", "follows"},
+      {"follows = 1e12\n", "follows"},
+      {"latency_ms = 1e30\n", "latency_ms"},
+      {"latency_ms = inf\n", "latency_ms"},
+      {"jitter_ms = 90000\n", "jitter_ms"},
+      {"anti_entropy_s = 1e10\n", "anti_entropy_s"},
+      {"duration_s = -1\n", "duration_s"},
+      {"duration_s = nan\n", "duration_s"},
+      {"settle_limit_s = -inf\n", "settle_limit_s"},
+      {"zipf_s = -1\n", "zipf_s"},
+      {"seed = -1\n", "seed"},
+      {"seed = 1.5\n", "seed"},
+      {"retire_after_s = nan\n", "retire_after_s"},
+      {"[churn]\nmodel = \"weibull\"\nshape = 1e-9\n", "churn.shape"},
+      {"[churn]\nmodel = \"lognormal\"\nsigma = 50\n", "churn.sigma"},
+      {"[churn]\nmodel = \"weibull\"\nmean_up_s = inf\n", "churn.mean_up_s"},
+      {"[[link]]\nnodes = [0, 1]\nlatency_ms = 1e20\n", "link[0].latency_ms"},
+      {"[[fault]]\nkind = \"crash\"\nstart_s = nan\n", "fault[0]"},
+      {"max_kept_headers = 1e300\n", "max_kept_headers"},
+  };
+  for (const auto& [text, key] : refused) {
+    INFO(text);
+    CHECK_FALSE(parse_scenario(text, error));
+    CHECK(error.find(key) != std::string::npos);
+  }
+  // The largest seed survives exactly (a double would round it).
+  auto big = parse_scenario("seed = 9223372036854775807\nnodes = 7\nfollows = 0\n", error);
+  REQUIRE(big);
+  CHECK(big->seed == 9223372036854775807ull);
+  CHECK(big->follows == 0u);
+}
+
 TEST_CASE("sparse rounds on quiet feeds: fewer messages, the same convergence, and the summary "
           "says which timing ran",
           "[sim]") {
