@@ -15,9 +15,15 @@ std::uint64_t tick_board::point_at_or_after(std::uint64_t t) const {
   return grid_point_at_or_after(origin_, period_, t);
 }
 
+std::uint32_t tick_board::slot_of(std::uint64_t t) const {
+  const auto k = (point_at_or_after(t) - origin_) / period_;
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(k, UINT32_MAX));
+}
+
 void tick_board::add(std::uint64_t at, const caf::actor_addr& who) {
+  const auto slot = slot_of(at);
   std::lock_guard lock(mu_);
-  heap_.push_back(entry{at, who, next_seq_++});
+  heap_.push_back(entry{who, slot, next_seq_++});
   std::push_heap(heap_.begin(), heap_.end(), later{});
 }
 
@@ -28,14 +34,14 @@ std::size_t tick_board::fire(std::uint64_t now) {
     std::uint64_t at = 0;
     {
       std::lock_guard lock(mu_);
-      if (heap_.empty() || heap_.front().at > now) {
+      if (heap_.empty() || origin_ + std::uint64_t{heap_.front().slot} * period_ > now) {
         if (heap_.capacity() > 64 && heap_.size() < heap_.capacity() / 4)
           heap_.shrink_to_fit();
         break;
       }
       std::pop_heap(heap_.begin(), heap_.end(), later{});
       who = std::move(heap_.back().who);
-      at = heap_.back().at;
+      at = origin_ + std::uint64_t{heap_.back().slot} * period_;
       heap_.pop_back();
     }
     if (auto a = caf::actor_cast<caf::actor>(who)) { // else ended meanwhile

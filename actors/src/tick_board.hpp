@@ -41,8 +41,9 @@ public:
   /// The first grid point at or after `t`.
   [[nodiscard]] std::uint64_t point_at_or_after(std::uint64_t t) const;
 
-  /// (tick_atom, at) reaches `who` at the node's first tick at or after
-  /// `at`. `who` is held weakly: an actor that ends meanwhile is freed at
+  /// (tick_atom, point) reaches `who` at the node's first tick at or after
+  /// `at`, the point being that tick's (point_at_or_after(at): `at` itself
+  /// for the grid points callers pass). `who` is held weakly: an actor that ends meanwhile is freed at
   /// once and skipped. Any thread may call this.
   void add(std::uint64_t at, const caf::actor_addr& who);
 
@@ -57,18 +58,24 @@ public:
   [[nodiscard]] std::size_t size() const;
 
 private:
+  // 16 bytes: the point as its index on the grid (32 bits: 136 years of
+  // 1 s ticks; a point further out is kept at the last index, i.e. never
+  // fires), the order added, the actor. Session 27's 24-byte entry held
+  // the point in full.
   struct entry {
-    std::uint64_t at;
     caf::actor_addr who;
+    std::uint32_t slot;
     // Ties at one point go in the order added. 32 bits that wrap: compared
     // as a distance, which is right while fewer than 2^31 ticks wait.
     std::uint32_t seq;
   };
+  static_assert(sizeof(entry) == 16, "a board entry is 16 bytes (one per waiting tick)");
   struct later {
     bool operator()(const entry& a, const entry& b) const {
-      return a.at != b.at ? a.at > b.at : a.seq - b.seq < 0x8000'0000u && a.seq != b.seq;
+      return a.slot != b.slot ? a.slot > b.slot : a.seq - b.seq < 0x8000'0000u && a.seq != b.seq;
     }
   };
+  [[nodiscard]] std::uint32_t slot_of(std::uint64_t t) const;
   const std::uint64_t origin_;
   const std::uint64_t period_;
   mutable std::mutex mu_;

@@ -109,6 +109,22 @@ TEST_CASE("the tick board sends what is due, in order of point and then of addin
   f.sched->run();
 }
 
+TEST_CASE("a tick between grid points comes at the next one, carrying that point",
+          "[actors][ticks]") {
+  fixture f;
+  auto a = f.spawn(1);
+  tick_board board(500, 1'000); // points 500, 1'500, 2'500, ...
+  board.add(1'700, a.address());
+  CHECK(board.fire(1'700) == 0); // not a tick of the node
+  CHECK(board.fire(2'499) == 0);
+  CHECK(board.fire(2'500) == 1);
+  f.sched->run();
+  REQUIRE(f.log->size() == 1);
+  CHECK(f.log->front().at == 2'500);
+  caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  f.sched->run();
+}
+
 TEST_CASE("an actor that ended is freed at once and its tick skipped", "[actors][ticks]") {
   fixture f;
   auto keep = f.spawn(1);
