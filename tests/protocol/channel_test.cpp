@@ -1078,6 +1078,9 @@ TEST_CASE("an independent implementation of the resumed handshake interoperates"
 
 TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound",
           "[channel][resume]") {
+  // Every case in both forms: the flat list (a node's) and the hash tables.
+  const std::size_t small = GENERATE(std::size_t{0}, ticket_cache::default_small_limit);
+  INFO("small_limit " << small);
   auto ticket = [](std::uint8_t n, const identity& peer) {
     resume_ticket t;
     t.id.fill(n);
@@ -1096,7 +1099,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     return t;
   };
   SECTION("take_for gives the newest and uses it up; take_id finds any") {
-    ticket_cache c(16, 1'000, test_key);
+    ticket_cache c(16, 1'000, test_key, small);
     c.put(ticket(1, bob()), 0);
     c.put(ticket(2, bob()), 0);
     c.put(ticket(3, bob()), 0); // the third: the oldest of bob's goes
@@ -1111,7 +1114,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     CHECK(c.size() == 0);
   }
   SECTION("a ticket past its lifetime is not given, and is dropped") {
-    ticket_cache c(16, 1'000, test_key);
+    ticket_cache c(16, 1'000, test_key, small);
     c.put(ticket(1, bob()), 0);
     c.put(ticket(2, bob()), 500);
     CHECK_FALSE(c.take_id(ticket(1, bob()).id, 1'000));
@@ -1123,7 +1126,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     CHECK(c.size() == 0);
   }
   SECTION("past the bound the oldest ticket of any peer goes") {
-    ticket_cache c(2, 1'000, test_key);
+    ticket_cache c(2, 1'000, test_key, small);
     c.put(ticket(1, alice()), 0);
     c.put(ticket(2, bob()), 0);
     c.put(ticket(3, mallory()), 0);
@@ -1133,7 +1136,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     CHECK(c.take_for(mallory().pub(), 0));
   }
   SECTION("eviction skips tickets already taken and finds the oldest one still held") {
-    ticket_cache c(3, 1'000'000, test_key);
+    ticket_cache c(3, 1'000'000, test_key, small);
     // Many tickets put and taken: the cache stays empty between them.
     for (std::uint32_t n = 100; n < 1'100; ++n) {
       c.put(nth(n), 0);
@@ -1158,7 +1161,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     const std::uint32_t seed = 7;
     INFO("seed " << seed);
     std::mt19937 rng(seed);
-    ticket_cache c(8, 1'000'000'000, test_key);
+    ticket_cache c(8, 1'000'000'000, test_key, small);
     std::vector<std::uint32_t> held; // the model: oldest first
     for (std::uint32_t n = 1; n < 3'000; ++n) {
       if (!held.empty() && rng() % 3 == 0) { // taken: a stale place in the put order
@@ -1177,7 +1180,7 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     CHECK(c.size() == 0);
   }
   SECTION("the lifetime runs from the full handshake that began a ticket's chain") {
-    ticket_cache c(16, 1'000, test_key);
+    ticket_cache c(16, 1'000, test_key, small);
     auto t = ticket(1, bob());
     t.chain_started_ms = 100; // a ticket issued by a resumed channel
     c.put(t, 5'000);
@@ -1194,8 +1197,65 @@ TEST_CASE("the ticket cache: newest first, two per peer, a lifetime and a bound"
     CHECK(got->chain_started_ms == std::optional<std::uint64_t>(500));
   }
   SECTION("a bound of 0 keeps nothing") {
-    ticket_cache c(0, 1'000, test_key);
+    ticket_cache c(0, 1'000, test_key, small);
     c.put(ticket(1, alice()), 0);
     CHECK(c.size() == 0);
+  }
+}
+
+
+TEST_CASE("the ticket cache's flat list answers as its hash tables do, before and after it moves "
+          "to them",
+          "[channel][resume]") {
+  const std::uint32_t seed = 20261125;
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  // Ticket n of peer p (ids unique, ten peers' worth of keys reused).
+  auto make = [](std::uint32_t n, std::uint32_t p) {
+    resume_ticket t;
+    for (std::size_t i = 0; i < 4; ++i)
+      t.id[i] = static_cast<std::uint8_t>(n >> (8 * i));
+    t.peer.bytes[0] = static_cast<std::uint8_t>(p);
+    t.peer.bytes[1] = 0x5a;
+    t.secret.fill(static_cast<std::uint8_t>(n * 7));
+    return t;
+  };
+  for (const std::size_t max : {std::size_t{12}, std::size_t{1'000}}) {
+    INFO("max " << max);
+    ticket_cache tables(max, 5'000, test_key, 0);
+    ticket_cache flat(max, 5'000, test_key, 40); // moves to tables past 40 (if max allows)
+    std::vector<resume_ticket::ticket_id> ids;
+    std::uint64_t now = 0;
+    for (std::uint32_t n = 1; n < 4'000; ++n) {
+      now += rng() % 7;
+      const auto peer = static_cast<std::uint32_t>(rng() % (n < 2'000 ? 10 : 60));
+      const auto op = rng() % 4;
+      if (op < 2) {
+        auto t = make(n, peer);
+        if (rng() % 5 == 0)
+          t.chain_started_ms = now - std::min<std::uint64_t>(now, rng() % 6'000);
+        tables.put(t, now);
+        flat.put(t, now);
+        ids.push_back(t.id);
+      } else if (op == 2) {
+        const auto key = make(0, peer).peer;
+        auto a = tables.take_for(key, now);
+        auto b = flat.take_for(key, now);
+        REQUIRE(a.has_value() == b.has_value());
+        if (a) {
+          CHECK(a->id == b->id);
+          CHECK(a->secret == b->secret);
+          CHECK(a->chain_started_ms == b->chain_started_ms);
+        }
+      } else if (!ids.empty()) {
+        const auto& id = ids[rng() % ids.size()];
+        auto a = tables.take_id(id, now);
+        auto b = flat.take_id(id, now);
+        REQUIRE(a.has_value() == b.has_value());
+        if (a)
+          CHECK(a->peer == b->peer);
+      }
+      REQUIRE(tables.size() == flat.size());
+    }
   }
 }

@@ -3,6 +3,14 @@
 // The resumption tickets one node holds: by peer for dialling it again, by
 // ticket id for answering a peer that dials us. Thread-safe (the node's
 // actors share one). docs/secure-channel.md, "Resumption".
+//
+// A node holds a few tickets per peer, tens in all, and the simulator
+// holds a hundred thousand nodes' caches in one process: two hash tables
+// per cache cost about 170 bytes a ticket (a table node each, a bucket,
+// and the per-peer index). So a cache starts as one flat list in put
+// order, 96 bytes a ticket, scanned on each lookup; past `small_limit`
+// tickets (a relay with many clients) it moves to the hash tables for
+// good. Both forms answer alike (the tests run each case in both).
 
 #include "kith/protocol/channel.hpp"
 
@@ -12,6 +20,7 @@
 #include <deque>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 #include <mutex>
 #include <optional>
 
@@ -26,7 +35,13 @@ public:
   /// hash of the tables (SipHash): peers choose their identities, and
   /// must not be able to pile them into one bucket; keep it secret
   /// (derive it from a secret seed).
-  ticket_cache(std::size_t max_tickets, std::uint64_t lifetime_ms, const hash_key& key);
+  /// `small_limit`: tickets kept in the flat list before the cache moves
+  /// to hash tables (0: hash tables from the start).
+  ticket_cache(std::size_t max_tickets, std::uint64_t lifetime_ms, const hash_key& key,
+               std::size_t small_limit = default_small_limit);
+  /// A linear scan of 256 tickets (24 KiB) is a microsecond or two, against
+  /// about 120 us for the handshake that makes the lookup.
+  static constexpr std::size_t default_small_limit = 256;
   ~ticket_cache();
   ticket_cache(const ticket_cache&) = delete;
   ticket_cache& operator=(const ticket_cache&) = delete;
@@ -95,6 +110,24 @@ private:
   bool ordered_ = false;
   std::deque<std::pair<std::uint64_t, ticket_id>> order_;
   void rebuild_order_locked();
+
+  // The flat form (until the cache passes small_limit_): tickets in put
+  // order, so the oldest is first and a peer's newest is its last.
+  struct row {
+    ticket_id id;
+    entry e;
+  };
+  const std::size_t small_limit_;
+  bool big_ = false; // the hash tables are in use (and flat_ is empty)
+  std::vector<row> flat_;
+  [[nodiscard]] std::size_t flat_find(const ticket_id& id) const; // flat_.size(): none
+  void flat_erase(std::size_t i);   // wipes the secret and the slot left behind
+  void flat_append(row r);          // grows by an eighth, wiping the old buffer
+  void flat_fit();                  // gives back a buffer much larger than needed
+  void go_big_locked();             // moves every ticket to the hash tables
+  std::optional<resume_ticket> take_at_locked(std::size_t i, std::uint64_t now_ms);
+  [[nodiscard]] std::optional<resume_ticket> give_locked(const ticket_id& id, const entry& e,
+                                                         std::uint64_t now_ms) const;
 };
 
 } // namespace kith::protocol
