@@ -5,7 +5,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +64,25 @@ CLI::Validator seconds_within(double lo, double hi) {
       "SECONDS");
 }
 
+/// A whole number from lo to hi, written in decimal: CLI11 alone reads
+/// "010" as octal (8) and "-1" as 2^64 - 1. Rewrites the text in plain
+/// decimal for CLI11 to convert.
+CLI::Validator whole_number_within(std::uint64_t lo, std::uint64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        const bool digits = !text.empty() && text.size() <= 20 &&
+                            text.find_first_not_of("0123456789") == std::string::npos;
+        errno = 0;
+        const auto v = digits ? std::strtoull(text.c_str(), nullptr, 10) : 0;
+        if (!digits || errno == ERANGE || v < lo || v > hi)
+          return "needs a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                 ", not '" + text + "'";
+        text = std::to_string(v);
+        return {};
+      },
+      "UINT");
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -73,8 +94,13 @@ int main(int argc, char** argv) {
   double sample_s = 10;
   bool plots = false;
   app.add_option("scenario", file, "a scenario file (TOML); see docs/simulation.md")->required();
-  app.add_option("--seed", seed, "override the scenario's seed");
-  app.add_option("--nodes", nodes, "override the number of nodes");
+  app.add_option("--seed", seed, "override the scenario's seed")
+      ->transform(whole_number_within(0, UINT64_MAX));
+  app.add_option("--nodes", nodes, "override the number of nodes")
+      ->transform(whole_number_within(1, 100000));
+  app.footer("Exit status: 0 when the run converged and every check held; 1 when it did not\n"
+             "(the seed and the command that replays it are printed); 2 on a bad argument\n"
+             "or scenario file.");
   app.add_option("--duration", duration, "override duration_s (simulated seconds of workload)")
       ->check(seconds_within(0, 1e9));
   app.add_option("--out", out_dir,
@@ -114,13 +140,8 @@ int main(int argc, char** argv) {
   }
   if (seed)
     s->seed = *seed;
-  if (nodes) {
-    if (*nodes < 1 || *nodes > 100000) {
-      std::cerr << "kith-sim: --nodes must be from 1 to 100000\n";
-      return 2;
-    }
-    s->nodes = *nodes;
-  }
+  if (nodes)
+    s->nodes = *nodes; // 1 to 100000 (checked above)
   if (checkpoint_s)
     s->checkpoint_s = *checkpoint_s;
   if (no_memo)

@@ -27,6 +27,12 @@ refused --sample-s "$dir/small-churn.toml" --sample-s 0
 refused --checkpoint-s "$dir/small-churn.toml" --checkpoint-s nan
 refused --nodes "$dir/small-churn.toml" --nodes 0
 refused --bogus "$dir/small-churn.toml" --bogus
+refused --seed "$dir/small-churn.toml" --seed -1
+refused --nodes "$dir/small-churn.toml" --nodes 2.5
+# Decimal, never octal: --seed 010 is seed 10 (CLI11 alone reads 8).
+printf 'nodes = 3\nfollows = 1\nduration_s = 1\nsettle_limit_s = 30\n' > "$tmp/tiny.toml"
+timeout 60 "$sim" "$tmp/tiny.toml" --seed 010 > /dev/null 2> "$tmp/err"
+grep -q "seed 10 " "$tmp/err" || { echo "FAIL: --seed 010 was not read as seed 10:" >&2; cat "$tmp/err" >&2; fail=1; }
 printf 'nodes = 3\nlatency_ms = 1e30\n' > "$tmp/bad.toml"
 refused latency_ms "$tmp/bad.toml"
 printf 'nodes = nan\n' > "$tmp/bad.toml"
